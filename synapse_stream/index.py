@@ -1,0 +1,240 @@
+"""The post index: one incremental hnswlib shard (cosine), keyed by post id.
+
+* grows its own capacity (doubling), so adding never fails with "exceeds the specified number of
+  elements";
+* ``search`` clamps k to what the shard holds, can exclude ids (e.g. posts already labelled) and
+  can stop at a similarity floor (IBG's τ);
+* adding an id that is already present is a no-op, so at-least-once replays do not duplicate;
+* ``save``/``load`` are atomic: the graph and the id table are written under a new generation
+  name, then a small manifest is renamed over the old one (the commit point);
+* one writer and any number of concurrent readers are safe (a readers-writer lock; hnswlib
+  releases the GIL, so readers really run in parallel).
+
+Cost: insert O(M log n) expected, query O(ef log n); memory about ``4 d + 8 M`` bytes per post
+plus the id table (hnswlib stores the vectors, they are not kept twice).
+
+>>> import numpy as np
+>>> idx = PostIndex(dim=3)
+>>> idx.add(["a", "b", "c"], np.eye(3, dtype=np.float32))
+3
+>>> [pid for pid, _ in idx.search(np.array([1, 0.1, 0], dtype=np.float32), k=10)[0]][:1]
+['a']
+>>> idx.search(np.array([1, 0.1, 0], dtype=np.float32), k=2, exclude={"a"})[0][0][0]
+'b'
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import hnswlib
+import numpy as np
+
+from ._rwlock import RWLock
+from .embedders.base import l2_normalise
+from .exceptions import PostIndexError
+
+Exclude = Callable[[str], bool] | set | frozenset | dict | None
+
+
+class PostIndex:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+        initial_capacity: int = 1024,
+        seed: int = 100,
+    ) -> None:
+        self.dim = int(dim)
+        self.m = int(m)
+        self.ef_construction = int(ef_construction)
+        self.ef_search = int(ef_search)
+        self.seed = int(seed)
+        self._index = hnswlib.Index(space="cosine", dim=self.dim)
+        self._index.init_index(
+            max_elements=max(16, int(initial_capacity)), ef_construction=self.ef_construction, M=self.m,
+            random_seed=self.seed,
+        )
+        self._index.set_ef(self.ef_search)
+        self._ids: list[str] = []
+        self._label: dict[str, int] = {}
+        self._lock = RWLock()
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, post_id: object) -> bool:
+        return post_id in self._label
+
+    @property
+    def capacity(self) -> int:
+        return self._index.get_max_elements()
+
+    def ids(self) -> list[str]:
+        with self._lock.read():
+            return list(self._ids)
+
+    # ------------------------------------------------------------------ writing
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
+        """Add posts; ids already present (or repeated within the call) are skipped. Returns how many were new."""
+        vectors = l2_normalise(vectors)
+        if vectors.shape[1] != self.dim:
+            raise PostIndexError(f"vectors have dimension {vectors.shape[1]}, the index {self.dim}")
+        if len(ids) != len(vectors):
+            raise PostIndexError(f"{len(ids)} ids for {len(vectors)} vectors")
+        with self._lock.write():
+            fresh, rows, seen = [], [], set()
+            for i, pid in enumerate(ids):
+                pid = str(pid)
+                if pid in self._label or pid in seen:
+                    continue
+                seen.add(pid)
+                fresh.append(pid)
+                rows.append(i)
+            if not fresh:
+                return 0
+            need = len(self._ids) + len(fresh)
+            if need > self._index.get_max_elements():
+                self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
+            labels = np.arange(len(self._ids), need, dtype=np.int64)
+            self._index.add_items(vectors[rows], labels, num_threads=1)
+            for pid, lab in zip(fresh, labels):
+                self._label[pid] = int(lab)
+            self._ids.extend(fresh)
+            return len(fresh)
+
+    # ------------------------------------------------------------------ reading
+    def get_vectors(self, ids: Iterable[str]) -> np.ndarray:
+        ids = list(ids)
+        with self._lock.read():
+            try:
+                labels = [self._label[str(i)] for i in ids]
+            except KeyError as exc:
+                raise PostIndexError(f"unknown post id {exc.args[0]!r}") from None
+            if not labels:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            return l2_normalise(np.asarray(self._index.get_items(labels), dtype=np.float32))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        exclude: Exclude = None,
+        min_sim: float | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """Top-k most similar posts for each query row, as ``(post_id, cosine)`` best first.
+
+        ``exclude``: ids to leave out (a set/dict, or a predicate ``id -> bool``); the search widens
+        (doubling k) until it has k admissible results, reaches ``min_sim``, or exhausts the shard.
+        ``min_sim``: keep only results with cosine strictly greater than it (IBG's ``sim > τ``).
+        """
+        q = l2_normalise(queries)
+        if q.shape[1] != self.dim:
+            raise PostIndexError(f"query has dimension {q.shape[1]}, the index {self.dim}")
+        if exclude is None:
+            excluded = None
+        elif callable(exclude):
+            excluded = exclude
+        else:
+            excluded = exclude.__contains__
+        with self._lock.read():
+            n = len(self._ids)
+            k = int(k)
+            if n == 0 or k <= 0:
+                return [[] for _ in range(len(q))]
+            return [self._search_one(row, min(k, n), n, excluded, min_sim) for row in q]
+
+    def _search_one(self, row, k, n, excluded, min_sim) -> list[tuple[str, float]]:
+        want = k
+        while True:
+            kk = min(want, n)
+            self._index.set_ef(max(self.ef_search, kk))
+            labels, dists = self._index.knn_query(row[None, :], k=kk, num_threads=1)
+            out: list[tuple[str, float]] = []
+            floor_hit = False
+            for lab, dist in zip(labels[0], dists[0]):
+                sim = 1.0 - float(dist)
+                if min_sim is not None and not sim > min_sim:
+                    floor_hit = True
+                    break
+                pid = self._ids[int(lab)]
+                if excluded is not None and excluded(pid):
+                    continue
+                out.append((pid, sim))
+                if len(out) == k:
+                    break
+            if len(out) >= k or floor_hit or kk >= n:
+                self._index.set_ef(self.ef_search)
+                return out[:k]
+            want = kk * 2
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Atomically save to ``path`` (a manifest) plus two generation files beside it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gen = uuid.uuid4().hex[:12]
+        graph = path.with_name(f"{path.name}.{gen}.hnsw")
+        idfile = path.with_name(f"{path.name}.{gen}.ids.json")
+        with self._lock.read():
+            self._index.save_index(str(graph))
+            ids = list(self._ids)
+            cap = self._index.get_max_elements()
+        with open(idfile, "w", encoding="utf-8") as fh:
+            json.dump(ids, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        manifest = {
+            "version": 1, "dim": self.dim, "m": self.m, "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search, "count": len(ids), "capacity": cap,
+            "graph": graph.name, "ids": idfile.name,
+        }
+        old = _read_manifest(path) if path.exists() else None
+        tmp = path.with_name(f"{path.name}.{gen}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # commit point
+        if old:
+            for key in ("graph", "ids"):
+                try:
+                    (path.parent / old[key]).unlink()
+                except (OSError, KeyError):
+                    pass
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, ef_search: int | None = None) -> "PostIndex":
+        path = Path(path)
+        man = _read_manifest(path)
+        obj = cls(man["dim"], m=man["m"], ef_construction=man["ef_construction"],
+                  ef_search=ef_search or man["ef_search"], initial_capacity=16)
+        with open(path.parent / man["ids"], encoding="utf-8") as fh:
+            ids = json.load(fh)
+        if len(ids) != man["count"]:
+            raise PostIndexError(f"{path}: id table has {len(ids)} rows, manifest says {man['count']}")
+        obj._index = hnswlib.Index(space="cosine", dim=obj.dim)
+        obj._index.load_index(str(path.parent / man["graph"]), max_elements=max(man["capacity"], 16))
+        obj._index.set_ef(obj.ef_search)
+        obj._ids = [str(i) for i in ids]
+        obj._label = {pid: i for i, pid in enumerate(obj._ids)}
+        return obj
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            man = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise PostIndexError(f"cannot read index manifest {path}: {exc}") from exc
+    if man.get("version") != 1:
+        raise PostIndexError(f"{path}: unsupported index manifest version {man.get('version')!r}")
+    return man

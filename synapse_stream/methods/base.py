@@ -1,0 +1,163 @@
+"""One base class for every candidate-selection method: the paper's Algorithm 1.
+
+::
+
+    while budget left:
+        batch = self._select(state)        # the hook: which posts to query next, best first
+        labels = oracle.label(batch)
+        state.record(batch, labels)
+
+Variants differ only in ``_select`` (and an optional ``_prepare`` run once before the loop), as
+scikit-learn's ``semi_supervised`` estimators differ by their kernel. The loop owns the budget
+(``max_query_ratio`` of the pool, ``max_rounds``), the oracle calls and the bookkeeping, so every
+method is measured the same way.
+"""
+from __future__ import annotations
+
+import abc
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..embedders.base import l2_normalise
+from ..exceptions import ConfigError
+from ..oracles import Oracle
+
+UNLABELLED = -1
+
+
+@dataclass
+class LoopState:
+    """What a method may look at: vectors, the seeds, and the labels obtained so far."""
+
+    X: np.ndarray                  # [n, d] unit vectors of the pool
+    S: np.ndarray                  # [m, d] unit vectors of the synthetic positive seeds
+    ids: list[str]
+    labels: np.ndarray             # [n] int8: -1 unlabelled, else 0/1
+    order: list[int] = field(default_factory=list)   # rows in the order they were queried
+    rounds: list[dict] = field(default_factory=list)
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    @property
+    def n(self) -> int:
+        return len(self.X)
+
+    def unlabelled_mask(self) -> np.ndarray:
+        return self.labels == UNLABELLED
+
+    def positive_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.labels == 1)
+
+    def last_precision(self, default: float = 1.0) -> float:
+        """Precision of the previous round's batch (``p_prev`` of K = K0 / p_prev)."""
+        if not self.rounds:
+            return default
+        r = self.rounds[-1]
+        return r["positives"] / r["queried"] if r["queried"] else default
+
+
+@dataclass
+class RunResult:
+    method: str
+    params: dict
+    order: list[int]               # pool rows in query order
+    labels: list[int]              # the oracle's answers, same order
+    rounds: list[dict]
+    seconds: float
+
+    def cumulative_positives(self) -> np.ndarray:
+        return np.cumsum(np.asarray(self.labels, dtype=np.int64))
+
+
+def dynamic_k(k0: int, p_prev: float, k_max: int) -> int:
+    """K = K0 / p_prev, at least K0, at most ``k_max`` (a round with no positive would ask for ∞)."""
+    if p_prev <= 0:
+        return k_max
+    return int(min(k_max, max(k0, math.ceil(k0 / p_prev))))
+
+
+class ActiveMethod(abc.ABC):
+    """Base of IBG, GBLE and the baselines. Subclasses implement ``_select``.
+
+    ``max_query_ratio``: stop once this fraction of the pool has been queried (the last batch is
+    cut to fit, best-scored posts first). ``max_rounds``: at most this many rounds (None: until the
+    method has nothing more to propose or the budget is spent).
+    """
+
+    name = "method"
+
+    def __init__(self, *, max_query_ratio: float = 0.2, max_rounds: int | None = None, seed: int = 0) -> None:
+        if not 0 < max_query_ratio <= 1:
+            raise ConfigError(f"max_query_ratio must be in (0, 1], got {max_query_ratio}")
+        self.max_query_ratio = max_query_ratio
+        self.max_rounds = max_rounds
+        self.seed = seed
+
+    # -- naming ---------------------------------------------------------------
+    def params(self) -> dict:
+        """The parameters that define the variant (used in its name)."""
+        return {}
+
+    def label(self) -> str:
+        p = self.params()
+        inner = ",".join(f"{k}={_fmt(v)}" for k, v in p.items())
+        return f"{self.name}[{inner}]" if inner else self.name
+
+    # -- hooks ----------------------------------------------------------------
+    def _prepare(self, state: LoopState) -> None:
+        """Run once before the first round (build graphs, fit models...)."""
+
+    @abc.abstractmethod
+    def _select(self, state: LoopState) -> Sequence[tuple[int, float]]:
+        """Return the next batch as ``(row, score)`` pairs, best first; empty to stop."""
+
+    # -- the loop -------------------------------------------------------------
+    def run(self, X: np.ndarray, S: np.ndarray, ids: Sequence[str], oracle: Oracle, *, progress=None) -> RunResult:
+        t0 = time.perf_counter()
+        state = LoopState(X=l2_normalise(X), S=l2_normalise(S) if len(S) else np.zeros((0, X.shape[1]), np.float32),
+                          ids=list(ids), labels=np.full(len(X), UNLABELLED, dtype=np.int8),
+                          rng=np.random.default_rng(self.seed))
+        budget = int(math.floor(self.max_query_ratio * state.n))
+        self._prepare(state)
+        out_labels: list[int] = []
+        while len(state.order) < budget:
+            if self.max_rounds is not None and len(state.rounds) >= self.max_rounds:
+                break
+            batch = [(int(r), float(s)) for r, s in self._select(state)]
+            seen = set()
+            batch = [(r, s) for r, s in batch if state.labels[r] == UNLABELLED and not (r in seen or seen.add(r))]
+            if not batch:
+                break
+            batch = batch[: budget - len(state.order)]
+            rows = [r for r, _ in batch]
+            ys = oracle.label([state.ids[r] for r in rows])
+            state.labels[rows] = ys
+            state.order.extend(rows)
+            out_labels.extend(ys)
+            state.rounds.append({"round": len(state.rounds) + 1, "queried": len(rows), "positives": int(sum(ys)),
+                                 "total_queried": len(state.order)})
+            if progress is not None:
+                progress(state)
+        return RunResult(self.label(), self.params(), list(state.order), out_labels, state.rounds,
+                         time.perf_counter() - t0)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def top_rows(scores: np.ndarray, candidates: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best-scored rows among ``candidates`` (a row index array), best first, ties by row."""
+    if k <= 0 or len(candidates) == 0:
+        return []
+    sc = scores[candidates]
+    k = min(k, len(candidates))
+    part = np.argpartition(-sc, k - 1)[:k]
+    # stable order: score desc, then row asc
+    part = part[np.lexsort((candidates[part], -sc[part]))]
+    return [(int(candidates[i]), float(sc[i])) for i in part]

@@ -1,0 +1,219 @@
+"""Online IBG: the paper's Algorithm 2 as a continuous, event-driven process.
+
+The engine keeps one invariant: for every known positive ``v`` (synthetic, manual or confirmed
+seed), its *window* ``W(v)`` -- its ``d_max`` most similar still-unlabelled posts with cos > τ --
+has been sent to the oracle. Three events maintain it:
+
+* **post** arrives (already embedded and added to the shared :class:`~synapse_stream.index.PostIndex`):
+  it is compared with every positive (one matrix product); where cos > τ and it beats the weakest
+  member of that positive's window (or the window has room), it joins the window and, unless it
+  was sent before, becomes a candidate (``reason="post"``).
+* **seed** arrives: its window is filled from the index (backfill, ``reason="backfill"``).
+* **verdict** arrives: it is recorded (the latest verdict for a post wins); the post leaves every
+  window it was in and those windows are refilled from the index (the next-best unlabelled
+  neighbours become candidates); a positive becomes a confirmed seed and fills its own window.
+
+No post is ever sent twice. ``d_max`` bounds how many unanswered candidates each positive has
+out at once, exactly as it bounds each positive's neighbours per round in the batch algorithm.
+
+**Relation to batch IBG.** Batch IBG run to convergence labels the least fixed point "every post
+with cos > τ to a seed or to a confirmed positive". When all posts are indexed before the seeds
+arrive and the oracle answers at once, this engine reaches the same fixed point, so its labelled
+set equals batch IBG's on the same data and parameters (``tests/test_online.py`` checks it);
+only the order of queries differs (depth-first here, round by round there).
+
+Costs: a post costs O(|V_P| · d) to compare (brute force; for tens of thousands of seeds an index
+would win); a backfill costs one index search, O(ef log n) (widened while labelled posts crowd the
+top); memory is O(|V_P| · (d + d_max)) plus the sets of queried and labelled ids.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .embedders.base import l2_normalise
+from .exceptions import ConfigError, MessageError
+from .index import PostIndex
+from .seeds import Seed, SeedOrigin, SeedSet
+
+
+@dataclass(frozen=True)
+class Candidate:
+    detector: str
+    post_id: str
+    score: float                    # highest cosine to a positive whose window holds the post
+    matched_seeds: tuple[str, ...]  # those positives, most similar first (at most 5)
+    reason: str                     # "post" | "backfill"
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str
+    tau: float = 0.6
+    d_max: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("a detector needs a non-empty name")
+        if not -1 <= self.tau < 1:
+            raise ConfigError(f"detector {self.name}: tau must be in [-1, 1), got {self.tau}")
+        if self.d_max < 1:
+            raise ConfigError(f"detector {self.name}: d_max must be >= 1, got {self.d_max}")
+
+
+@dataclass
+class VerdictOutcome:
+    changed: bool                   # False for an exact repeat of the current verdict
+    previous: int | None
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+class OnlineIBG:
+    """One detector's online IBG state over a shared post index."""
+
+    def __init__(self, config: DetectorConfig, index: PostIndex) -> None:
+        self.config = config
+        self.index = index
+        self.seeds = SeedSet(index.dim)
+        self.labels: dict[str, int] = {}              # latest verdict per post
+        self.queried: set[str] = set()                # ever sent to the oracle
+        self._window: dict[str, dict[str, float]] = {}  # positive id -> {post id: cos}
+        self._owners: dict[str, set[str]] = {}        # post id -> positives whose window holds it
+        self._retracted: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # ------------------------------------------------------------------ events
+    def on_posts(self, post_ids: Sequence[str], vectors: np.ndarray) -> list[Candidate]:
+        """New posts (already in the index). Returns the ones that became candidates."""
+        if not len(post_ids) or not len(self.seeds):
+            return []
+        V = l2_normalise(vectors)
+        sims = V @ self.seeds.matrix.T  # [b, |V_P|]
+        tau, d_max = self.config.tau, self.config.d_max
+        out: list[Candidate] = []
+        rows, cols = np.nonzero(sims > tau)
+        by_post: dict[int, list[int]] = {}
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            by_post.setdefault(r, []).append(c)
+        for r, cols_r in by_post.items():
+            pid = str(post_ids[r])
+            if pid in self.labels or pid in self.queried:
+                continue
+            joined = []
+            for c in cols_r:
+                sid = self.seeds.seeds[c].id
+                if sid in self._retracted:
+                    continue
+                w = self._window.setdefault(sid, {})
+                s = float(sims[r, c])
+                if len(w) < d_max:
+                    w[pid] = s
+                else:
+                    weakest = min(w, key=w.__getitem__)
+                    if not s > w[weakest]:
+                        continue
+                    del w[weakest]
+                    self._owners.get(weakest, set()).discard(sid)
+                    w[pid] = s
+                self._owners.setdefault(pid, set()).add(sid)
+                joined.append((s, sid))
+            if joined:
+                out.append(self._candidate(pid, joined, "post"))
+        return out
+
+    def on_seed(self, seed: Seed, vector: np.ndarray) -> list[Candidate]:
+        """A new positive (synthetic, manual or confirmed): add it and backfill its window."""
+        if not self.seeds.add(seed, vector):
+            return []
+        return self._refill(seed.id)
+
+    def on_verdict(self, post_id: str, label: int) -> VerdictOutcome:
+        """Record a verdict (latest wins) and return the candidates it releases."""
+        if label not in (0, 1) or isinstance(label, bool):
+            raise MessageError("bad_label", f"label must be 0 or 1, got {label!r}")
+        post_id, label = str(post_id), int(label)
+        if post_id not in self.queried and post_id not in self.index:
+            raise MessageError("unknown_post", f"post {post_id!r} was never seen by this shard")
+        previous = self.labels.get(post_id)
+        if previous == label:
+            return VerdictOutcome(False, previous)
+        self.labels[post_id] = label
+        out: list[Candidate] = []
+        for sid in sorted(self._owners.pop(post_id, ())):
+            self._window.get(sid, {}).pop(post_id, None)
+            out.extend(self._refill(sid))
+        if label == 1 and post_id in self.index:
+            vec = self.index.get_vectors([post_id])[0]
+            if post_id in self._retracted:  # overturned back to positive: reinstate it
+                self._retracted.discard(post_id)
+                self.seeds.matrix[self.seeds.position(post_id)] = vec
+                out.extend(self._refill(post_id))
+            else:
+                out.extend(self.on_seed(Seed(post_id, "", SeedOrigin.CONFIRMED), vec))
+        elif previous == 1 and label == 0:
+            self._retract(post_id)
+        return VerdictOutcome(True, previous, _dedupe(out))
+
+    # ------------------------------------------------------------------ helpers
+    def _refill(self, sid: str) -> list[Candidate]:
+        """Recompute positive ``sid``'s window from the index; send what was never sent."""
+        if sid in self._retracted:
+            return []
+        vec = self.seeds.vector(sid)
+        found = self.index.search(vec, self.config.d_max, exclude=self.labels, min_sim=self.config.tau)[0]
+        for pid in self._window.get(sid, {}):
+            self._owners.get(pid, set()).discard(sid)
+        self._window[sid] = dict(found)
+        out = []
+        for pid, s in found:
+            self._owners.setdefault(pid, set()).add(sid)
+            if pid not in self.queried:
+                out.append(self._candidate(pid, [(s, sid)], "backfill"))
+        return out
+
+    def _retract(self, sid: str) -> None:
+        """A confirmed positive was overturned: it stops pulling in candidates."""
+        if sid not in self.seeds:
+            return
+        self._retracted.add(sid)
+        for pid in self._window.pop(sid, {}):
+            self._owners.get(pid, set()).discard(sid)
+        self.seeds.matrix[self.seeds.position(sid)] = 0.0  # cos 0 with everything: never > τ ≥ 0
+
+    def _candidate(self, pid: str, joined: list[tuple[float, str]], reason: str) -> Candidate:
+        self.queried.add(pid)
+        joined.sort(key=lambda t: (-t[0], t[1]))
+        return Candidate(self.name, pid, joined[0][0], tuple(s for _, s in joined[:5]), reason)
+
+    # ------------------------------------------------------------------ state
+    def pending(self) -> set[str]:
+        return self.queried - self.labels.keys()
+
+    def stats(self) -> dict:
+        answered = [self.labels[p] for p in self.queried if p in self.labels]
+        positives = sum(answered)
+        counts = self.seeds.counts()
+        counts["active"] = len(self.seeds) - len(self._retracted)
+        return {
+            "detector": self.name,
+            "seeds": counts,
+            "queried": len(self.queried),
+            "answered": len(answered),
+            "pending": len(self.queried) - len(answered),
+            "confirmed_positives": positives,
+            "precision": positives / len(answered) if answered else None,
+        }
+
+
+def _dedupe(cands: Iterable[Candidate]) -> list[Candidate]:
+    seen, out = set(), []
+    for c in cands:
+        if c.post_id not in seen:
+            seen.add(c.post_id)
+            out.append(c)
+    return out
