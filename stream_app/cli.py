@@ -1,0 +1,182 @@
+"""The ``synapse-stream`` command.
+
+Subcommands import what they need lazily, so ``synapse-stream eval`` never loads Faust.
+Errors in the user's input end with one line ``error: ...`` on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from synapse_stream.exceptions import SynapseError
+
+METHODS = ("ibg", "gble", "knn", "lr", "random")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _lr_budgets(text: str) -> list[int | None]:
+    out = []
+    for x in text.split(","):
+        x = x.strip().lower()
+        if x in ("full", "none", "all"):
+            out.append(None)
+        elif x:
+            try:
+                out.append(int(x))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"LR budget must be an integer or 'full', got {x!r}") from None
+    return out
+
+
+def add_eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate methods on a labelled pool with a replay oracle",
+                       description="Run IBG, GBLE and baselines on a labelled pool; writes metrics.json and curves.png.")
+    p.add_argument("--pool", required=True, help="TSV (text<TAB>label, header) or JSONL {id,text,label}; 1 = rare class")
+    p.add_argument("--seeds", help="synthetic positives: one text per line, JSONL with 'text', or TSV with text/label")
+    p.add_argument("--seed-pool", help="a larger synthetic pool to pick seeds from (with --acs or --random-seeds)")
+    p.add_argument("--acs", type=int, metavar="K", help="pick K seeds from --seed-pool (or --seeds) by Adaptive Coverage Sampling")
+    p.add_argument("--random-seeds", type=int, metavar="K", help="pick K seeds uniformly at random instead")
+    p.add_argument("--coverage", type=float, default=0.5, help="ACS coverage target c (default 0.5)")
+    p.add_argument("--method", default="all", help=f"one of {', '.join(METHODS)}, a comma list, or all")
+    p.add_argument("--tau", type=_floats, default=[0.6], help="IBG similarity threshold(s), comma-separated (default 0.6)")
+    p.add_argument("--dmax", type=_ints, default=[10], help="IBG max degree(s), comma-separated (default 10)")
+    p.add_argument("--rounds", type=int, default=None, help="IBG iterations T (default: until convergence)")
+    p.add_argument("--k0", type=int, default=100, help="K0 of K = K0/p_prev for GBLE, LR and kNN batches (default 100)")
+    p.add_argument("--gble-k", type=int, default=10, help="neighbours per node in GBLE's kNN graph (default 10)")
+    p.add_argument("--lr-budget", type=_lr_budgets, default=[None], help="LR inference budget(s) B, or 'full' (default full)")
+    p.add_argument("--max-query-ratio", type=float, default=0.15, help="stop each method at this query ratio (default 0.15)")
+    p.add_argument("--imbalance", type=float, default=None, metavar="SHARE",
+                   help="keep all negatives and subsample positives to this share (paper: 0.1)")
+    p.add_argument("--sample", type=int, default=None, help="use a random sample of N posts (quick runs)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
+    p.add_argument("--embedder", default="minilm", help="minilm, minilm-int8, a model path, or hashing (tests only)")
+    p.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache (default .cache/embeddings)")
+    p.add_argument("--out", default="eval-out", help="output directory (default eval-out)")
+    p.add_argument("--title", default="", help="plot title")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+
+def _methods(args) -> list:
+    from synapse_stream.methods import GBLE, IBG, KNNSearch, LRBaseline
+
+    names = METHODS if args.method == "all" else tuple(m.strip() for m in args.method.split(","))
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise SynapseError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} or all")
+    kw = {"max_query_ratio": args.max_query_ratio, "seed": args.seed}
+    out = []
+    if "ibg" in names:
+        out += [IBG(tau=t, d_max=d, max_rounds=args.rounds, **kw) for t in args.tau for d in args.dmax]
+    if "gble" in names:
+        out.append(GBLE(k=args.gble_k, k0=args.k0, **kw))
+    if "knn" in names:
+        out.append(KNNSearch(k0=args.k0, **kw))
+    if "lr" in names:
+        out += [LRBaseline(k0=args.k0, budget=b, **kw) for b in args.lr_budget]
+    return out, "random" in names
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from synapse_stream.data import load_pool, load_seed_texts, make_imbalanced
+    from synapse_stream.embedders import CachedEmbedder, make_embedder
+    from synapse_stream.evaluation import choose_seeds, embed_with_progress, evaluate, plot_reports, write_metrics
+    from synapse_stream.exceptions import ConfigError
+
+    def log(msg: str) -> None:
+        print(f"[eval] {msg}", file=sys.stderr, flush=True)
+
+    if not args.seeds and not args.seed_pool:
+        raise ConfigError("give --seeds FILE (and/or --seed-pool FILE with --acs K)")
+    if args.acs and args.random_seeds:
+        raise ConfigError("--acs and --random-seeds exclude each other")
+    methods, with_random = _methods(args)
+    pool = load_pool(args.pool)
+    if args.imbalance:
+        pool = make_imbalanced(pool, args.imbalance, seed=args.seed)
+    if args.sample and args.sample < len(pool):
+        rows = np.sort(np.random.default_rng(args.seed).choice(len(pool), args.sample, replace=False))
+        pool = pool.subset(rows.tolist())
+        if pool.positives == 0:
+            raise ConfigError("the sample holds no positives; sample more posts")
+    seed_file = args.seed_pool or args.seeds
+    seed_texts = load_seed_texts(seed_file)
+    log(f"pool {args.pool}: {pool.describe()}; synthetic seed pool {seed_file}: {len(seed_texts)} texts")
+
+    embedder = make_embedder(args.embedder)
+    if args.cache_dir:
+        embedder = CachedEmbedder(embedder, args.cache_dir)
+    progress = not args.no_progress
+    seed_vecs = embed_with_progress(embedder, seed_texts, label="seeds", progress=progress)
+    k = args.acs or args.random_seeds
+    picks, selection = choose_seeds(seed_texts, seed_vecs, k, "acs" if args.acs else "random",
+                                    coverage=args.coverage, seed=args.seed)
+    seed_vecs = seed_vecs[picks]
+    log(f"seeds: {selection}")
+    t0 = time.perf_counter()
+    pool_vecs = embed_with_progress(embedder, pool.texts, label="pool", progress=progress)
+    log(f"embedded {len(pool)} posts with {embedder.name} in {time.perf_counter() - t0:.1f}s")
+
+    reports = evaluate(pool, seed_vecs, pool_vecs, methods, include_random=with_random,
+                       max_query_ratio=args.max_query_ratio, log=log)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = {"pool": str(args.pool), **pool.describe(), "imbalance": args.imbalance, "sample": args.sample,
+               "seed_file": str(seed_file), "seeds": selection, "embedder": embedder.name,
+               "max_query_ratio": args.max_query_ratio, "random_seed": args.seed}
+    write_metrics(out / "metrics.json", dataset, reports)
+    (out / "seeds.txt").write_text("\n".join(seed_texts[i] for i in picks) + "\n", encoding="utf-8")
+    plot_reports(out, reports, len(pool), pool.positives, title=args.title, max_query_ratio=args.max_query_ratio)
+    print(f"{'method':34s} {'r@1%':>6s} {'r@2.4%':>6s} {'r@5%':>6s} {'r@10%':>6s} {'p@5%':>6s} {'queried':>8s}")
+    for name, r in reports.items():
+        ra, pa = r.recall_at, r.precision_at
+        print(f"{name:34s} {ra['0.01']:6.3f} {ra['0.024']:6.3f} {ra['0.05']:6.3f} {ra['0.1']:6.3f} "
+              f"{pa['0.05']:6.3f} {r.queried:8d}")
+    print(f"wrote {out / 'metrics.json'} and {out / 'curves.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_eval_parser(sub)
+    for extra in _EXTRA_PARSERS:
+        extra(sub)
+    return parser
+
+
+# Streaming subcommands (demo, worker, ...) register here from their own modules.
+_EXTRA_PARSERS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SynapseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
