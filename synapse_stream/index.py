@@ -63,8 +63,10 @@ class PostIndex:
         )
         self._index.set_ef(self.ef_search)
         self._ids: list[str] = []
+        self._payload: list[str | None] = []   # optional text per post (e.g. for candidate messages)
         self._label: dict[str, int] = {}
         self._lock = RWLock()
+        self.meta: dict = {}                   # saved with the index (e.g. the stream offset it covers)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -82,8 +84,11 @@ class PostIndex:
             return list(self._ids)
 
     # ------------------------------------------------------------------ writing
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        """Add posts; ids already present (or repeated within the call) are skipped. Returns how many were new."""
+    def add(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[str | None] | None = None) -> int:
+        """Add posts; ids already present (or repeated within the call) are skipped. Returns how many were new.
+
+        ``payloads``: an optional string per post kept beside it (the streaming layer keeps the text).
+        """
         vectors = l2_normalise(vectors)
         if vectors.shape[1] != self.dim:
             raise PostIndexError(f"vectors have dimension {vectors.shape[1]}, the index {self.dim}")
@@ -108,9 +113,17 @@ class PostIndex:
             for pid, lab in zip(fresh, labels):
                 self._label[pid] = int(lab)
             self._ids.extend(fresh)
+            self._payload.extend(payloads[i] if payloads is not None else None for i in rows)
             return len(fresh)
 
     # ------------------------------------------------------------------ reading
+    def payload(self, post_id: str) -> str | None:
+        with self._lock.read():
+            lab = self._label.get(str(post_id))
+            if lab is None:
+                raise PostIndexError(f"unknown post id {post_id!r}")
+            return self._payload[lab]
+
     def get_vectors(self, ids: Iterable[str]) -> np.ndarray:
         ids = list(ids)
         with self._lock.read():
@@ -187,15 +200,16 @@ class PostIndex:
         with self._lock.read():
             self._index.save_index(str(graph))
             ids = list(self._ids)
+            payloads = list(self._payload)
             cap = self._index.get_max_elements()
         with open(idfile, "w", encoding="utf-8") as fh:
-            json.dump(ids, fh)
+            json.dump({"ids": ids, "payloads": payloads}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         manifest = {
             "version": 1, "dim": self.dim, "m": self.m, "ef_construction": self.ef_construction,
             "ef_search": self.ef_search, "count": len(ids), "capacity": cap,
-            "graph": graph.name, "ids": idfile.name,
+            "graph": graph.name, "ids": idfile.name, "meta": self.meta,
         }
         old = _read_manifest(path) if path.exists() else None
         tmp = path.with_name(f"{path.name}.{gen}.tmp")
@@ -215,16 +229,29 @@ class PostIndex:
     def load(cls, path: str | os.PathLike, *, ef_search: int | None = None) -> "PostIndex":
         path = Path(path)
         man = _read_manifest(path)
+        try:
+            return cls._load(path, man, ef_search)
+        except PostIndexError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            # a missing or damaged generation file, or a manifest without the expected keys
+            raise PostIndexError(f"cannot load index {path}: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _load(cls, path: Path, man: dict, ef_search: int | None) -> "PostIndex":
         obj = cls(man["dim"], m=man["m"], ef_construction=man["ef_construction"],
                   ef_search=ef_search or man["ef_search"], initial_capacity=16)
         with open(path.parent / man["ids"], encoding="utf-8") as fh:
-            ids = json.load(fh)
+            table = json.load(fh)
+        ids, payloads = table["ids"], table["payloads"]
         if len(ids) != man["count"]:
             raise PostIndexError(f"{path}: id table has {len(ids)} rows, manifest says {man['count']}")
         obj._index = hnswlib.Index(space="cosine", dim=obj.dim)
         obj._index.load_index(str(path.parent / man["graph"]), max_elements=max(man["capacity"], 16))
         obj._index.set_ef(obj.ef_search)
         obj._ids = [str(i) for i in ids]
+        obj._payload = payloads
+        obj.meta = man.get("meta", {})
         obj._label = {pid: i for i, pid in enumerate(obj._ids)}
         return obj
 
@@ -235,6 +262,88 @@ def _read_manifest(path: Path) -> dict:
             man = json.load(fh)
     except (OSError, ValueError) as exc:
         raise PostIndexError(f"cannot read index manifest {path}: {exc}") from exc
+    if not isinstance(man, dict):
+        raise PostIndexError(f"{path}: index manifest is not a JSON object")
     if man.get("version") != 1:
         raise PostIndexError(f"{path}: unsupported index manifest version {man.get('version')!r}")
     return man
+
+
+class ShardedIndex:
+    """Several :class:`PostIndex` shards (one per stream partition) searched as one.
+
+    ``search`` asks every shard for its top k and merges: with exclusions and the similarity floor
+    applied per shard, the merged top k is exactly what one index holding all posts would return.
+    A post lives in exactly one shard; ``add`` skips ids already held by any shard.
+
+    >>> import numpy as np
+    >>> s = ShardedIndex(dim=2)
+    >>> s.add(0, ["a"], np.array([[1, 0]], np.float32)); s.add(1, ["b", "a"], np.array([[0.9, 0.1], [1, 0]], np.float32))
+    1
+    1
+    >>> [p for p, _ in s.search(np.array([1, 0], np.float32), k=5)[0]], len(s)
+    (['a', 'b'], 2)
+    """
+
+    def __init__(self, dim: int, **index_options) -> None:
+        self.dim = int(dim)
+        self.index_options = index_options
+        self.shards: dict[object, PostIndex] = {}
+
+    def shard(self, key) -> PostIndex:
+        if key not in self.shards:
+            self.shards[key] = PostIndex(self.dim, **self.index_options)
+        return self.shards[key]
+
+    def attach(self, key, index: PostIndex) -> None:
+        if index.dim != self.dim:
+            raise PostIndexError(f"shard {key!r} has dimension {index.dim}, expected {self.dim}")
+        self.shards[key] = index
+
+    def drop(self, key) -> PostIndex | None:
+        return self.shards.pop(key, None)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in list(self.shards.values()))
+
+    def __contains__(self, post_id: object) -> bool:
+        return any(post_id in s for s in list(self.shards.values()))
+
+    def locate(self, post_id: str):
+        for key, s in list(self.shards.items()):
+            if post_id in s:
+                return key
+        return None
+
+    def add(self, key, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[str | None] | None = None) -> int:
+        vectors = l2_normalise(vectors)
+        others = [s for k, s in list(self.shards.items()) if k != key]
+        keep = [i for i, pid in enumerate(ids) if not any(str(pid) in s for s in others)]
+        if not keep:
+            return 0
+        return self.shard(key).add([ids[i] for i in keep], vectors[keep],
+                                   [payloads[i] for i in keep] if payloads is not None else None)
+
+    def payload(self, post_id: str) -> str | None:
+        key = self.locate(str(post_id))
+        if key is None:
+            raise PostIndexError(f"unknown post id {post_id!r}")
+        return self.shards[key].payload(post_id)
+
+    def get_vectors(self, ids: Iterable[str]) -> np.ndarray:
+        ids = list(ids)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for i, pid in enumerate(ids):
+            key = self.locate(str(pid))
+            if key is None:
+                raise PostIndexError(f"unknown post id {pid!r}")
+            out[i] = self.shards[key].get_vectors([pid])[0]
+        return out
+
+    def search(self, queries: np.ndarray, k: int, *, exclude: Exclude = None, min_sim: float | None = None):
+        q = l2_normalise(queries)
+        merged: list[list[tuple[str, float]]] = [[] for _ in range(len(q))]
+        for s in list(self.shards.values()):
+            for row, found in enumerate(s.search(q, k, exclude=exclude, min_sim=min_sim)):
+                merged[row].extend(found)
+        return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]

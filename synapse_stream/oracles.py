@@ -24,9 +24,11 @@ class Oracle(abc.ABC):
         self.calls = 0
 
     def label(self, post_ids: Sequence[str]) -> list[int]:
-        labels = [int(y) for y in self._label(list(post_ids))]
-        if len(labels) != len(post_ids) or any(y not in (0, 1) for y in labels):
-            raise OracleError(f"{type(self).__name__} returned {labels!r} for {len(post_ids)} posts")
+        raw = list(self._label(list(post_ids)))
+        # check before converting: int() would turn 0.5 into 0 and fail on "yes" or None with a raw error
+        if len(raw) != len(post_ids) or any(y not in (0, 1) for y in raw):
+            raise OracleError(f"{type(self).__name__} returned {raw!r} for {len(post_ids)} posts")
+        labels = [int(y) for y in raw]
         self.calls += len(labels)
         return labels
 

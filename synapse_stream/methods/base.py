@@ -76,7 +76,9 @@ def dynamic_k(k0: int, p_prev: float, k_max: int) -> int:
     """K = K0 / p_prev, at least K0, at most ``k_max`` (a round with no positive would ask for ∞)."""
     if p_prev <= 0:
         return k_max
-    return int(min(k_max, max(k0, math.ceil(k0 / p_prev))))
+    # p_prev is positives / queried, so K0 / p_prev is often an integer that floats overshoot by an ulp
+    # (6 / (6 / 47) = 47.00000000000001): drop that before rounding up.
+    return int(min(k_max, max(k0, math.ceil(k0 / p_prev - 1e-9))))
 
 
 class ActiveMethod(abc.ABC):

@@ -8,7 +8,7 @@ positive re-expands each round (line 5 of the algorithm), so run to convergence 
 closure: every post reachable from a seed through a chain of positives with cos > τ. ``d_max``
 sets how fast it gets there, ``T`` (``max_rounds``) where it stops.
 
-Within a round the batch is queried best-first (highest similarity to any positive), which only
+Within a round the batch is queried best-first (by its strongest kept edge in G_B), which only
 orders the curve; the set is exactly Algorithm 2's.
 
 Complexity per round: time O(|V_P| · |V_U| · d) (exact, chunked matrix products) plus

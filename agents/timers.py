@@ -1,0 +1,43 @@
+"""Background work: the seed-log reader (broadcast), gauges, shard snapshots, rebalances."""
+import asyncio
+import logging
+
+from stream_app.faust_app import app, runtime, settings
+
+log = logging.getLogger("synapse.agents")
+
+
+@app.task
+async def read_seed_log():
+    svc = await runtime.get()
+    while not app.should_stop:
+        out = await runtime.retry(svc.poll_seedlog, 1000, what="read seed log")
+        await runtime.publish(out)
+        await asyncio.sleep(0)
+
+
+@app.timer(interval=2.0)
+async def refresh_gauges():
+    if runtime.service is not None:
+        try:
+            await runtime.service.refresh_gauges()
+        except Exception as exc:  # noqa: BLE001 - a failed refresh must not stop the timer
+            log.warning("gauge refresh failed: %s", exc)
+
+
+@app.timer(interval=settings.snapshot_interval)
+async def snapshot_shards():
+    if runtime.service is not None:
+        await runtime.service.snapshot()
+
+
+@app.on_partitions_assigned.connect
+async def on_assigned(app_, assigned, **kwargs):
+    await runtime.on_assigned(assigned)
+
+
+@app.on_before_shutdown.connect
+async def on_shutdown(app_, **kwargs):
+    if runtime.service is not None:
+        saved = await runtime.service.snapshot()
+        log.info("snapshot of shards %s saved on shutdown", saved)

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the worker (prometheus-client; names follow Prometheus naming rules).
+
+Per-detector gauges are read from Redis (shared by all workers), so every worker exports the same
+value for them: aggregate them with ``max``, not ``sum``. Counters and histograms are per worker:
+aggregate with ``sum``.
+
+``synapse_recall`` is exported only when a replay (evaluation) oracle has stored the true number of
+positives in Redis; in production there is no truth, and no recall is shown.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the web page)
+from prometheus_client import gc_collector, platform_collector, process_collector
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        if registry is None:
+            process_collector.ProcessCollector(registry=r)
+            platform_collector.PlatformCollector(registry=r)
+            gc_collector.GCCollector(registry=r)
+        self.posts = Counter("synapse_posts", "Posts embedded and indexed by this worker", registry=r)
+        self.candidates = Counter("synapse_candidates", "Candidates sent to the oracle", ["detector", "reason"], registry=r)
+        self.verdicts = Counter("synapse_verdicts", "Verdicts applied", ["detector", "label"], registry=r)
+        self.dead_letters = Counter("synapse_dead_letters", "Messages sent to the dead-letter topic",
+                                    ["topic", "reason"], registry=r)
+        self.seeds = Gauge("synapse_seeds", "Positive seeds by origin", ["detector", "origin"], registry=r)
+        self.queried = Gauge("synapse_queried", "Posts sent to the oracle (all workers)", ["detector"], registry=r)
+        self.answered = Gauge("synapse_answered", "Queried posts with a verdict (all workers)", ["detector"], registry=r)
+        self.confirmed = Gauge("synapse_confirmed_positives", "Posts the oracle confirmed positive", ["detector"], registry=r)
+        self.precision = Gauge("synapse_precision", "Confirmed positives / answered candidates", ["detector"], registry=r)
+        self.query_ratio = Gauge("synapse_query_ratio", "Queried posts / posts indexed", ["detector"], registry=r)
+        self.recall = Gauge("synapse_recall", "True recall (evaluation runs with a replay oracle only)", ["detector"],
+                            registry=r)
+        self.posts_indexed = Gauge("synapse_posts_indexed", "Posts indexed by all workers", registry=r)
+        self.index_size = Gauge("synapse_index_size", "Posts held in this worker's HNSW shards", registry=r)
+        self.shards = Gauge("synapse_index_shards", "HNSW shards (partitions) held by this worker", registry=r)
+        self.embed_seconds = Histogram("synapse_embed_batch_seconds", "Time to embed one micro-batch",
+                                       buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)
+        self.embed_batch = Histogram("synapse_embed_batch_size", "Posts per micro-batch",
+                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.latency = Histogram("synapse_post_to_candidate_seconds",
+                                 "From a post's arrival on the broker to its candidate message",
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def parse_exposition(text: str) -> dict[str, float]:
+    """``{'name{label="v",...}': value}`` from the text format (for tests and the demo summary)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out

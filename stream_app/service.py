@@ -1,0 +1,360 @@
+"""The worker's logic between the topics and the core, without Faust.
+
+The Faust agents (``agents/``) hand raw messages in and publish what comes out; everything here can
+be driven directly in tests. Model and index work runs in one worker thread (``_run``), never on the
+event loop, and that single thread also serialises every change to the core's engines.
+
+Flow:
+
+* posts: parse -> embed (micro-batch) -> add to the shard of the message's partition -> every
+  detector's :class:`~synapse_stream.online.OnlineIBG` compares it with its positives -> claim in
+  Redis (never twice) -> candidate messages.
+* seeds: parse -> embed -> register in Redis and append to the seed log; every worker reads the seed
+  log (a broadcast) and backfills its own shards.
+* labels: parse -> look up the partition holding the post -> forward to the internal verdicts topic on
+  that partition (co-partitioned with posts, so it reaches the worker holding the post's shard).
+* verdicts: ledger in Redis -> engine (refill windows; a positive becomes a confirmed seed, which is
+  also put on the seed log so other workers' shards are backfilled too).
+
+Bad messages become dead letters with the reason; nothing raises out of a ``handle_*`` method.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from synapse_stream.embedders import Embedder, make_embedder
+from synapse_stream.exceptions import MessageError, UnknownDetectorError
+from synapse_stream.index import PostIndex, ShardedIndex
+from synapse_stream.messages import (LabelMsg, PostMsg, candidate_message, dead_letter, dumps, parse_label,
+                                     parse_post, parse_seed)
+from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
+from synapse_stream.seeds import Seed, SeedOrigin
+
+from .metrics import Metrics
+from .settings import Settings
+from .state import RedisState
+
+log = logging.getLogger("synapse.service")
+
+
+@dataclass
+class RawMsg:
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None   # broker timestamp, seconds
+
+
+@dataclass
+class Outputs:
+    candidates: list[tuple[bytes, bytes]] = field(default_factory=list)     # (key, value)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    verdicts: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
+
+    def extend(self, other: "Outputs") -> "Outputs":
+        self.candidates += other.candidates
+        self.dead_letters += other.dead_letters
+        self.verdicts += other.verdicts
+        return self
+
+
+def seed_id_for(detector: str, text: str) -> str:
+    return "s-" + hashlib.sha1(f"{detector}\0{text}".encode("utf-8")).hexdigest()[:16]
+
+
+class DetectionService:
+    def __init__(self, settings: Settings, state: RedisState, *, embedder: Embedder | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.state = state
+        self.metrics = metrics or Metrics()
+        self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.embed_batch_size,
+                                                  threads=settings.torch_threads)
+        self.index = ShardedIndex(self.embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                                  ef_search=settings.hnsw_ef_search)
+        self.engines: dict[str, OnlineIBG] = {}
+        self._build_engines()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model")
+        self.seedlog_last = "0"
+        self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
+        self.offsets: dict[int, int] = {}        # partition -> highest offset indexed
+        self.last_progress = time.monotonic()   # for the health check
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def _build_engines(self) -> None:
+        self.engines = {d.name: OnlineIBG(DetectorConfig(d.name, d.tau, d.d_max), self.index)
+                        for d in self.settings.detectors}
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def start(self) -> None:
+        """Load the shared state (ledger, queried sets) into the engines."""
+        for name, eng in self.engines.items():
+            eng.labels.update(await self.state.ledger(name))
+            eng.queried.update(await self.state.queried(name))
+        self.started = True
+
+    async def stop(self) -> None:
+        self.executor.shutdown(wait=True)
+
+    def shard_path(self, partition: int) -> Path:
+        return Path(self.settings.data_dir) / f"shard-{partition}" / "index.json"
+
+    async def snapshot(self) -> list[int]:
+        """Save every shard (atomically) with the highest offset it covers."""
+        def work():
+            done = []
+            for p, shard in list(self.index.shards.items()):
+                shard.meta = {"partition": p, "offset": self.offsets.get(p, -1), "saved_at": time.time()}
+                shard.save(self.shard_path(p))
+                done.append(p)
+            return done
+        return await self._run(work)
+
+    async def assign(self, partitions: Sequence[int]) -> Outputs:
+        """Take over shards: load their snapshots, then rebuild windows (refill every positive)."""
+        def work():
+            for p in partitions:
+                if p in self.index.shards:
+                    continue
+                path = self.shard_path(p)
+                if path.exists():
+                    shard = PostIndex.load(path, ef_search=self.settings.hnsw_ef_search)
+                    self.index.attach(p, shard)
+                    self.offsets[p] = int(shard.meta.get("offset", -1))
+                    log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
+                             self.offsets[p])
+                else:
+                    self.index.shard(p)
+            return self._refill_all()
+        cands = await self._run(work)
+        return await self._emit(cands)
+
+    async def revoke(self, partitions: Sequence[int]) -> None:
+        await self.snapshot()
+
+        def work():
+            for p in partitions:
+                self.index.drop(p)
+                self.offsets.pop(p, None)
+            self._refill_all()  # windows may have pointed into dropped shards
+        await self._run(work)
+
+    def _refill_all(self) -> list[Candidate]:
+        out = []
+        for eng in self.engines.values():
+            for sid in [s.id for s in eng.seeds.seeds]:
+                out += eng._refill(sid)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _dead(self, msg: RawMsg, reason: str, detail: str = "") -> tuple[bytes | None, bytes]:
+        self.metrics.dead_letters.labels(msg.topic, reason.split(":")[0]).inc()
+        return msg.key, dumps(dead_letter(msg.value, source_topic=msg.topic, partition=msg.partition,
+                                          offset=msg.offset, reason=reason, detail=detail, key=msg.key))
+
+    def _engine(self, detector: str) -> OnlineIBG:
+        eng = self.engines.get(detector)
+        if eng is None:
+            raise UnknownDetectorError(detector)
+        return eng
+
+    async def _emit(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> Outputs:
+        """Claim candidates in Redis (never twice) and build their messages.
+
+        Candidates wait in an outbox until the claim succeeds, so a Redis outage delays them but
+        does not lose them: the retried call (or the next one) emits them.
+        """
+        self._outbox.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
+        out = Outputs()
+        if not self._outbox:
+            return out
+        batch = list(self._outbox)
+        fresh = await self.state.claim_many([(c.detector, c.post_id) for c, _ in batch])
+        del self._outbox[:len(batch)]
+        now = time.time()
+        for (c, arrived), ok in zip(batch, fresh):
+            if not ok:
+                continue
+            text = self.index.payload(c.post_id) if c.post_id in self.index else None
+            out.candidates.append((c.post_id.encode(), dumps(candidate_message(
+                c.detector, c.post_id, text or "", c.score, c.matched_seeds, c.reason, now))))
+            self.metrics.candidates.labels(c.detector, c.reason).inc()
+            if arrived is not None:
+                self.metrics.latency.observe(max(0.0, now - arrived))
+        return out
+
+    # ------------------------------------------------------------------ posts
+    async def handle_posts(self, msgs: Sequence[RawMsg]) -> Outputs:
+        out = Outputs()
+        good: list[tuple[RawMsg, PostMsg]] = []
+        seen: set[str] = set()
+        for m in msgs:
+            try:
+                post = parse_post(m.value, max_text_chars=self.settings.max_text_chars,
+                                  max_bytes=self.settings.max_message_bytes)
+            except MessageError as exc:
+                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
+                continue
+            if post.id in seen:  # the same id twice in one batch: the first wins (as in the index)
+                continue
+            seen.add(post.id)
+            good.append((m, post))
+        if good:
+            cands = await self._run(self._ingest_sync, good)
+            arrival = {p.id: (m.timestamp or time.time()) for m, p in good}
+            await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
+            out.extend(await self._emit(cands, arrival))
+        self.last_progress = time.monotonic()
+        return out
+
+    def _ingest_sync(self, good: list[tuple[RawMsg, PostMsg]]) -> list[Candidate]:
+        t0 = time.perf_counter()
+        vecs = self.embedder.encode([p.text for _, p in good])
+        self.metrics.embed_seconds.observe(time.perf_counter() - t0)
+        self.metrics.embed_batch.observe(len(good))
+        by_part: dict[int, list[int]] = {}
+        for i, (m, _) in enumerate(good):
+            by_part.setdefault(int(m.partition or 0), []).append(i)
+        new_rows = []
+        for part, rows in by_part.items():
+            shard = self.index.shard(part)
+            ids = [good[i][1].id for i in rows]
+            fresh = [i for i, pid in zip(rows, ids) if pid not in self.index]
+            if fresh:
+                shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh])
+                new_rows += fresh
+            offs = [good[i][0].offset for i in rows if good[i][0].offset is not None]
+            if offs:
+                self.offsets[part] = max(self.offsets.get(part, -1), max(offs))
+        self.metrics.posts.inc(len(new_rows))
+        if not new_rows:
+            return []
+        ids = [good[i][1].id for i in new_rows]
+        cands: list[Candidate] = []
+        for eng in self.engines.values():
+            cands += eng.on_posts(ids, vecs[new_rows])
+        return cands
+
+    # ------------------------------------------------------------------ seeds
+    async def handle_seeds(self, msgs: Sequence[RawMsg]) -> Outputs:
+        out = Outputs()
+        good = []
+        for m in msgs:
+            try:
+                s = parse_seed(m.value, max_text_chars=self.settings.max_text_chars,
+                               max_bytes=self.settings.max_message_bytes)
+                self._engine(s.detector)
+            except MessageError as exc:
+                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
+                continue
+            good.append(s)
+        if good:
+            vecs = await self._run(self.embedder.encode, [s.text for s in good])
+            for s, v in zip(good, vecs):
+                await self.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
+        self.last_progress = time.monotonic()
+        return out
+
+    async def poll_seedlog(self, block_ms: int | None = 1000) -> Outputs:
+        """Apply seed events from the broadcast log (every worker reads all of them)."""
+        entries = await self.state.read_seedlog(self.seedlog_last, block_ms=block_ms)
+        if not entries:
+            return Outputs()
+        self.seedlog_last = entries[-1][0]
+        docs = [doc for _, doc in entries if doc["detector"] in self.engines]
+
+        def work():
+            cands = []
+            for doc in docs:
+                seed = Seed(doc["id"], doc.get("text", ""), SeedOrigin(doc["origin"]))
+                cands += self.engines[doc["detector"]].on_seed(seed, doc["vector"])
+            return cands
+        return await self._emit(await self._run(work))
+
+    # ------------------------------------------------------------------ labels
+    async def handle_labels(self, msgs: Sequence[RawMsg]) -> Outputs:
+        """Validate verdicts and route each to the partition that holds its post."""
+        out = Outputs()
+        for m in msgs:
+            try:
+                lab = parse_label(m.value, max_bytes=self.settings.max_message_bytes)
+                self._engine(lab.detector)
+                part = await self.state.post_partition(lab.post_id)
+                if part is None:
+                    raise MessageError("unknown_post", f"post {lab.post_id!r} was never indexed")
+            except MessageError as exc:
+                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
+                continue
+            out.verdicts.append((part, lab.post_id.encode(), m.value))
+        self.last_progress = time.monotonic()
+        return out
+
+    async def handle_verdicts(self, msgs: Sequence[RawMsg]) -> Outputs:
+        """Apply routed verdicts on the worker that holds the posts' shards."""
+        out = Outputs()
+        for m in msgs:
+            try:
+                lab = parse_label(m.value, max_bytes=self.settings.max_message_bytes)
+                eng = self._engine(lab.detector)
+            except MessageError as exc:
+                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
+                continue
+            await self.state.record_verdict(lab)
+            try:
+                outcome = await self._run(eng.on_verdict, lab.post_id, lab.label)
+            except MessageError as exc:  # e.g. the post is not in this worker's shards
+                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
+                continue
+            if outcome.changed:
+                self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
+                if lab.label == 1 and lab.post_id in self.index:
+                    vec = self.index.get_vectors([lab.post_id])[0]
+                    await self.state.register_seed(lab.detector, lab.post_id, "confirmed",
+                                                   self.index.payload(lab.post_id) or "", vec)
+            out.extend(await self._emit(outcome.candidates))
+        self.last_progress = time.monotonic()
+        return out
+
+    # ------------------------------------------------------------------ metrics
+    async def refresh_gauges(self) -> None:
+        total = await self.state.posts_total()
+        self.metrics.posts_indexed.set(total)
+        self.metrics.index_size.set(len(self.index))
+        self.metrics.shards.set(len(self.index.shards))
+        for name, eng in self.engines.items():
+            c = await self.state.counters(name)
+            queried, answered, pos = c.get("queried", 0), c.get("answered", 0), c.get("positives", 0)
+            self.metrics.queried.labels(name).set(queried)
+            self.metrics.answered.labels(name).set(answered)
+            self.metrics.confirmed.labels(name).set(pos)
+            self.metrics.precision.labels(name).set(pos / answered if answered else 0.0)
+            self.metrics.query_ratio.labels(name).set(queried / total if total else 0.0)
+            for origin, n in eng.seeds.counts().items():
+                self.metrics.seeds.labels(name, origin).set(n)
+            truth = await self.state.truth_positives(name)
+            if truth:
+                self.metrics.recall.labels(name).set(pos / truth)
+
+    def health(self) -> dict:
+        return {"started": self.started, "index_size": len(self.index), "shards": sorted(self.index.shards),
+                "seconds_since_progress": round(time.monotonic() - self.last_progress, 1)}
+
+
+def loads(b: bytes) -> dict:
+    return json.loads(b)

@@ -1,0 +1,169 @@
+"""Shared state in Redis: what must be common to all workers and survive any one of them.
+
+Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
+
+=============================  =====================================================================
+``P{D}:queried``               SET of post ids ever sent to the oracle (SADD = atomic claim: never twice)
+``P{D}:ledger``                HASH post id -> latest verdict JSON (the latest verdict wins)
+``P{D}:verdicts``              STREAM of every verdict received, conflicting ones included (audit trail)
+``P{D}:seeds``                 HASH seed id -> seed JSON (text, origin, unit vector as base64 float32)
+``P{D}:counters``              HASH queried / answered / positives / duplicates_ignored ...
+``P{D}:truth_positives``       STRING, set only by a replay (evaluation) oracle: enables true recall
+``Pseedlog``                   STREAM of seed events (every detector) that every worker reads: broadcast
+``Ppost-partition``            HASH post id -> partition holding it (verdict routing; its size is the query-ratio denominator)
+=============================  =====================================================================
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from synapse_stream.messages import LabelMsg
+
+
+def vec_to_b64(v: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+
+
+def vec_from_b64(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype="<f4").copy()
+
+
+class RedisState:
+    def __init__(self, redis, prefix: str = "synapse:") -> None:
+        self.r = redis  # a redis.asyncio.Redis with decode_responses=True
+        self.p = prefix
+
+    @classmethod
+    def from_settings(cls, settings) -> "RedisState":
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10,
+                                   socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True,
+                                   **settings.redis_kwargs())
+        return cls(client, settings.redis_prefix)
+
+    def k(self, *parts: str) -> str:
+        return self.p + ":".join(parts)
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    # ------------------------------------------------------------------ posts
+    async def record_posts(self, partitions: dict[str, int]) -> None:
+        if not partitions:
+            return
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(self.k("post-partition"), mapping=partitions)
+            await pipe.execute()
+
+    async def post_partition(self, post_id: str) -> int | None:
+        v = await self.r.hget(self.k("post-partition"), post_id)
+        return int(v) if v is not None else None
+
+    async def posts_total(self) -> int:
+        return int(await self.r.hlen(self.k("post-partition")))
+
+    # ------------------------------------------------------------------ candidates
+    async def claim_many(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        """Atomically (MULTI/EXEC) mark ``(detector, post_id)`` pairs as sent; True where first."""
+        if not items:
+            return []
+        async with self.r.pipeline(transaction=True) as pipe:
+            for det, pid in items:
+                pipe.sadd(self.k(det, "queried"), pid)
+            res = await pipe.execute()
+        fresh = [bool(x) for x in res]
+        per_det: dict[str, int] = {}
+        for (det, _), ok in zip(items, fresh):
+            if ok:
+                per_det[det] = per_det.get(det, 0) + 1
+        if per_det:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for det, n in per_det.items():
+                    pipe.hincrby(self.k(det, "counters"), "queried", n)
+                await pipe.execute()
+        return fresh
+
+    async def queried(self, detector: str) -> set[str]:
+        return set(await self.r.smembers(self.k(detector, "queried")))
+
+    # ------------------------------------------------------------------ verdicts
+    async def record_verdict(self, msg: LabelMsg) -> int | None:
+        """Append to the audit stream, set the ledger's latest verdict; returns the previous label."""
+        entry = {"label": msg.label, "labeler": msg.labeler, "ts": msg.ts, "received_at": time.time()}
+        ledger = self.k(msg.detector, "ledger")
+        prev_raw = await self.r.hget(ledger, msg.post_id)
+        prev = json.loads(prev_raw)["label"] if prev_raw else None
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.k(msg.detector, "verdicts"), {"post_id": msg.post_id, **{k: json.dumps(v) for k, v in entry.items()}})
+            pipe.hset(ledger, msg.post_id, json.dumps(entry))
+            counters = self.k(msg.detector, "counters")
+            if prev is None:
+                pipe.hincrby(counters, "answered", 1)
+                pipe.hincrby(counters, "positives", msg.label)
+            elif prev != msg.label:
+                pipe.hincrby(counters, "positives", msg.label - prev)
+                pipe.hincrby(counters, "overturned", 1)
+            else:
+                pipe.hincrby(counters, "repeated", 1)
+            await pipe.execute()
+        return prev
+
+    async def ledger(self, detector: str) -> dict[str, int]:
+        raw = await self.r.hgetall(self.k(detector, "ledger"))
+        return {pid: json.loads(v)["label"] for pid, v in raw.items()}
+
+    async def verdict_history(self, detector: str) -> list[dict]:
+        out = []
+        for _id, fields in await self.r.xrange(self.k(detector, "verdicts")):
+            out.append({"post_id": fields["post_id"], **{k: json.loads(v) for k, v in fields.items() if k != "post_id"}})
+        return out
+
+    async def counters(self, detector: str) -> dict[str, int]:
+        raw = await self.r.hgetall(self.k(detector, "counters"))
+        return {k: int(v) for k, v in raw.items()}
+
+    # ------------------------------------------------------------------ seeds
+    async def register_seed(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
+        """Add a seed to the registry and the broadcast log; False if the id was already registered."""
+        doc = {"detector": detector, "id": seed_id, "origin": origin, "text": text, "vector": vec_to_b64(vector)}
+        if not await self.r.hsetnx(self.k(detector, "seeds"), seed_id, json.dumps(doc)):
+            return False
+        await self.r.xadd(self.k("seedlog"), {"doc": json.dumps(doc)})
+        return True
+
+    async def seeds(self, detector: str) -> list[dict]:
+        return [json.loads(v) for v in (await self.r.hgetall(self.k(detector, "seeds"))).values()]
+
+    async def read_seedlog(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
+        """New seed events after ``last_id``: ``[(entry_id, doc), ...]`` (waits up to ``block_ms``)."""
+        res = await self.r.xread({self.k("seedlog"): last_id}, count=count, block=block_ms)
+        out = []
+        for _stream, entries in res or []:
+            for entry_id, fields in entries:
+                doc = json.loads(fields["doc"])
+                doc["vector"] = vec_from_b64(doc["vector"])
+                out.append((entry_id, doc))
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    async def set_truth_positives(self, detector: str, n: int) -> None:
+        await self.r.set(self.k(detector, "truth_positives"), int(n))
+
+    async def truth_positives(self, detector: str) -> int | None:
+        v = await self.r.get(self.k(detector, "truth_positives"))
+        return int(v) if v is not None else None
+
+    async def wipe(self, detectors: Iterable[str]) -> None:
+        """Delete this prefix's keys (tests and demo only)."""
+        keys = [k async for k in self.r.scan_iter(match=self.p + "*")]
+        if keys:
+            await self.r.delete(*keys)

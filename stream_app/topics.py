@@ -1,0 +1,40 @@
+"""Topic names (with the configured prefix) and their explicit creation.
+
+Every topic is created with a fixed partition count; ``posts`` and the internal ``verdicts`` topic
+must have the same count (they are co-partitioned: verdict ``p`` goes to the worker holding shard ``p``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    posts: str
+    seeds: str
+    candidates: str
+    labels: str
+    verdicts: str      # internal: labels routed to the partition of their post
+    dead_letters: str
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "TopicNames":
+        return cls(s.topic("posts"), s.topic("seeds"), s.topic("candidates"), s.topic("labels"),
+                   s.topic("verdicts"), s.topic("dead-letters"))
+
+    def partitions(self, s: Settings) -> dict[str, int]:
+        """Partition counts: posts/verdicts/candidates/labels use ``s.partitions``; seeds and DLQ 1 and... 1."""
+        return {self.posts: s.partitions, self.verdicts: s.partitions, self.labels: s.partitions,
+                self.candidates: s.partitions, self.seeds: 1, self.dead_letters: 1}
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """Create the topics if missing (idempotent); returns their partition counts as the broker reports."""
+    from .embedded import create_topics_sync, topic_partitions_sync
+
+    names = TopicNames.from_settings(settings)
+    wanted = names.partitions(settings)
+    create_topics_sync(settings.bootstrap_servers(), wanted, replication=settings.replication)
+    return topic_partitions_sync(settings.bootstrap_servers(), list(wanted))

@@ -1,0 +1,33 @@
+"""Web endpoints served by the worker (Faust's web server, bound to ``web_host:web_port``).
+
+* ``GET /metrics``: Prometheus text format.
+* ``GET /healthz``: 200 when the worker is making progress, 503 otherwise, with a JSON body.
+"""
+from __future__ import annotations
+
+import json
+
+from .faust_app import app, runtime
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+@app.page("/metrics")
+async def metrics_page(web, request):
+    svc = await runtime.get()
+    try:
+        await svc.refresh_gauges()
+    except Exception:  # Redis down: serve what we have (counters stay correct)
+        pass
+    # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 by definition
+    return web.bytes(svc.metrics.exposition(), content_type=PROMETHEUS_CONTENT_TYPE)
+
+
+@app.page("/healthz")
+async def health_page(web, request):
+    svc = runtime.service
+    if svc is None:
+        return web.bytes(json.dumps({"healthy": False, "reason": "starting"}).encode(), status=503,
+                         content_type="application/json")
+    body = {"healthy": True, **svc.health()}
+    return web.bytes(json.dumps(body).encode(), content_type="application/json")

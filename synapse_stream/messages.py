@@ -1,0 +1,217 @@
+"""The wire format: parse and validate messages from raw bytes, build outgoing ones.
+
+Pure functions, no Kafka: the streaming layer hands raw bytes in and gets either a typed record or
+a :class:`~synapse_stream.exceptions.MessageError` whose ``reason`` (a short stable code) goes to the
+dead-letter topic with the raw bytes.
+
+>>> parse_post(b'{"id": "p1", "text": "hello"}').id
+'p1'
+>>> try:
+...     parse_label(b'{"detector": "scam", "post_id": "p1", "label": 2, "labeler": "ann"}')
+... except MessageError as e:
+...     print(e.reason)
+bad_label
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import MessageError
+
+MAX_MESSAGE_BYTES = 1_000_000   # larger messages are rejected before parsing
+MAX_TEXT_CHARS = 20_000         # posts and seeds longer than this go to the dead-letter topic
+MAX_ID_CHARS = 256
+MAX_DEPTH = 32                  # JSON nesting deeper than this is rejected
+ORIGINS = ("synthetic", "manual")
+
+
+@dataclass(frozen=True)
+class PostMsg:
+    id: str
+    text: str
+    ts: float | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeedMsg:
+    detector: str
+    text: str
+    origin: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelMsg:
+    detector: str
+    post_id: str
+    label: int
+    labeler: str
+    ts: float | None = None
+
+
+def _depth_ok(raw: str) -> bool:
+    """Cheap structural check: bracket depth (outside strings) never exceeds MAX_DEPTH."""
+    depth = 0
+    in_str = esc = False
+    for ch in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _object(raw: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    if raw is None:
+        raise MessageError("empty", "no value")
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw)
+        if len(raw) > max_bytes:
+            raise MessageError("too_large", f"{len(raw)} bytes > {max_bytes}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MessageError("not_utf8", f"invalid byte at {exc.start}") from None
+    elif isinstance(raw, str):
+        text = raw
+        if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise MessageError("too_large", f"> {max_bytes} bytes")
+    else:
+        raise MessageError("wrong_type", f"value is {type(raw).__name__}")
+    if not text.strip():
+        raise MessageError("empty", "blank value")
+    if not _depth_ok(text):
+        raise MessageError("too_deep", f"JSON nested deeper than {MAX_DEPTH}")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MessageError("not_json", str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise MessageError("not_object", f"JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
+def _str(obj: dict, name: str, *, required: bool = True, max_chars: int = MAX_ID_CHARS, allow_int: bool = False):
+    if name not in obj or obj[name] is None:
+        if required:
+            raise MessageError(f"missing_field:{name}")
+        return None
+    v = obj[name]
+    if allow_int and isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        raise MessageError(f"wrong_type:{name}", f"expected a string, got {type(v).__name__}")
+    if not v.strip():
+        raise MessageError(f"empty_field:{name}")
+    if len(v) > max_chars:
+        raise MessageError(f"too_long:{name}", f"{len(v)} chars > {max_chars}")
+    return v
+
+
+def _text(obj: dict, max_chars: int) -> str:
+    if "text" not in obj or obj["text"] is None:
+        raise MessageError("missing_field:text")
+    t = obj["text"]
+    if not isinstance(t, str):
+        raise MessageError("wrong_type:text", f"expected a string, got {type(t).__name__}")
+    if not t.strip():
+        raise MessageError("empty_text")
+    if len(t) > max_chars:
+        raise MessageError("text_too_long", f"{len(t)} chars > {max_chars}")
+    try:
+        t.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MessageError("not_utf8", "text holds lone surrogates") from None
+    return t
+
+
+def _ts(obj: dict) -> float | None:
+    v = obj.get("ts")
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise MessageError("wrong_type:ts", "expected epoch seconds (a finite number)")
+    return float(v)
+
+
+def parse_post(raw, *, max_text_chars: int = MAX_TEXT_CHARS, max_bytes: int = MAX_MESSAGE_BYTES) -> PostMsg:
+    obj = _object(raw, max_bytes)
+    pid = _str(obj, "id", allow_int=True)
+    text = _text(obj, max_text_chars)
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise MessageError("wrong_type:meta", "expected an object")
+    return PostMsg(pid, text, _ts(obj), meta)
+
+
+def parse_seed(raw, *, max_text_chars: int = MAX_TEXT_CHARS, max_bytes: int = MAX_MESSAGE_BYTES) -> SeedMsg:
+    obj = _object(raw, max_bytes)
+    det = _str(obj, "detector")
+    text = _text(obj, max_text_chars)
+    origin = obj.get("origin", "synthetic")
+    if origin not in ORIGINS:
+        raise MessageError("bad_origin", f"origin must be one of {ORIGINS}, got {str(origin)[:50]!r}")
+    return SeedMsg(det, text, origin, _str(obj, "id", required=False, allow_int=True))
+
+
+def parse_label(raw, *, max_bytes: int = MAX_MESSAGE_BYTES) -> LabelMsg:
+    obj = _object(raw, max_bytes)
+    det = _str(obj, "detector")
+    pid = _str(obj, "post_id", allow_int=True)
+    if "label" not in obj:
+        raise MessageError("missing_field:label")
+    y = obj["label"]
+    if isinstance(y, bool) or not isinstance(y, int) or y not in (0, 1):
+        raise MessageError("bad_label", f"label must be the integer 0 or 1, got {json.dumps(y)[:50]}")
+    labeler = _str(obj, "labeler")
+    return LabelMsg(det, pid, int(y), labeler, _ts(obj))
+
+
+def dumps(obj: dict) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def candidate_message(detector: str, post_id: str, text: str, score: float, matched_seeds, reason: str,
+                      emitted_at: float | None = None) -> dict:
+    return {"detector": detector, "post_id": post_id, "text": text, "score": round(float(score), 6),
+            "matched_seeds": list(matched_seeds), "reason": reason,
+            "emitted_at": emitted_at if emitted_at is not None else time.time()}
+
+
+def dead_letter(raw, *, source_topic: str, partition: int | None, offset: int | None, reason: str,
+                detail: str = "", key=None) -> dict:
+    def b64(v):
+        if v is None:
+            return None
+        if isinstance(v, str):
+            v = v.encode("utf-8", "surrogatepass")
+        return base64.b64encode(bytes(v)).decode("ascii")
+
+    return {"source_topic": source_topic, "partition": partition, "offset": offset, "reason": reason,
+            "detail": detail[:500], "raw_b64": b64(raw), "key_b64": b64(key), "failed_at": time.time()}
+
+
+def as_jsonable(x: Any) -> Any:
+    """numpy scalars and tuples to plain JSON types."""
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, (list, tuple)):
+        return [as_jsonable(v) for v in x]
+    return x
