@@ -153,17 +153,40 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    """Run the Faust worker in this process (same as ``faust -A stream_app worker -l info``)."""
+    from .faust_app import app
+
+    argv = ["worker", "-l", args.loglevel] + (["--without-web"] if args.without_web else [])
+    sys.argv = ["synapse-stream"] + argv
+    app.main()
+    return 0
+
+
+def cmd_topics(args) -> int:
+    from .settings import Settings
+    from .topics import ensure_topics
+
+    for name, parts in sorted(ensure_topics(Settings()).items()):
+        print(f"{name}\t{parts} partitions")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .demo import add_demo_parser
+
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_parser(sub)
-    for extra in _EXTRA_PARSERS:
-        extra(sub)
+    add_demo_parser(sub)
+    w = sub.add_parser("worker", help="run a Faust worker (settings from SYNAPSE_* env / synapse.env)")
+    w.add_argument("-l", "--loglevel", default="info")
+    w.add_argument("--without-web", action="store_true", help="no /metrics or /healthz")
+    w.set_defaults(func=cmd_worker)
+    t = sub.add_parser("topics", help="create the topics with their fixed partition counts")
+    t.add_argument("action", choices=["create"])
+    t.set_defaults(func=cmd_topics)
     return parser
-
-
-# Streaming subcommands (demo, worker, ...) register here from their own modules.
-_EXTRA_PARSERS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,375 @@
+"""The live loop end to end on one machine: ``synapse-stream demo`` (and the end-to-end tests).
+
+:class:`LiveLoop` starts the embedded stack (Tansu broker + Redis; or uses an external Kafka and
+Redis), creates the topics, starts Faust workers (``faust -A stream_app worker``) as subprocesses,
+and offers a producer for seeds and posts and a simulated moderator (a replay oracle answering
+from the sample's labels). Everything the demo reports is scraped from the workers' ``/metrics``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from synapse_stream.messages import dumps
+
+from .embedded import (EmbeddedStack, FaustWorker, aiokafka_producer_settings_for_tansu, create_topics,
+                       free_port)
+from .metrics import parse_exposition
+from .topics import TopicNames
+
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10}
+
+
+def load_demo_posts(path: Path | None = None) -> list[dict]:
+    with open(path or DEMO_DATA / "posts.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_demo_seeds(path: Path | None = None) -> list[str]:
+    return [t for t in (path or DEMO_DATA / "seeds.txt").read_text(encoding="utf-8").splitlines() if t.strip()]
+
+
+def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return parse_exposition(resp.read().decode("utf-8"))
+
+
+def gauge(metrics: dict[str, float], name: str, **labels) -> float | None:
+    key = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    return metrics.get(key)
+
+
+@dataclass
+class Moderated:
+    candidates: list[dict] = field(default_factory=list)
+    labels_sent: int = 0
+
+
+class LiveLoop:
+    def __init__(self, run_dir: str | os.PathLike | None = None, *, detectors: Sequence[dict] = (DEMO_DETECTOR,),
+                 embedder: str = "minilm", partitions: int = 2, workers: int = 1, prefix: str = "synapse.",
+                 external_broker: str | None = None, external_redis: str | None = None,
+                 extra_env: dict | None = None) -> None:
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="synapse-run-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.detectors = list(detectors)
+        self.embedder = embedder
+        self.partitions = partitions
+        self.n_workers = workers
+        self.prefix = prefix
+        self.external_broker = external_broker
+        self.external_redis = external_redis
+        self.extra_env = dict(extra_env or {})
+        self.stack: EmbeddedStack | None = None
+        self.workers: list[FaustWorker] = []
+        self.web_ports: list[int] = []
+        self._producer = None
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def bootstrap(self) -> str:
+        if self.external_broker:
+            return self.external_broker.split("://", 1)[-1]
+        return self.stack.bootstrap
+
+    @property
+    def redis_url(self) -> str:
+        return self.external_redis or self.stack.redis_url
+
+    def worker_env(self, index: int) -> dict[str, str]:
+        env = {
+            "SYNAPSE_BROKER_URL": f"kafka://{self.bootstrap}",
+            "SYNAPSE_REDIS_URL": self.redis_url,
+            "SYNAPSE_EMBEDDED_BROKER": "0" if self.external_broker else "1",
+            "SYNAPSE_EMBEDDER": self.embedder,
+            "SYNAPSE_PARTITIONS": str(self.partitions),
+            "SYNAPSE_TOPIC_PREFIX": self.prefix,
+            "SYNAPSE_DETECTORS": json.dumps(self.detectors),
+            "SYNAPSE_DATA_DIR": str(self.run_dir / f"worker-{index}"),
+            "SYNAPSE_WEB_HOST": "127.0.0.1",
+            "SYNAPSE_WEB_PORT": str(self.web_ports[index]),
+            "SYNAPSE_ENV_FILE": "/nonexistent",   # only the variables above, not a stray synapse.env
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def topics(self) -> TopicNames:
+        from .settings import Settings
+
+        return TopicNames.from_settings(Settings(topic_prefix=self.prefix, partitions=self.partitions,
+                                                 _env_file=None))
+
+    def start(self, *, timeout: float = 180.0) -> "LiveLoop":
+        from .settings import Settings
+
+        if not self.external_broker:
+            self.stack = EmbeddedStack(self.run_dir / "stack").start()
+        s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
+        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s)))
+        for i in range(self.n_workers):
+            self.web_ports.append(free_port())
+            self.start_worker(i, timeout=timeout)
+        return self
+
+    def start_worker(self, index: int, *, timeout: float = 180.0) -> FaustWorker:
+        while len(self.workers) <= index:
+            self.workers.append(None)  # type: ignore[arg-type]
+        w = self.workers[index]
+        if w is None:
+            data = self.run_dir / f"worker-{index}"
+            data.mkdir(parents=True, exist_ok=True)
+            w = FaustWorker("stream_app", self.run_dir / "logs", cwd=REPO, pythonpath=[REPO], env=self.worker_env(index),
+                            web_port=self.web_ports[index], datadir=data / "faust", name=f"worker-{index}")
+            self.workers[index] = w
+        w.start(timeout=timeout)
+        return w
+
+    def metrics_url(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.web_ports[index]}/metrics"
+
+    def health_url(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.web_ports[index]}/healthz"
+
+    def scrape(self, index: int = 0) -> dict[str, float]:
+        return scrape(self.metrics_url(index))
+
+    def health(self, index: int = 0) -> dict:
+        with urllib.request.urlopen(self.health_url(index), timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> list[int | None]:
+        codes = [w.stop() for w in self.workers if w is not None]
+        if self.stack is not None:
+            self.stack.stop()
+        return codes
+
+    def __enter__(self) -> "LiveLoop":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ traffic
+    async def producer(self):
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            extra = {} if self.external_broker else aiokafka_producer_settings_for_tansu()
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **extra)
+            await self._producer.start()
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send_seeds(self, detector: str, texts: Sequence[str], origin: str = "synthetic") -> None:
+        p = await self.producer()
+        for t in texts:
+            await p.send(self.topics.seeds, dumps({"detector": detector, "text": t, "origin": origin}))
+        await p.flush()
+
+    async def send_posts(self, posts: Sequence[dict], *, rate: float | None = None, progress=None) -> None:
+        p = await self.producer()
+        t0 = time.monotonic()
+        for i, post in enumerate(posts):
+            await p.send(self.topics.posts, dumps({"id": post["id"], "text": post["text"], "ts": time.time()}),
+                         key=str(post["id"]).encode())
+            if rate:
+                lag = (i + 1) / rate - (time.monotonic() - t0)
+                if lag > 0:
+                    await asyncio.sleep(lag)
+            if progress and (i + 1) % 500 == 0:
+                progress(i + 1)
+        await p.flush()
+
+    async def send_raw(self, topic: str, value: bytes | None, key: bytes | None = None, partition: int | None = None):
+        p = await self.producer()
+        await p.send_and_wait(topic, value, key=key, partition=partition)
+
+    async def set_truth(self, detector: str, positives: int) -> None:
+        """Tell the workers the true number of positives (evaluation runs only: enables synapse_recall)."""
+        import redis.asyncio as aioredis
+
+        from .state import RedisState
+
+        r = aioredis.from_url(self.redis_url, decode_responses=True)
+        await RedisState(r, "synapse:").set_truth_positives(detector, positives)
+        await r.aclose()
+
+    async def moderate(self, truth: dict[str, int], stop: asyncio.Event, *, labeler: str = "replay-oracle",
+                       answer: bool = True) -> Moderated:
+        """A simulated moderator: read candidates, answer each from ``truth`` on the labels topic."""
+        from aiokafka import AIOKafkaConsumer
+
+        out = Moderated()
+        c = AIOKafkaConsumer(self.topics.candidates, bootstrap_servers=self.bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+        await c.start()
+        p = await self.producer()
+        try:
+            while not stop.is_set():
+                batch = await c.getmany(timeout_ms=300)
+                for msgs in batch.values():
+                    for m in msgs:
+                        cand = json.loads(m.value)
+                        out.candidates.append(cand)
+                        if answer and cand["post_id"] in truth:
+                            await p.send(self.topics.labels, dumps({
+                                "detector": cand["detector"], "post_id": cand["post_id"],
+                                "label": int(truth[cand["post_id"]]), "labeler": labeler, "ts": time.time()}),
+                                key=cand["post_id"].encode())
+                            out.labels_sent += 1
+                await p.flush()
+        finally:
+            await c.stop()
+        return out
+
+    async def read_topic(self, topic: str, *, idle: float = 2.0, timeout: float = 30.0) -> list:
+        """Everything on a topic so far (stops after ``idle`` seconds without new messages)."""
+        from aiokafka import AIOKafkaConsumer
+
+        c = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+        await c.start()
+        out, last, t0 = [], time.monotonic(), time.monotonic()
+        try:
+            while time.monotonic() - last < idle and time.monotonic() - t0 < timeout:
+                batch = await c.getmany(timeout_ms=300)
+                for msgs in batch.values():
+                    out.extend(msgs)
+                    if msgs:
+                        last = time.monotonic()
+        finally:
+            await c.stop()
+        return out
+
+    async def wait_quiet(self, detector: str, posts: int, *, timeout: float = 600.0, settle: float = 3.0,
+                         progress=None) -> dict[str, float]:
+        """Wait until every post is indexed and every candidate answered, stable for ``settle`` seconds."""
+        t0 = time.monotonic()
+        stable_since, last_key = None, None
+        while True:
+            m = await asyncio.to_thread(self.scrape)
+            indexed = gauge(m, "synapse_posts_indexed") or 0
+            queried = gauge(m, "synapse_queried", detector=detector) or 0
+            answered = gauge(m, "synapse_answered", detector=detector) or 0
+            if progress:
+                progress(m)
+            key = (indexed, queried, answered)
+            if indexed >= posts and queried == answered:
+                if key != last_key:
+                    stable_since = time.monotonic()
+                elif time.monotonic() - stable_since >= settle:
+                    return m
+            else:
+                stable_since = None
+            last_key = key
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"not quiet after {timeout:.0f}s: indexed={indexed}/{posts}, "
+                                   f"queried={queried}, answered={answered}")
+            await asyncio.sleep(1.0)
+
+
+def summary_line(m: dict[str, float], detector: str) -> str:
+    posts = int(gauge(m, "synapse_posts_indexed") or 0)
+    queried = int(gauge(m, "synapse_queried", detector=detector) or 0)
+    positives = int(gauge(m, "synapse_confirmed_positives", detector=detector) or 0)
+    precision = gauge(m, "synapse_precision", detector=detector) or 0.0
+    recall = gauge(m, "synapse_recall", detector=detector)
+    ratio = gauge(m, "synapse_query_ratio", detector=detector) or 0.0
+    rec = f"{recall:.3f}" if recall is not None else "n/a"
+    return (f"summary: posts={posts} queried={queried} positives={positives} precision={precision:.3f} "
+            f"recall={rec} query_ratio={ratio:.3f}")
+
+
+async def _demo(args) -> int:
+    posts = load_demo_posts(Path(args.posts) if args.posts else None)
+    if args.limit:
+        posts = posts[: args.limit]
+    seeds = load_demo_seeds(Path(args.seeds) if args.seeds else None)
+    det = dict(DEMO_DETECTOR, tau=args.tau, d_max=args.dmax)
+    truth = {p["id"]: int(p["label"]) for p in posts}
+    loop = LiveLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
+                    workers=args.workers, external_broker=args.broker if args.external else None,
+                    external_redis=args.redis if args.external else None)
+
+    def say(msg: str) -> None:
+        print(f"[demo] {msg}", flush=True)
+
+    say(f"run directory {loop.run_dir}")
+    say("starting " + ("external Kafka/Redis" if args.external else "the embedded Tansu broker and Redis")
+        + f", {args.workers} Faust worker(s) (loading the model)...")
+    await asyncio.to_thread(loop.start)
+    try:
+        for i in range(args.workers):
+            say(f"worker {i}: metrics at {loop.metrics_url(i)}  health at {loop.health_url(i)}")
+        await loop.set_truth(det["name"], sum(truth.values()))
+        stop = asyncio.Event()
+        moderator = asyncio.create_task(loop.moderate(truth, stop))
+        say(f"publishing {len(seeds)} LLM-written seeds to {loop.topics.seeds}")
+        await loop.send_seeds(det["name"], seeds)
+        say(f"replaying {len(posts)} posts ({sum(truth.values())} positive) to {loop.topics.posts}")
+        t0 = time.monotonic()
+        await loop.send_posts(posts, rate=args.rate)
+        last = [0.0]
+
+        def progress(m):
+            if time.monotonic() - last[0] < 3:
+                return
+            last[0] = time.monotonic()
+            say(f"{time.monotonic() - t0:5.0f}s  indexed {int(gauge(m, 'synapse_posts_indexed') or 0)}/{len(posts)}  "
+                f"queried {int(gauge(m, 'synapse_queried', detector=det['name']) or 0)}  "
+                f"confirmed {int(gauge(m, 'synapse_confirmed_positives', detector=det['name']) or 0)}  "
+                f"precision {gauge(m, 'synapse_precision', detector=det['name']) or 0:.3f}  "
+                f"recall {gauge(m, 'synapse_recall', detector=det['name']) or 0:.3f}")
+
+        m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout, progress=progress)
+        stop.set()
+        await moderator
+        say(f"loop quiet after {time.monotonic() - t0:.0f}s")
+        print(summary_line(m, det["name"]), flush=True)
+        return 0
+    finally:
+        await loop.close()
+        codes = await asyncio.to_thread(loop.stop)
+        if any(c not in (0, None) for c in codes):
+            print(f"[demo] worker exit codes {codes}; logs in {loop.run_dir / 'logs'}", file=sys.stderr)
+        if not args.keep and not args.run_dir:
+            shutil.rmtree(loop.run_dir, ignore_errors=True)
+
+
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole live loop locally on a shipped sample",
+                       description="Embedded broker + Redis + worker + replay producer + simulated moderator.")
+    p.add_argument("--posts", help="JSONL posts with labels (default: the shipped SST-2 sample)")
+    p.add_argument("--seeds", help="one seed text per line (default: the shipped LLM-written seeds)")
+    p.add_argument("--limit", type=int, help="replay only the first N posts")
+    p.add_argument("--tau", type=float, default=DEMO_DETECTOR["tau"], help="detector threshold τ")
+    p.add_argument("--dmax", type=int, default=DEMO_DETECTOR["d_max"], help="detector d_max")
+    p.add_argument("--embedder", default="minilm", help="minilm (default), minilm-int8, or hashing (smoke tests only)")
+    p.add_argument("--partitions", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rate", type=float, default=None, help="posts per second (default: as fast as possible)")
+    p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--run-dir", help="keep logs and worker data here")
+    p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
+    p.add_argument("--external", action="store_true", help="use --broker/--redis instead of the embedded stack")
+    p.add_argument("--broker", default=os.environ.get("SYNAPSE_BROKER_URL", "kafka://localhost:9092"))
+    p.add_argument("--redis", default=os.environ.get("SYNAPSE_REDIS_URL", "redis://localhost:6379/0"))
+    p.set_defaults(func=lambda args: asyncio.run(_demo(args)))
