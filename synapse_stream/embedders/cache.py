@@ -35,7 +35,8 @@ class CachedEmbedder(Embedder):
         for chunk in sorted(self.dir.glob("*.npz")):
             with np.load(chunk) as z:
                 for k, v in zip(z["keys"], z["vecs"]):
-                    self._mem[bytes(k)] = v
+                    # numpy "S20" drops trailing NUL bytes of a digest: pad back to the 20-byte key
+                    self._mem[bytes(k).ljust(20, b"\0")] = v
 
     def __len__(self) -> int:
         return len(self._mem)
