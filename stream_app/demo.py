@@ -75,6 +75,7 @@ class LiveLoop:
         self.workers: list[FaustWorker] = []
         self.web_ports: list[int] = []
         self._producer = None
+        self._producer_loop = None
 
     # ------------------------------------------------------------------ setup
     @property
@@ -165,7 +166,10 @@ class LiveLoop:
 
     # ------------------------------------------------------------------ traffic
     async def producer(self):
+        if self._producer is not None and self._producer_loop is not asyncio.get_running_loop():
+            self._producer = None  # made in an earlier asyncio.run(); that loop is gone
         if self._producer is None:
+            self._producer_loop = asyncio.get_running_loop()
             from aiokafka import AIOKafkaProducer
 
             extra = {} if self.external_broker else aiokafka_producer_settings_for_tansu()
@@ -174,7 +178,7 @@ class LiveLoop:
         return self._producer
 
     async def close(self) -> None:
-        if self._producer is not None:
+        if self._producer is not None and self._producer_loop is asyncio.get_running_loop():
             await self._producer.stop()
             self._producer = None
 
@@ -240,21 +244,34 @@ class LiveLoop:
             await c.stop()
         return out
 
-    async def read_topic(self, topic: str, *, idle: float = 2.0, timeout: float = 30.0) -> list:
-        """Everything on a topic so far (stops after ``idle`` seconds without new messages)."""
-        from aiokafka import AIOKafkaConsumer
+    async def read_topic(self, topic: str, *, timeout: float = 30.0) -> list:
+        """Every message on ``topic`` up to its end offsets as of the call."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        c = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
         await c.start()
-        out, last, t0 = [], time.monotonic(), time.monotonic()
+        out = []
         try:
-            while time.monotonic() - last < idle and time.monotonic() - t0 < timeout:
+            await c.topics()  # fetch metadata
+            parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+            if not parts:
+                return out
+            c.assign(parts)
+            await c.seek_to_beginning(*parts)
+            end = await c.end_offsets(parts)
+            deadline = time.monotonic() + timeout
+            async def behind():
+                for tp in parts:
+                    if await c.position(tp) < end[tp]:
+                        return True
+                return False
+
+            while await behind():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not read {topic} to its end within {timeout}s")
                 batch = await c.getmany(timeout_ms=300)
                 for msgs in batch.values():
                     out.extend(msgs)
-                    if msgs:
-                        last = time.monotonic()
         finally:
             await c.stop()
         return out
@@ -265,7 +282,11 @@ class LiveLoop:
         t0 = time.monotonic()
         stable_since, last_key = None, None
         while True:
-            m = await asyncio.to_thread(self.scrape)
+            try:
+                m = await asyncio.to_thread(self.scrape)
+            except OSError:  # worker busy starting up or rebalancing: try again
+                await asyncio.sleep(1.0)
+                continue
             indexed = gauge(m, "synapse_posts_indexed") or 0
             queried = gauge(m, "synapse_queried", detector=detector) or 0
             answered = gauge(m, "synapse_answered", detector=detector) or 0

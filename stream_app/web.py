@@ -14,7 +14,9 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 @app.page("/metrics")
 async def metrics_page(web, request):
-    svc = await runtime.get()
+    svc = runtime.service
+    if svc is None:  # still loading the model: do not hold the scrape
+        return web.bytes(b"# starting\n", content_type=PROMETHEUS_CONTENT_TYPE, status=503)
     try:
         await svc.refresh_gauges()
     except Exception:  # Redis down: serve what we have (counters stay correct)

@@ -43,6 +43,11 @@ class MethodReport:
     rounds: int
     seconds: float
 
+    @classmethod
+    def from_json(cls, name: str, doc: dict) -> "MethodReport":
+        return cls(name, doc["params"], doc["curve"], doc["recall_at"], doc["precision_at"], doc["f1_at"],
+                   doc.get("queried", 0), doc.get("positives_found", 0), doc.get("rounds", 0), doc.get("seconds", 0.0))
+
     def as_json(self) -> dict:
         return {"params": self.params, "recall_at": self.recall_at, "precision_at": self.precision_at,
                 "f1_at": self.f1_at, "curve": self.curve, "queried": self.queried,
@@ -137,6 +142,7 @@ def plot_reports(out_dir: Path, reports: dict[str, MethodReport], n: int, positi
     ideal_p = np.minimum(1.0, positives / (qs * n))
     ideal = {"recall": ideal_r, "precision": ideal_p, "f1": 2 * ideal_r * ideal_p / (ideal_r + ideal_p)}
     rand = {"recall": qs, "precision": np.full_like(qs, prev), "f1": 2 * qs * prev / (qs + prev)}
+    styles = _styles([n for n in reports if n != "random"])
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     for ax, (col, metric) in zip(axes, [(1, "recall"), (2, "precision"), (None, "f1")]):
         ax.plot(qs, ideal[metric], color="black", lw=1, ls=":", label="ideal")
@@ -148,7 +154,7 @@ def plot_reports(out_dir: Path, reports: dict[str, MethodReport], n: int, positi
             if not len(c):
                 continue
             y = c[:, col] if col else 2 * c[:, 1] * c[:, 2] / np.maximum(c[:, 1] + c[:, 2], 1e-12)
-            ax.plot(c[:, 0], y, lw=1.4, label=name)
+            ax.plot(c[:, 0], y, label=name, **styles[name])
         ax.set_xlabel("query ratio (queried / pool)")
         ax.set_ylabel(metric)
         ax.set_xlim(0, max_query_ratio)
@@ -161,6 +167,32 @@ def plot_reports(out_dir: Path, reports: dict[str, MethodReport], n: int, positi
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+def _styles(names: list[str]) -> dict[str, dict]:
+    """One look per method family (IBG thin and coloured, GBLE/LR/kNN bold and distinct), so lines never share a style."""
+    import matplotlib
+
+    fixed = {"gble": ("black", "-", 2.4), "lr": ("tab:red", "-", 2.4), "knn": ("tab:brown", "-.", 2.0),
+             "model": ("tab:purple", "-", 2.4), "policy": ("tab:green", "-", 3.0)}
+    cmap = matplotlib.colormaps["tab20"]
+    out, k, seen = {}, 0, {}
+    for n in names:
+        fam = n.split("[", 1)[0]
+        if fam in fixed:
+            color, ls, lw = fixed[fam]
+            j = seen.get(fam, 0)
+            seen[fam] = j + 1
+            out[n] = {"color": color, "ls": [ls, "--", ":", "-."][j % 4], "lw": lw}
+        else:
+            out[n] = {"color": cmap(k % 20), "ls": "-", "lw": 1.2}
+            k += 1
+    return out
+
+
+def load_reports(path: Path) -> tuple[dict, dict[str, MethodReport]]:
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    return doc["dataset"], {k: MethodReport.from_json(k, v) for k, v in doc["methods"].items()}
 
 
 def embed_with_progress(embedder: Embedder, texts: list[str], *, label: str, batch: int = 1024,
