@@ -41,3 +41,15 @@ async def on_shutdown(app_, **kwargs):
     if runtime.service is not None:
         saved = await runtime.service.snapshot()
         log.info("snapshot of shards %s saved on shutdown", saved)
+
+
+@app.timer(interval=2.0)
+async def heartbeat_and_recover():
+    """Keep this worker's heartbeat alive; re-send in-flight candidates of dead workers."""
+    if runtime.service is None:
+        return
+    try:
+        await runtime.service.state.heartbeat(runtime.service.worker_id)
+        await runtime.recover_orphans()
+    except Exception as exc:  # noqa: BLE001 - Redis or broker down: the next tick tries again
+        log.warning("heartbeat/orphan recovery failed: %s", exc)

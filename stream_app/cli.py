@@ -174,11 +174,13 @@ def cmd_topics(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .demo import add_demo_parser
+    from .seedgen import add_seeds_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_parser(sub)
     add_demo_parser(sub)
+    add_seeds_parser(sub)
     w = sub.add_parser("worker", help="run a Faust worker (settings from SYNAPSE_* env / synapse.env)")
     w.add_argument("-l", "--loglevel", default="info")
     w.add_argument("--without-web", action="store_true", help="no /metrics or /healthz")

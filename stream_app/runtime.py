@@ -1,9 +1,20 @@
-"""The worker's runtime: creates the service once, retries through Redis outages, publishes outputs."""
+"""The worker's runtime around :class:`~stream_app.service.DetectionService`.
+
+* creates the service once (model loading off the event loop);
+* retries through Redis and broker outages with capped, jittered exponential backoff;
+* publishes outputs and waits for the broker's acknowledgement of every candidate before marking it
+  sent in Redis (until then it is "in flight" and recoverable);
+* on partition assignment, loads shard snapshots and replays the gap between a snapshot and the
+  group's committed offset from the posts topic, before the agent consumes that partition again;
+* re-sends the in-flight candidates of dead workers that never reached the candidates topic;
+* reports liveness: unhealthy when the posts consumer has lag but has not advanced for a while.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+import time
 from typing import Awaitable, Callable
 
 from .service import DetectionService, Outputs, RawMsg
@@ -20,6 +31,8 @@ def raw_from_event(event) -> RawMsg:
 
 
 class Runtime:
+    STALL_SECONDS = 60.0   # lag with no progress for this long = unhealthy
+
     def __init__(self, app, settings: Settings, *, candidates_topic, dead_letters_topic, verdicts_topic,
                  posts_topic_name: str) -> None:
         self.app = app
@@ -31,7 +44,10 @@ class Runtime:
         self.service: DetectionService | None = None
         self._lock = asyncio.Lock()
         self.assigned: set[int] = set()
+        self._recovered: dict[int, asyncio.Event] = {}
+        self.recovery_seconds: dict[int, float] = {}
 
+    # ------------------------------------------------------------------ service
     async def get(self) -> DetectionService:
         if self.service is None:
             async with self._lock:
@@ -46,47 +62,215 @@ class Runtime:
         await self.retry(state.ping, what="connect to Redis")
         svc = await asyncio.to_thread(DetectionService, self.settings, state)
         await self.retry(svc.start, what="load shared state")
-        log.info("service ready: embedder %s, detectors %s", svc.embedder.name, list(svc.engines))
+        await self.retry(state.heartbeat, svc.worker_id, what="heartbeat")
+        log.info("service ready: worker %s, embedder %s, detectors %s", svc.worker_id, svc.embedder.name,
+                 list(svc.engines))
         return svc
 
     async def retry(self, fn: Callable[..., Awaitable], *args, what: str = "call"):
         """Run ``fn`` until it succeeds, backing off (0.5 s doubling to 15 s, jittered) on connection errors."""
         import redis.exceptions as rexc
-        from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+        from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 
         delay = 0.5
         while True:
             try:
                 return await fn(*args)
-            except (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError, KafkaConnectionError,
-                    KafkaTimeoutError) as exc:
+            except (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError, asyncio.TimeoutError,
+                    KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError) as exc:
                 if self.app.should_stop:
                     raise
                 log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
                 await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
                 delay = min(15.0, delay * 2)
 
+    # ------------------------------------------------------------------ messages
     async def handle(self, method: str, events) -> None:
         svc = await self.get()
         msgs = [raw_from_event(e) for e in events]
+        if method == "handle_posts":
+            for p in {m.partition for m in msgs}:
+                ev = self._recovered.get(p)
+                if ev is not None:
+                    await ev.wait()
         out = await self.retry(getattr(svc, method), msgs, what=method)
         await self.publish(out)
 
     async def publish(self, out: Outputs) -> None:
-        for key, value in out.dead_letters:
-            await self.dead_letters_topic.send(key=key, value=value)
-        for part, key, value in out.verdicts:
-            await self.verdicts_topic.send(key=key, value=value, partition=part)
-        for key, value in out.candidates:
-            await self.candidates_topic.send(key=key, value=value)
+        """Send everything; candidates are confirmed in Redis only once the broker acknowledged them."""
+        await self.retry(self._publish, out, what="publish")
 
+    async def _publish(self, out: Outputs) -> None:
+        """Send and await every acknowledgement; what was acknowledged is removed from ``out``, so a
+        retry after a broker error re-sends only what did not get through (no duplicates)."""
+        async def send_all(items, send):
+            futs = [await send(*item) for item in items]
+            results = await asyncio.gather(*futs, return_exceptions=True)
+            failed = [it for it, r in zip(items, results) if isinstance(r, BaseException)]
+            return failed, next((r for r in results if isinstance(r, BaseException)), None)
+
+        error = None
+        out.dead_letters, err = await send_all(
+            out.dead_letters, lambda k, v: self.dead_letters_topic.send(key=k, value=v))
+        error = error or err
+        out.verdicts, err = await send_all(
+            out.verdicts, lambda p, k, v: self.verdicts_topic.send(key=k, value=v, partition=p))
+        error = error or err
+        pending = list(zip(out.candidates, out.claims))
+        failed, err = await send_all(pending, lambda kv, claim: self.candidates_topic.send(key=kv[0], value=kv[1]))
+        error = error or err
+        acked = [claim for (kv, claim) in pending if (kv, claim) not in failed]
+        out.candidates = [kv for kv, _ in failed]
+        out.claims = [claim for _, claim in failed]
+        if acked:
+            await self.service.confirm(acked)
+        if error is not None:
+            raise error
+
+    # ------------------------------------------------------------------ rebalance and recovery
     async def on_assigned(self, assigned) -> None:
         parts = {tp.partition for tp in assigned if tp.topic == self.posts_topic_name}
         svc = await self.get()
         gone = sorted(self.assigned - parts)
         if gone:
             await svc.revoke(gone)
+        new = sorted(parts - self.assigned)
         self.assigned = parts
+        for p in new:
+            self._recovered[p] = asyncio.Event()
         out = await self.retry(svc.assign, sorted(parts), what="assign shards")
         await self.publish(out)
+        if new:
+            asyncio.ensure_future(self._replay_gaps(new))
         log.info("holding shards %s (%d posts)", sorted(parts), len(svc.index))
+
+    async def _replay_gaps(self, partitions: list[int]) -> None:
+        """Re-index posts between each shard's snapshot and the group's committed offset."""
+        svc = await self.get()
+        for p in partitions:
+            t0 = time.monotonic()
+            start = svc.offsets.get(p, -1) + 1
+            try:
+                replayed = await self.retry(self._replay_partition, svc, p, start, what=f"replay shard {p}")
+            finally:
+                self._recovered[p].set()
+            self.recovery_seconds[p] = time.monotonic() - t0
+            log.info("shard %s recovered: snapshot up to offset %d, %d posts replayed in %.2fs",
+                     p, start - 1, replayed, self.recovery_seconds[p])
+
+    async def _replay_partition(self, svc: DetectionService, partition: int, start: int) -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tp = TopicPartition(self.posts_topic_name, partition)
+        c = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers(), group_id=self.settings.app_id,
+                             enable_auto_commit=False, **self._client_security())
+        await c.start()
+        n = 0
+        try:
+            committed = await c.committed(tp)
+            if committed is None or committed <= start:
+                return 0
+            c.assign([tp])
+            c.seek(tp, start)
+            while await c.position(tp) < committed:
+                batch = (await c.getmany(tp, timeout_ms=1000, max_records=self.settings.embed_batch_size * 4)).get(tp, [])
+                msgs = [RawMsg(m.topic, m.partition, m.offset, m.key, m.value,
+                               m.timestamp / 1000 if m.timestamp else None) for m in batch if m.offset < committed]
+                if msgs:
+                    await self.publish(await svc.handle_posts(msgs))
+                    n += len(msgs)
+        finally:
+            await c.stop()
+        return n
+
+    def _client_security(self) -> dict:
+        s = self.settings
+        if s.broker_security_protocol == "PLAINTEXT":
+            return {}
+        from .faust_app import broker_credentials
+
+        creds = broker_credentials(s)
+        kw = {"security_protocol": s.broker_security_protocol, "ssl_context": getattr(creds, "ssl_context", None)}
+        if s.broker_security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=s.broker_sasl_mechanism, sasl_plain_username=s.broker_username,
+                      sasl_plain_password=s.broker_password.get_secret_value())
+        return kw
+
+    async def recover_orphans(self) -> int:
+        """Re-send in-flight candidates of dead workers that are not on the candidates topic."""
+        svc = await self.get()
+        orphans = await svc.orphans()
+        if not orphans:
+            return 0
+        if not await svc.state.lock("orphans", svc.worker_id, ttl=120):
+            return 0
+        try:
+            on_topic = await self._candidates_on_topic()
+            resend, done = Outputs(), []
+            for det, entries in orphans.items():
+                for pid, msg in entries.items():
+                    if (det, pid) in on_topic:
+                        done.append((det, pid))
+                    else:
+                        resend.candidates.append((pid.encode(), msg.encode("utf-8")))
+                        resend.claims.append((det, pid))
+            await svc.confirm(done)
+            await self.publish(resend)
+            if resend.claims or done:
+                log.warning("recovered %d in-flight candidates of dead workers (%d re-sent, %d already sent)",
+                            len(done) + len(resend.claims), len(resend.claims), len(done))
+            return len(resend.claims)
+        finally:
+            await svc.state.unlock("orphans", svc.worker_id)
+
+    async def _candidates_on_topic(self) -> set[tuple[str, str]]:
+        import json
+
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        c = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers(), group_id=None,
+                             enable_auto_commit=False, **self._client_security())
+        await c.start()
+        seen = set()
+        try:
+            await c.topics()
+            tps = [TopicPartition(self.candidates_topic.get_topic_name(), p)
+                   for p in sorted(c.partitions_for_topic(self.candidates_topic.get_topic_name()) or [])]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            end = await c.end_offsets(tps)
+            for tp in tps:
+                while await c.position(tp) < end[tp]:
+                    for m in (await c.getmany(tp, timeout_ms=1000)).get(tp, []):
+                        try:
+                            doc = json.loads(m.value)
+                            seen.add((doc["detector"], doc["post_id"]))
+                        except (ValueError, KeyError, TypeError):
+                            continue
+        finally:
+            await c.stop()
+        return seen
+
+    # ------------------------------------------------------------------ liveness
+    def health(self) -> tuple[bool, dict]:
+        svc = self.service
+        if svc is None:
+            return False, {"reason": "starting"}
+        body = svc.health()
+        lag = 0
+        try:
+            from faust.types import TP
+
+            consumer = self.app.consumer
+            for p in self.assigned:
+                hw = consumer.highwater(TP(self.posts_topic_name, p))
+                if hw is not None:
+                    lag += max(0, int(hw) - (svc.offsets.get(p, -1) + 1))
+        except Exception:  # noqa: BLE001 - no consumer yet / not assigned: lag unknown
+            lag = 0
+        body["lag"] = lag
+        body["recovering"] = sorted(p for p, ev in self._recovered.items() if not ev.is_set())
+        stalled = lag > 0 and body["seconds_since_progress"] > self.STALL_SECONDS and not body["recovering"]
+        if stalled:
+            body["reason"] = f"consumption stalled: lag {lag} and no progress for {body['seconds_since_progress']}s"
+        return not stalled, body

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from synapse_stream.embedders import Embedder, make_embedder
-from synapse_stream.exceptions import MessageError, UnknownDetectorError
+from synapse_stream.exceptions import MessageError, PostIndexError, UnknownDetectorError
 from synapse_stream.index import PostIndex, ShardedIndex
 from synapse_stream.messages import (LabelMsg, PostMsg, candidate_message, dead_letter, dumps, parse_label,
                                      parse_post, parse_seed)
@@ -61,11 +62,13 @@ class RawMsg:
 @dataclass
 class Outputs:
     candidates: list[tuple[bytes, bytes]] = field(default_factory=list)     # (key, value)
+    claims: list[tuple[str, str]] = field(default_factory=list)             # (detector, post id), to confirm once acked
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     verdicts: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
 
     def extend(self, other: "Outputs") -> "Outputs":
         self.candidates += other.candidates
+        self.claims += other.claims
         self.dead_letters += other.dead_letters
         self.verdicts += other.verdicts
         return self
@@ -93,6 +96,7 @@ class DetectionService:
         self.offsets: dict[int, int] = {}        # partition -> highest offset indexed
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
+        self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
 
     # ------------------------------------------------------------------ lifecycle
     def _build_engines(self) -> None:
@@ -133,14 +137,18 @@ class DetectionService:
                 if p in self.index.shards:
                     continue
                 path = self.shard_path(p)
+                self.offsets[p] = -1
                 if path.exists():
-                    shard = PostIndex.load(path, ef_search=self.settings.hnsw_ef_search)
-                    self.index.attach(p, shard)
-                    self.offsets[p] = int(shard.meta.get("offset", -1))
-                    log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
-                             self.offsets[p])
-                else:
-                    self.index.shard(p)
+                    try:
+                        shard = PostIndex.load(path, ef_search=self.settings.hnsw_ef_search)
+                    except PostIndexError as exc:  # a damaged snapshot: rebuild the shard from the topic
+                        log.error("shard %s snapshot unusable (%s): replaying the partition", p, exc)
+                    else:
+                        self.index.attach(p, shard)
+                        self.offsets[p] = int(shard.meta.get("offset", -1))
+                        log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
+                                 self.offsets[p])
+                self.index.shard(p)
             return self._refill_all()
         cands = await self._run(work)
         return await self._emit(cands)
@@ -178,25 +186,44 @@ class DetectionService:
         """Claim candidates in Redis (never twice) and build their messages.
 
         Candidates wait in an outbox until the claim succeeds, so a Redis outage delays them but
-        does not lose them: the retried call (or the next one) emits them.
+        does not lose them. A claimed candidate stays "in flight" in Redis until the runtime
+        confirms the broker acknowledged it (:meth:`confirm`); if this worker dies first, another
+        one re-sends it unless it is already on the topic (:meth:`orphans`).
         """
         self._outbox.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
         out = Outputs()
         if not self._outbox:
             return out
         batch = list(self._outbox)
-        fresh = await self.state.claim_many([(c.detector, c.post_id) for c, _ in batch])
-        del self._outbox[:len(batch)]
         now = time.time()
-        for (c, arrived), ok in zip(batch, fresh):
+        values = []
+        for c, _ in batch:
+            text = self.index.payload(c.post_id) if c.post_id in self.index else None
+            values.append(dumps(candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds,
+                                                  c.reason, now)))
+        fresh = await self.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.worker_id, values)
+        del self._outbox[:len(batch)]
+        for (c, arrived), value, ok in zip(batch, values, fresh):
             if not ok:
                 continue
-            text = self.index.payload(c.post_id) if c.post_id in self.index else None
-            out.candidates.append((c.post_id.encode(), dumps(candidate_message(
-                c.detector, c.post_id, text or "", c.score, c.matched_seeds, c.reason, now))))
+            out.candidates.append((c.post_id.encode(), value))
+            out.claims.append((c.detector, c.post_id))
             self.metrics.candidates.labels(c.detector, c.reason).inc()
             if arrived is not None:
                 self.metrics.latency.observe(max(0.0, now - arrived))
+        return out
+
+    async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:
+        await self.state.sent(claims)
+
+    async def orphans(self) -> dict[str, dict[str, str]]:
+        """In-flight candidates of dead workers, per detector: ``{detector: {post id: message}}``."""
+        await self.state.heartbeat(self.worker_id)
+        out = {}
+        for name in self.engines:
+            o = await self.state.orphans(name, self.worker_id)
+            if o:
+                out[name] = o
         return out
 
     # ------------------------------------------------------------------ posts
@@ -352,7 +379,8 @@ class DetectionService:
                 self.metrics.recall.labels(name).set(pos / truth)
 
     def health(self) -> dict:
-        return {"started": self.started, "index_size": len(self.index), "shards": sorted(self.index.shards),
+        return {"started": self.started, "worker_id": self.worker_id, "index_size": len(self.index),
+                "shards": sorted(self.index.shards), "offsets": {str(k): v for k, v in sorted(self.offsets.items())},
                 "seconds_since_progress": round(time.monotonic() - self.last_progress, 1)}
 
 

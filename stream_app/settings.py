@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     max_text_chars: int = 20_000
     max_message_bytes: int = 1_000_000
 
+    # -- LLM for synthetic seeds (any OpenAI-compatible chat-completions endpoint) --------
+    llm_base_url: str = "http://localhost:11434/v1"   # Ollama's default; OpenAI: https://api.openai.com/v1
+    llm_model: str = "llama3.1"
+    llm_api_key: SecretStr | None = None
+
     # -- worker --------------------------------------------------------------
     data_dir: str = ".synapse-data"
     snapshot_interval: float = 60.0

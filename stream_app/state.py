@@ -4,6 +4,8 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 
 =============================  =====================================================================
 ``P{D}:queried``               SET of post ids ever sent to the oracle (SADD = atomic claim: never twice)
+``P{D}:inflight``              HASH post id -> "owner|candidate JSON" from claim until the broker acked it
+``Pworker:<id>``               STRING with a TTL: a worker's heartbeat (its in-flight claims are orphans once it expires)
 ``P{D}:ledger``                HASH post id -> latest verdict JSON (the latest verdict wins)
 ``P{D}:verdicts``              STREAM of every verdict received, conflicting ones included (audit trail)
 ``P{D}:seeds``                 HASH seed id -> seed JSON (text, origin, unit vector as base64 float32)
@@ -72,25 +74,78 @@ class RedisState:
         return int(await self.r.hlen(self.k("post-partition")))
 
     # ------------------------------------------------------------------ candidates
-    async def claim_many(self, items: Sequence[tuple[str, str]]) -> list[bool]:
-        """Atomically (MULTI/EXEC) mark ``(detector, post_id)`` pairs as sent; True where first."""
+    # One round trip, atomic: claim each post (SADD) and, where this call is the first, record the
+    # candidate message as in flight (owner worker + message) and count it.
+    _CLAIM = """
+    local out = {}
+    for i = 1, #ARGV, 4 do
+        local det, pid, owner, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+        local first = redis.call('SADD', KEYS[1] .. det .. ':queried', pid)
+        if first == 1 then
+            redis.call('HSET', KEYS[1] .. det .. ':inflight', pid, owner .. '|' .. msg)
+            redis.call('HINCRBY', KEYS[1] .. det .. ':counters', 'queried', 1)
+        end
+        out[#out + 1] = first
+    end
+    return out
+    """
+
+    async def claim_many(self, items: Sequence[tuple[str, str]], owner: str = "-",
+                         messages: Sequence[bytes | str] | None = None) -> list[bool]:
+        """Claim ``(detector, post_id)`` pairs for the oracle; True where this call was first.
+
+        A first claim also records the candidate message under ``P{D}:inflight`` with its ``owner``
+        (a worker id) until :meth:`sent` confirms the broker acknowledged it, so a worker that dies
+        in between leaves a trace that :meth:`orphans` hands to another worker.
+        """
         if not items:
             return []
-        async with self.r.pipeline(transaction=True) as pipe:
+        argv: list = []
+        for i, (det, pid) in enumerate(items):
+            msg = messages[i] if messages is not None else b""
+            argv += [det, pid, owner, msg.decode("utf-8") if isinstance(msg, bytes) else msg]
+        res = await self.r.eval(self._CLAIM, 1, self.p, *argv)
+        return [bool(x) for x in res]
+
+    async def sent(self, items: Sequence[tuple[str, str]]) -> None:
+        """The broker acknowledged these candidates: they are no longer in flight."""
+        if not items:
+            return
+        async with self.r.pipeline(transaction=False) as pipe:
             for det, pid in items:
-                pipe.sadd(self.k(det, "queried"), pid)
-            res = await pipe.execute()
-        fresh = [bool(x) for x in res]
-        per_det: dict[str, int] = {}
-        for (det, _), ok in zip(items, fresh):
-            if ok:
-                per_det[det] = per_det.get(det, 0) + 1
-        if per_det:
-            async with self.r.pipeline(transaction=False) as pipe:
-                for det, n in per_det.items():
-                    pipe.hincrby(self.k(det, "counters"), "queried", n)
-                await pipe.execute()
-        return fresh
+                pipe.hdel(self.k(det, "inflight"), pid)
+            await pipe.execute()
+
+    async def inflight(self, detector: str) -> dict[str, tuple[str, str]]:
+        raw = await self.r.hgetall(self.k(detector, "inflight"))
+        return {pid: tuple(v.split("|", 1)) for pid, v in raw.items()}
+
+    # ------------------------------------------------------------------ workers
+    async def heartbeat(self, worker_id: str, ttl: float = 15.0) -> None:
+        await self.r.set(self.k("worker", worker_id), str(time.time()), px=int(ttl * 1000))
+
+    async def alive(self, worker_id: str) -> bool:
+        return bool(await self.r.exists(self.k("worker", worker_id)))
+
+    async def orphans(self, detector: str, me: str) -> dict[str, str]:
+        """In-flight candidates whose owner is dead (no heartbeat) or is this worker's earlier life."""
+        out = {}
+        owners: dict[str, bool] = {}
+        for pid, (owner, msg) in (await self.inflight(detector)).items():
+            if owner == me:
+                continue
+            if owner not in owners:
+                owners[owner] = await self.alive(owner)
+            if not owners[owner]:
+                out[pid] = msg
+        return out
+
+    async def lock(self, name: str, owner: str, ttl: float = 60.0) -> bool:
+        return bool(await self.r.set(self.k("lock", name), owner, nx=True, px=int(ttl * 1000)))
+
+    async def unlock(self, name: str, owner: str) -> None:
+        if await self.r.get(self.k("lock", name)) == owner:
+            await self.r.delete(self.k("lock", name))
 
     async def queried(self, detector: str) -> set[str]:
         return set(await self.r.smembers(self.k(detector, "queried")))

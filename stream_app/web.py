@@ -1,7 +1,9 @@
 """Web endpoints served by the worker (Faust's web server, bound to ``web_host:web_port``).
 
 * ``GET /metrics``: Prometheus text format.
-* ``GET /healthz``: 200 when the worker is making progress, 503 otherwise, with a JSON body.
+* ``GET /healthz``: liveness. 200 when the worker consumes; 503 while starting or when the posts
+  consumer has lag but has not advanced for ``Runtime.STALL_SECONDS`` (an agent that silently
+  stopped), with a JSON body saying why.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ async def metrics_page(web, request):
         return web.bytes(b"# starting\n", content_type=PROMETHEUS_CONTENT_TYPE, status=503)
     try:
         await svc.refresh_gauges()
-    except Exception:  # Redis down: serve what we have (counters stay correct)
+    except Exception:  # noqa: BLE001 - Redis down: serve what we have (counters stay correct)
         pass
     # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 by definition
     return web.bytes(svc.metrics.exposition(), content_type=PROMETHEUS_CONTENT_TYPE)
@@ -27,9 +29,6 @@ async def metrics_page(web, request):
 
 @app.page("/healthz")
 async def health_page(web, request):
-    svc = runtime.service
-    if svc is None:
-        return web.bytes(json.dumps({"healthy": False, "reason": "starting"}).encode(), status=503,
-                         content_type="application/json")
-    body = {"healthy": True, **svc.health()}
-    return web.bytes(json.dumps(body).encode(), content_type="application/json")
+    healthy, body = runtime.health()
+    return web.bytes(json.dumps({"healthy": healthy, **body}).encode(), status=200 if healthy else 503,
+                     content_type="application/json")

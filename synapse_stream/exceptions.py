@@ -43,3 +43,10 @@ class UnknownDetectorError(MessageError):
 
 class OracleError(SynapseError):
     """An oracle could not label a request."""
+
+
+class LLMError(SynapseError):
+    """An LLM endpoint could not be used: bad key, unreachable, rate-limited for too long, unusable answer.
+
+    Messages never contain the API key.
+    """

@@ -15,6 +15,7 @@ bad_label
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import time
@@ -27,6 +28,7 @@ MAX_MESSAGE_BYTES = 1_000_000   # larger messages are rejected before parsing
 MAX_TEXT_CHARS = 20_000         # posts and seeds longer than this go to the dead-letter topic
 MAX_ID_CHARS = 256
 MAX_DEPTH = 32                  # JSON nesting deeper than this is rejected
+DEAD_LETTER_RAW_BYTES = 64_000  # a dead letter keeps at most this much of the raw value (plus its size and sha256)
 ORIGINS = ("synthetic", "manual")
 
 
@@ -197,15 +199,24 @@ def candidate_message(detector: str, post_id: str, text: str, score: float, matc
 
 def dead_letter(raw, *, source_topic: str, partition: int | None, offset: int | None, reason: str,
                 detail: str = "", key=None) -> dict:
-    def b64(v):
+    """The dead-letter record. The raw value is kept whole up to ``DEAD_LETTER_RAW_BYTES``; beyond that its
+    head is kept with ``raw_truncated: true``, and ``raw_size``/``raw_sha256`` always identify the original,
+    which stays on the source topic at ``partition``/``offset``."""
+    def as_bytes(v):
         if v is None:
             return None
         if isinstance(v, str):
             v = v.encode("utf-8", "surrogatepass")
-        return base64.b64encode(bytes(v)).decode("ascii")
+        return bytes(v)
 
+    raw_b, key_b = as_bytes(raw), as_bytes(key)
+    b64 = lambda v: None if v is None else base64.b64encode(v).decode("ascii")  # noqa: E731
     return {"source_topic": source_topic, "partition": partition, "offset": offset, "reason": reason,
-            "detail": detail[:500], "raw_b64": b64(raw), "key_b64": b64(key), "failed_at": time.time()}
+            "detail": detail[:500], "raw_b64": b64(raw_b[:DEAD_LETTER_RAW_BYTES] if raw_b is not None else None),
+            "raw_truncated": raw_b is not None and len(raw_b) > DEAD_LETTER_RAW_BYTES,
+            "raw_size": len(raw_b) if raw_b is not None else 0,
+            "raw_sha256": hashlib.sha256(raw_b).hexdigest() if raw_b is not None else None,
+            "key_b64": b64(key_b[:1024] if key_b is not None else None), "failed_at": time.time()}
 
 
 def as_jsonable(x: Any) -> Any:

@@ -40,6 +40,8 @@ class LoopState:
     order: list[int] = field(default_factory=list)   # rows in the order they were queried
     rounds: list[dict] = field(default_factory=list)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    sources: list[str] = field(default_factory=list)  # which candidate source proposed each row of ``order``
+                                                      # (filled only by methods that combine sources)
 
     @property
     def n(self) -> int:
@@ -67,9 +69,17 @@ class RunResult:
     labels: list[int]              # the oracle's answers, same order
     rounds: list[dict]
     seconds: float
+    sources: list[str] | None = None  # per queried row, the source that proposed it (the policy only)
 
     def cumulative_positives(self) -> np.ndarray:
         return np.cumsum(np.asarray(self.labels, dtype=np.int64))
+
+
+def new_state(X: np.ndarray, S: np.ndarray, ids: Sequence[str], *, seed: int = 0) -> LoopState:
+    """A fresh loop state: unit vectors, nothing labelled."""
+    return LoopState(X=l2_normalise(X), S=l2_normalise(S) if len(S) else np.zeros((0, X.shape[1]), np.float32),
+                     ids=list(ids), labels=np.full(len(X), UNLABELLED, dtype=np.int8),
+                     rng=np.random.default_rng(seed))
 
 
 def dynamic_k(k0: int, p_prev: float, k_max: int) -> int:
@@ -116,12 +126,26 @@ class ActiveMethod(abc.ABC):
     def _select(self, state: LoopState) -> Sequence[tuple[int, float]]:
         """Return the next batch as ``(row, score)`` pairs, best first; empty to stop."""
 
+    def _observe(self, state: LoopState, rows: list[int], labels: list[int]) -> None:
+        """Called after each batch has been labelled (and recorded in ``state``)."""
+
+    def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
+        """Up to ``k`` unlabelled rows this method would query next, best first, without querying them.
+
+        This is how a :class:`~.policy.Policy` uses a method as a *candidate source*: every source
+        sees the same shared ``state`` (all labels, whoever obtained them) and only ranks; the policy
+        decides what is sent to the oracle. Call ``prepare(state)`` once before the first proposal.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot act as a candidate source")
+
+    def prepare(self, state: LoopState) -> None:
+        """Public alias of ``_prepare`` for a method used as a candidate source."""
+        self._prepare(state)
+
     # -- the loop -------------------------------------------------------------
     def run(self, X: np.ndarray, S: np.ndarray, ids: Sequence[str], oracle: Oracle, *, progress=None) -> RunResult:
         t0 = time.perf_counter()
-        state = LoopState(X=l2_normalise(X), S=l2_normalise(S) if len(S) else np.zeros((0, X.shape[1]), np.float32),
-                          ids=list(ids), labels=np.full(len(X), UNLABELLED, dtype=np.int8),
-                          rng=np.random.default_rng(self.seed))
+        state = new_state(X, S, ids, seed=self.seed)
         budget = int(math.floor(self.max_query_ratio * state.n))
         self._prepare(state)
         out_labels: list[int] = []
@@ -141,10 +165,11 @@ class ActiveMethod(abc.ABC):
             out_labels.extend(ys)
             state.rounds.append({"round": len(state.rounds) + 1, "queried": len(rows), "positives": int(sum(ys)),
                                  "total_queried": len(state.order)})
+            self._observe(state, rows, ys)
             if progress is not None:
                 progress(state)
         return RunResult(self.label(), self.params(), list(state.order), out_labels, state.rounds,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, list(state.sources) if state.sources else None)
 
 
 def _fmt(v) -> str:

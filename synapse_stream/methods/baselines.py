@@ -40,6 +40,9 @@ class KNNSearch(ActiveMethod):
     def _select(self, state: LoopState):
         return top_rows(self._score, np.flatnonzero(state.unlabelled_mask()), self.k0)
 
+    def propose(self, state: LoopState, k: int):
+        return top_rows(self._score, np.flatnonzero(state.unlabelled_mask()), k)
+
 
 class LRBaseline(ActiveMethod):
     name = "lr"

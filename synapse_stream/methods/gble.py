@@ -78,12 +78,21 @@ class GBLE(ActiveMethod):
         self._W = row_normalise(knn_graph(V, self.k))
         self._y = None
 
-    def _select(self, state: LoopState):
+    def scores(self, state: LoopState) -> np.ndarray:
+        """Propagate the current labels (positives and negatives clamped, seeds 1); the pool's scores."""
         n, m = state.n, len(state.S)
         known = np.flatnonzero(state.labels >= 0)
         clamp_rows = np.concatenate([known, np.arange(n, n + m)])
         clamp_vals = np.concatenate([state.labels[known].astype(np.float32), np.ones(m, np.float32)])
         y0 = np.zeros(n + m, dtype=np.float32)
         self._y = propagate(self._W, y0, clamp_rows, clamp_vals, self.iterations, self._y)
+        return self._y[:n]
+
+    def _select(self, state: LoopState):
+        y = self.scores(state)
         K = dynamic_k(self.k0, state.last_precision(), self.k_max)
-        return top_rows(self._y[:n], np.flatnonzero(state.unlabelled_mask()), K)
+        return top_rows(y, np.flatnonzero(state.unlabelled_mask()), K)
+
+    def propose(self, state: LoopState, k: int):
+        """As a candidate source: one propagation of the shared labels, the ``k`` best unlabelled posts."""
+        return top_rows(self.scores(state), np.flatnonzero(state.unlabelled_mask()), k)

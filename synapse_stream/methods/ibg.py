@@ -75,3 +75,10 @@ class IBG(ActiveMethod):
         cols, best = bipartite_batch(P, state.X[U], self.tau, self.d_max)
         order = np.lexsort((U[cols], -best))
         return [(int(U[cols[i]]), float(best[i])) for i in order]
+
+    def propose(self, state: LoopState, k: int):
+        """As a candidate source: the ``k`` best of the round's Algorithm-2 batch (by strongest kept edge).
+
+        V_P is the seeds plus every positive in the shared state, whoever found it. Same cost as a round.
+        """
+        return list(self._select(state))[:max(0, k)]

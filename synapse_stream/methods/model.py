@@ -1,0 +1,92 @@
+"""Model-guided candidates: a classifier on the embeddings, trained on the seeds and the ledger.
+
+Each round a logistic regression (scikit-learn, ``C`` = 1 by default) is fitted on
+
+* positives: the synthetic seeds and every post confirmed positive so far (whoever queried it);
+* negatives: every post labelled negative so far, plus ``provisional`` *provisional negatives*:
+  unlabelled posts drawn uniformly at random once (a fixed sample; a drawn post that later gets a
+  verdict counts with its real label instead). At cold start no negative is known, and the rare
+  class is rare, so a random unlabelled post is a negative with probability 1 − prevalence: this
+  is the positive-unlabelled ("PU") assumption, and it costs no oracle query, unlike
+  :class:`~.baselines.LRBaseline`, which pays for its first negatives with random queries. With
+  ``keep_provisional=False`` the provisional negatives are dropped as soon as as many real
+  negatives are known.
+
+It then scores every unlabelled post and proposes the ``K = K0 / p_prev`` most probable
+(``p_prev``: precision of the previous batch, 1 at first; K capped at ``k_max``).
+
+Complexity per round: the fit is O(L · d · iterations) on the L = seeds + labelled + provisional
+rows; scoring is O(U · d) for the U unlabelled posts; memory O((L + U) · d) for the feature copies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..exceptions import ConfigError
+from .base import ActiveMethod, LoopState, dynamic_k, top_rows
+
+
+class ModelGuided(ActiveMethod):
+    name = "model"
+
+    def __init__(self, k0: int = 100, k_max: int | None = None, provisional: int | None = None,
+                 keep_provisional: bool = True, C: float = 1.0, seed_weight: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        if k0 < 1:
+            raise ConfigError("model K0 must be >= 1")
+        if provisional is not None and provisional < 0:
+            raise ConfigError("provisional negatives must be >= 0")
+        if C <= 0 or seed_weight <= 0:
+            raise ConfigError("C and seed_weight must be > 0")
+        self.k0 = int(k0)
+        self.k_max = int(k_max) if k_max else 10 * self.k0
+        self.provisional = provisional
+        self.keep_provisional = bool(keep_provisional)
+        self.C = float(C)
+        self.seed_weight = float(seed_weight)
+        self._prov = np.zeros(0, dtype=np.int64)
+        self.last_scores: np.ndarray | None = None
+
+    def params(self) -> dict:
+        return {"K0": self.k0}
+
+    def _prepare(self, state: LoopState) -> None:
+        u = len(state.S) if self.provisional is None else self.provisional
+        u = min(u, state.n)
+        self._prov = np.sort(state.rng.choice(state.n, size=u, replace=False)) if u else np.zeros(0, np.int64)
+
+    def training_set(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(X, y, sample_weight)`` of this round's fit."""
+        known = np.flatnonzero(state.labels >= 0)
+        prov = self._prov[state.labels[self._prov] < 0]
+        if not self.keep_provisional and int((state.labels == 0).sum()) >= len(self._prov):
+            prov = prov[:0]
+        X = np.vstack([state.S, state.X[known], state.X[prov]])
+        y = np.concatenate([np.ones(len(state.S), np.int8), state.labels[known], np.zeros(len(prov), np.int8)])
+        w = np.concatenate([np.full(len(state.S), self.seed_weight, np.float32), np.ones(len(known) + len(prov),
+                                                                                          np.float32)])
+        return X, y, w
+
+    def scores(self, state: LoopState) -> np.ndarray | None:
+        """Fit on the current labels; the positive-class probability of every unlabelled post (else 0)."""
+        from sklearn.linear_model import LogisticRegression
+
+        X, y, w = self.training_set(state)
+        if len(np.unique(y)) < 2:
+            return None
+        model = LogisticRegression(C=self.C, max_iter=500).fit(X, y, sample_weight=w)
+        unl = np.flatnonzero(state.unlabelled_mask())
+        out = np.zeros(state.n, dtype=np.float32)
+        if len(unl):
+            out[unl] = model.predict_proba(state.X[unl])[:, 1]
+        self.last_scores = out
+        return out
+
+    def propose(self, state: LoopState, k: int):
+        s = self.scores(state)
+        if s is None:
+            return []
+        return top_rows(s, np.flatnonzero(state.unlabelled_mask()), k)
+
+    def _select(self, state: LoopState):
+        return self.propose(state, dynamic_k(self.k0, state.last_precision(), self.k_max))
