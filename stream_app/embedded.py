@@ -473,6 +473,7 @@ class TansuBroker(_Service):
         startup_timeout: float = 20.0,
         stop_timeout: float = 10.0,
         env: Optional[Mapping[str, str]] = None,
+        advertised_port: Optional[int] = None,
     ) -> None:
         super().__init__(
             host=host,
@@ -483,6 +484,8 @@ class TansuBroker(_Service):
             env=env,
         )
         self.binary = Path(binary) if binary is not None else find_tansu()
+        # clients are told to connect here (e.g. a fault-injecting proxy in front of the broker)
+        self.advertised_port = advertised_port
         self.storage_engine = storage_engine
         self.cluster_id = cluster_id
         self.extra_args = list(extra_args)
@@ -499,13 +502,14 @@ class TansuBroker(_Service):
 
     def _command(self) -> list[str]:
         listener = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}" if self.advertised_port else listener
         cmd = [
             str(self.binary),
             "broker",
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            advertised,
             "--storage-engine",
             self.storage_engine,
         ]

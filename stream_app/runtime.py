@@ -154,6 +154,7 @@ class Runtime:
                 replayed = await self.retry(self._replay_partition, svc, p, start, what=f"replay shard {p}")
             finally:
                 self._recovered[p].set()
+            await self.publish(await self.retry(svc.reconcile_confirmed, what="reconcile confirmed seeds"))
             self.recovery_seconds[p] = time.monotonic() - t0
             log.info("shard %s recovered: snapshot up to offset %d, %d posts replayed in %.2fs",
                      p, start - 1, replayed, self.recovery_seconds[p])

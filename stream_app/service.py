@@ -97,6 +97,7 @@ class DetectionService:
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
+        self._registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
 
     # ------------------------------------------------------------------ lifecycle
     def _build_engines(self) -> None:
@@ -111,6 +112,7 @@ class DetectionService:
         for name, eng in self.engines.items():
             eng.labels.update(await self.state.ledger(name))
             eng.queried.update(await self.state.queried(name))
+            self._registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
         self.started = True
 
     async def stop(self) -> None:
@@ -190,7 +192,7 @@ class DetectionService:
         confirms the broker acknowledged it (:meth:`confirm`); if this worker dies first, another
         one re-sends it unless it is already on the topic (:meth:`orphans`).
         """
-        self._outbox.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
+        self._queue(cands, arrival)
         out = Outputs()
         if not self._outbox:
             return out
@@ -212,6 +214,10 @@ class DetectionService:
             if arrived is not None:
                 self.metrics.latency.observe(max(0.0, now - arrived))
         return out
+
+    def _queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
+        """Put found candidates in the outbox at once, before any I/O that could fail and lose them."""
+        self._outbox.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
 
     async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:
         await self.state.sent(claims)
@@ -244,9 +250,9 @@ class DetectionService:
             good.append((m, post))
         if good:
             cands = await self._run(self._ingest_sync, good)
-            arrival = {p.id: (m.timestamp or time.time()) for m, p in good}
+            self._queue(cands, {p.id: (m.timestamp or time.time()) for m, p in good})
             await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
-            out.extend(await self._emit(cands, arrival))
+            out.extend(await self._emit([]))
         self.last_progress = time.monotonic()
         return out
 
@@ -350,13 +356,28 @@ class DetectionService:
                 continue
             if outcome.changed:
                 self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
-                if lab.label == 1 and lab.post_id in self.index:
-                    vec = self.index.get_vectors([lab.post_id])[0]
-                    await self.state.register_seed(lab.detector, lab.post_id, "confirmed",
-                                                   self.index.payload(lab.post_id) or "", vec)
             out.extend(await self._emit(outcome.candidates))
+        out.extend(await self.reconcile_confirmed())
         self.last_progress = time.monotonic()
         return out
+
+    async def reconcile_confirmed(self) -> Outputs:
+        """Make every positive verdict on a local post a registered, broadcast, active seed.
+
+        Derived from the ledger rather than done as a side effect of one verdict, so that a crash or
+        a Redis outage between recording a verdict and registering its seed loses nothing: the next
+        call (after the retry, after a restart) finds the positive and finishes the job.
+        """
+        for name, eng in self.engines.items():
+            todo = [pid for pid, y in list(eng.labels.items())
+                    if y == 1 and pid not in self._registered[name] and pid in self.index]
+            for pid in todo:
+                vec = self.index.get_vectors([pid])[0]
+                await self.state.register_seed(name, pid, "confirmed", self.index.payload(pid) or "", vec)
+                self._registered[name].add(pid)
+                if pid not in eng.seeds:
+                    self._queue(await self._run(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
+        return await self._emit([])
 
     # ------------------------------------------------------------------ metrics
     async def refresh_gauges(self) -> None:

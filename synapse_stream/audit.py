@@ -54,7 +54,7 @@ Precision stays separate: the detector's precision is ``F / n_Q`` over detector 
 the audit's own positives give the stream prevalence, reported apart (``audit_prevalence``).
 
 Edge cases: no audited post in R yet (and R not empty) → no estimate (``None``); R empty (the
-detector labelled everything) → recall 1 exactly; no positive in the audit sample → ``p_lo = 0``,
+detector labelled everything) → recall 1 exactly (``None`` if there is no positive at all); no positive in the audit sample → ``p_lo = 0``,
 estimate 1 if F > 0 with a finite lower bound; F = 0 → recall 0 when the audit saw a positive in R,
 undefined (``None``, interval [0, 1]) when no positive was seen anywhere.
 
@@ -66,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from .exceptions import ConfigError
 
@@ -73,9 +74,7 @@ INTERVALS = ("wilson", "jeffreys", "clopper-pearson")
 
 
 def _z(confidence: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.ppf(0.5 + confidence / 2))
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def proportion_interval(x: int, m: int, confidence: float = 0.95, method: str = "wilson") -> tuple[float, float]:
@@ -96,7 +95,9 @@ def proportion_interval(x: int, m: int, confidence: float = 0.95, method: str = 
         denom = 1 + z * z / m
         centre = (p + z * z / (2 * m)) / denom
         half = z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / denom
-        return max(0.0, centre - half), min(1.0, centre + half)
+        lo = 0.0 if x == 0 else max(0.0, centre - half)       # exact ends (no rounding residue)
+        hi = 1.0 if x == m else min(1.0, centre + half)
+        return lo, hi
     from scipy.stats import beta
 
     if method == "jeffreys":
@@ -114,8 +115,8 @@ def stratified_recall(found: int, rest: int, x_rest: int, m_rest: int, confidenc
                       method: str = "wilson") -> tuple[float | None, float | None, float | None]:
     """``(estimate, lower, upper)`` of recall from F found, ``rest`` = n_R posts outside Q, and
     ``x_rest`` positives among ``m_rest`` audited posts in R (see the module docstring)."""
-    if rest <= 0:
-        return 1.0, 1.0, 1.0
+    if rest <= 0:   # the detector has a verdict for every post: recall is known (undefined with no positive)
+        return (1.0, 1.0, 1.0) if found > 0 else (None, None, None)
     if m_rest <= 0:
         return None, None, None
     lo_p, hi_p = proportion_interval(x_rest, m_rest, confidence, method)

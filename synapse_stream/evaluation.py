@@ -42,16 +42,19 @@ class MethodReport:
     positives_found: int
     rounds: int
     seconds: float
+    sources: dict | None = None       # the policy only: per source, {"queried", "positives", "precision"}
 
     @classmethod
     def from_json(cls, name: str, doc: dict) -> "MethodReport":
         return cls(name, doc["params"], doc["curve"], doc["recall_at"], doc["precision_at"], doc["f1_at"],
-                   doc.get("queried", 0), doc.get("positives_found", 0), doc.get("rounds", 0), doc.get("seconds", 0.0))
+                   doc.get("queried", 0), doc.get("positives_found", 0), doc.get("rounds", 0), doc.get("seconds", 0.0),
+                   doc.get("sources"))
 
     def as_json(self) -> dict:
         return {"params": self.params, "recall_at": self.recall_at, "precision_at": self.precision_at,
                 "f1_at": self.f1_at, "curve": self.curve, "queried": self.queried,
-                "positives_found": self.positives_found, "rounds": self.rounds, "seconds": round(self.seconds, 3)}
+                "positives_found": self.positives_found, "rounds": self.rounds, "seconds": round(self.seconds, 3),
+                **({"sources": self.sources} if self.sources is not None else {})}
 
 
 def _downsample(points: list[list[float]], max_points: int = 400) -> list[list[float]]:
@@ -73,7 +76,21 @@ def report_from_run(run: RunResult, n: int, positives: int, ratios: Sequence[flo
         prec[str(r)] = found / m if m else 0.0
         f[str(r)] = f1(prec[str(r)], rec[str(r)])
     return MethodReport(run.method, run.params, _downsample(points), rec, prec, f, q,
-                        int(cum[-1]) if q else 0, len(run.rounds), run.seconds)
+                        int(cum[-1]) if q else 0, len(run.rounds), run.seconds, source_breakdown(run))
+
+
+def source_breakdown(run: RunResult) -> dict | None:
+    """Per candidate source of a policy run: posts queried, positives among them, precision."""
+    if not run.sources:
+        return None
+    out: dict[str, dict] = {}
+    for s, y in zip(run.sources, run.labels):
+        d = out.setdefault(s, {"queried": 0, "positives": 0})
+        d["queried"] += 1
+        d["positives"] += int(y)
+    for d in out.values():
+        d["precision"] = d["positives"] / d["queried"]
+    return out
 
 
 def random_report(n: int, positives: int, max_query_ratio: float, ratios=QUERY_RATIOS) -> MethodReport:

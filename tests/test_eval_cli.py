@@ -77,8 +77,9 @@ def test_eval_writes_documented_metrics(small_eval, capsys):
     names = set(doc["methods"])
     expected_ibg = {f"ibg[tau={t},dmax={d}]" for t in ("0.3", "0.5") for d in (5, 10)}
     assert expected_ibg <= names
-    assert {"random", "knn", "gble[k=6,K0=10]", "lr[K0=10,B=full]"} <= names
-    assert len(names) == len(expected_ibg) + 4
+    assert {"random", "knn", "gble[k=6,K0=10]", "lr[K0=10,B=full]", "model[K0=10]",
+            "policy[sources=ibg+gble+model,tau=0.3,dmax=5,K0=10]"} <= names
+    assert len(names) == len(expected_ibg) + 6
     for name, rep in doc["methods"].items():
         assert any(name == m or name.startswith(m + "[") for m in METHODS), name
         assert {"params", "recall_at", "precision_at", "f1_at", "curve"} <= set(rep)

@@ -15,8 +15,12 @@ Each round:
 3. The budget is split by **Thompson sampling**: each source ``s`` has a Beta(α_s, β_s) posterior
    on its precision; ``draws`` joint samples are taken and each source's share is the fraction of
    samples in which it had the highest precision (probability matching). Each source that still
-   has proposals keeps an exploration floor of ``max(1, ⌈floor · K⌉)`` slots. Slots a source
-   cannot fill (it ran out of new posts) go to the others, best posterior mean first.
+   has proposals keeps an exploration floor of ``max(1, ⌈floor · K⌉)`` slots. A source gets at most
+   ``growth`` times the slots it filled last round (first round: K / number of sources): its
+   precision was measured on that many posts, and a source's precision falls as it goes down its
+   ranking, so a good small sample is not trusted for a batch many times larger. Slots no source can
+   take within these caps go to the best posterior mean first, as do slots a source cannot fill
+   (it ran out of new posts).
 4. The batch is filled source by source (best posterior mean first), each in its own rank order,
    skipping posts already labelled or already taken this round: **no post is sent twice**.
 5. After the verdicts, each queried post's label updates the posterior of the source that
@@ -45,8 +49,8 @@ class Policy(ActiveMethod):
     name = "policy"
 
     def __init__(self, sources: Mapping[str, ActiveMethod] | None = None, *, k0: int = 100,
-                 k_max: int | None = None, floor: float = 0.05, discount: float = 0.7,
-                 prior: tuple[float, float] = (1.0, 1.0), draws: int = 2000,
+                 k_max: int | None = None, floor: float = 0.02, discount: float = 0.7,
+                 prior: tuple[float, float] = (1.0, 1.0), draws: int = 2000, growth: float | None = 2.0,
                  tau: float = 0.6, d_max: int = 10, gble_k: int = 10, **kw) -> None:
         super().__init__(**kw)
         if k0 < 1:
@@ -73,20 +77,34 @@ class Policy(ActiveMethod):
         self.discount = float(discount)
         self.prior = (float(prior[0]), float(prior[1]))
         self.draws = int(draws)
+        if growth is not None and growth < 1:
+            raise ConfigError(f"growth must be >= 1 (or None), got {growth}")
+        self.growth = growth
+        self._last_alloc: dict[str, int] = {}
         self._ab: dict[str, list[float]] = {}
         self._owner: dict[int, str] = {}
         self._active: dict[str, bool] = {}
         self.history: list[dict] = []     # per round: the split asked for and the posteriors used
 
     def params(self) -> dict:
-        return {"sources": "+".join(self.sources), "K0": self.k0}
+        p: dict = {"sources": "+".join(self.sources)}
+        ibg = self.sources.get("ibg")
+        if ibg is not None and hasattr(ibg, "tau"):
+            p.update(tau=ibg.tau, dmax=ibg.d_max)
+        p["K0"] = self.k0
+        return p
 
     # -- the bandit -----------------------------------------------------------
     def posterior_means(self) -> dict[str, float]:
         return {s: a / (a + b) for s, (a, b) in self._ab.items()}
 
-    def split(self, K: int, available: Mapping[str, int], rng: np.random.Generator) -> dict[str, int]:
-        """How many of ``K`` slots each source gets (Thompson shares, exploration floor, capacity)."""
+    def split(self, K: int, available: Mapping[str, int], rng: np.random.Generator,
+              caps: Mapping[str, int] | None = None) -> dict[str, int]:
+        """How many of ``K`` slots each source gets (Thompson shares, exploration floor, capacity).
+
+        ``caps`` (soft): the Thompson pass gives a source at most this many slots; only slots that no
+        source can take within its cap spill over beyond it (best posterior mean first).
+        """
         names = [s for s in self.sources if available.get(s, 0) > 0]
         if not names or K <= 0:
             return {}
@@ -105,8 +123,9 @@ class Policy(ActiveMethod):
                 alloc[s] = 1
             return alloc
         # the rest by Thompson share (largest remainders), then spill-over by posterior mean
+        cap = {s: max(alloc[s], min(available[s], caps[s] if caps and s in caps else available[s])) for s in names}
         raw = {s: wins[i] * left for i, s in enumerate(names)}
-        extra = {s: min(int(math.floor(raw[s])), available[s] - alloc[s]) for s in names}
+        extra = {s: min(int(math.floor(raw[s])), cap[s] - alloc[s]) for s in names}
         for s in names:
             alloc[s] += extra[s]
         left = K - sum(alloc.values())
@@ -114,21 +133,23 @@ class Policy(ActiveMethod):
         for s in sorted(names, key=lambda s: (-(raw[s] - math.floor(raw[s])), -means[s])):
             if left <= 0:
                 break
-            if alloc[s] < available[s]:
+            if alloc[s] < cap[s]:
                 alloc[s] += 1
                 left -= 1
-        for s in sorted(names, key=lambda s: -means[s]):
-            if left <= 0:
-                break
-            take = min(left, available[s] - alloc[s])
-            alloc[s] += take
-            left -= take
+        for limit in (cap, available):       # spill-over: within the caps first, then beyond them
+            for s in sorted(names, key=lambda s: -means[s]):
+                if left <= 0:
+                    break
+                take = min(left, limit[s] - alloc[s])
+                alloc[s] += take
+                left -= take
         return alloc
 
     # -- the loop hooks ---------------------------------------------------------
     def _prepare(self, state: LoopState) -> None:
         self._ab = {s: list(self.prior) for s in self.sources}
         self._owner = {}
+        self._last_alloc = {}
         self._active = {s: True for s in self.sources}
         self.history = []
         for src in self.sources.values():
@@ -148,7 +169,13 @@ class Policy(ActiveMethod):
         if not proposals:
             return []
         # capacity = distinct posts a source can contribute (overlaps are resolved in the merge)
-        alloc = self.split(K, {s: len(p) for s, p in proposals.items()}, state.rng)
+        caps = None
+        if self.growth is not None:
+            # a source's precision was measured on the batch it was given; do not trust it for a batch
+            # more than `growth` times larger (its precision falls as it goes down its ranking)
+            start = max(1, K // len(self.sources))
+            caps = {s: max(1, math.ceil(self.growth * self._last_alloc.get(s, start))) for s in proposals}
+        alloc = self.split(K, {s: len(p) for s, p in proposals.items()}, state.rng, caps)
         means = self.posterior_means()
         order = sorted(alloc, key=lambda s: -means[s])
         taken: set[int] = set()
@@ -178,6 +205,7 @@ class Policy(ActiveMethod):
                 break
             short -= take(s, short)
         self._owner = owner
+        self._last_alloc = {s: sum(1 for o in owner.values() if o == s) for s in self.sources}
         self.history.append({"round": len(state.rounds) + 1, "K": K, "alloc": dict(alloc),
                              "means": {s: round(m, 4) for s, m in means.items()}})
         return batch

@@ -1,0 +1,281 @@
+"""Does the audit-based recall interval cover the true recall?  A replay on imbalanced SST-2.
+
+Set-up (real data, real embeddings, real detectors):
+
+* pool: GLUE SST-2 train, positives subsampled to 10 % (seed 0): 33,088 posts, 3,308 positives;
+  MiniLM embeddings from the cache (``.cache/embeddings``);
+* detectors: real query orders of methods from ``synapse_stream.methods`` run with a replay oracle
+  to 12 % of the pool (IBG τ = 0.55, d_max = 5, and the model-guided classifier), 100 ACS seeds
+  from FuseGen's GPT-3.5 reviews;
+* each replay (one random seed): the posts arrive in a random order; each arriving post is audited
+  with probability ``a`` (independent of everything else; the audits of the smaller rates are
+  subsets of the larger ones); the detector works along its own query order: at stream time t
+  (t posts arrived) it has queried ``⌊0.12 · t² / N⌋`` posts, each time the best-ranked arrived
+  post it has not queried yet, so its query ratio grows from 0 to 12 % and its recall varies;
+* at ``--checkpoints`` evenly spaced times the :class:`~synapse_stream.audit.RecallEstimator`
+  (fed through its streaming API) gives an interval; the true recall at that time is
+  ``found / positives arrived so far``.
+
+Coverage = share of (replay, checkpoint) pairs whose interval holds the true recall; checkpoints
+with no audited post outside the detector's set yet have no interval and are counted apart.
+
+    python scripts/audit_coverage.py                      # writes docs/recall-estimation.md + PNG
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synapse_stream.audit import INTERVALS, RecallEstimator, naive_recall_interval, stratified_recall  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "sst2"
+RATES = (0.0025, 0.005, 0.01, 0.02)
+MAX_RATIO = 0.12
+
+
+def load(cache_dir: Path):
+    from synapse_stream.data import load_pool, load_seed_texts, make_imbalanced
+    from synapse_stream.embedders import CachedEmbedder, make_embedder
+    from synapse_stream.evaluation import choose_seeds
+
+    pool = make_imbalanced(load_pool(SHARED / "train.tsv"), 0.1, seed=0)
+    seed_texts = load_seed_texts(SHARED / "synthetic_fusegen_gpt35instruct_moviereview.tsv")
+    emb = CachedEmbedder(make_embedder("minilm"), cache_dir)
+    sv = emb.encode(seed_texts)
+    picks, _ = choose_seeds(seed_texts, sv, 100, "acs")
+    return pool, emb.encode(pool.texts), sv[picks]
+
+
+def detector_orders(pool, X, S) -> dict[str, list[int]]:
+    from synapse_stream.methods import IBG
+    from synapse_stream.methods.model import ModelGuided
+    from synapse_stream.oracles import ReplayOracle
+
+    out = {}
+    for m in (IBG(tau=0.55, d_max=5, max_query_ratio=MAX_RATIO), ModelGuided(max_query_ratio=MAX_RATIO)):
+        t0 = time.perf_counter()
+        res = m.run(X, S, pool.ids, ReplayOracle(pool.truth()))
+        out[res.method] = res.order
+        print(f"detector {res.method}: {len(res.order)} queries, {sum(res.labels)} positives, "
+              f"{time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    return out
+
+
+def replay(y: np.ndarray, order: list[int], seed: int, rates, checkpoints: int, confidence: float):
+    """One replay: per rate, a list of checkpoint dicts."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    arrival = np.empty(n, dtype=np.int64)
+    arrival[rng.permutation(n)] = np.arange(n)          # arrival[row] = time the post arrives
+    u = rng.random(n)                                  # one uniform per post: audited at rate a iff u < a
+    order = np.asarray(order)
+    ids = [str(i) for i in range(n)]
+    steps = 200
+    times = np.linspace(n / steps, n, steps).round().astype(int)
+    check_at = set(times[np.linspace(steps / checkpoints - 1, steps - 1, checkpoints).round().astype(int)].tolist())
+    out = {a: [] for a in rates}
+    ests = {a: RecallEstimator(confidence) for a in rates}
+    queried = np.zeros(n, dtype=bool)
+    audited_seen = {a: 0 for a in rates}
+    by_time = np.argsort(arrival)                       # rows in arrival order
+    pos_cum = np.cumsum(y[by_time])
+    prev_t = 0
+    for t in times:
+        # posts prev_t..t arrive; the audited ones get their (independent) verdict
+        new = by_time[prev_t:t]
+        for a in rates:
+            for r in new[u[new] < a]:
+                ests[a].update_audit(ids[r], int(y[r]), queried_by_detector=bool(queried[r]))
+            audited_seen[a] += int((u[new] < a).sum())
+            ests[a].set_posts(t)
+        prev_t = t
+        # the detector catches up to floor(0.12 t^2 / N) queries, best-ranked arrived posts first
+        quota = min(len(order), int(math.floor(MAX_RATIO * t * t / n)))
+        need = quota - int(queried.sum())
+        if need > 0:
+            cand = order[(arrival[order] < t) & ~queried[order]][:need]
+            for r in cand:
+                queried[r] = True
+                for a in rates:
+                    ests[a].update_detector(int(y[r]), ids[r])
+        if t in check_at:
+            truth_pos = int(pos_cum[t - 1])
+            found = int(y[queried].sum())
+            true_recall = found / truth_pos if truth_pos else None
+            for a in rates:
+                g = ests[a].get()
+                rest_mask = (arrival < t) & ~queried & (u < a)
+                x_rest, m_rest = int(y[rest_mask].sum()), int(rest_mask.sum())
+                aud = (arrival < t) & (u < a)
+                row = {"t": t, "true": true_recall, "est": g, "found": found, "queried": int(queried.sum())}
+                # the same counts through every interval method, and the naive estimator (for the table)
+                assert (m_rest, x_rest) == (g["rest_audit_size"], g["rest_audit_positives"])
+                for meth in INTERVALS:
+                    row[meth] = stratified_recall(found, t - row["queried"], x_rest, m_rest, confidence, meth)
+                row["naive"] = naive_recall_interval(found, t, int(y[aud].sum()), int(aud.sum()), confidence)
+                out[a].append(row)
+    return out
+
+
+def summarise(results, rates, key):
+    """coverage, n/a share, mean width (all checkpoints and at the end), mean |error| at the end."""
+    rows = {}
+    for a in rates:
+        cov, na, widths, end_w, end_err, shares, sizes = [], 0, [], [], [], [], []
+        for det_runs in results.values():
+            for run in det_runs:
+                cps = run[a]
+                for cp in cps:
+                    est, lo, hi = (cp["est"]["estimate"], cp["est"]["lower"], cp["est"]["upper"]) if key == "stream" \
+                        else cp[key]
+                    if lo is None or cp["true"] is None:
+                        na += 1
+                        continue
+                    cov.append(lo - 1e-12 <= cp["true"] <= hi + 1e-12)
+                    widths.append(hi - lo)
+                last = cps[-1]
+                est, lo, hi = (last["est"]["estimate"], last["est"]["lower"], last["est"]["upper"]) if key == "stream" \
+                    else last[key]
+                if lo is not None:
+                    end_w.append(hi - lo)
+                    end_err.append(abs(est - last["true"]) if est is not None else float("nan"))
+                shares.append(last["est"]["audit_share"])
+                sizes.append(last["est"]["audit_size"])
+        rows[a] = {"coverage": float(np.mean(cov)), "n": len(cov), "na": na, "width": float(np.mean(widths)),
+                   "end_width": float(np.mean(end_w)), "end_err": float(np.nanmean(end_err)),
+                   "share": float(np.mean(shares)), "audit_size": float(np.mean(sizes))}
+    return rows
+
+
+def coverage_by_seed_se(results, a):
+    """Standard error of the coverage, from the spread of per-replay coverages (checkpoints of one
+    replay share one growing audit sample, so they are not independent)."""
+    per = []
+    for det_runs in results.values():
+        for run in det_runs:
+            c = [cp["est"]["lower"] - 1e-12 <= cp["true"] <= cp["est"]["upper"] + 1e-12
+                 for cp in run[a] if cp["est"]["lower"] is not None and cp["true"] is not None]
+            if c:
+                per.append(np.mean(c))
+    return float(np.std(per, ddof=1) / math.sqrt(len(per)))
+
+
+def plot(results, rates, path: Path, confidence: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    det = next(iter(results))
+    run = results[det][0]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    ax = axes[0]
+    for a, color in zip((rates[1], rates[-1]), ("tab:blue", "tab:orange")):
+        cps = [cp for cp in run[a] if cp["est"]["lower"] is not None]
+        t = [cp["t"] for cp in cps]
+        ax.fill_between(t, [cp["est"]["lower"] for cp in cps], [cp["est"]["upper"] for cp in cps], alpha=0.25,
+                        color=color, label=f"{confidence:.0%} interval, audit {a:.2%}")
+        ax.plot(t, [cp["est"]["estimate"] for cp in cps], color=color, lw=1)
+    cps = run[rates[0]]
+    ax.plot([cp["t"] for cp in cps], [cp["true"] for cp in cps], color="black", lw=2, label="true recall")
+    ax.set_xlabel("posts arrived")
+    ax.set_ylabel("recall")
+    ax.set_title(f"one replay, detector {det}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    for ax, (what, key) in zip(axes[1:], (("coverage", "coverage"), ("mean interval width", "width"))):
+        for meth, style in (("stream", "-o"), ("jeffreys", "-s"), ("clopper-pearson", "-^"), ("naive", "--x")):
+            s = summarise(results, rates, meth)
+            label = {"stream": "stratified, Wilson (default)", "naive": "naive F/(N·p̂), Wilson"}.get(
+                meth, f"stratified, {meth}")
+            ax.plot([100 * a for a in rates], [s[a][key] for a in rates], style, label=label)
+        if key == "coverage":
+            ax.axhline(confidence, color="grey", ls=":", label="nominal")
+            ax.set_ylim(min(0.85, confidence - 0.1), 1.0)
+        ax.set_xscale("log")
+        ax.set_xticks([100 * a for a in rates], [f"{100 * a:g}%" for a in rates])
+        ax.set_xlabel("audit rate")
+        ax.set_title(what)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=50, help="replays per detector (default 50)")
+    p.add_argument("--checkpoints", type=int, default=20)
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "embeddings"))
+    p.add_argument("--doc", default=str(ROOT / "docs" / "recall-estimation.md"))
+    p.add_argument("--png", default=str(ROOT / "docs" / "recall-estimation.png"))
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    pool, X, S = load(Path(args.cache_dir))
+    orders = detector_orders(pool, X, S)
+    y = pool.labels.astype(np.int64)
+    results = {}
+    for name, order in orders.items():
+        results[name] = [replay(y, order, seed, RATES, args.checkpoints, args.confidence) for seed in range(args.seeds)]
+        print(f"replays of {name} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+    main_rows = summarise(results, RATES, "stream")
+    lines = [f"| audit rate | audits at the end | audit share of oracle work | coverage ({args.confidence:.0%} nominal) "
+             f"± s.e. | checkpoints without an interval | mean width | width at the end | abs. error at the end |",
+             "|---|---|---|---|---|---|---|---|"]
+    for a in RATES:
+        r = main_rows[a]
+        se = coverage_by_seed_se(results, a)
+        lines.append(f"| {a:.2%} | {r['audit_size']:.0f} | {r['share']:.1%} | {r['coverage']:.3f} ± {se:.3f} "
+                     f"(of {r['n']}) | {r['na']} | {r['width']:.3f} | {r['end_width']:.3f} | {r['end_err']:.3f} |")
+    table = "\n".join(lines)
+    cmp_lines = ["| interval | " + " | ".join(f"coverage @ {a:.2%}" for a in RATES) + " | "
+                 + " | ".join(f"width @ {a:.2%}" for a in RATES) + " |",
+                 "|---|" + "---|" * (2 * len(RATES))]
+    for meth in ("stream", "jeffreys", "clopper-pearson", "naive"):
+        s = summarise(results, RATES, meth)
+        label = {"stream": "stratified, Wilson (default)", "naive": "naive F / (N · p̂), Wilson"}.get(
+            meth, f"stratified, {meth}")
+        cmp_lines.append(f"| {label} | " + " | ".join(f"{s[a]['coverage']:.3f}" for a in RATES) + " | "
+                         + " | ".join(f"{s[a]['width']:.3f}" for a in RATES) + " |")
+    cmp_table = "\n".join(cmp_lines)
+    per_det = ["| detector | " + " | ".join(f"coverage @ {a:.2%}" for a in RATES) + " |",
+               "|---|" + "---|" * len(RATES)]
+    for name in results:
+        s = summarise({name: results[name]}, RATES, "stream")
+        per_det.append(f"| `{name}` | " + " | ".join(f"{s[a]['coverage']:.3f}" for a in RATES) + " |")
+    per_det_table = "\n".join(per_det)
+    print(table)
+    print()
+    print(cmp_table)
+    print()
+    print(per_det_table)
+    plot(results, RATES, Path(args.png), args.confidence)
+    secs = time.perf_counter() - t0
+    cmd = "python scripts/audit_coverage.py" + ("" if args.seeds == 50 else f" --seeds {args.seeds}") + \
+          ("" if args.checkpoints == 20 else f" --checkpoints {args.checkpoints}")
+    write_doc(Path(args.doc), Path(args.png), table, cmp_table, per_det_table, args, secs, cmd, len(results))
+    print(f"wrote {args.doc} and {args.png} ({secs:.0f}s)")
+    return 0
+
+
+def write_doc(path: Path, png: Path, table, cmp_table, per_det_table, args, secs, cmd, n_det):
+    template = (ROOT / "docs" / "recall-estimation.template.md")
+    text = template.read_text(encoding="utf-8") if template.exists() else "{table}\n"
+    text = text.format(table=table, cmp_table=cmp_table, per_det_table=per_det_table, seeds=args.seeds,
+                       checkpoints=args.checkpoints, confidence=f"{args.confidence:.0%}", secs=f"{secs:.0f}",
+                       cmd=cmd, png=png.name, replays=args.seeds * n_det)
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

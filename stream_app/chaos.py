@@ -1,0 +1,482 @@
+"""Crash, outage and hostile-input runs against the embedded stack: ``synapse-stream chaos`` / ``make chaos``.
+
+One run, in phases, against one worker (``faust -A stream_app worker``) with a replay oracle answering:
+
+1. **crashes**: posts are replayed in chunks; at random moments the worker is killed with SIGKILL and
+   restarted; the time from restart to "every shard recovered" is measured from the worker's log;
+2. **broker outage**: a proxy in front of the broker drops every connection for ``outage`` seconds;
+3. **Redis outage**: the same in front of Redis, while the moderator keeps answering;
+4. **hostile input**: ``bad`` malformed messages across posts, seeds and labels, interleaved with good
+   posts, duplicate and conflicting verdicts;
+5. **graceful stop**: SIGTERM, which must snapshot and exit 0; its duration is measured.
+
+Then it checks, from the topics, the ledger and the shard snapshots (never from inside the worker):
+every post accepted by the broker is in exactly one shard; no post id twice on the candidates topic
+per detector; every verdict on the labels topic is in the ledger; the queried set and the confirmed
+positives equal a crash-free run of the core engine on the same vectors and data (the end-to-end
+test shows the stream equals the core); the worker never restarted because of input. It ends with::
+
+    chaos: crashes=N posts=N missing=0 duplicate_candidates=0 lost_verdicts=0 worker_restarts_from_bad_input=0
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+from synapse_stream.messages import dumps
+
+from .demo import LiveLoop, gauge, load_demo_posts
+from .embedded import RedisServer, TansuBroker, create_topics
+from .faults import TcpProxy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_posts(n: int, seed: int = 0) -> list[dict]:
+    """n labelled posts: imbalanced SST-2 train from ../shared if present, else the shipped sample, repeated."""
+    sst = REPO.parent / "shared" / "data" / "sst2" / "train.tsv"
+    if sst.exists():
+        from synapse_stream.data import load_pool, make_imbalanced
+
+        pool = make_imbalanced(load_pool(sst), 0.10, seed=seed)
+        rng = random.Random(seed)
+        rows = rng.sample(range(len(pool)), min(n, len(pool)))
+        return [{"id": f"c-{pool.ids[i]}", "text": pool.texts[i], "label": int(pool.labels[i])} for i in rows]
+    base = load_demo_posts()
+    return [{"id": f"c{k}-{p['id']}", "text": p["text"] + ("" if k == 0 else f" ({k})"), "label": p["label"]}
+            for k in range(n // len(base) + 1) for p in base][:n]
+
+
+def bad_messages(n: int, detector: str, known_post: str, rng: random.Random) -> list[tuple[str, bytes, str]]:
+    """``(topic kind, raw value, expected handling)``: a reason for the dead-letter topic, or a rule."""
+    makers = [
+        ("posts", lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40))) + b"\xff", "not_utf8"),
+        ("posts", lambda: b"{" + os.urandom(8).hex().encode(), "not_json"),
+        ("posts", lambda: json.dumps(rng.choice([[1, 2], "s", 3, None])).encode(), "not_object"),
+        ("posts", lambda: json.dumps({"text": "no id"}).encode(), "missing_field:id"),
+        ("posts", lambda: json.dumps({"id": f"x{rng.random()}"}).encode(), "missing_field:text"),
+        ("posts", lambda: json.dumps({"id": f"x{rng.random()}", "text": " " * rng.randint(0, 5)}).encode(), "empty_text"),
+        ("posts", lambda: json.dumps({"id": f"x{rng.random()}", "text": rng.choice([1, [], {}, True])}).encode(),
+         "wrong_type:text"),
+        ("posts", lambda: json.dumps({"id": {"a": 1}, "text": "t"}).encode(), "wrong_type:id"),
+        ("posts", lambda: (b'{"id": "d", "text": ' + b"[" * 200 + b"]" * 200 + b"}"), "too_deep"),
+        ("posts", lambda: json.dumps({"id": f"x{rng.random()}", "text": "a" * 25_000}).encode(), "text_too_long"),
+        ("posts", lambda: json.dumps({"id": "big", "text": "b" * 300_000}).encode(), "too_large"),
+        ("seeds", lambda: json.dumps({"detector": "no-such-detector", "text": "t"}).encode(), "unknown_detector"),
+        ("seeds", lambda: json.dumps({"detector": detector, "text": "t", "origin": "alien"}).encode(), "bad_origin"),
+        ("seeds", lambda: b"\x00\x01", "not_json"),
+        ("labels", lambda: json.dumps({"detector": detector, "post_id": f"never-{rng.random()}", "label": 1,
+                                       "labeler": "x"}).encode(), "unknown_post"),
+        ("labels", lambda: json.dumps({"detector": detector, "post_id": known_post,
+                                       "label": rng.choice([2, -1, "1", 0.5, True, None]), "labeler": "x"}).encode(),
+         "bad_label"),
+        ("labels", lambda: json.dumps({"detector": "ghost", "post_id": known_post, "label": 1,
+                                       "labeler": "x"}).encode(), "unknown_detector"),
+        ("labels", lambda: json.dumps({"detector": detector, "post_id": known_post, "label": 1}).encode(),
+         "missing_field:labeler"),
+    ]
+    out = []
+    for _ in range(n):
+        kind, make, expect = rng.choice(makers)
+        out.append((kind, make(), expect))
+    return out
+
+
+class ChaosLoop(LiveLoop):
+    """A :class:`LiveLoop` whose broker and Redis sit behind fault-injecting proxies."""
+
+    def start(self, *, timeout: float = 180.0) -> "ChaosLoop":
+        from .settings import Settings
+
+        self.broker_proxy = TcpProxy(0)  # target set once the broker has a port
+        self.tansu = TansuBroker(log_dir=self.run_dir / "stack", advertised_port=self.broker_proxy.port).start()
+        self.broker_proxy.target = ("127.0.0.1", self.tansu.port)
+        self.broker_proxy.start()
+        self.redis_server = RedisServer(log_dir=self.run_dir / "stack", data_dir=self.run_dir / "redis").start()
+        self.redis_proxy = TcpProxy(self.redis_server.port).start()
+        s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
+        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s)))
+        for i in range(self.n_workers):
+            from .embedded import free_port
+
+            self.web_ports.append(free_port())
+            self.start_worker(i, timeout=timeout)
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker_proxy.port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_proxy.port}/0"
+
+    def stop(self):
+        codes = [w.stop() for w in self.workers if w is not None]
+        for x in ("redis_proxy", "broker_proxy"):
+            if hasattr(self, x):
+                getattr(self, x).stop()
+        for x in ("redis_server", "tansu"):
+            if hasattr(self, x):
+                getattr(self, x).stop()
+        return codes
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+async def _resilient_moderator(loop: ChaosLoop, truth: dict[str, int], stop: asyncio.Event, stats: dict,
+                               conflicts: float, rng: random.Random) -> None:
+    """Answers every candidate from the truth; survives broker outages; sometimes repeats or contradicts."""
+    from aiokafka import AIOKafkaConsumer
+
+    seen: set[str] = set()
+    while not stop.is_set():
+        c = AIOKafkaConsumer(loop.topics.candidates, bootstrap_servers=loop.bootstrap, group_id="chaos-moderator",
+                             auto_offset_reset="earliest", enable_auto_commit=True, session_timeout_ms=6000,
+                             heartbeat_interval_ms=1000)
+        try:
+            await c.start()
+            while not stop.is_set():
+                batch = await c.getmany(timeout_ms=300)
+                for msgs in batch.values():
+                    for m in msgs:
+                        cand = json.loads(m.value)
+                        pid = cand["post_id"]
+                        stats["candidates_read"] += 1
+                        if pid in seen or pid not in truth:
+                            continue
+                        seen.add(pid)
+                        stats.setdefault("answered_ids", []).append(pid)
+                        y = int(truth[pid])
+                        verdicts = [y]
+                        if rng.random() < conflicts:
+                            # a duplicate, or a positive first marked negative by mistake and then corrected
+                            # (a wrong *positive* would legitimately expand the search, so the crash-free
+                            # reference would no longer be comparable)
+                            verdicts = rng.choice([[y, y], [0, 1]]) if y == 1 else [0, 0]
+                        for v in verdicts:
+                            await _send_retrying(loop, loop.topics.labels, dumps({
+                                "detector": cand["detector"], "post_id": pid, "label": v,
+                                "labeler": "replay-oracle", "ts": time.time()}), pid.encode())
+                            stats["labels_sent"] += 1
+        except Exception:  # noqa: BLE001 - broker outage: reconnect
+            await asyncio.sleep(1.0)
+        finally:
+            try:
+                await c.stop()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+async def _send_retrying(loop: LiveLoop, topic: str, value: bytes, key: bytes | None = None, partition=None):
+    delay = 0.2
+    while True:
+        try:
+            p = await loop.producer()
+            await asyncio.wait_for(p.send_and_wait(topic, value, key=key, partition=partition), 20)
+            return
+        except Exception:  # noqa: BLE001 - outage: back off and retry with a fresh producer
+            try:
+                await loop.close()
+            except Exception:  # noqa: BLE001
+                loop._producer = None
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+
+def _recovery_times(log_text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"shard \d+ recovered: .* in ([0-9.]+)s", log_text)]
+
+
+async def _wait_recovered(loop: ChaosLoop, timeout: float = 120.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            h = await asyncio.to_thread(loop.health)
+            if h.get("shards") and not h.get("recovering"):
+                return time.monotonic() - t0
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("worker did not recover its shards")
+
+
+async def run_chaos(args) -> dict:
+    rng = random.Random(args.seed)
+    allp = load_posts(args.posts + 500, args.seed)
+    posts = allp[:args.posts]
+    truth = {p["id"]: p["label"] for p in posts}
+    det = {"name": "chaos", "tau": args.tau, "d_max": args.dmax}
+    # seeds: positives that are *not* in the stream (as LLM seeds are not); extras for the outage phases
+    seeds = [p["text"] for p in allp[args.posts:args.posts + 400] if p["label"] == 1][:args.seeds]
+    outage_posts = {"broker": allp[args.posts + 400:args.posts + 450], "redis": allp[args.posts + 450:]}
+    loop = ChaosLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
+                     extra_env={"SYNAPSE_SNAPSHOT_INTERVAL": str(args.snapshot_interval),
+                                "SYNAPSE_MAX_MESSAGE_BYTES": "200000",
+                                "SYNAPSE_HNSW_EF_SEARCH": "400"})
+    say = (lambda m: print(f"[chaos] {m}", flush=True)) if not args.quiet else (lambda m: None)
+    report: dict = {"posts": len(posts), "crashes": 0, "recovery_seconds": [], "restart_ready_seconds": [],
+                    "outages": {}, "bad_messages": 0}
+    await asyncio.to_thread(loop.start)
+    worker = loop.workers[0]
+    stats: dict = Counter()
+    stop = asyncio.Event()
+    try:
+        await loop.set_truth(det["name"], sum(truth.values()))
+        moderator = asyncio.create_task(_resilient_moderator(loop, truth, stop, stats, args.conflicts, rng))
+        await loop.send_seeds(det["name"], seeds)
+
+        # ---- phase 1: crashes during the replay
+        n_chunks = max(args.crashes * 3, 10)
+        chunk = max(1, len(posts) // n_chunks)
+        crash_at = set(rng.sample(range(1, n_chunks), min(args.crashes, n_chunks - 1)))
+        for i in range(0, len(posts), chunk):
+            part = posts[i:i + chunk]
+            for p in part:
+                await _send_retrying(loop, loop.topics.posts, dumps({"id": p["id"], "text": p["text"]}),
+                                     p["id"].encode())
+            if i // chunk in crash_at:
+                await asyncio.sleep(rng.uniform(0.0, 2.0))   # let it get into the middle of something
+                pid = worker.proc.pid
+                os.kill(pid, signal.SIGKILL)
+                worker.proc.wait()
+                report["crashes"] += 1
+                t0 = time.monotonic()
+                await asyncio.to_thread(worker.start, timeout=180)
+                ready = time.monotonic() - t0
+                rec = await _wait_recovered(loop)
+                report["restart_ready_seconds"].append(round(ready, 2))
+                say(f"crash {report['crashes']}: killed pid {pid} after {i + len(part)} posts; "
+                    f"worker ready in {ready:.1f}s, shards recovered {rec:.1f}s later")
+        say(f"replayed {len(posts)} posts")
+
+        # ---- phase 2 and 3: broker and Redis outages
+        pid_before = worker.proc.pid
+        answered = [pid for pid in truth if pid in set(stats.get("answered_ids", []))]
+        for name, proxy in (("broker", loop.broker_proxy), ("redis", loop.redis_proxy)):
+            extra = outage_posts[name]
+            for p in extra:
+                truth[p["id"]] = p["label"]
+            posts += extra
+            await loop.close()
+            proxy.block()
+            say(f"{name} unavailable for {args.outage:.0f}s")
+            t_block = time.monotonic()
+            if name == "redis":   # Kafka is up: posts and verdicts keep arriving while Redis is away
+                for p in extra:
+                    await _send_retrying(loop, loop.topics.posts, dumps({"id": p["id"], "text": p["text"]}),
+                                         p["id"].encode())
+                for pid in answered[:20]:   # repeated verdicts: each must reach the ledger's history
+                    await _send_retrying(loop, loop.topics.labels, dumps({
+                        "detector": det["name"], "post_id": pid, "label": int(truth[pid]),
+                        "labeler": "replay-oracle", "ts": time.time()}), pid.encode())
+            await asyncio.sleep(max(0.0, args.outage - (time.monotonic() - t_block)))
+            proxy.unblock()
+            t0 = time.monotonic()
+            if name == "broker":
+                for p in extra:
+                    await _send_retrying(loop, loop.topics.posts, dumps({"id": p["id"], "text": p["text"]}),
+                                         p["id"].encode())
+            while True:   # resumed = every post sent so far is indexed again
+                try:
+                    m = await asyncio.to_thread(loop.scrape)
+                    if (gauge(m, "synapse_posts_indexed") or 0) >= len(posts):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() - t0 > 180:
+                    break
+                await asyncio.sleep(0.25)
+            report["outages"][name] = {"seconds": args.outage, "resumed_after": round(time.monotonic() - t0, 2),
+                                       "worker_exited": not worker.running}
+            say(f"{name} back; processing resumed after {report['outages'][name]['resumed_after']}s")
+        report["worker_survived_outages"] = worker.running and worker.proc.pid == pid_before
+
+        # ---- phase 4: hostile input
+        rss_before = _rss_kb(worker.proc.pid)
+        bad = bad_messages(args.bad, det["name"], posts[0]["id"], rng)
+        good = 0
+        for j, (kind, value, _expect) in enumerate(bad):
+            topic = {"posts": loop.topics.posts, "seeds": loop.topics.seeds, "labels": loop.topics.labels}[kind]
+            await _send_retrying(loop, topic, value, b"bad")
+            if j % 50 == 0:   # good posts interleaved with the bad ones
+                gid = f"good-{j}"
+                truth[gid] = 0
+                posts.append({"id": gid, "text": f"an ordinary post number {j}", "label": 0})
+                await _send_retrying(loop, loop.topics.posts, dumps({"id": gid, "text": posts[-1]["text"]}),
+                                     gid.encode())
+                good += 1
+        report["bad_messages"] = len(bad)
+        say(f"sent {len(bad)} bad messages and {good} good posts between them")
+
+        m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout)
+        report["rss_kb_before_bad"] = rss_before
+        report["rss_kb_after_bad"] = _rss_kb(worker.proc.pid)
+        report["worker_restarts_from_bad_input"] = 0 if worker.running and worker.proc.pid == pid_before else 1
+        stop.set()
+        await moderator
+
+        # ---- checks, from the outside
+        report.update(await _check(loop, det["name"], posts, truth, bad, m))
+        report["recovery_seconds"] = _recovery_times(worker.log_text(current_run=False))
+
+        # ---- phase 5: graceful stop
+        await loop.close()
+        t0 = time.monotonic()
+        code = await asyncio.to_thread(worker.stop)
+        report["graceful_stop"] = {"exit_code": code, "seconds": round(time.monotonic() - t0, 2)}
+        report.update(_check_shards(loop, posts))
+        report.update(_reference(loop, det, seeds, truth, report))
+        return report
+    finally:
+        stop.set()
+        await loop.close()
+        await asyncio.to_thread(loop.stop)
+
+
+async def _check(loop: ChaosLoop, detector: str, posts, truth, bad, metrics) -> dict:
+    import redis.asyncio as aioredis
+
+    from .state import RedisState
+
+    cands = [json.loads(m.value) for m in await loop.read_topic(loop.topics.candidates, timeout=120)]
+    per = Counter((c["detector"], c["post_id"]) for c in cands)
+    labels = [json.loads(m.value) for m in await loop.read_topic(loop.topics.labels, timeout=120)]
+    dead = [json.loads(m.value) for m in await loop.read_topic(loop.topics.dead_letters, timeout=120)]
+    r = aioredis.from_url(loop.redis_url, decode_responses=True)
+    st = RedisState(r, "synapse:")
+    ledger = await st.ledger(detector)
+    history = Counter((h["post_id"], h["label"]) for h in await st.verdict_history(detector))
+    seeds = await st.seeds(detector)
+    await r.aclose()
+    valid = [x for x in labels if x.get("detector") == detector and isinstance(x.get("label"), int)
+             and not isinstance(x.get("label"), bool) and x.get("label") in (0, 1) and x.get("post_id") in truth
+             and isinstance(x.get("labeler"), str)]
+    last = {}
+    for x in valid:
+        last[x["post_id"]] = x["label"]
+    lost = sum(1 for (pid, y) in Counter((x["post_id"], x["label"]) for x in valid) if history[(pid, y)] == 0)
+    latest_wrong = sum(1 for pid, y in last.items() if ledger.get(pid) != y)
+    expected = Counter(e for _, _, e in bad)
+    got = Counter(d["reason"] for d in dead)
+    return {
+        "candidates": len(cands), "duplicate_candidates": sum(n - 1 for n in per.values() if n > 1),
+        "labels_on_topic": len(labels), "valid_verdicts": len(valid), "lost_verdicts": lost,
+        "ledger_latest_mismatch": latest_wrong, "dead_letters": len(dead),
+        "dead_letters_by_reason": dict(sorted(got.items())), "bad_expected_by_reason": dict(sorted(expected.items())),
+        "bad_unaccounted": sum((expected - got).values()),
+        "queried_metric": gauge(metrics, "synapse_queried", detector=detector),
+        "precision_metric": gauge(metrics, "synapse_precision", detector=detector),
+        "query_ratio_metric": gauge(metrics, "synapse_query_ratio", detector=detector),
+        "queried_set": sorted({c["post_id"] for c in cands}),
+        "confirmed_set": sorted(d["id"] for d in seeds if d["origin"] == "confirmed"),
+        "synthetic_seeds": [{"id": d["id"], "vector": d["vector"]} for d in seeds if d["origin"] == "synthetic"],
+    }
+
+
+def _check_shards(loop: ChaosLoop, posts) -> dict:
+    from synapse_stream.index import PostIndex
+
+    ids = Counter()
+    for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json")):
+        for pid in PostIndex.load(p).ids():
+            ids[pid] += 1
+    expected = {p["id"] for p in posts}
+    return {"missing": len(expected - set(ids)), "posts_in_two_shards": sum(1 for n in ids.values() if n > 1),
+            "unexpected_in_index": len(set(ids) - expected - {"big"})}
+
+
+def _reference(loop: ChaosLoop, det: dict, seeds, truth, report) -> dict:
+    """The crash-free answer: the core engine on the worker's own vectors, instant oracle."""
+    from synapse_stream.index import PostIndex
+    from synapse_stream.online import DetectorConfig, OnlineIBG
+    from synapse_stream.seeds import Seed
+    from .state import vec_from_b64
+
+    shards = [PostIndex.load(p) for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json"))]
+    index = PostIndex(shards[0].dim, ef_search=400)
+    for s in shards:
+        ids = [i for i in s.ids() if i in truth]
+        index.add(ids, s.get_vectors(ids))
+    eng = OnlineIBG(DetectorConfig(det["name"], det["tau"], det["d_max"]), index)
+    q = deque()
+    for d in report.pop("synthetic_seeds"):
+        q.extend(eng.on_seed(Seed(d["id"]), vec_from_b64(d["vector"])))
+    while q:
+        c = q.popleft()
+        q.extend(eng.on_verdict(c.post_id, truth[c.post_id]).candidates)
+    ref_pos = {p for p, y in eng.labels.items() if y == 1}
+    queried, confirmed = set(report.pop("queried_set")), set(report.pop("confirmed_set"))
+    n = len(index)
+    return {"reference": {"queried": len(eng.queried), "positives": len(ref_pos),
+                          "precision": round(len(ref_pos) / max(1, len(eng.queried)), 6),
+                          "query_ratio": round(len(eng.queried) / max(1, n), 6)},
+            "stream": {"queried": len(queried), "positives": len(confirmed),
+                       "precision": round(len(confirmed) / max(1, len(queried)), 6),
+                       "query_ratio": round(len(queried) / max(1, n), 6)},
+            "queried_equal_reference": queried == eng.queried, "positives_equal_reference": confirmed == ref_pos,
+            "queried_only_in_reference": sorted(eng.queried - queried)[:20],
+            "queried_only_in_stream": sorted(queried - eng.queried)[:20]}
+
+
+def chaos_line(r: dict) -> str:
+    return (f"chaos: crashes={r['crashes']} posts={r['posts']} missing={r['missing']} "
+            f"duplicate_candidates={r['duplicate_candidates']} lost_verdicts={r['lost_verdicts']} "
+            f"worker_restarts_from_bad_input={r['worker_restarts_from_bad_input']}")
+
+
+def add_chaos_parser(sub) -> None:
+    p = sub.add_parser("chaos", help="crash, outage and hostile-input run against the embedded stack")
+    p.add_argument("--posts", type=int, default=20_000)
+    p.add_argument("--crashes", type=int, default=5)
+    p.add_argument("--outage", type=float, default=30.0, help="seconds each of the broker and Redis is cut off")
+    p.add_argument("--bad", type=int, default=10_000, help="malformed messages to send")
+    p.add_argument("--conflicts", type=float, default=0.05, help="share of candidates answered twice or corrected")
+    p.add_argument("--embedder", default="hashing-256", help="hashing-256 (fast) or minilm")
+    p.add_argument("--tau", type=float, default=0.55, help="0.55 with hashing-256 queries about 4 %% of SST-2")
+    p.add_argument("--dmax", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--snapshot-interval", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=1200.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--report", default="chaos-report.json", help="write the full report (JSON) here")
+    p.add_argument("--quiet", action="store_true")
+
+    def main(args):
+        import logging
+
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)   # the harness's own clients during outages
+        r = asyncio.run(run_chaos(args))
+        Path(args.report).write_text(json.dumps(r, indent=1))
+        print(chaos_line(r), flush=True)
+        ok = (r["missing"] == 0 and r["duplicate_candidates"] == 0 and r["lost_verdicts"] == 0
+              and r["worker_restarts_from_bad_input"] == 0 and r["queried_equal_reference"]
+              and r["positives_equal_reference"] and r["bad_unaccounted"] == 0 and r["graceful_stop"]["exit_code"] == 0)
+        return 0 if ok else 1
+
+    p.set_defaults(func=main)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    ap = argparse.ArgumentParser()
+    add_chaos_parser(ap.add_subparsers(dest="cmd"))
+    a = ap.parse_args(["chaos"] + os.sys.argv[1:])
+    raise SystemExit(a.func(a))

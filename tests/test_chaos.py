@@ -1,0 +1,31 @@
+"""The crash / outage / hostile-input run, in the short form CI runs (``make chaos`` runs the long one)."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from stream_app.chaos import add_chaos_parser, chaos_line, run_chaos
+
+pytestmark = [pytest.mark.stack, pytest.mark.chaos]
+
+
+def test_chaos_short(tmp_path):
+    ap = argparse.ArgumentParser()
+    add_chaos_parser(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["chaos", "--posts", "1500", "--crashes", "2", "--outage", "5", "--bad", "1000",
+                          "--tau", "0.5", "--run-dir", str(tmp_path / "run"), "--quiet"])
+    import asyncio
+
+    r = asyncio.run(run_chaos(args))
+    print(chaos_line(r))
+    assert r["crashes"] == 2
+    assert r["missing"] == 0 and r["posts_in_two_shards"] == 0 and r["unexpected_in_index"] == 0
+    assert r["duplicate_candidates"] == 0
+    assert r["lost_verdicts"] == 0 and r["ledger_latest_mismatch"] == 0
+    assert r["worker_restarts_from_bad_input"] == 0 and r["worker_survived_outages"]
+    assert r["bad_unaccounted"] == 0 and r["dead_letters"] == r["bad_messages"] == 1000
+    assert r["queried_equal_reference"] and r["positives_equal_reference"], (r["reference"], r["stream"])
+    assert r["stream"]["queried"] > 0, "the run should exercise the oracle loop"
+    assert r["graceful_stop"]["exit_code"] == 0
+    assert len(r["recovery_seconds"]) >= 2 * 4   # every shard recovered after each restart (4 partitions)
