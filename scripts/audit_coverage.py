@@ -214,6 +214,7 @@ def plot(results, rates, path: Path, confidence: float):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=50, help="replays per detector (default 50)")
+    p.add_argument("--first-seed", type=int, default=0, help="replays use seeds first-seed, first-seed + 1, ...")
     p.add_argument("--checkpoints", type=int, default=20)
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "embeddings"))
@@ -226,7 +227,8 @@ def main(argv=None) -> int:
     y = pool.labels.astype(np.int64)
     results = {}
     for name, order in orders.items():
-        results[name] = [replay(y, order, seed, RATES, args.checkpoints, args.confidence) for seed in range(args.seeds)]
+        results[name] = [replay(y, order, seed, RATES, args.checkpoints, args.confidence)
+                         for seed in range(args.first_seed, args.first_seed + args.seeds)]
         print(f"replays of {name} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     main_rows = summarise(results, RATES, "stream")
     lines = [f"| audit rate | audits at the end | audit share of oracle work | coverage ({args.confidence:.0%} nominal) "

@@ -34,7 +34,7 @@ from pathlib import Path
 from synapse_stream.messages import dumps
 
 from .demo import LiveLoop, gauge, load_demo_posts
-from .embedded import RedisServer, TansuBroker, create_topics
+from .embedded import RedisServer, TansuBroker
 from .faults import TcpProxy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,23 +93,13 @@ def bad_messages(n: int, detector: str, known_post: str, rng: random.Random) -> 
 class ChaosLoop(LiveLoop):
     """A :class:`LiveLoop` whose broker and Redis sit behind fault-injecting proxies."""
 
-    def start(self, *, timeout: float = 180.0) -> "ChaosLoop":
-        from .settings import Settings
-
-        self.broker_proxy = TcpProxy(0)  # target set once the broker has a port
+    def _start_services(self) -> None:
+        self.broker_proxy = TcpProxy(0)  # its target is set once the broker has a port
         self.tansu = TansuBroker(log_dir=self.run_dir / "stack", advertised_port=self.broker_proxy.port).start()
         self.broker_proxy.target = ("127.0.0.1", self.tansu.port)
         self.broker_proxy.start()
         self.redis_server = RedisServer(log_dir=self.run_dir / "stack", data_dir=self.run_dir / "redis").start()
         self.redis_proxy = TcpProxy(self.redis_server.port).start()
-        s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
-        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s)))
-        for i in range(self.n_workers):
-            from .embedded import free_port
-
-            self.web_ports.append(free_port())
-            self.start_worker(i, timeout=timeout)
-        return self
 
     @property
     def bootstrap(self) -> str:

@@ -114,11 +114,15 @@ class LiveLoop:
         return TopicNames.from_settings(Settings(topic_prefix=self.prefix, partitions=self.partitions,
                                                  _env_file=None))
 
+    def _start_services(self) -> None:
+        """Start the broker and Redis (unless external ones were given)."""
+        if not self.external_broker:
+            self.stack = EmbeddedStack(self.run_dir / "stack").start()
+
     def start(self, *, timeout: float = 180.0) -> "LiveLoop":
         from .settings import Settings
 
-        if not self.external_broker:
-            self.stack = EmbeddedStack(self.run_dir / "stack").start()
+        self._start_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
         asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s)))
         for i in range(self.n_workers):

@@ -31,7 +31,6 @@ def raw_from_event(event) -> RawMsg:
 
 
 class Runtime:
-    STALL_SECONDS = 60.0   # lag with no progress for this long = unhealthy
 
     def __init__(self, app, settings: Settings, *, candidates_topic, dead_letters_topic, verdicts_topic,
                  posts_topic_name: str) -> None:
@@ -271,7 +270,8 @@ class Runtime:
             lag = 0
         body["lag"] = lag
         body["recovering"] = sorted(p for p, ev in self._recovered.items() if not ev.is_set())
-        stalled = lag > 0 and body["seconds_since_progress"] > self.STALL_SECONDS and not body["recovering"]
+        stalled = (lag > 0 and body["seconds_since_progress"] > self.settings.health_stall_seconds
+                   and not body["recovering"])
         if stalled:
             body["reason"] = f"consumption stalled: lag {lag} and no progress for {body['seconds_since_progress']}s"
         return not stalled, body

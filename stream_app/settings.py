@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     snapshot_interval: float = 60.0
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    health_stall_seconds: float = Field(60.0, gt=0)   # lag with no progress for this long = unhealthy
     log_level: str = "info"
 
     @field_validator("detectors")

@@ -2,7 +2,7 @@
 
 * ``GET /metrics``: Prometheus text format.
 * ``GET /healthz``: liveness. 200 when the worker consumes; 503 while starting or when the posts
-  consumer has lag but has not advanced for ``Runtime.STALL_SECONDS`` (an agent that silently
+  consumer has lag but has not advanced for ``SYNAPSE_HEALTH_STALL_SECONDS`` (an agent that silently
   stopped), with a JSON body saying why.
 """
 from __future__ import annotations
