@@ -18,8 +18,12 @@ from .topics import TopicNames
 
 def faust_config(s: Settings) -> dict:
     os.makedirs(os.path.join(s.data_dir, "faust"), exist_ok=True)
+    from .transport import broker_url
+
     conf = dict(
-        broker=s.broker_url,
+        # an idempotent producer on real Kafka (a cut connection must not duplicate a candidate);
+        # the embedded Tansu broker cannot do it
+        broker=broker_url(s.broker_url, idempotent=s.producer_idempotence and not s.embedded_broker),
         store="memory://",
         topic_partitions=s.partitions,
         topic_replication_factor=s.replication,

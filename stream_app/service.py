@@ -93,7 +93,7 @@ class DetectionService:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model")
         self.seedlog_last = "0"
         self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
-        self.offsets: dict[int, int] = {}        # partition -> highest offset indexed
+        self.offsets: dict[int, int] = {}        # partition -> highest offset consumed (indexed or dead-lettered)
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
@@ -249,10 +249,15 @@ class DetectionService:
             seen.add(post.id)
             good.append((m, post))
         if good:
+            # the partition map first: a post must never be a candidate (through another agent's backfill)
+            # before a verdict for it can be routed to its shard
+            await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
             cands = await self._run(self._ingest_sync, good)
             self._queue(cands, {p.id: (m.timestamp or time.time()) for m, p in good})
-            await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
             out.extend(await self._emit([]))
+        for m in msgs:   # consumed (indexed or dead-lettered): the snapshot offset and the health check's lag
+            if m.partition is not None and m.offset is not None:
+                self.offsets[m.partition] = max(self.offsets.get(m.partition, -1), m.offset)
         self.last_progress = time.monotonic()
         return out
 
@@ -272,9 +277,6 @@ class DetectionService:
             if fresh:
                 shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh])
                 new_rows += fresh
-            offs = [good[i][0].offset for i in rows if good[i][0].offset is not None]
-            if offs:
-                self.offsets[part] = max(self.offsets.get(part, -1), max(offs))
         self.metrics.posts.inc(len(new_rows))
         if not new_rows:
             return []

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     broker_password: SecretStr | None = None
     broker_ca_file: str | None = None
     embedded_broker: bool = False   # Tansu quirks (dev/test only): small batches, short sessions
+    producer_idempotence: bool = True   # idempotent producer on real Kafka (ignored on the embedded broker)
     topic_prefix: str = "synapse."
     partitions: int = Field(4, ge=1, le=1024)
     replication: int = Field(1, ge=1)

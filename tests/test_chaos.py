@@ -19,6 +19,7 @@ def test_chaos_short(tmp_path):
 
     r = asyncio.run(run_chaos(args))
     print(chaos_line(r))
+    assert r["quiet"], "every candidate should have been answered and every post indexed"
     assert r["crashes"] == 2
     assert r["missing"] == 0 and r["posts_in_two_shards"] == 0 and r["unexpected_in_index"] == 0
     assert r["duplicate_candidates"] == 0
