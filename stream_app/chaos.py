@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import time
 from collections import Counter, deque
@@ -221,7 +222,8 @@ async def run_chaos(args) -> dict:
                                 "SYNAPSE_MAX_MESSAGE_BYTES": "200000",
                                 "SYNAPSE_HNSW_EF_SEARCH": "400"})
     say = (lambda m: print(f"[chaos] {m}", flush=True)) if not args.quiet else (lambda m: None)
-    report: dict = {"posts": len(posts), "crashes": 0, "recovery_seconds": [], "restart_ready_seconds": [],
+    report: dict = {"run_dir": str(loop.run_dir), "posts": len(posts), "crashes": 0, "recovery_seconds": [],
+                    "restart_ready_seconds": [],
                     "outages": {}, "bad_messages": 0}
     await asyncio.to_thread(loop.start)
     worker = loop.workers[0]
@@ -494,11 +496,16 @@ def add_chaos_parser(sub) -> None:
 
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)   # the harness's own clients during outages
         r = asyncio.run(run_chaos(args))
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(r, indent=1))
         print(chaos_line(r), flush=True)
         ok = (r["quiet"] and r["missing"] == 0 and r["duplicate_candidates"] == 0 and r["lost_verdicts"] == 0
               and r["worker_restarts_from_bad_input"] == 0 and r["queried_equal_reference"]
               and r["positives_equal_reference"] and r["bad_unaccounted"] == 0 and r["graceful_stop"]["exit_code"] == 0)
+        if ok and not args.run_dir:
+            shutil.rmtree(r["run_dir"], ignore_errors=True)
+        elif not ok:
+            print(f"[chaos] logs and worker data kept in {r['run_dir']}", flush=True)
         return 0 if ok else 1
 
     p.set_defaults(func=main)

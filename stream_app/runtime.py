@@ -118,11 +118,12 @@ class Runtime:
         pending = list(zip(out.candidates, out.claims))
         failed, err = await send_all(pending, lambda kv, claim: self.candidates_topic.send(key=kv[0], value=kv[1]))
         error = error or err
-        acked = [claim for (kv, claim) in pending if (kv, claim) not in failed]
+        out.acked += [claim for (kv, claim) in pending if (kv, claim) not in failed]
         out.candidates = [kv for kv, _ in failed]
         out.claims = [claim for _, claim in failed]
-        if acked:
-            await self.service.confirm(acked)
+        if out.acked:   # if Redis fails here, the retry confirms them without sending them again
+            await self.service.confirm(out.acked)
+            out.acked = []
         if error is not None:
             raise error
 

@@ -63,12 +63,14 @@ class RawMsg:
 class Outputs:
     candidates: list[tuple[bytes, bytes]] = field(default_factory=list)     # (key, value)
     claims: list[tuple[str, str]] = field(default_factory=list)             # (detector, post id), to confirm once acked
+    acked: list[tuple[str, str]] = field(default_factory=list)              # acknowledged, confirmation pending
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     verdicts: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
 
     def extend(self, other: "Outputs") -> "Outputs":
         self.candidates += other.candidates
         self.claims += other.claims
+        self.acked += other.acked
         self.dead_letters += other.dead_letters
         self.verdicts += other.verdicts
         return self
@@ -93,6 +95,7 @@ class DetectionService:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model")
         self.seedlog_last = "0"
         self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
+        self._ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
         self.offsets: dict[int, int] = {}        # partition -> highest offset consumed (indexed or dead-lettered)
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
@@ -152,8 +155,8 @@ class DetectionService:
                                  self.offsets[p])
                 self.index.shard(p)
             return self._refill_all()
-        cands = await self._run(work)
-        return await self._emit(cands)
+        await self._emit(await self._run(work))
+        return self._drain(Outputs())
 
     async def revoke(self, partitions: Sequence[int]) -> None:
         await self.snapshot()
@@ -184,18 +187,19 @@ class DetectionService:
             raise UnknownDetectorError(detector)
         return eng
 
-    async def _emit(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> Outputs:
+    async def _emit(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
         """Claim candidates in Redis (never twice) and build their messages.
 
         Candidates wait in an outbox until the claim succeeds, so a Redis outage delays them but
-        does not lose them. A claimed candidate stays "in flight" in Redis until the runtime
+        does not lose them; claimed ones wait in ``self._ready`` until a handler returns them
+        (:meth:`_drain`), so a later failure in the same handler cannot drop them either. A claimed
+        candidate stays "in flight" in Redis until the runtime
         confirms the broker acknowledged it (:meth:`confirm`); if this worker dies first, another
         one re-sends it unless it is already on the topic (:meth:`orphans`).
         """
         self._queue(cands, arrival)
-        out = Outputs()
         if not self._outbox:
-            return out
+            return
         batch = list(self._outbox)
         now = time.time()
         values = []
@@ -208,12 +212,18 @@ class DetectionService:
         for (c, arrived), value, ok in zip(batch, values, fresh):
             if not ok:
                 continue
-            out.candidates.append((c.post_id.encode(), value))
-            out.claims.append((c.detector, c.post_id))
+            # claimed: from here on the message must reach the caller even if a later step of the
+            # same handler fails, so it waits in self._ready until a handler returns successfully
+            self._ready.candidates.append((c.post_id.encode(), value))
+            self._ready.claims.append((c.detector, c.post_id))
             self.metrics.candidates.labels(c.detector, c.reason).inc()
             if arrived is not None:
                 self.metrics.latency.observe(max(0.0, now - arrived))
-        return out
+
+    def _drain(self, out: Outputs) -> Outputs:
+        """Hand every claimed, not yet returned candidate to the caller (end of a successful handler)."""
+        ready, self._ready = self._ready, Outputs()
+        return out.extend(ready)
 
     def _queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
         """Put found candidates in the outbox at once, before any I/O that could fail and lose them."""
@@ -254,12 +264,12 @@ class DetectionService:
             await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
             cands = await self._run(self._ingest_sync, good)
             self._queue(cands, {p.id: (m.timestamp or time.time()) for m, p in good})
-            out.extend(await self._emit([]))
+            await self._emit([])
         for m in msgs:   # consumed (indexed or dead-lettered): the snapshot offset and the health check's lag
             if m.partition is not None and m.offset is not None:
                 self.offsets[m.partition] = max(self.offsets.get(m.partition, -1), m.offset)
         self.last_progress = time.monotonic()
-        return out
+        return self._drain(out)
 
     def _ingest_sync(self, good: list[tuple[RawMsg, PostMsg]]) -> list[Candidate]:
         t0 = time.perf_counter()
@@ -304,13 +314,13 @@ class DetectionService:
             for s, v in zip(good, vecs):
                 await self.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
         self.last_progress = time.monotonic()
-        return out
+        return self._drain(out)
 
     async def poll_seedlog(self, block_ms: int | None = 1000) -> Outputs:
         """Apply seed events from the broadcast log (every worker reads all of them)."""
         entries = await self.state.read_seedlog(self.seedlog_last, block_ms=block_ms)
         if not entries:
-            return Outputs()
+            return self._drain(Outputs())
         self.seedlog_last = entries[-1][0]
         docs = [doc for _, doc in entries if doc["detector"] in self.engines]
 
@@ -320,7 +330,8 @@ class DetectionService:
                 seed = Seed(doc["id"], doc.get("text", ""), SeedOrigin(doc["origin"]))
                 cands += self.engines[doc["detector"]].on_seed(seed, doc["vector"])
             return cands
-        return await self._emit(await self._run(work))
+        await self._emit(await self._run(work))
+        return self._drain(Outputs())
 
     # ------------------------------------------------------------------ labels
     async def handle_labels(self, msgs: Sequence[RawMsg]) -> Outputs:
@@ -338,7 +349,7 @@ class DetectionService:
                 continue
             out.verdicts.append((part, lab.post_id.encode(), m.value))
         self.last_progress = time.monotonic()
-        return out
+        return self._drain(out)
 
     async def handle_verdicts(self, msgs: Sequence[RawMsg]) -> Outputs:
         """Apply routed verdicts on the worker that holds the posts' shards."""
@@ -358,12 +369,16 @@ class DetectionService:
                 continue
             if outcome.changed:
                 self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
-            out.extend(await self._emit(outcome.candidates))
-        out.extend(await self.reconcile_confirmed())
+            await self._emit(outcome.candidates)
+        await self._reconcile()
         self.last_progress = time.monotonic()
-        return out
+        return self._drain(out)
 
     async def reconcile_confirmed(self) -> Outputs:
+        await self._reconcile()
+        return self._drain(Outputs())
+
+    async def _reconcile(self) -> None:
         """Make every positive verdict on a local post a registered, broadcast, active seed.
 
         Derived from the ledger rather than done as a side effect of one verdict, so that a crash or
@@ -379,7 +394,7 @@ class DetectionService:
                 self._registered[name].add(pid)
                 if pid not in eng.seeds:
                     self._queue(await self._run(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
-        return await self._emit([])
+        await self._emit([])
 
     # ------------------------------------------------------------------ metrics
     async def refresh_gauges(self) -> None:
