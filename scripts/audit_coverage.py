@@ -41,12 +41,12 @@ RATES = (0.0025, 0.005, 0.01, 0.02)
 MAX_RATIO = 0.12
 
 
-def load(cache_dir: Path):
+def load(cache_dir: Path, imbalance: float = 0.1):
     from synapse_stream.data import load_pool, load_seed_texts, make_imbalanced
     from synapse_stream.embedders import CachedEmbedder, make_embedder
     from synapse_stream.evaluation import choose_seeds
 
-    pool = make_imbalanced(load_pool(SHARED / "train.tsv"), 0.1, seed=0)
+    pool = make_imbalanced(load_pool(SHARED / "train.tsv"), imbalance, seed=0)
     seed_texts = load_seed_texts(SHARED / "synthetic_fusegen_gpt35instruct_moviereview.tsv")
     emb = CachedEmbedder(make_embedder("minilm"), cache_dir)
     sv = emb.encode(seed_texts)
@@ -337,7 +337,7 @@ d_max = 5) and the model-guided classifier, from 100 ACS FuseGen seeds. Each rep
 arrival order and audits each arriving post with probability `a` (the smaller rates' audits are
 subsets of the larger ones). The detector works along its own order: at stream time t it has
 queried `⌊0.12 · t² / N⌋` posts, each time its best-ranked arrived post not yet queried, so its
-query ratio grows from 0 to 12 % and its recall from about 0.03 to 0.3 (IBG) or 0.65 (model). At
+query ratio grows from 0 to 12 % and its recall from near 0 to 0.32 (IBG) or 0.69 (model). At
 {checkpoints} evenly spaced checkpoints the `RecallEstimator` (fed through its streaming API) gives a
 {confidence} interval and the true recall (found / positives arrived so far) is compared with it.
 {seeds} replays per detector, {replays} in all. The standard error of the coverage comes from
@@ -353,17 +353,17 @@ The {confidence} interval holds the true recall at the stated level at every aud
 about two standard errors: the replays with seeds 1000–1199 gave 0.962, 0.958, 0.962, 0.945), and
 it tightens as the audit grows, about as `1 / √(audit size)`: each doubling of the audit shrinks the
 width by about 0.7 and doubles the audit's share of the oracle work. Here 0.5 % of the posts
-(about 4 % of all oracle work) gives a final interval about ±0.14 wide around a recall of 0.3–0.65;
+(about 4 % of all oracle work) gives a final interval of about ±0.14 around a recall of 0.32–0.69;
 2 % (14 % of the work) gives about ±0.075.
 
 **Interval methods compared** on the same replays (coverage and mean width over all checkpoints):
 
 {cmp_table}
 
-Wilson is the default: coverage at the level and the narrowest interval. Clopper–Pearson is
-conservative (coverage above the level, 10–20 % wider): use it when under-coverage must be ruled
+Wilson is the default: coverage at the level (within sampling error) and the narrowest interval. Clopper–Pearson is
+conservative (coverage above the level, 13–22 % wider): use it when under-coverage must be ruled
 out. The naive estimator `F / (N · p̂)`, which ignores that the detector's own verdicts are exact,
-is 25–40 % wider for the same audit, and its point estimate can exceed 1.
+is 25–35 % wider for the same audit, and its point estimate can exceed 1.
 
 Per detector:
 

@@ -6,7 +6,9 @@ Same set-up as ``docs/sst2/policy`` (imbalanced SST-2, MiniLM from the cache, 10
 up to 12 % of the pool). Prints a Markdown table: recall at 2.4 %, 5 %, 10 % per seed, and the
 policy's margin over the best of IBG, GBLE and LR for the same seed.
 
-    python scripts/policy_seeds.py --seeds 5          # about 6 minutes on 2 cores
+    python scripts/policy_seeds.py --seeds 5                      # about 6 minutes on 2 cores
+    python scripts/policy_seeds.py --seeds 5 --imbalance 0.01     # 1 % positives
+    python scripts/policy_seeds.py --seeds 5 --imbalance 0.01 --kmax 200   # single methods with small rounds
 """
 from __future__ import annotations
 
@@ -34,9 +36,12 @@ RATIO = 0.12
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--imbalance", type=float, default=0.1, help="share of positives kept (default 0.1)")
+    p.add_argument("--kmax", type=int, default=None,
+                   help="k_max of GBLE, LR and the model run alone (default theirs, 10 K0); the policy keeps its own")
     p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "embeddings"))
     args = p.parse_args(argv)
-    pool, X, S = load(Path(args.cache_dir))
+    pool, X, S = load(Path(args.cache_dir), args.imbalance)
     n, positives = len(pool), pool.positives
 
     def recall(method):
@@ -47,13 +52,14 @@ def main(argv=None) -> int:
               + f" ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
         return np.array([rep.recall_at[q] for q in POINTS])
 
+    km = {"k_max": args.kmax} if args.kmax else {}
     fixed = {"ibg": recall(IBG(tau=0.55, d_max=5, max_query_ratio=RATIO)),
-             "gble": recall(GBLE(max_query_ratio=RATIO))}
+             "gble": recall(GBLE(max_query_ratio=RATIO, **km))}
     rows = {"lr": [], "model": [], "policy": []}
     for seed in range(args.seeds):
         kw = {"max_query_ratio": RATIO, "seed": seed}
-        rows["lr"].append(recall(LRBaseline(**kw)))
-        rows["model"].append(recall(ModelGuided(**kw)))
+        rows["lr"].append(recall(LRBaseline(**kw, **km)))
+        rows["model"].append(recall(ModelGuided(**kw, **km)))
         rows["policy"].append(recall(Policy(tau=0.55, d_max=5, **kw)))
     lines = ["| method | seed | recall@2.4% | recall@5% | recall@10% |", "|---|---|---|---|---|"]
     for name, r in fixed.items():

@@ -10,6 +10,8 @@ from stream_app.chaos import chaos_line  # noqa: E402
 
 r = json.loads((ROOT / "docs" / "reliability" / "chaos-report.json").read_text())
 rec = r["recovery_seconds"]
+fmt = lambda d: (f"{d['queried']} queried, {d['positives']} positives, precision {d['precision']:.3f}, "  # noqa: E731
+                 f"query ratio {d['query_ratio']:.4f}")
 ready = r["restart_ready_seconds"]
 q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")  # noqa: E731
 rows = "\n".join(f"| `{k}` | {v} | {r['bad_expected_by_reason'].get(k, 0)} |" for k, v in r["dead_letters_by_reason"].items())
@@ -34,9 +36,10 @@ short form (`tests/test_chaos.py`: 1,500 posts, 2 crashes, 5 s outages, 1,000 ba
 | crashes survived (`kill -9` at random moments during the replay, restart each time) | {r['crashes']} |
 | posts checked (every post accepted by the broker, good posts only) | {r['posts']} plus {len(r.get('outages', {})) * 50} sent around the outages and {sum(1 for _ in range(0, r['bad_messages'], 50))} between the bad messages |
 | posts missing from the shards after the run / in two shards | {r['missing']} / {r['posts_in_two_shards']} |
-| duplicate post ids on the candidates topic | {r['duplicate_candidates']} (of {r['candidates']} candidates) |
+| duplicate post ids on the candidates topic (crashes, hostile input) | {r['duplicate_candidates']} (of {r['candidates']} candidate messages) |
+| duplicates written while a broker connection was cut (producer retries, see below) | {r.get('duplicate_candidates_from_producer_retries_in_outages', 0)} |
 | verdicts on the labels topic missing from the ledger's history | {r['lost_verdicts']} (of {r['valid_verdicts']} valid verdicts; ledger's latest verdict wrong for {r['ledger_latest_mismatch']}) |
-| queried set and confirmed positives equal to the crash-free run | {r['queried_equal_reference']} and {r['positives_equal_reference']}: stream {r['stream']}, crash-free {r['reference']} |
+| queried set and confirmed positives equal to the crash-free run | {r['queried_equal_reference']} and {r['positives_equal_reference']}: {fmt(r['stream'])} with crashes, {fmt(r['reference'])} without |
 | bad messages tried / on the dead-letter topic / unaccounted | {r['bad_messages']} / {r['dead_letters']} / {r['bad_unaccounted']} |
 | worker restarts caused by input or outages | {r['worker_restarts_from_bad_input']} (worker survived both outages: {r['worker_survived_outages']}) |
 | worker memory (RSS) before / after the 10,000 bad messages | {r['rss_kb_before_bad'] / 1024:.0f} MiB / {r['rss_kb_after_bad'] / 1024:.0f} MiB |
@@ -71,6 +74,12 @@ Dead letters by reason (got / sent):
   appended to the history stream and set as the latest in the ledger before the agent's offset can be
   committed. A verdict that made a post positive becomes a confirmed seed by reconciliation from the ledger
   (after every batch and after every shard recovery), so a crash between the two steps loses nothing.
+* **Cut broker connections.** A producer whose connection drops after the broker appended a batch but
+  before the acknowledgement retries it, and a plain producer then writes the batch twice. On real Kafka
+  the worker uses an idempotent producer (`stream_app/transport.py`, `SYNAPSE_PRODUCER_IDEMPOTENCE`,
+  on by default: the broker discards such retries). The embedded Tansu broker cannot (its InitProducerId
+  fails), so the run counts candidates duplicated inside the outage window apart; crashes alone never
+  duplicated a candidate.
 * **Outages.** Every Redis and Kafka call of the worker goes through one retry policy: capped exponential
   backoff with jitter (0.5 s doubling to 15 s), forever, logging each retry; the agent simply waits, Faust keeps
   the consumer alive, nothing is committed past the unprocessed messages, and the process never exits.
