@@ -34,6 +34,18 @@ class Metrics:
         self.query_ratio = Gauge("synapse_query_ratio", "Queried posts / posts indexed", ["detector"], registry=r)
         self.recall = Gauge("synapse_recall", "True recall (evaluation runs with a replay oracle only)", ["detector"],
                             registry=r)
+        self.recall_estimate = Gauge("synapse_recall_estimate",
+                                     "Recall estimated from the audit sample (stratified; no ground truth needed)",
+                                     ["detector"], registry=r)
+        self.recall_lower = Gauge("synapse_recall_estimate_lower", "Lower bound of the recall estimate's interval",
+                                  ["detector"], registry=r)
+        self.recall_upper = Gauge("synapse_recall_estimate_upper", "Upper bound of the recall estimate's interval",
+                                  ["detector"], registry=r)
+        self.audit_size = Gauge("synapse_audit_size", "Audited posts with a verdict", ["detector"], registry=r)
+        self.audit_share = Gauge("synapse_audit_share", "Audits / (audits + detector verdicts): the audit's oracle cost",
+                                 ["detector"], registry=r)
+        self.audit_prevalence = Gauge("synapse_audit_prevalence", "Share of positives among audited posts",
+                                      ["detector"], registry=r)
         self.posts_indexed = Gauge("synapse_posts_indexed", "Posts indexed by all workers", registry=r)
         self.index_size = Gauge("synapse_index_size", "Posts held in this worker's HNSW shards", registry=r)
         self.shards = Gauge("synapse_index_shards", "HNSW shards (partitions) held by this worker", registry=r)

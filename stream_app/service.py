@@ -34,10 +34,11 @@ from typing import Sequence
 
 import numpy as np
 
+from synapse_stream.audit import AuditSampler, RecallEstimator
 from synapse_stream.embedders import Embedder, make_embedder
 from synapse_stream.exceptions import MessageError, PostIndexError, UnknownDetectorError
 from synapse_stream.index import PostIndex, ShardedIndex
-from synapse_stream.messages import (LabelMsg, PostMsg, candidate_message, dead_letter, dumps, parse_label,
+from synapse_stream.messages import (LabelMsg,  PostMsg, candidate_message, dead_letter, dumps, parse_label,
                                      parse_post, parse_seed)
 from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
 from synapse_stream.seeds import Seed, SeedOrigin
@@ -101,6 +102,10 @@ class DetectionService:
         self.started = False
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
         self._registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
+        salt = settings.audit_salt.get_secret_value()
+        self.samplers = {d.name: AuditSampler(d.audit_rate, salt) for d in settings.detectors if d.audit_rate > 0}
+        self._audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
+        self._audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
 
     # ------------------------------------------------------------------ lifecycle
     def _build_engines(self) -> None:
@@ -116,6 +121,8 @@ class DetectionService:
             eng.labels.update(await self.state.ledger(name))
             eng.queried.update(await self.state.queried(name))
             self._registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
+            self._audited[name] = await self.state.audited(name)
+            self._audit_labels[name] = await self.state.audit_ledger(name)
         self.started = True
 
     async def stop(self) -> None:
@@ -202,15 +209,30 @@ class DetectionService:
             return
         batch = list(self._outbox)
         now = time.time()
-        values = []
+        values, sets = [], []
         for c, _ in batch:
+            if c.reason != "audit" and c.post_id in self._audited[c.detector]:
+                # the detector wants a post the audit already sent: never twice to the oracle; the
+                # audit's verdict (now or when it comes) is also the detector's
+                values.append(b"")
+                sets.append("queried")
+                continue
             text = self.index.payload(c.post_id) if c.post_id in self.index else None
             values.append(dumps(candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds,
                                                   c.reason, now)))
-        fresh = await self.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.worker_id, values)
+            sets.append("audited" if c.reason == "audit" else "queried")
+        fresh = await self.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.worker_id, values,
+                                             sets)
         del self._outbox[:len(batch)]
         for (c, arrived), value, ok in zip(batch, values, fresh):
+            if c.reason == "audit":
+                self._audited[c.detector].add(c.post_id)
             if not ok:
+                continue
+            if not value:   # re-using an audit verdict, if it is already known
+                y = self._audit_labels[c.detector].get(c.post_id)
+                if y is not None:
+                    await self._detector_verdict(LabelMsg(c.detector, c.post_id, y, "audit", None))
                 continue
             # claimed: from here on the message must reach the caller even if a later step of the
             # same handler fails, so it waits in self._ready until a handler returns successfully
@@ -294,6 +316,10 @@ class DetectionService:
         cands: list[Candidate] = []
         for eng in self.engines.values():
             cands += eng.on_posts(ids, vecs[new_rows])
+        for name, sampler in self.samplers.items():   # audits: chosen by post id alone, never by the detector
+            eng = self.engines[name]
+            cands += [Candidate(name, pid, 0.0, (), "audit") for pid in ids
+                      if sampler.should_audit(pid) and pid not in eng.queried]
         return cands
 
     # ------------------------------------------------------------------ seeds
@@ -361,18 +387,29 @@ class DetectionService:
             except MessageError as exc:
                 out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
                 continue
-            await self.state.record_verdict(lab)
+            if lab.post_id in self._audited[lab.detector]:
+                await self.state.record_audit_verdict(lab)
+                self._audit_labels[lab.detector][lab.post_id] = lab.label
+                if lab.post_id not in eng.queried:   # an audit only: not the detector's (no seed, no precision)
+                    self.metrics.verdicts.labels(lab.detector, "audit").inc()
+                    continue
             try:
-                outcome = await self._run(eng.on_verdict, lab.post_id, lab.label)
+                await self._detector_verdict(lab)
             except MessageError as exc:  # e.g. the post is not in this worker's shards
                 out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
                 continue
-            if outcome.changed:
-                self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
-            await self._emit(outcome.candidates)
         await self._reconcile()
         self.last_progress = time.monotonic()
         return self._drain(out)
+
+    async def _detector_verdict(self, lab: LabelMsg):
+        """Record a verdict in the detector's ledger and apply it to its engine."""
+        await self.state.record_verdict(lab)
+        outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, lab.label)
+        if outcome.changed:
+            self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
+        await self._emit(outcome.candidates)
+        return outcome
 
     async def reconcile_confirmed(self) -> Outputs:
         await self._reconcile()
@@ -415,6 +452,25 @@ class DetectionService:
             truth = await self.state.truth_positives(name)
             if truth:
                 self.metrics.recall.labels(name).set(pos / truth)
+            if name in self.samplers:
+                est = await self.recall_estimate(name, total, answered, pos)
+                for gauge, key in ((self.metrics.recall_estimate, "estimate"), (self.metrics.recall_lower, "lower"),
+                                   (self.metrics.recall_upper, "upper"), (self.metrics.audit_prevalence, "prevalence")):
+                    if est[key] is not None:
+                        gauge.labels(name).set(est[key])
+                self.metrics.audit_size.labels(name).set(est["audit_size"])
+                self.metrics.audit_share.labels(name).set(est["audit_share"])
+
+    async def recall_estimate(self, name: str, posts: int, answered: int, positives: int) -> dict:
+        """Recall from the audit (stratified estimator, ``synapse_stream.audit``), from Redis state."""
+        audits = await self.state.audit_ledger(name)
+        detector = await self.state.detector_labels(name, list(audits))
+        est = RecallEstimator(confidence=self.settings.audit_confidence)
+        est.set_posts(posts)
+        est.set_detector(answered, positives)
+        for pid, y in audits.items():
+            est.update_audit(pid, y, queried_by_detector=pid in detector)
+        return est.get()
 
     def health(self) -> dict:
         return {"started": self.started, "worker_id": self.worker_id, "index_size": len(self.index),

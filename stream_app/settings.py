@@ -19,6 +19,9 @@ class DetectorSettings(BaseModel):
     tau: float = Field(0.6, ge=-1.0, lt=1.0)
     d_max: int = Field(10, ge=1, le=10_000)
     description: str = ""
+    # share of all posts sent to the oracle with reason "audit", uniformly at random and independent of
+    # the detector, to estimate recall without ground truth (0 = no audit)
+    audit_rate: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class Settings(BaseSettings):
@@ -56,6 +59,8 @@ class Settings(BaseSettings):
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
+    audit_salt: SecretStr = SecretStr("synapse-audit")   # keep secret: posters must not predict audits
+    audit_confidence: float = Field(0.95, gt=0, lt=1)
     max_text_chars: int = 20_000
     max_message_bytes: int = 1_000_000
 

@@ -5,6 +5,8 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 =============================  =====================================================================
 ``P{D}:queried``               SET of post ids ever sent to the oracle (SADD = atomic claim: never twice)
 ``P{D}:inflight``              HASH post id -> "owner|candidate JSON" from claim until the broker acked it
+``P{D}:audited``               SET of post ids sent to the oracle as audits (a uniform sample, reason "audit")
+``P{D}:audit-ledger``          HASH post id -> audit verdict (kept out of the detector's ledger and precision)
 ``Pworker:<id>``               STRING with a TTL: a worker's heartbeat (its in-flight claims are orphans once it expires)
 ``P{D}:ledger``                HASH post id -> latest verdict JSON (the latest verdict wins)
 ``P{D}:verdicts``              STREAM of every verdict received, conflicting ones included (audit trail)
@@ -78,12 +80,14 @@ class RedisState:
     # candidate message as in flight (owner worker + message) and count it.
     _CLAIM = """
     local out = {}
-    for i = 1, #ARGV, 4 do
-        local det, pid, owner, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-        local first = redis.call('SADD', KEYS[1] .. det .. ':queried', pid)
+    for i = 1, #ARGV, 5 do
+        local det, set, pid, owner, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+        local first = redis.call('SADD', KEYS[1] .. det .. ':' .. set, pid)
         if first == 1 then
-            redis.call('HSET', KEYS[1] .. det .. ':inflight', pid, owner .. '|' .. msg)
-            redis.call('HINCRBY', KEYS[1] .. det .. ':counters', 'queried', 1)
+            if msg ~= '' then
+                redis.call('HSET', KEYS[1] .. det .. ':inflight', pid, owner .. '|' .. msg)
+            end
+            redis.call('HINCRBY', KEYS[1] .. det .. ':counters', set, 1)
         end
         out[#out + 1] = first
     end
@@ -91,21 +95,46 @@ class RedisState:
     """
 
     async def claim_many(self, items: Sequence[tuple[str, str]], owner: str = "-",
-                         messages: Sequence[bytes | str] | None = None) -> list[bool]:
+                         messages: Sequence[bytes | str] | None = None,
+                         sets: Sequence[str] | None = None) -> list[bool]:
         """Claim ``(detector, post_id)`` pairs for the oracle; True where this call was first.
 
-        A first claim also records the candidate message under ``P{D}:inflight`` with its ``owner``
-        (a worker id) until :meth:`sent` confirms the broker acknowledged it, so a worker that dies
-        in between leaves a trace that :meth:`orphans` hands to another worker.
+        ``sets``: per item, ``queried`` (a detector candidate, the default) or ``audited`` (an audit).
+        A first claim with a message also records it under ``P{D}:inflight`` with its ``owner`` (a
+        worker id) until :meth:`sent` confirms the broker acknowledged it, so a worker that dies in
+        between leaves a trace that :meth:`orphans` hands to another worker. An empty message claims
+        without sending (the detector re-using an audit verdict).
         """
         if not items:
             return []
         argv: list = []
         for i, (det, pid) in enumerate(items):
             msg = messages[i] if messages is not None else b""
-            argv += [det, pid, owner, msg.decode("utf-8") if isinstance(msg, bytes) else msg]
+            argv += [det, sets[i] if sets is not None else "queried", pid, owner,
+                     msg.decode("utf-8") if isinstance(msg, bytes) else msg]
         res = await self.r.eval(self._CLAIM, 1, self.p, *argv)
         return [bool(x) for x in res]
+
+    async def audited(self, detector: str) -> set[str]:
+        return set(await self.r.smembers(self.k(detector, "audited")))
+
+    async def record_audit_verdict(self, msg: LabelMsg) -> None:
+        """An audit verdict: kept apart from the detector's ledger (it never counts in its precision)."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.k(msg.detector, "verdicts"), {"post_id": msg.post_id, "label": json.dumps(msg.label),
+                                                         "labeler": json.dumps(msg.labeler), "audit": "1",
+                                                         "ts": json.dumps(msg.ts), "received_at": json.dumps(time.time())})
+            pipe.hset(self.k(msg.detector, "audit-ledger"), msg.post_id, msg.label)
+            await pipe.execute()
+
+    async def audit_ledger(self, detector: str) -> dict[str, int]:
+        return {k: int(v) for k, v in (await self.r.hgetall(self.k(detector, "audit-ledger"))).items()}
+
+    async def detector_labels(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
+        if not post_ids:
+            return {}
+        vals = await self.r.hmget(self.k(detector, "ledger"), list(post_ids))
+        return {pid: json.loads(v)["label"] for pid, v in zip(post_ids, vals) if v is not None}
 
     async def sent(self, items: Sequence[tuple[str, str]]) -> None:
         """The broker acknowledged these candidates: they are no longer in flight."""

@@ -308,44 +308,116 @@ def test_bandit_shifts_budget_to_the_more_precise_source():
     assert (src == "good").mean() > 0.85
 
 
+class _FakeRanker(ActiveMethod):
+    """A 'model' with fixed scores: proposes its top rows and exposes ``last_scores``."""
+
+    name = "ranker"
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = np.asarray(scores, dtype=np.float32)
+        self.last_scores = None
+
+    def _select(self, state):
+        return []
+
+    def propose(self, state, k):
+        self.last_scores = self.scores.copy()
+        return top_rows(self.scores, np.flatnonzero(state.labels < 0), k)
+
+
+class _FixedOrder(ActiveMethod):
+    name = "fixed"
+
+    def __init__(self, rows):
+        super().__init__()
+        self.rows = list(rows)
+
+    def _select(self, state):
+        return []
+
+    def propose(self, state, k):
+        return [(r, 0.0) for r in self.rows if state.labels[r] < 0][:k]
+
+
+def test_policy_ranker_reorders_the_other_sources_candidates():
+    n = 200
+    scores = np.linspace(1, 0, n)                       # the ranker likes low rows best
+    X = np.eye(n, 8, dtype=np.float32) + 0.01
+    ids = [f"p{i}" for i in range(n)]
+    gen = _FixedOrder(range(n - 1, -1, -1))             # the generator proposes high rows first
+    pol = Policy({"gen": gen, "model": _FakeRanker(scores)}, k0=20, floor=0.2, max_query_ratio=0.1,
+                 max_rounds=1)
+    assert list(pol.sources) == ["model", "gen"] and pol.label().startswith("policy[sources=gen+model")
+    res = pol.run(X, X[:2], ids, ReplayOracle({i: 0 for i in ids}))
+    gen_rows = [r for r, s in zip(res.order, res.sources) if s == "gen"]
+    model_rows = [r for r, s in zip(res.order, res.sources) if s == "model"]
+    # the generator's top-K candidates are rows 199..180; the ranker picks the lowest of them first
+    assert gen_rows and gen_rows == sorted(gen_rows) and min(gen_rows) >= n - 20
+    assert gen_rows[0] == n - 20
+    assert model_rows == list(range(len(model_rows)))
+    # without a ranker the generator's own order stands
+    pol = Policy({"gen": _FixedOrder(range(n - 1, -1, -1)), "model": _FakeRanker(scores)}, ranker=None, k0=20,
+                 floor=0.2, max_query_ratio=0.1, max_rounds=1)
+    res = pol.run(X, X[:2], ids, ReplayOracle({i: 0 for i in ids}))
+    gen_rows = [r for r, s in zip(res.order, res.sources) if s == "gen"]
+    assert gen_rows[0] == n - 1
+    with pytest.raises(ConfigError):
+        Policy({"gen": _FixedOrder([]), "x": _FixedOrder([])}, ranker="x")
+
+
 def test_policy_split_respects_floor_capacity_and_caps():
     pol = Policy({"a": _FakeSource(np.zeros(1), 0, 0), "b": _FakeSource(np.zeros(1), 0, 0),
                   "c": _FakeSource(np.zeros(1), 0, 0)}, floor=0.1)
-    pol._ab = {"a": [90.0, 10.0], "b": [10.0, 90.0], "c": [50.0, 50.0]}
+    pol.counts = {"a": [900.0, 100.0], "b": [100.0, 900.0], "c": [500.0, 500.0]}
     rng = np.random.default_rng(0)
     alloc = pol.split(100, {"a": 1000, "b": 1000, "c": 1000}, rng)
     assert sum(alloc.values()) == 100 and alloc["b"] == alloc["c"] == 10 and alloc["a"] == 80
     alloc = pol.split(100, {"a": 30, "b": 1000, "c": 1000}, rng)          # a runs out: c (better mean) fills
     assert sum(alloc.values()) == 100 and alloc["a"] == 30 and alloc["c"] > alloc["b"]
     alloc = pol.split(100, {"a": 1000, "b": 1000, "c": 1000}, rng, caps={"a": 40})
-    assert sum(alloc.values()) == 100 and alloc["a"] == 40
+    assert sum(alloc.values()) == 100 and alloc["a"] == 40                 # capped: the rest to b and c
+    alloc = pol.split(100, {"a": 1000, "b": 1000, "c": 1000}, rng, caps={"a": 40, "b": 20, "c": 20})
+    assert alloc["a"] > alloc["c"] >= alloc["b"] and sum(alloc.values()) == 100   # all capped: caps give way
     alloc = pol.split(100, {"a": 1000, "b": 5, "c": 5}, rng, caps={"a": 40, "b": 5, "c": 5})
-    assert alloc == {"a": 90, "b": 5, "c": 5}                              # caps are soft when nobody else can
+    assert alloc == {"a": 90, "b": 5, "c": 5}
     alloc = pol.split(2, {"a": 10, "b": 10, "c": 10}, rng)
     assert sum(alloc.values()) == 2 and alloc["b"] == 0
     assert pol.split(10, {"a": 0, "b": 0, "c": 0}, rng) == {}
-    for bad in [dict(floor=1.0), dict(discount=1.5), dict(prior=(0, 1)), dict(k0=0), dict(growth=0.5)]:
+    for bad in [dict(floor=1.0), dict(discount=1.5), dict(prior_strength=0), dict(k0=0), dict(growth=0.5)]:
         with pytest.raises(ConfigError):
             Policy(**bad)
+
+
+def test_policy_pooled_prior():
+    """An untried source is assumed as good as the pool is now (not ½): with low precisions
+    everywhere, a barely-tried source does not outbid a measured one."""
+    pol = Policy({"a": _FakeSource(np.zeros(1), 0, 0), "b": _FakeSource(np.zeros(1), 0, 0)}, prior_strength=2)
+    pol.counts = {"a": [0.0, 0.0], "b": [0.0, 0.0]}
+    assert pol.posterior_means() == {"a": 0.5, "b": 0.5}
+    pol.counts = {"a": [5.0, 95.0], "b": [0.0, 0.0]}
+    means = pol.posterior_means()
+    assert means["b"] == pytest.approx(5.5 / 101) and means["a"] == pytest.approx((2 * 5.5 / 101 + 5) / 102)
 
 
 def test_policy_credits_each_post_to_its_proposer(make_detection_data):
     D = make_detection_data(3)
     pol = Policy(tau=0.3, d_max=5, gble_k=5, k0=10, max_query_ratio=0.5, seed=0)
     res = pol.run(D.X, D.S, D.ids, ReplayOracle(D.truth))
-    # the posterior counts are the discounted per-source tallies: recompute them from the run
-    a0, b0 = pol.prior
-    ab = {s: [a0, b0] for s in pol.sources}
+    # the counts are the discounted per-source tallies of the run's verdicts: recompute them
+    counts = {s: [0.0, 0.0] for s in pol.sources}
     i = 0
     for r in res.rounds:
-        for s in ab:
-            ab[s] = [a0 + pol.discount * (ab[s][0] - a0), b0 + pol.discount * (ab[s][1] - b0)]
+        for c in counts.values():
+            c[0] *= pol.discount
+            c[1] *= pol.discount
         for s, yv in zip(res.sources[i:i + r["queried"]], res.labels[i:i + r["queried"]]):
-            ab[s][0] += yv
-            ab[s][1] += 1 - yv
+            counts[s][0] += yv
+            counts[s][1] += 1 - yv
         i += r["queried"]
-    for s in ab:
-        assert pol._ab[s] == pytest.approx(ab[s])
+    for s in counts:
+        assert pol.counts[s] == pytest.approx(counts[s])
+    assert max(h["K"] for h in pol.history) <= 2 * 10                     # default k_max = 2 K0
 
 
 # ---------------------------------------------------------------------- the eval command
