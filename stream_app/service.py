@@ -404,8 +404,8 @@ class DetectionService:
 
     async def _detector_verdict(self, lab: LabelMsg):
         """Record a verdict in the detector's ledger and apply it to its engine."""
-        await self.state.record_verdict(lab)
-        outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, lab.label)
+        _, effective = await self.state.record_verdict(lab)   # a human verdict beats an LLM's
+        outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, effective)
         if outcome.changed:
             self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
         await self._emit(outcome.candidates)

@@ -29,6 +29,11 @@ import numpy as np
 from synapse_stream.messages import LabelMsg
 
 
+def is_llm(labeler: str) -> bool:
+    """Verdicts from an LLM rater carry ``labeler = "llm:<model>"``; everything else counts as human."""
+    return labeler.startswith("llm:")
+
+
 def vec_to_b64(v: np.ndarray) -> str:
     return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
 
@@ -180,26 +185,38 @@ class RedisState:
         return set(await self.r.smembers(self.k(detector, "queried")))
 
     # ------------------------------------------------------------------ verdicts
-    async def record_verdict(self, msg: LabelMsg) -> int | None:
-        """Append to the audit stream, set the ledger's latest verdict; returns the previous label."""
+    async def record_verdict(self, msg: LabelMsg) -> tuple[int | None, int]:
+        """Append to the history stream and update the ledger; returns ``(previous, effective)`` labels.
+
+        Precedence: a human verdict always wins over an LLM's (labelers ``llm:<model>``): an LLM verdict
+        arriving after a human one is kept in the history but does not change the ledger. Otherwise
+        the latest verdict wins.
+        """
         entry = {"label": msg.label, "labeler": msg.labeler, "ts": msg.ts, "received_at": time.time()}
         ledger = self.k(msg.detector, "ledger")
         prev_raw = await self.r.hget(ledger, msg.post_id)
-        prev = json.loads(prev_raw)["label"] if prev_raw else None
+        prev_entry = json.loads(prev_raw) if prev_raw else None
+        prev = prev_entry["label"] if prev_entry else None
+        overruled = (prev_entry is not None and is_llm(msg.labeler)
+                     and not is_llm(str(prev_entry.get("labeler", ""))))
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.k(msg.detector, "verdicts"), {"post_id": msg.post_id, **{k: json.dumps(v) for k, v in entry.items()}})
-            pipe.hset(ledger, msg.post_id, json.dumps(entry))
+            pipe.xadd(self.k(msg.detector, "verdicts"),
+                      {"post_id": msg.post_id, **{k: json.dumps(v) for k, v in entry.items()}})
             counters = self.k(msg.detector, "counters")
-            if prev is None:
-                pipe.hincrby(counters, "answered", 1)
-                pipe.hincrby(counters, "positives", msg.label)
-            elif prev != msg.label:
-                pipe.hincrby(counters, "positives", msg.label - prev)
-                pipe.hincrby(counters, "overturned", 1)
+            if overruled:
+                pipe.hincrby(counters, "llm_after_human", 1)
             else:
-                pipe.hincrby(counters, "repeated", 1)
+                pipe.hset(ledger, msg.post_id, json.dumps(entry))
+                if prev is None:
+                    pipe.hincrby(counters, "answered", 1)
+                    pipe.hincrby(counters, "positives", msg.label)
+                elif prev != msg.label:
+                    pipe.hincrby(counters, "positives", msg.label - prev)
+                    pipe.hincrby(counters, "overturned", 1)
+                else:
+                    pipe.hincrby(counters, "repeated", 1)
             await pipe.execute()
-        return prev
+        return prev, (prev if overruled else msg.label)
 
     async def ledger(self, detector: str) -> dict[str, int]:
         raw = await self.r.hgetall(self.k(detector, "ledger"))

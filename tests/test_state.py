@@ -1,0 +1,67 @@
+"""The Redis state store against a real redis-server: verdict precedence, claims, in-flight records."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stream_app.embedded import RedisServer
+from stream_app.state import RedisState
+from synapse_stream.messages import LabelMsg
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
+        yield srv.url
+
+
+def run(redis_url, fn):
+    import redis.asyncio as aioredis
+
+    async def go():
+        r = aioredis.from_url(redis_url, decode_responses=True)
+        try:
+            return await fn(RedisState(r, prefix=f"t{id(fn)}:"))
+        finally:
+            await r.aclose()
+    return asyncio.run(go())
+
+
+def test_a_human_verdict_beats_an_llm_verdict_and_the_ledger_keeps_both(redis_url):
+    async def go(st):
+        out = [await st.record_verdict(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # LLM first
+               await st.record_verdict(LabelMsg("d", "p1", 0, "moderator:ana", None)),  # human overrides
+               await st.record_verdict(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # a later LLM does not
+               await st.record_verdict(LabelMsg("d", "p1", 1, "moderator:bo", None))]   # a later human does
+        return out, await st.ledger("d"), await st.verdict_history("d"), await st.counters("d")
+
+    out, ledger, history, counters = run(redis_url, go)
+    assert out == [(None, 1), (1, 0), (0, 0), (0, 1)]
+    assert ledger == {"p1": 1}
+    assert [h["labeler"] for h in history] == ["llm:gpt", "moderator:ana", "llm:gpt", "moderator:bo"]
+    assert counters["answered"] == 1 and counters["positives"] == 1 and counters["llm_after_human"] == 1
+
+
+def test_claims_are_first_wins_and_in_flight_until_sent(redis_url):
+    async def go(st):
+        first = await st.claim_many([("d", "a"), ("d", "b")], "w1", [b'{"x":1}', b'{"x":2}'])
+        again = await st.claim_many([("d", "a"), ("d", "c")], "w2", [b'{"x":1}', b'{"x":3}'])
+        inflight = await st.inflight("d")
+        await st.sent([("d", "a"), ("d", "b")])
+        return first, again, inflight, await st.inflight("d"), await st.counters("d")
+
+    first, again, inflight, after, counters = run(redis_url, go)
+    assert first == [True, True] and again == [False, True]
+    assert inflight == {"a": ("w1", '{"x":1}'), "b": ("w1", '{"x":2}'), "c": ("w2", '{"x":3}')}
+    assert after == {"c": ("w2", '{"x":3}')} and counters["queried"] == 3
+
+
+def test_orphans_are_in_flight_claims_of_workers_without_a_heartbeat(redis_url):
+    async def go(st):
+        await st.heartbeat("alive", ttl=30)
+        await st.claim_many([("d", "a"), ("d", "b")], "alive", [b"m1", b"m2"])
+        await st.claim_many([("d", "c")], "dead", [b"m3"])
+        return await st.orphans("d", me="me")
+
+    assert run(redis_url, go) == {"c": "m3"}
