@@ -28,7 +28,7 @@ from .topics import TopicNames
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[1]
-DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10}
+DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02}
 
 
 def load_demo_posts(path: Path | None = None) -> list[dict]:
@@ -328,7 +328,7 @@ async def _demo(args) -> int:
     if args.limit:
         posts = posts[: args.limit]
     seeds = load_demo_seeds(Path(args.seeds) if args.seeds else None)
-    det = dict(DEMO_DETECTOR, tau=args.tau, d_max=args.dmax)
+    det = dict(DEMO_DETECTOR, tau=args.tau, d_max=args.dmax, audit_rate=args.audit_rate)
     truth = {p["id"]: int(p["label"]) for p in posts}
     loop = LiveLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
                     workers=args.workers, external_broker=args.broker if args.external else None,
@@ -368,6 +368,13 @@ async def _demo(args) -> int:
         stop.set()
         await moderator
         say(f"loop quiet after {time.monotonic() - t0:.0f}s")
+        est = gauge(m, "synapse_recall_estimate", detector=det["name"])
+        if est is not None:
+            say(f"recall estimated from {int(gauge(m, 'synapse_audit_size', detector=det['name']) or 0)} audited posts "
+                f"(no ground truth): {est:.3f} "
+                f"[{gauge(m, 'synapse_recall_estimate_lower', detector=det['name']):.3f}, "
+                f"{gauge(m, 'synapse_recall_estimate_upper', detector=det['name']):.3f}] at 95 %; "
+                f"the audit's share of oracle work {gauge(m, 'synapse_audit_share', detector=det['name']):.1%}")
         print(summary_line(m, det["name"]), flush=True)
         return 0
     finally:
@@ -387,6 +394,8 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="replay only the first N posts")
     p.add_argument("--tau", type=float, default=DEMO_DETECTOR["tau"], help="detector threshold τ")
     p.add_argument("--dmax", type=int, default=DEMO_DETECTOR["d_max"], help="detector d_max")
+    p.add_argument("--audit-rate", type=float, default=DEMO_DETECTOR["audit_rate"],
+                   help="share of posts audited to estimate recall without ground truth (0 = none)")
     p.add_argument("--embedder", default="minilm", help="minilm (default), minilm-int8, or hashing (smoke tests only)")
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)

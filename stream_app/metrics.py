@@ -57,6 +57,10 @@ class Metrics:
                                  "From a post's arrival on the broker to its candidate message",
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
 
+        from .llm_oracle import LLMRaterMetrics
+
+        self.llm = LLMRaterMetrics(r)   # synapse_llm_*: calls, failures, tokens, budget, agreement
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

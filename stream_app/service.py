@@ -43,6 +43,7 @@ from synapse_stream.messages import (LabelMsg,  PostMsg, candidate_message, dead
 from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
 from synapse_stream.seeds import Seed, SeedOrigin
 
+from .llm_oracle import Agreement, annotate_for_humans
 from .metrics import Metrics
 from .settings import Settings
 from .state import RedisState
@@ -106,6 +107,7 @@ class DetectionService:
         self.samplers = {d.name: AuditSampler(d.audit_rate, salt) for d in settings.detectors if d.audit_rate > 0}
         self._audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
         self._audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
+        self.agreement = {name: Agreement() for name in self.engines}   # LLM vs human verdicts (this worker)
 
     # ------------------------------------------------------------------ lifecycle
     def _build_engines(self) -> None:
@@ -218,8 +220,11 @@ class DetectionService:
                 sets.append("queried")
                 continue
             text = self.index.payload(c.post_id) if c.post_id in self.index else None
-            values.append(dumps(candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds,
-                                                  c.reason, now)))
+            msg = candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds, c.reason, now)
+            d = self.settings.detector(c.detector)
+            if d is not None and d.oracle_mode != "human":
+                msg = annotate_for_humans(msg, d.oracle_mode, d.llm_audit_rate)
+            values.append(dumps(msg))
             sets.append("audited" if c.reason == "audit" else "queried")
         fresh = await self.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.worker_id, values,
                                              sets)
@@ -404,6 +409,8 @@ class DetectionService:
 
     async def _detector_verdict(self, lab: LabelMsg):
         """Record a verdict in the detector's ledger and apply it to its engine."""
+        self.agreement[lab.detector].observe({"post_id": lab.post_id, "label": lab.label, "labeler": lab.labeler})
+        self.metrics.llm.record_agreement(lab.detector, self.agreement[lab.detector].get())
         _, effective = await self.state.record_verdict(lab)   # a human verdict beats an LLM's
         outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, effective)
         if outcome.changed:

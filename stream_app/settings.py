@@ -22,6 +22,10 @@ class DetectorSettings(BaseModel):
     # share of all posts sent to the oracle with reason "audit", uniformly at random and independent of
     # the detector, to estimate recall without ground truth (0 = no audit)
     audit_rate: float = Field(0.0, ge=0.0, le=1.0)
+    # who answers candidates: "human" (moderators only), "llm" (the LLM rater only), or "llm_then_human"
+    # (the LLM answers everything; a hash sample of llm_audit_rate is flagged human_audit for moderators)
+    oracle_mode: Literal["human", "llm", "llm_then_human"] = "human"
+    llm_audit_rate: float = Field(0.05, ge=0.0, le=1.0)
 
 
 class Settings(BaseSettings):
@@ -68,6 +72,8 @@ class Settings(BaseSettings):
     llm_base_url: str = "http://localhost:11434/v1"   # Ollama's default; OpenAI: https://api.openai.com/v1
     llm_model: str = "llama3.1"
     llm_api_key: SecretStr | None = None
+    llm_calls_per_minute: float | None = Field(None, gt=0)   # the LLM rater's budget (None = unlimited)
+    llm_max_calls: int | None = Field(None, ge=0)
 
     # -- worker --------------------------------------------------------------
     data_dir: str = ".synapse-data"

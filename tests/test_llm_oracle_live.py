@@ -1,0 +1,80 @@
+"""The LLM oracle in the live loop, against a fake OpenAI-compatible endpoint started by the test:
+the LLM answers candidates as labeler llm:<model>, and a later human verdict wins over it."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from stream_app.demo import LiveLoop, gauge
+from stream_app.embedded import free_port
+from synapse_stream.messages import dumps
+
+pytestmark = pytest.mark.stack
+
+
+class FakeLLM(BaseHTTPRequestHandler):
+    calls = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        post = body["messages"][-1]["content"]
+        FakeLLM.calls += 1
+        label = 1 if "giveaway" in post.split("<post_text>")[-1] else 0
+        answer = {"choices": [{"message": {"role": "assistant", "content": json.dumps(
+            {"label": label, "confidence": 0.9, "reason": "keyword"})}}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 10}}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture()
+def fake_llm():
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), FakeLLM)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+def test_llm_answers_and_a_human_verdict_wins(tmp_path, fake_llm):
+    det = {"name": "scam", "tau": 0.3, "d_max": 5, "oracle_mode": "llm", "description": "crypto giveaway scams"}
+    posts = [{"id": f"g{i}", "text": f"free crypto giveaway wallet number {i}"} for i in range(6)] + \
+            [{"id": f"n{i}", "text": f"free crypto wallet tips number {i}"} for i in range(6)]
+    loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2,
+                    extra_env={"SYNAPSE_LLM_BASE_URL": fake_llm, "SYNAPSE_LLM_MODEL": "fake-model"})
+    with loop:
+        async def go():
+            await loop.send_seeds("scam", ["free crypto giveaway wallet"])
+            await loop.send_posts(posts)
+            m = await loop.wait_quiet("scam", len(posts), timeout=120)   # nobody but the LLM answers
+            labels = [json.loads(x.value) for x in await loop.read_topic(loop.topics.labels)]
+            llm_said = {x["post_id"]: x["label"] for x in labels}
+            target = next(p for p, y in llm_said.items() if y == 1)
+            # a moderator disagrees with the LLM on one post: the human verdict must win
+            await loop.send_raw(loop.topics.labels, dumps({"detector": "scam", "post_id": target, "label": 0,
+                                                           "labeler": "moderator:ana"}), target.encode())
+            for _ in range(60):
+                m2 = await asyncio.to_thread(loop.scrape)
+                if gauge(m2, "synapse_llm_agreement", detector="scam") is not None:
+                    break
+                await asyncio.sleep(0.5)
+            return m, m2, labels, target
+        m, m2, labels, target = asyncio.run(go())
+
+    assert labels and all(x["labeler"] == "llm:fake-model" for x in labels)
+    assert gauge(m, "synapse_answered", detector="scam") == gauge(m, "synapse_queried", detector="scam") == len(labels)
+    assert gauge(m, "synapse_llm_calls_total", detector="scam") == len(labels)
+    assert gauge(m, "synapse_llm_tokens_total", detector="scam", kind="prompt") == 50 * len(labels)
+    pos_before = gauge(m, "synapse_confirmed_positives", detector="scam")
+    assert gauge(m2, "synapse_confirmed_positives", detector="scam") == pos_before - 1   # the human's 0 won
+    assert gauge(m2, "synapse_llm_agreement", detector="scam") == 0.0                    # 1 pair, disagreeing
