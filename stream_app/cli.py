@@ -104,8 +104,10 @@ def _methods(args) -> list:
         if bad or not chosen or len(set(chosen)) != len(chosen):
             raise SynapseError(f"--policy-sources: give distinct names from {', '.join(POLICY_SOURCES)}, got "
                                f"{args.policy_sources!r}")
-        make = {"ibg": lambda: IBG(tau=args.tau[0], d_max=args.dmax[0]), "gble": lambda: GBLE(k=args.gble_k, k0=args.k0),
-                "model": lambda: ModelGuided(k0=args.k0, seed=args.seed), "knn": lambda: KNNSearch(k0=args.k0)}
+        make = {"ibg": lambda: IBG(tau=args.tau[0], d_max=args.dmax[0]),
+                "gble": lambda: GBLE(k=args.gble_k, k0=args.k0),
+                "model": lambda: ModelGuided(k0=args.k0, seed=args.seed),
+                "knn": lambda: KNNSearch(k0=args.k0)}
         out.append(Policy({x: make[x]() for x in chosen}, k0=args.k0, floor=args.policy_floor, **kw))
     return out, "random" in names
 

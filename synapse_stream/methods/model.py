@@ -51,6 +51,7 @@ class ModelGuided(ActiveMethod):
         return {"K0": self.k0}
 
     def _prepare(self, state: LoopState) -> None:
+        self.last_scores = None
         u = len(state.S) if self.provisional is None else self.provisional
         u = min(u, state.n)
         self._prov = np.sort(state.rng.choice(state.n, size=u, replace=False)) if u else np.zeros(0, np.int64)

@@ -10,29 +10,46 @@ GBLE node and a model training example).
 Each round:
 
 1. ``K = K0 / p_prev`` (``p_prev``: precision of the previous round's whole batch; 1 at first;
-   capped at ``k_max``).
-2. Every active source proposes its ``K`` best unlabelled posts.
-3. The budget is split by **Thompson sampling**: each source ``s`` has a Beta(α_s, β_s) posterior
-   on its precision; ``draws`` joint samples are taken and each source's share is the fraction of
-   samples in which it had the highest precision (probability matching). Each source that still
-   has proposals keeps an exploration floor of ``max(1, ⌈floor · K⌉)`` slots. A source gets at most
-   ``growth`` times the slots it filled last round (first round: K / number of sources): its
-   precision was measured on that many posts, and a source's precision falls as it goes down its
-   ranking, so a good small sample is not trusted for a batch many times larger. Slots no source can
-   take within these caps go to the best posterior mean first, as do slots a source cannot fill
-   (it ran out of new posts).
-4. The batch is filled source by source (best posterior mean first), each in its own rank order,
-   skipping posts already labelled or already taken this round: **no post is sent twice**.
-5. After the verdicts, each queried post's label updates the posterior of the source that
-   proposed it (reward 1 = positive). Before the update the posteriors are discounted towards the
-   prior, ``α ← α₀ + γ (α − α₀)`` (same for β), so the split follows each source's *recent*
-   precision: a source's precision falls as it exhausts its best candidates.
+   capped at ``k_max``, by default ``2 · K0``, not the ``10 · K0`` of the single methods: a bandit
+   needs many decisions, and when every source's precision is low K0 / p_prev would make rounds of
+   ``10 · K0`` posts, each a large bet on little evidence; on imbalanced SST-2 with 1 % positives that
+   left 5 rounds in 12 % of the pool).
+2. Every active source proposes its ``K`` best unlabelled posts. With a ``ranker`` (by default the
+   model source, when there is one) the policy works as *candidate generation + ranking*: the
+   ranker proposes first, then every other source's ``K`` candidates are re-ordered by the ranker's
+   scores (its probability of being positive), so a source's slots go to the candidates of that
+   source the ranker likes best. The bandit then measures each source's precision *as ranked*,
+   and the sources still decide which posts are in play (IBG and GBLE can put in play posts the
+   classifier would not rank in its own top K).
+3. The budget is split by **Thompson sampling**. Source ``s`` has discounted counts ``a_s``
+   (positives) and ``b_s`` (negatives) of the posts it proposed and got queried, and a Beta
+   posterior on its precision, ``Beta(s₀ μ + a_s, s₀ (1 − μ) + b_s)``. The prior is *pooled*
+   (empirical Bayes): its mean ``μ`` is the precision of all sources together (same discounted
+   counts; ½ before any verdict), its strength ``s₀`` = ``prior_strength``. A source with little
+   evidence is thus assumed to be about as good as the others are now, not ½: when every source's
+   precision is low (a rare class) a barely-tried source does not look better than a measured one.
+   ``draws`` joint samples are taken and each source's share is the fraction of samples in which it
+   had the highest precision (probability matching).
+4. Each source that still has proposals keeps an exploration floor of ``max(1, ⌈floor · K⌉)``
+   slots. The rest is shared in proportion to the Thompson shares, by water-filling under a soft
+   *growth cap*: a source gets at most ``growth`` times the slots it filled last round (first round:
+   K / number of sources), because its precision was measured on that many posts and a source's
+   precision falls as it goes down its ranking. Slots a capped source cannot take go to the uncapped
+   sources, again in proportion to their shares; only when every source is capped (or out of
+   proposals) do the caps give way, in proportion to the shares.
+5. The batch is filled source by source (best posterior mean first), each in its own rank order,
+   skipping posts already labelled or already taken this round: **no post is sent twice**. Slots
+   lost to overlaps are filled by the best sources.
+6. After the verdicts, each queried post's label counts for the source that proposed it
+   (1 = positive). Before that, every count is multiplied by ``discount`` (γ), so the split follows
+   each source's *recent* precision: a source's precision falls as it exhausts its best candidates.
 
 The source of every queried post is recorded (``RunResult.sources``).
 
 Complexity per round: the sum of the sources' proposal costs (IBG O(|V_P| · |V_U| · d), GBLE
-O(iterations · N k), the model O(L · d · iterations + U · d)), plus O(draws · S) for the split and
-O(S · K) for the merge, S the number of sources. Memory: the sources' own (GBLE's graph O(N k)).
+O(iterations · N k), the model O(L · d · iterations + U · d)), plus O(draws · S) for the split,
+O(S · K log K) for the ranking and O(S · K) for the merge, S the number of sources. Memory: the
+sources' own (GBLE's graph O(N k)).
 """
 from __future__ import annotations
 
@@ -50,8 +67,9 @@ class Policy(ActiveMethod):
 
     def __init__(self, sources: Mapping[str, ActiveMethod] | None = None, *, k0: int = 100,
                  k_max: int | None = None, floor: float = 0.02, discount: float = 0.7,
-                 prior: tuple[float, float] = (1.0, 1.0), draws: int = 2000, growth: float | None = 2.0,
-                 tau: float = 0.6, d_max: int = 10, gble_k: int = 10, **kw) -> None:
+                 prior_strength: float = 2.0, draws: int = 2000, growth: float | None = 2.0,
+                 ranker: str | None = "model", tau: float = 0.6, d_max: int = 10, gble_k: int = 10,
+                 **kw) -> None:
         super().__init__(**kw)
         if k0 < 1:
             raise ConfigError("policy K0 must be >= 1")
@@ -59,8 +77,10 @@ class Policy(ActiveMethod):
             raise ConfigError(f"exploration floor must be in [0, 1), got {floor}")
         if not 0 <= discount <= 1:
             raise ConfigError(f"discount must be in [0, 1], got {discount}")
-        if prior[0] <= 0 or prior[1] <= 0:
-            raise ConfigError("Beta prior parameters must be > 0")
+        if prior_strength <= 0:
+            raise ConfigError(f"prior strength must be > 0, got {prior_strength}")
+        if growth is not None and growth < 1:
+            raise ConfigError(f"growth must be >= 1 (or None), got {growth}")
         if sources is None:
             from .gble import GBLE
             from .ibg import IBG
@@ -71,23 +91,28 @@ class Policy(ActiveMethod):
         if not sources:
             raise ConfigError("the policy needs at least one candidate source")
         self.sources = dict(sources)
+        self._given = list(self.sources)          # the order the caller gave (the label uses it)
+        if ranker is not None and ranker in self.sources:
+            if not hasattr(self.sources[ranker], "last_scores"):
+                raise ConfigError(f"the ranker {ranker!r} has no scores to rank by")
+            # the ranker proposes first each round, so its scores are fresh when the others are re-ranked
+            self.sources = {ranker: self.sources[ranker], **{k: v for k, v in self.sources.items() if k != ranker}}
+        self.ranker = ranker if ranker in self.sources else None
         self.k0 = int(k0)
-        self.k_max = int(k_max) if k_max else 10 * self.k0
+        self.k_max = int(k_max) if k_max else 2 * self.k0
         self.floor = float(floor)
         self.discount = float(discount)
-        self.prior = (float(prior[0]), float(prior[1]))
+        self.prior_strength = float(prior_strength)
         self.draws = int(draws)
-        if growth is not None and growth < 1:
-            raise ConfigError(f"growth must be >= 1 (or None), got {growth}")
         self.growth = growth
+        self.counts: dict[str, list[float]] = {}     # per source: discounted [positives, negatives]
         self._last_alloc: dict[str, int] = {}
-        self._ab: dict[str, list[float]] = {}
         self._owner: dict[int, str] = {}
         self._active: dict[str, bool] = {}
-        self.history: list[dict] = []     # per round: the split asked for and the posteriors used
+        self.history: list[dict] = []     # per round: K, the split and the posterior means used
 
     def params(self) -> dict:
-        p: dict = {"sources": "+".join(self.sources)}
+        p: dict = {"sources": "+".join(self._given)}
         ibg = self.sources.get("ibg")
         if ibg is not None and hasattr(ibg, "tau"):
             p.update(tau=ibg.tau, dmax=ibg.d_max)
@@ -95,59 +120,47 @@ class Policy(ActiveMethod):
         return p
 
     # -- the bandit -----------------------------------------------------------
+    def posteriors(self) -> dict[str, tuple[float, float]]:
+        """Beta parameters of each source's precision (pooled prior plus its discounted counts)."""
+        pos = sum(c[0] for c in self.counts.values())
+        tot = pos + sum(c[1] for c in self.counts.values())
+        mu = (pos + 0.5) / (tot + 1.0)
+        s0 = self.prior_strength
+        return {s: (s0 * mu + a, s0 * (1 - mu) + b) for s, (a, b) in self.counts.items()}
+
     def posterior_means(self) -> dict[str, float]:
-        return {s: a / (a + b) for s, (a, b) in self._ab.items()}
+        return {s: a / (a + b) for s, (a, b) in self.posteriors().items()}
 
     def split(self, K: int, available: Mapping[str, int], rng: np.random.Generator,
               caps: Mapping[str, int] | None = None) -> dict[str, int]:
-        """How many of ``K`` slots each source gets (Thompson shares, exploration floor, capacity).
-
-        ``caps`` (soft): the Thompson pass gives a source at most this many slots; only slots that no
-        source can take within its cap spill over beyond it (best posterior mean first).
-        """
+        """How many of ``K`` slots each source gets: floors, then Thompson shares water-filled under
+        the soft ``caps``, then (only if every source is capped) beyond them; never more than a
+        source's ``available`` proposals."""
         names = [s for s in self.sources if available.get(s, 0) > 0]
         if not names or K <= 0:
             return {}
-        theta = np.column_stack([rng.beta(*self._ab[s], size=self.draws) for s in names])
+        post = self.posteriors()
+        means = self.posterior_means()
+        theta = np.column_stack([rng.beta(*post[s], size=self.draws) for s in names])
         wins = np.bincount(theta.argmax(axis=1), minlength=len(names)) / self.draws
+        # a share of 0 would never receive spill-over: keep a tiny weight, by posterior mean
+        weight = {s: float(wins[i]) + 1e-6 * means[s] for i, s in enumerate(names)}
         floor = max(1, math.ceil(self.floor * K)) if len(names) > 1 else 0
-        alloc = {s: 0 for s in names}
-        # the floors first (never more than a source can fill, never more than K in all)
-        for s in names:
-            alloc[s] = min(floor, available[s])
-        left = K - sum(alloc.values())
-        if left < 0:  # K smaller than the floors: one slot each, best mean first
-            means = self.posterior_means()
+        if floor * len(names) > K:   # K smaller than the floors: one slot each, best mean first
             alloc = {s: 0 for s in names}
             for s in sorted(names, key=lambda s: -means[s])[:K]:
                 alloc[s] = 1
             return alloc
-        # the rest by Thompson share (largest remainders), then spill-over by posterior mean
-        cap = {s: max(alloc[s], min(available[s], caps[s] if caps and s in caps else available[s])) for s in names}
-        raw = {s: wins[i] * left for i, s in enumerate(names)}
-        extra = {s: min(int(math.floor(raw[s])), cap[s] - alloc[s]) for s in names}
-        for s in names:
-            alloc[s] += extra[s]
-        left = K - sum(alloc.values())
-        means = self.posterior_means()
-        for s in sorted(names, key=lambda s: (-(raw[s] - math.floor(raw[s])), -means[s])):
-            if left <= 0:
-                break
-            if alloc[s] < cap[s]:
-                alloc[s] += 1
-                left -= 1
-        for limit in (cap, available):       # spill-over: within the caps first, then beyond them
-            for s in sorted(names, key=lambda s: -means[s]):
-                if left <= 0:
-                    break
-                take = min(left, limit[s] - alloc[s])
-                alloc[s] += take
-                left -= take
+        alloc = {s: min(floor, available[s]) for s in names}
+        soft = {s: max(alloc[s], min(available[s], caps[s] if caps and s in caps else available[s]))
+                for s in names}
+        for limit in (soft, available):
+            alloc = _water_fill(K, alloc, limit, weight, means)
         return alloc
 
     # -- the loop hooks ---------------------------------------------------------
     def _prepare(self, state: LoopState) -> None:
-        self._ab = {s: list(self.prior) for s in self.sources}
+        self.counts = {s: [0.0, 0.0] for s in self.sources}
         self._owner = {}
         self._last_alloc = {}
         self._active = {s: True for s in self.sources}
@@ -162,17 +175,17 @@ class Policy(ActiveMethod):
             if not self._active[name]:
                 continue
             props = [(r, s) for r, s in src.propose(state, K) if state.labels[r] < 0]
+            scores = getattr(self.sources[self.ranker], "last_scores", None) if self.ranker else None
+            if name != self.ranker and scores is not None and props:
+                props.sort(key=lambda rs: -float(scores[rs[0]]))     # stable: ties keep the source's order
             if not props:
                 self._active[name] = False     # nothing left to propose (e.g. IBG has converged)
                 continue
             proposals[name] = props
         if not proposals:
             return []
-        # capacity = distinct posts a source can contribute (overlaps are resolved in the merge)
         caps = None
         if self.growth is not None:
-            # a source's precision was measured on the batch it was given; do not trust it for a batch
-            # more than `growth` times larger (its precision falls as it goes down its ranking)
             start = max(1, K // len(self.sources))
             caps = {s: max(1, math.ceil(self.growth * self._last_alloc.get(s, start))) for s in proposals}
         alloc = self.split(K, {s: len(p) for s, p in proposals.items()}, state.rng, caps)
@@ -211,14 +224,40 @@ class Policy(ActiveMethod):
         return batch
 
     def _observe(self, state: LoopState, rows: list[int], labels: list[int]) -> None:
-        a0, b0 = self.prior
         g = self.discount
-        for s, ab in self._ab.items():
-            ab[0] = a0 + g * (ab[0] - a0)
-            ab[1] = b0 + g * (ab[1] - b0)
+        for c in self.counts.values():
+            c[0] *= g
+            c[1] *= g
         for r, y in zip(rows, labels):
             s = self._owner.get(r, "?")
             state.sources.append(s)
-            if s in self._ab:
-                self._ab[s][0] += y
-                self._ab[s][1] += 1 - y
+            if s in self.counts:
+                self.counts[s][0] += y
+                self.counts[s][1] += 1 - y
+
+
+def _water_fill(K: int, alloc: dict[str, int], limit: Mapping[str, int], weight: Mapping[str, float],
+                means: Mapping[str, float]) -> dict[str, int]:
+    """Add slots until ``K`` are given or every source is at ``limit``: each pass shares what is left
+    among the sources below their limit in proportion to ``weight`` (largest remainders, ties by
+    ``means``)."""
+    alloc = dict(alloc)
+    while True:
+        left = K - sum(alloc.values())
+        open_ = [s for s in alloc if alloc[s] < limit[s]]
+        if left <= 0 or not open_:
+            return alloc
+        total = sum(weight[s] for s in open_)
+        raw = {s: left * weight[s] / total for s in open_}
+        give = {s: min(int(math.floor(raw[s])), limit[s] - alloc[s]) for s in open_}
+        rest = left - sum(give.values())
+        for s in sorted(open_, key=lambda s: (-(raw[s] - math.floor(raw[s])), -means[s])):
+            if rest <= 0:
+                break
+            if alloc[s] + give[s] < limit[s]:
+                give[s] += 1
+                rest -= 1
+        if not any(give.values()):
+            return alloc
+        for s in open_:
+            alloc[s] += give[s]
