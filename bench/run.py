@@ -1,0 +1,343 @@
+"""synapse-stream benchmark suite: ``make bench`` (full) or ``make bench QUICK=1`` (a few minutes).
+
+Prints a table and writes ``bench/results.json``. The machine is shared and small (2 cores): every speed is
+a ratio or a comparison taken within one run, not a constant of the code. Sections (``--skip`` any):
+
+  embedders  speed of each embedder on the same posts and micro-batches, drift from MiniLM fp32
+  quality    ``synapse-stream eval`` on imbalanced SST-2 per embedder (needs ../shared/data/sst2)
+  hnsw       HNSW insert rate and recall per (M, ef_construction) on real MiniLM vectors
+  seeds      comparing one post with 100 / 1 k / 10 k seeds: brute force vs an index
+  shards     backfill time and resident bytes per post at 10 k / 100 k / 1 M posts (fresh subprocesses)
+  broker     produce → consume latency of the embedded broker by consumer fetch wait
+  stack      pipeline efficiency, latency and 1 vs 2 workers through the embedded broker
+
+``--merge`` re-runs only the chosen sections and updates their keys in an existing results file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+from . import embedders as emb  # noqa: E402
+from . import micro  # noqa: E402
+from .common import REPO, load_demo_posts, machine, say  # noqa: E402
+
+SECTIONS = ("embedders", "quality", "hnsw", "seeds", "shards", "broker", "stack")
+TARGETS = {"pipeline_efficiency": 0.9, "latency_p99_ms": 250.0, "backfill_ms_1M": 50.0, "bytes_per_post": 2500.0}
+
+SIZES = {
+    "full": dict(speed_posts=320, speed_rounds=3, eval_sample=6000, seed_pool=2000, acs=100, hnsw_vectors=9000,
+                 seed_counts=(100, 1000, 10_000), shards=(10_000, 100_000, 1_000_000), text_shard=100_000,
+                 posts=2000, latency_posts=800, worker_posts=2000),
+    "quick": dict(speed_posts=160, speed_rounds=2, eval_sample=2000, seed_pool=600, acs=50, hnsw_vectors=5000,
+                  seed_counts=(100, 1000, 10_000), shards=(10_000, 100_000), text_shard=None, shard_efc=100,
+                  posts=600, latency_posts=400, worker_posts=600),
+    "toy": dict(speed_posts=32, speed_rounds=1, eval_sample=None, seed_pool=None, acs=10, hnsw_vectors=600,
+                seed_counts=(10, 100), shards=(2000,), text_shard=None, posts=64, latency_posts=60, worker_posts=64),
+}
+EF_CONSTRUCTION_1M = 100  # a 1 M shard at the default 200 takes ~15 min on this machine; see docs/benchmarks.md
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes")
+    ap.add_argument("--toy", action="store_true", help="tiny sizes and the hashing embedder (smoke tests only)")
+    ap.add_argument("--skip", default="", help=f"comma list of sections to skip: {', '.join(SECTIONS)}")
+    ap.add_argument("--only", default="", help="comma list of sections to run (default: all)")
+    ap.add_argument("--embedders", default=",".join(emb.SPECS), help="embedder specs to compare")
+    ap.add_argument("--stack-embedder", default="minilm", help="embedder of the workers in the stack runs")
+    ap.add_argument("--batch", type=int, default=32, help="micro-batch size (SYNAPSE_EMBED_BATCH_SIZE)")
+    ap.add_argument("--profile", action="store_true", help="py-spy the worker during the efficiency run")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+    ap.add_argument("--merge", action="store_true", help="update only the sections run in the existing --out file")
+    ap.add_argument("--shards", default="", help="comma list of shard sizes (overrides the mode's)")
+    a = ap.parse_args(argv)
+    mode = "toy" if a.toy else "quick" if a.quick else "full"
+    z = dict(SIZES[mode])
+    if a.shards:
+        z["shards"], z["text_shard"] = tuple(int(x) for x in a.shards.split(",")), None
+    skip = {s.strip() for s in a.skip.split(",") if s.strip()}
+    only = {s.strip() for s in a.only.split(",") if s.strip()}
+    run = [s for s in SECTIONS if s not in skip and (not only or s in only)]
+    specs = tuple(s.strip() for s in a.embedders.split(",") if s.strip())
+    if a.toy and a.embedders == ",".join(emb.SPECS):
+        specs = ("hashing-384",)
+
+    t_start = time.time()
+    res: dict = {"command": " ".join(shlex.quote(x) for x in [sys.executable.rsplit("/", 1)[-1], "bench/run.py"]
+                                     + list(argv if argv is not None else sys.argv[1:])),
+                 "mode": mode, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+                 "note": "figures are ratios and comparisons taken within this one run on a shared 2-core machine; "
+                         "absolute speeds move with other load (see machine.load_average_*)",
+                 "targets": {}}
+    say("bench", f"mode {mode}; sections {', '.join(run)}; machine {res['machine']['cpu']}, "
+        f"{res['machine']['cores']} cores, {res['machine']['ram_gib']} GiB; load {res['machine']['load_average_at_start']}")
+    demo = [p["text"] for p in load_demo_posts()]
+    tmp = Path(tempfile.mkdtemp(prefix="synapse-bench-"))
+
+    # ------------------------------------------------------------------ embedders
+    res["embedders"] = {"skipped": "not run"}
+    if "embedders" in run:
+        say("embedders", f"{', '.join(specs)} on {z['speed_posts']} posts (static: {len(demo)}) in micro-batches of {a.batch}")
+        res["embedders"] = emb.speed(demo, specs=specs, batch=a.batch, rounds=z["speed_rounds"],
+                                     transformer_posts=z["speed_posts"])
+    res["embedder_quality"] = {"skipped": "not run"}
+    if "quality" in run and not a.toy:
+        say("quality", f"synapse-stream eval on SST-2 (sample {z['eval_sample'] or 'all'}) per embedder")
+        res["embedder_quality"] = q = emb.quality(specs=specs, sample=z["eval_sample"], seed_pool_limit=z["seed_pool"],
+                                                  acs=z["acs"])
+        for spec, row in q.get("by_embedder", {}).items():
+            if isinstance(res["embedders"].get(spec), dict) and "ibg" in row:
+                res["embedders"][spec]["quality"] = {k: row[k] for k in ("tau", "ibg", "knn")}
+
+    # ------------------------------------------------------------------ real vectors, and their statistics
+    real = None
+    if {"hnsw", "seeds", "shards"} & set(run):
+        real = _real_vectors(demo, z, a.toy)
+        stats = micro.fit_stats(real, tmp / "stats.npz")
+        say("vectors", f"{len(real)} real vectors ({'hashing, toy' if a.toy else 'MiniLM fp32'}); synthetic vectors "
+            "follow their mean and covariance")
+
+    res["hnsw_tuning"] = {"skipped": "not run"}
+    if "hnsw" in run:
+        grid = ((16, 200), (16, 100), (16, 64), (16, 40), (8, 64), (32, 100)) if mode == "full" else \
+            ((16, 200), (16, 100), (16, 64), (16, 40))
+        res["hnsw_tuning"] = micro.hnsw_tuning(real[: z["hnsw_vectors"]], grid=grid)
+
+    res["seed_compare_us"] = {"skipped": "not run"}
+    if "seeds" in run:
+        res["seed_compare_us"] = micro.seed_compare(z["seed_counts"], batch=a.batch, real_stats=stats,
+                                                    rounds=3 if a.toy else 5)
+
+    res["backfill_ms"] = res["bytes_per_post"] = {"skipped": "not run"}
+    if "shards" in run:
+        shards = {}
+        for n in z["shards"]:
+            efc = EF_CONSTRUCTION_1M if n >= 1_000_000 else z.get("shard_efc", 200)
+            say("shards", f"{n:,} posts in a fresh process (M=16, ef_construction={efc})...")
+            shards[str(n)] = micro.shard(n, stats=stats, ef_construction=efc, queries=10 if a.toy else 50)
+            r = shards[str(n)]
+            say("shards", f"{n:,}: {r['bytes_per_post']:.0f} B/post, backfill p50 {r['backfill_ms_p50']:.2f} ms "
+                f"p99 {r['backfill_ms_p99']:.2f} ms, recall vs exact {r['backfill_recall_vs_exact']:.3f}, "
+                f"insert {r['insert_per_s']:.0f}/s")
+        if z["text_shard"]:
+            n = z["text_shard"]
+            say("shards", f"{n:,} posts with 120-character texts kept beside them (as the worker does)...")
+            shards[f"{n}+text"] = micro.shard(n, stats=stats, text_chars=120, ef_construction=EF_CONSTRUCTION_1M)
+        res["shards"] = shards
+        res["backfill_ms"], res["bytes_per_post"] = _shard_views(shards)
+
+    # ------------------------------------------------------------------ the live loop
+    res["broker_fetch"] = {"skipped": "not run"}
+    if "broker" in run:
+        from .stack import broker_fetch_latency
+
+        res["broker_fetch"] = broker_fetch_latency()
+    for key in ("pipeline_efficiency", "latency", "workers"):
+        res[key] = {"skipped": "not run"}
+    res["latency_p50_ms"] = res["latency_p99_ms"] = None
+    if "stack" in run:
+        _stack(res, a, z, mode, tmp)
+
+    res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    res["duration_s"] = round(time.time() - t_start, 1)
+    out = Path(a.out)
+    if a.merge and out.exists():
+        old = json.loads(out.read_text(encoding="utf-8"))
+        keys = {"embedders": ["embedders"], "quality": ["embedder_quality"], "hnsw": ["hnsw_tuning"],
+                "seeds": ["seed_compare_us"], "shards": ["shards", "backfill_ms", "bytes_per_post"],
+                "broker": ["broker_fetch"], "stack": ["pipeline_efficiency", "latency", "latency_p50_ms",
+                                                      "latency_p99_ms", "workers"]}
+        for sec in run:
+            if sec == "shards" and isinstance(old.get("shards"), dict) and "shards" in res:
+                old["shards"].update(res["shards"])   # shard sizes merge one by one
+                res["backfill_ms"], res["bytes_per_post"] = _shard_views(old["shards"])
+                keys[sec] = ["backfill_ms", "bytes_per_post"]
+            for k in keys[sec]:
+                if k in res:
+                    old[k] = res[k]
+        old.setdefault("merged", []).append({"command": res["command"], "sections": run, "started_at": res["started_at"],
+                                             "load_average": [res["machine"]["load_average_at_start"],
+                                                              res["machine"]["load_average_at_end"]]})
+        res = old
+    res["targets"] = targets(res)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    print(table(res), flush=True)
+    say("bench", f"wrote {out} in {time.time() - t_start:.0f}s")
+    return 0
+
+
+def _shard_views(shards: dict) -> tuple[dict, dict]:
+    backfill = {k: {"p50": v["backfill_ms_p50"], "p99": v["backfill_ms_p99"], "max": v["backfill_ms_max"],
+                    "recall_vs_exact": v["backfill_recall_vs_exact"], "ef_search": v["ef_search"]}
+                for k, v in sorted(shards.items(), key=lambda kv: int(kv[0].split("+")[0])) if "+" not in k}
+    return backfill, {k: v["bytes_per_post"] for k, v in shards.items()}
+
+
+def _real_vectors(demo, z, toy) -> np.ndarray:
+    from synapse_stream.embedders import CachedEmbedder, make_embedder
+
+    if toy:
+        return make_embedder("hashing-384").encode(demo[:1000])
+    e = CachedEmbedder(make_embedder("minilm"), emb.CACHE)
+    vecs = [e.encode(demo)]
+    have = len(vecs[0])
+    if have < z["hnsw_vectors"] and z["eval_sample"]:  # the SST-2 rows the quality section embedded (cached)
+        try:
+            from synapse_stream.data import load_pool, make_imbalanced
+
+            from .common import SST2
+
+            pool = make_imbalanced(load_pool(SST2 / "train.tsv"), 0.1, seed=0)
+            rows = np.sort(np.random.default_rng(0).choice(len(pool), min(len(pool), z["eval_sample"]), replace=False))
+            vecs.append(e.encode([pool.texts[i] for i in rows[: z["hnsw_vectors"] - have]]))
+        except Exception as exc:  # noqa: BLE001 - no SST-2: the demo posts alone
+            say("vectors", f"SST-2 not used for the real vectors ({exc})")
+    return np.concatenate(vecs)
+
+
+TUNED = {"SYNAPSE_TORCH_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _stack(res, a, z, mode, tmp) -> None:
+    from . import stack
+
+    emb_spec = "hashing-384" if mode == "toy" else a.stack_embedder
+    runs = {}
+    for name, env in (("default", {}), ("one_thread", TUNED)):
+        if a.profile:
+            (tmp / name).mkdir(exist_ok=True)
+        runs[name] = stack.run_single(embedder=emb_spec, posts=z["posts"], latency_posts=z["latency_posts"],
+                                      batch=a.batch, timeout=900, extra_env=env, label=f"stack[{name}]",
+                                      profile_dir=(tmp / name) if a.profile else None)
+    eff = {k: {**r["efficiency"], "env": r["env"], "worker_start_s": r.get("worker_start_s")} for k, r in runs.items()}
+    d = eff["default"]
+    res["pipeline_efficiency"] = {
+        "ratio": d["ratio"], "raw_posts_per_s": d["raw_posts_per_s"], "pipeline_posts_per_s": d["pipeline_posts_per_s"],
+        "embedder": emb_spec, "batch": a.batch, "posts": d["posts"], "configs": eff,
+        "best_pipeline_vs_best_raw": max(e["pipeline_posts_per_s"] for e in eff.values())
+        / max(e["raw_posts_per_s"] for e in eff.values()),
+    }
+    res["latency"] = {k: {**r["latency"], "env": r["env"]} for k, r in runs.items()}
+    res["latency_p50_ms"] = runs["default"]["latency"]["p50_ms"]
+    res["latency_p99_ms"] = runs["default"]["latency"]["p99_ms"]
+    # small micro-batches at the one-thread configuration's half rate: latency bought with throughput
+    small = {**TUNED, "SYNAPSE_EMBED_WITHIN": "0.05"}
+    low = stack.run_single(embedder=emb_spec, posts=0, latency_posts=z["latency_posts"], batch=8, timeout=900,
+                           extra_env=small, latency_rate=runs["one_thread"]["latency"]["rate_posts_per_s"],
+                           label="stack[small batches]")
+    res["latency"]["one_thread_batch8"] = {**low["latency"], "env": low["env"]}
+    # the same, with the consumer's fetch wait lowered (benchmark shim): what a broker that answers at once gives
+    low2 = stack.run_single(embedder=emb_spec, posts=0, latency_posts=z["latency_posts"], batch=8, timeout=900,
+                            extra_env={**small, **stack.fetch_wait_env(10)},
+                            latency_rate=runs["one_thread"]["latency"]["rate_posts_per_s"],
+                            label="stack[small batches, fetch wait 10 ms]")
+    res["latency"]["one_thread_batch8_fetch10ms"] = {**low2["latency"], "env": low2["env"]}
+    workers = {}
+    for n in (1, 2):
+        workers[str(n)] = stack.run_workers(embedder=emb_spec, posts=z["worker_posts"], batch=a.batch, timeout=900,
+                                            workers=n, env=TUNED)
+    workers["speedup_2_vs_1"] = workers["2"]["posts_per_s"] / workers["1"]["posts_per_s"]
+    res["workers"] = workers
+
+
+def targets(res) -> dict:
+    out = {}
+    eff = res.get("pipeline_efficiency", {})
+    if "ratio" in eff:
+        out["pipeline_efficiency"] = {"target": ">= 0.9", "value": eff["ratio"], "met": eff["ratio"] >= 0.9}
+    if res.get("latency_p99_ms") is not None:
+        out["latency_p99_ms"] = {"target": "<= 250", "value": res["latency_p99_ms"], "met": res["latency_p99_ms"] <= 250}
+    bf = res.get("backfill_ms", {})
+    if "1000000" in bf:
+        out["backfill_ms_1M_p99"] = {"target": "<= 50", "value": bf["1000000"]["p99"], "met": bf["1000000"]["p99"] <= 50}
+    elif bf and "skipped" not in bf:
+        big = max(bf, key=int)
+        out[f"backfill_ms_{big}_p99"] = {"target": "<= 50 (at 1 M; largest size run here)", "value": bf[big]["p99"],
+                                         "met": bf[big]["p99"] <= 50}
+    bpp = res.get("bytes_per_post", {})
+    for k in ("100000", "1000000"):
+        if k in bpp:
+            out[f"bytes_per_post_{k}"] = {"target": "<= 2500", "value": bpp[k], "met": bpp[k] <= 2500}
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(type(x))
+
+
+def _f(x, fmt="{:.0f}"):
+    return "–" if x is None else fmt.format(x)
+
+
+def table(res) -> str:
+    rows = [("section", "measure", "value")]
+    eff = res.get("pipeline_efficiency", {})
+    if "ratio" in eff:
+        rows += [("efficiency", f"raw embedder ({eff['embedder']}, batch {eff['batch']})", f"{eff['raw_posts_per_s']:.0f} posts/s"),
+                 ("efficiency", "end to end through the broker", f"{eff['pipeline_posts_per_s']:.0f} posts/s"),
+                 ("efficiency", "ratio (target >= 0.9)", f"{eff['ratio']:.2f}")]
+    lat = res.get("latency", {})
+    for k, v in lat.items():
+        if isinstance(v, dict) and "p99_ms" in v:
+            rows.append(("latency", f"{k}: p50 / p99 at {v['rate_posts_per_s']:.0f} posts/s (target p99 <= 250)",
+                         f"{_f(v['p50_ms'])} / {_f(v['p99_ms'])} ms"))
+    for k, v in res.get("backfill_ms", {}).items():
+        if isinstance(v, dict):
+            rows.append(("backfill", f"{int(k):,} posts: p50 / p99 (target <= 50 at 1 M)",
+                         f"{v['p50']:.2f} / {v['p99']:.2f} ms"))
+    sc = res.get("seed_compare_us", {})
+    for k, v in sc.items():
+        if isinstance(v, dict) and "brute_us_per_post_batch" in v:
+            rows.append(("seeds", f"{int(k):,} seeds: brute / hnsw per post (batch {v['batch']})",
+                         f"{v['brute_us_per_post_batch']:.1f} / {v['hnsw_us_per_post_batch']:.1f} µs"))
+    if "choice" in sc:
+        rows.append(("seeds", "choice", sc["choice"]["step"]))
+    for k, v in res.get("bytes_per_post", {}).items():
+        if isinstance(v, (int, float)):
+            rows.append(("memory", f"{k} posts (target <= 2500)", f"{v:.0f} B/post"))
+    w = res.get("workers", {})
+    for k in ("1", "2"):
+        if isinstance(w.get(k), dict) and "posts_per_s" in w[k]:
+            extra = "" if "seed_reaches_every_shard" not in w[k] else f", seed reaches every shard: {w[k]['seed_reaches_every_shard']}"
+            rows.append(("workers", f"{k} worker(s)", f"{w[k]['posts_per_s']:.0f} posts/s{extra}"))
+    for spec, e in res.get("embedders", {}).items():
+        if isinstance(e, dict) and "posts_per_s" in e:
+            q = e.get("quality", {})
+            qs = f", IBG recall@10% {q['ibg']['recall_at_10pct']:.3f}" if q else ""
+            cs = f", cos {e['cosine_to_fp32_mean']:.3f}" if "cosine_to_fp32_mean" in e else ""
+            rows.append(("embedders", spec, f"{e['posts_per_s']:.0f} posts/s{cs}{qs}"))
+    ht = res.get("hnsw_tuning", {})
+    if "recommended" in ht:
+        rows.append(("hnsw", "recommended for static embedders",
+                     f"M={ht['recommended']['m']}, ef_construction={ht['recommended']['ef_construction']}"))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}" for r in rows]
+    lines.insert(1, "-" * (w0 + w1 + 20))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,554 @@
+"""The live loop through the embedded broker: pipeline efficiency, post-to-candidate latency, scale-out.
+
+Every figure comes from real ``faust -A stream_app worker`` subprocesses on the embedded Tansu broker and
+Redis (:class:`stream_app.demo.LiveLoop`). Progress is read from the workers' ``/metrics``.
+
+* efficiency: the embedder alone on the same posts in the same micro-batches (measured just before and
+  just after, in this process, while the worker idles), against posts produced → embedded, indexed,
+  compared with every seed, claimed in Redis and emitted on the candidates topic.
+* latency: posts sent at half the measured sustainable rate; one post in ten is a *marker*, whose exact
+  text was sent as a seed beforehand, so it matches on arrival (cos = 1 > τ) and becomes a ``post``
+  candidate; latency = candidate ``emitted_at`` − the post's send time (and, for what a moderator sees,
+  the candidate's arrival at a consumer − send time).
+* scale-out: 1 and 2 workers on the same 2-partition topic; then one probe post per partition and a
+  seed per probe: every probe must come back as a ``backfill`` candidate (a seed reaches every shard).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import encode_microbatches, load_demo_posts, load_demo_seeds, percentile, say
+
+DETECTOR = {"name": "bench", "tau": 0.55, "d_max": 10}
+SHIM = Path(__file__).resolve().parent / "fetchshim"
+
+
+def fetch_wait_env(ms: int) -> dict:
+    """Worker env that lowers Faust's hard-coded consumer fetch wait (1.5 s) to ``ms`` (benchmark shim)."""
+    return {"PYTHONPATH": str(SHIM), "SYNAPSE_BENCH_FETCH_MAX_WAIT_MS": str(ms)}
+
+
+class Collector:
+    """Reads the candidates topic from the start and keeps (arrival time, message)."""
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.items: list[tuple[float, dict]] = []
+        self._stop = asyncio.Event()
+        self._task = None
+
+    async def __aenter__(self):
+        from aiokafka import AIOKafkaConsumer
+
+        # a short fetch wait: the embedded broker holds a fetch for the whole wait (see fetchshim/)
+        self._c = AIOKafkaConsumer(self.loop.topics.candidates, bootstrap_servers=self.loop.bootstrap, group_id=None,
+                                   auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10)
+        await self._c.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self):
+        while not self._stop.is_set():
+            batch = await self._c.getmany(timeout_ms=50)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    self.items.append((now, json.loads(m.value)))
+
+    async def __aexit__(self, *exc):
+        self._stop.set()
+        await self._task
+        await self._c.stop()
+
+
+def metric_sum(loop, name: str, **labels) -> float:
+    key = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    total = 0.0
+    for i in range(len(loop.workers)):
+        try:
+            total += loop.scrape(i).get(key, 0.0)
+        except OSError:
+            pass
+    return total
+
+
+def histogram(loop, name: str) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for i in range(len(loop.workers)):
+        try:
+            m = loop.scrape(i)
+        except OSError:
+            continue
+        for k, v in m.items():
+            g = re.fullmatch(name + r'_bucket\{le="([^"]+)"\}', k)
+            if g:
+                le = float("inf") if g.group(1) == "+Inf" else float(g.group(1))
+                out[le] = out.get(le, 0.0) + v
+    return out
+
+
+def hist_quantile(before: dict, after: dict, q: float) -> float | None:
+    """Prometheus-style quantile (linear within the bucket) of the observations between two scrapes."""
+    les = sorted(after)
+    counts = [after[le] - before.get(le, 0.0) for le in les]
+    total = counts[-1] if counts else 0
+    if not total:
+        return None
+    rank, prev_le, prev_c = q * total, 0.0, 0.0
+    for le, c in zip(les, counts):
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * ((rank - prev_c) / max(c - prev_c, 1e-9))
+        prev_le, prev_c = le, c
+    return None
+
+
+async def send_posts(loop, posts: list[dict], *, rate: float | None = None, partition: int | None = None) -> dict:
+    """Produce posts (``ts`` = send time); returns ``{id: send time}``."""
+    from synapse_stream.messages import dumps
+
+    p = await loop.producer()
+    sent, t0 = {}, time.monotonic()
+    for i, post in enumerate(posts):
+        ts = time.time()
+        await p.send(loop.topics.posts, dumps({"id": post["id"], "text": post["text"], "ts": ts}),
+                     key=str(post["id"]).encode(), partition=partition)
+        sent[post["id"]] = ts
+        if rate:
+            lag = (i + 1) / rate - (time.monotonic() - t0)
+            if lag > 0:
+                await asyncio.sleep(lag)
+    await p.flush()
+    return sent
+
+
+async def wait_for(cond, *, timeout: float, what: str, every: float = 0.1, progress=None):
+    t0 = time.monotonic()
+    last = 0.0
+    while True:
+        v = await asyncio.to_thread(cond)
+        if v:
+            return v
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{what}: not done within {timeout:.0f}s")
+        if progress and time.monotonic() - last > 3:
+            last = time.monotonic()
+            progress()
+        await asyncio.sleep(every)
+
+
+async def wait_seeds(loop, n: int, timeout: float = 120) -> None:
+    def cond():
+        try:
+            return (metric_sum(loop, "synapse_seeds", detector=DETECTOR["name"], origin="synthetic")
+                    / max(1, len(loop.workers))) >= n
+        except OSError:
+            return False
+    await wait_for(cond, timeout=timeout, what=f"{n} seeds registered", every=0.5)
+
+
+async def wait_assigned(loop, partitions: int, timeout: float = 120) -> None:
+    def cond():
+        held = []
+        for i in range(len(loop.workers)):
+            try:
+                h = loop.health(i)
+            except Exception:  # noqa: BLE001 - starting or rebalancing
+                return False
+            if not h.get("shards"):
+                return False
+            held += h["shards"]
+        return sorted(held) == list(range(partitions))
+    await wait_for(cond, timeout=timeout, what="every partition assigned once", every=0.5)
+    await asyncio.sleep(1.0)
+
+
+async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: float | None = None,
+                profile: Path | None = None) -> dict:
+    """Send ``posts`` and time them through the pipeline: all indexed, every candidate on the topic."""
+    base = metric_sum(loop, "synapse_posts_total")
+    spy = _start_profile(loop, profile) if profile else None
+    samples: list[tuple[float, float]] = []
+    async with Collector(loop) as col:
+        n0 = len(col.items)
+        await asyncio.sleep(0.5)
+        t0 = time.time()
+        sender = asyncio.create_task(send_posts(loop, posts, rate=rate))
+
+        def cond():
+            c = metric_sum(loop, "synapse_posts_total") - base
+            samples.append((time.time(), c))
+            return c >= len(posts)
+
+        await wait_for(cond, timeout=timeout, what=f"{len(posts)} posts indexed", every=0.1,
+                       progress=lambda: say(section, f"{int(samples[-1][1]) if samples else 0}/{len(posts)} indexed"))
+        sent = await sender
+        t_sent = max(sent.values())
+        t_idx = time.time()
+        # every candidate the workers counted must have reached the topic
+        def all_emitted():
+            total = metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason="post") + \
+                metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason="backfill")
+            return len(col.items) >= total
+        try:
+            await wait_for(all_emitted, timeout=30, what="candidates on the topic", every=0.1)
+        except TimeoutError:
+            pass
+        new = col.items[n0:]
+        t_end = max([t_idx] + [t for t, _ in new])
+    if spy:
+        _stop_profile(spy)
+    n = len(posts)
+    ts = np.array([s[0] for s in samples])
+    cs = np.array([s[1] for s in samples])
+
+    def when(frac):
+        i = int(np.argmax(cs >= frac * n))
+        return float(ts[i])
+
+    steady = (0.8 * n) / max(1e-9, when(0.9) - when(0.1)) if cs.max() >= 0.9 * n else None
+    return {"posts": n, "send_s": t_sent - t0, "end_to_end_s": t_end - t0, "posts_per_s": n / (t_end - t0),
+            "steady_posts_per_s": steady, "candidates": len(new), "sent": sent, "new_candidates": new,
+            "rate_offered": rate}
+
+
+def _start_profile(loop, path: Path):
+    exe = shutil.which("py-spy") or str(Path(os.sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        say("profile", "py-spy not installed (pip install py-spy): no profile")
+        return None
+    pid = loop.workers[0].proc.pid
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--output", str(path),
+                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profile(proc) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def summarise_profile(path: Path, top: int = 12) -> dict | None:
+    """Share of samples per leaf function and for the stages of the post path (inclusive)."""
+    if not path.exists():
+        return None
+    leaf, stages, total = {}, {}, 0
+    marks = {
+        "embedder.encode": "encode (", "index add (hnswlib)": "add (synapse_stream/index.py",
+        "OnlineIBG.on_posts": "on_posts (", "Redis claim_many": "claim_many (", "Redis record_posts": "record_posts (",
+        "parse_post": "parse_post (", "publish (runtime)": "_publish (", "faust/aiokafka consumer": "aiokafka/consumer",
+        "faust/aiokafka producer": "aiokafka/producer", "event loop idle (select/epoll)": "select (",
+    }
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        try:
+            c = int(count)
+        except ValueError:
+            continue
+        total += c
+        frames = stack.split(";")
+        name = frames[-1].split(" (")[0] if frames else "?"
+        leaf[name] = leaf.get(name, 0) + c
+        for label, needle in marks.items():
+            if needle in stack:
+                stages[label] = stages.get(label, 0) + c
+    if not total:
+        return None
+    return {"samples": total,
+            "stages_share": {k: round(v / total, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
+            "top_leaf_share": {k: round(v / total, 3) for k, v in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]}}
+
+
+def make_posts(prefix: str, n: int, demo: list[dict], *, suffix: bool = False) -> list[dict]:
+    out = []
+    for i in range(n):
+        d = demo[i % len(demo)]
+        text = d["text"] if not suffix and i < len(demo) else f"{d['text']} #{prefix}{i}"
+        out.append({"id": f"{prefix}-{i}", "text": text})
+    return out
+
+
+# ---------------------------------------------------------------------- the runs
+def start_services(loop) -> None:
+    """The broker, Redis and the topics, but no worker yet (so a backlog can be produced first)."""
+    from stream_app.embedded import create_topics
+    from stream_app.settings import Settings
+
+    loop._start_services()
+    s = Settings(topic_prefix=loop.prefix, partitions=loop.partitions, _env_file=None)
+    asyncio.run(create_topics(loop.bootstrap, loop.topics.partitions(s)))
+
+
+def start_workers(loop, timeout: float = 240) -> None:
+    from stream_app.embedded import free_port
+
+    for i in range(loop.n_workers):
+        loop.web_ports.append(free_port())
+        loop.start_worker(i, timeout=timeout)
+
+
+async def backlog_drain(loop, n: int, *, section: str, timeout: float, profile: Path | None = None) -> dict:
+    """The worker drains a backlog already on the topic: posts/s from the first post indexed to the last,
+    and until every candidate it counted is on the candidates topic."""
+    samples: list[tuple[float, float]] = []
+    spy = None
+    async with Collector(loop) as col:
+        def cond():
+            c = metric_sum(loop, "synapse_posts_total")
+            samples.append((time.time(), c))
+            return c >= n
+
+        def first():
+            nonlocal spy
+            ok = cond() or samples[-1][1] > 0
+            if ok and profile and spy is None:
+                spy = _start_profile(loop, profile)
+            return ok
+
+        await wait_for(first, timeout=timeout, what="first post indexed", every=0.05)
+        t_first, c_first = samples[-1]
+        await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.1,
+                       progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
+        t_idx = samples[-1][0]
+
+        def all_emitted():
+            total = sum(metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason=r)
+                        for r in ("post", "backfill"))
+            return len(col.items) >= total
+        try:
+            await wait_for(all_emitted, timeout=30, what="candidates on the topic", every=0.1)
+        except TimeoutError:
+            pass
+        t_end = max([t_idx] + [t for t, _ in col.items])
+        cands = len(col.items)
+    if spy:
+        _stop_profile(spy)
+    return {"posts": n, "posts_per_s": (n - c_first) / max(1e-9, t_end - t_first), "drain_s": t_end - t_first,
+            "counted_from": int(c_first), "candidates": cands}
+
+
+def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
+               profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
+               label: str = "stack", raw_posts: int = 1000) -> dict:
+    """One worker. Efficiency: a backlog of ``posts`` is produced before the worker starts, the embedder alone
+    is timed on the same posts in this process (before the worker starts and after the drain, while it idles),
+    then the worker drains the backlog. Then latency at half the drain rate (or ``latency_rate``)."""
+    from stream_app.demo import LiveLoop
+    from synapse_stream.embedders import make_embedder
+
+    demo, seeds = load_demo_posts(), load_demo_seeds()
+    eff_posts = make_posts("eff", posts, demo)
+    lat_posts = make_posts("lat", latency_posts, demo[::-1], suffix=True)
+    markers = lat_posts[::10]
+    env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(extra_env or {})}
+    threads = int(env["SYNAPSE_TORCH_THREADS"]) if env.get("SYNAPSE_TORCH_THREADS") else None
+    opts = {} if embedder.startswith(("hashing", "wordllama", "model2vec")) else {"threads": threads or os.cpu_count()}
+    local = make_embedder(embedder, batch_size=batch, **opts) if posts else None
+    loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
+                    workers=1, extra_env=env)
+    say(label, f"starting the embedded broker and Redis ({embedder}, {env})")
+    out: dict = {"embedder": embedder, "env": env}
+    try:
+        start_services(loop)
+        all_seeds = seeds + [m["text"] for m in markers]
+        texts = [p["text"] for p in eff_posts][:raw_posts]
+
+        async def produce():
+            try:
+                await loop.send_seeds(DETECTOR["name"], all_seeds)
+                if posts:
+                    t = time.monotonic()
+                    await send_posts(loop, eff_posts)
+                    say(label, f"backlog of {posts} posts produced in {time.monotonic() - t:.1f}s")
+            finally:
+                await loop.close()
+        asyncio.run(produce())
+        raw_a = _raw(local, texts, batch) if posts else None
+        if posts:
+            say(label, f"raw embedder {raw_a:.0f} posts/s (before)")
+        t = time.monotonic()
+        start_workers(loop)
+        out["worker_start_s"] = time.monotonic() - t
+
+        async def main():
+            try:
+                if posts:
+                    prof = profile_dir / "profile-worker.txt" if profile_dir else None
+                    d = await backlog_drain(loop, posts, section=label, timeout=timeout, profile=prof)
+                    raw_b = await asyncio.to_thread(_raw, local, texts, batch)
+                    say(label, f"raw embedder {raw_b:.0f} posts/s (after)")
+                    raw = (raw_a + raw_b) / 2
+                    out["efficiency"] = {
+                        "posts": posts, "batch": batch, "raw_posts": len(texts), "raw_posts_per_s": raw,
+                        "raw_before": raw_a, "raw_after": raw_b, "pipeline_posts_per_s": d["posts_per_s"],
+                        "drain_s": d["drain_s"], "counted_from": d["counted_from"], "candidates": d["candidates"],
+                        "ratio": d["posts_per_s"] / raw, "method": "backlog drain (posts produced before the worker starts)",
+                    }
+                    if prof:
+                        out["efficiency"]["profile"] = summarise_profile(prof)
+                    say(label, f"pipeline {d['posts_per_s']:.0f} posts/s; ratio {out['efficiency']['ratio']:.2f}")
+                if not latency_posts:
+                    return
+                await wait_seeds(loop, len(set(all_seeds)))
+                rate = latency_rate or 0.5 * out["efficiency"]["pipeline_posts_per_s"]
+                h0 = histogram(loop, "synapse_post_to_candidate_seconds")
+                say(label, f"latency: {len(lat_posts)} posts at {rate:.0f}/s, {len(markers)} markers")
+                d = await drain(loop, lat_posts, section=label, timeout=timeout, rate=rate)
+                h1 = histogram(loop, "synapse_post_to_candidate_seconds")
+                marker_ids = {m["id"] for m in markers}
+                emit, recv, other = [], [], []
+                for t_recv, c in d["new_candidates"]:
+                    if c.get("reason") != "post" or c["post_id"] not in d["sent"]:
+                        continue
+                    lat = c["emitted_at"] - d["sent"][c["post_id"]]
+                    (emit if c["post_id"] in marker_ids else other).append(lat)
+                    if c["post_id"] in marker_ids:
+                        recv.append(t_recv - d["sent"][c["post_id"]])
+                out["latency"] = {
+                    "rate_posts_per_s": rate, "posts": len(lat_posts), "markers": len(markers),
+                    "markers_matched": len(emit), "p50_ms": _ms(percentile(emit, 50)), "p99_ms": _ms(percentile(emit, 99)),
+                    "max_ms": _ms(max(emit) if emit else None),
+                    "p50_ms_at_consumer": _ms(percentile(recv, 50)), "p99_ms_at_consumer": _ms(percentile(recv, 99)),
+                    "all_post_candidates": len(emit) + len(other),
+                    "p99_ms_all_post_candidates": _ms(percentile(emit + other, 99)),
+                    "histogram_p50_ms": _ms(hist_quantile(h0, h1, 0.5)), "histogram_p99_ms": _ms(hist_quantile(h0, h1, 0.99)),
+                }
+                say(label, f"latency p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms "
+                    f"({len(emit)}/{len(markers)} markers matched)")
+            finally:
+                await loop.close()
+        asyncio.run(main())
+    finally:
+        loop.stop()
+        shutil.rmtree(loop.run_dir, ignore_errors=True)
+    return out
+
+
+def _raw(embedder, texts, batch) -> float:
+    embedder.encode(texts[:batch])
+    t = time.perf_counter()
+    encode_microbatches(embedder, texts, batch)
+    return len(texts) / (time.perf_counter() - t)
+
+
+def _ms(x):
+    return None if x is None else round(1000 * x, 1)
+
+
+def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None) -> dict:
+    """``workers`` workers on a 2-partition topic, all assigned before the posts are produced (as fast as the
+    producer goes): throughput until all are indexed, then a probe per partition for the seed broadcast."""
+    from stream_app.demo import LiveLoop
+
+    demo, seeds = load_demo_posts(), load_demo_seeds()
+    env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
+    label = f"workers={workers}"
+    loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
+                    workers=workers, extra_env=env)
+    say(label, f"starting {workers} worker(s) ({embedder}, {env})")
+    loop.start(timeout=240)
+    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env}
+
+    async def main():
+        try:
+            await wait_assigned(loop, 2)
+            await loop.send_seeds(DETECTOR["name"], seeds)
+            await wait_seeds(loop, len(set(seeds)))
+            d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout)
+            out.update({"posts": posts, "posts_per_s": d["posts_per_s"], "steady_posts_per_s": d["steady_posts_per_s"],
+                        "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"]})
+            say(label, f"{d['posts_per_s']:.0f} posts/s end to end ({d['steady_posts_per_s'] or 0:.0f} steady)")
+            # one probe post per partition, then a seed with the probe's exact text: a backfill must find each
+            probes = {p: {"id": f"probe-{workers}-{p}", "text": f"zqx probe {p} of run {workers}: quartz xylophone "
+                          f"vellum {p * 7919}"} for p in range(2)}
+            base = metric_sum(loop, "synapse_posts_total")
+            for p, post in probes.items():
+                await send_posts(loop, [post], partition=p)
+            await wait_for(lambda: metric_sum(loop, "synapse_posts_total") - base >= len(probes), timeout=60,
+                           what="probe posts indexed")
+            async with Collector(loop) as col:
+                await loop.send_seeds(DETECTOR["name"], [p["text"] for p in probes.values()])
+                want = {p["id"] for p in probes.values()}
+
+                def found():
+                    return want <= {c["post_id"] for _, c in col.items if c.get("reason") == "backfill"}
+                try:
+                    await wait_for(found, timeout=60, what="backfill candidates for every probe", every=0.2)
+                except TimeoutError:
+                    pass
+                got = {c["post_id"] for _, c in col.items if c.get("reason") == "backfill"} & want
+            per_worker = []
+            for i in range(len(loop.workers)):
+                m = loop.scrape(i)
+                per_worker.append({"shards": loop.health(i).get("shards"),
+                                   "posts": m.get("synapse_posts_total", 0.0),
+                                   "backfill_candidates": m.get(f'synapse_candidates_total{{detector="{DETECTOR["name"]}",reason="backfill"}}', 0.0)})
+            out["seed_reaches_every_shard"] = got == want
+            out["probes_found"] = sorted(got)
+            out["per_worker"] = per_worker
+            say(label, f"seed broadcast: {len(got)}/{len(want)} probes found by backfill; per worker {per_worker}")
+        finally:
+            await loop.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        loop.stop()
+        shutil.rmtree(loop.run_dir, ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------------- the embedded broker's fetch hold
+def broker_fetch_latency(waits=(1500, 500, 10), records: int = 40, gap: float = 0.05) -> dict:
+    """Produce → consume latency on the embedded Tansu broker for several consumer ``fetch_max_wait_ms``
+    (Faust hard-codes 1500 for its consumer; a real Kafka answers a fetch as soon as a byte is there)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from stream_app.embedded import EmbeddedStack, aiokafka_producer_settings_for_tansu, create_topics
+
+    async def one(bootstrap: str, wait_ms: int) -> dict:
+        topic = f"bench-fetch-{wait_ms}"
+        await create_topics(bootstrap, {topic: 1})
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, **aiokafka_producer_settings_for_tansu())
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             fetch_max_wait_ms=wait_ms)
+        await p.start()
+        await c.start()
+        lats: list[float] = []
+        try:
+            await asyncio.sleep(1.0)
+
+            async def consume():
+                async for m in c:
+                    lats.append(time.time() - float(m.value.decode()))
+                    if len(lats) >= records:
+                        return
+            task = asyncio.create_task(consume())
+            for _ in range(records):
+                await p.send_and_wait(topic, str(time.time()).encode())
+                await asyncio.sleep(gap)
+            await asyncio.wait_for(task, 60)
+        finally:
+            await p.stop()
+            await c.stop()
+        return {"p50_ms": _ms(percentile(lats, 50)), "p99_ms": _ms(percentile(lats, 99)), "records": len(lats)}
+
+    with EmbeddedStack(tempfile.mkdtemp(prefix="synapse-bench-fetch-")) as st:
+        out = {str(w): asyncio.run(one(st.bootstrap, w)) for w in waits}
+    say("broker", "produce → consume on the embedded broker by fetch wait: "
+        + ", ".join(f"{w} ms: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for w, v in out.items()))
+    return out
