@@ -47,8 +47,10 @@ def render(res: dict) -> str:
     add("")
     add(f"This page: `{res['command']}` (mode `{res['mode']}`), started {res['started_at']}, "
         f"{res.get('duration_s', 0) / 60:.0f} minutes.")
+    if res.get("merged"):
+        add("")
     for mg in res.get("merged", []):
-        add(f"Then `{mg['command']}` re-ran section(s) {', '.join(mg['sections'])} into the same file "
+        add(f"- then `{mg['command']}` re-ran section(s) {', '.join(mg['sections'])} into the same file "
             f"(started {mg['started_at']}, load average {mg['load_average'][0]} → {mg['load_average'][1]}).")
     add("")
     add(table(["machine", ""], [
@@ -237,8 +239,8 @@ def backfill(res) -> str:
             out.append(f"**Target ≤ 50 ms at 1 M: {yes(v['p99'] <= 50).strip('*') if big == '1000000' else 'not measured in this run'}** "
                        f"— p99 {v['p99']:.2f} ms at {at}, finding {v['recall_vs_exact']:.0%} of the exact window. "
                        "HNSW search costs O(ef · log n): from 10 k to the largest shard the time grows by a small "
-                       "factor, far below the target. Recall is the cost to watch at that size: a larger ef_search "
-                       "buys it back for a fraction of the time budget (table above, where measured)."
+                       "factor, far below the target. Recall is the cost to watch at that size"
+                       + ef_note(sh.get(big, {})) + "."
                        + (" The 1 M shard is built with ef_construction = 100 (the shipped default is 200) only so that "
                           "the full run fits in its time: a graph built with a smaller ef_construction is, if anything, "
                           "slower and less precise to search, so this figure is conservative; memory does not depend on "
@@ -264,6 +266,15 @@ def backfill(res) -> str:
                 + (f"about {cross:,.0f} seeds" if cross else "beyond the largest count measured")
                 + f". {ch['why'][0].upper() + ch['why'][1:]}. " + blas_note(sc)]
     return "\n".join(out)
+
+
+def ef_note(shard: dict) -> str:
+    by = shard.get("backfill_by_ef_search", {})
+    if len(by) < 2:
+        return ": a larger `SYNAPSE_HNSW_EF_SEARCH` buys it back for a fraction of the time budget"
+    ef, e = max(by.items(), key=lambda kv: (kv[1]["recall_vs_exact"] or 0, -int(kv[0])))
+    return (f": `SYNAPSE_HNSW_EF_SEARCH={ef}` finds {e['recall_vs_exact']:.0%} of the exact window at p99 "
+            f"{e['p99_ms']:.2f} ms, still far inside the budget, so shards of that size should raise it")
 
 
 def blas_note(sc) -> str:
