@@ -409,9 +409,9 @@ class DetectionService:
 
     async def _detector_verdict(self, lab: LabelMsg):
         """Record a verdict in the detector's ledger and apply it to its engine."""
+        _, effective = await self.state.record_verdict(lab)   # a human verdict beats an LLM's
         self.agreement[lab.detector].observe({"post_id": lab.post_id, "label": lab.label, "labeler": lab.labeler})
         self.metrics.llm.record_agreement(lab.detector, self.agreement[lab.detector].get())
-        _, effective = await self.state.record_verdict(lab)   # a human verdict beats an LLM's
         outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, effective)
         if outcome.changed:
             self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()

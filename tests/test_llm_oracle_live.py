@@ -63,9 +63,11 @@ def test_llm_answers_and_a_human_verdict_wins(tmp_path, fake_llm):
             # a moderator disagrees with the LLM on one post: the human verdict must win
             await loop.send_raw(loop.topics.labels, dumps({"detector": "scam", "post_id": target, "label": 0,
                                                            "labeler": "moderator:ana"}), target.encode())
-            for _ in range(60):
+            pos_before = gauge(m, "synapse_confirmed_positives", detector="scam")
+            for _ in range(60):   # until the worker has applied the human verdict (or give up and fail below)
                 m2 = await asyncio.to_thread(loop.scrape)
-                if gauge(m2, "synapse_llm_agreement", detector="scam") is not None:
+                if (gauge(m2, "synapse_llm_agreement", detector="scam") is not None
+                        and gauge(m2, "synapse_confirmed_positives", detector="scam") != pos_before):
                     break
                 await asyncio.sleep(0.5)
             return m, m2, labels, target
