@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -32,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from synapse_stream.audit import AuditSampler, RecallEstimator
 from synapse_stream.embedders import Embedder, make_embedder
@@ -484,6 +482,3 @@ class DetectionService:
                 "shards": sorted(self.index.shards), "offsets": {str(k): v for k, v in sorted(self.offsets.items())},
                 "seconds_since_progress": round(time.monotonic() - self.last_progress, 1)}
 
-
-def loads(b: bytes) -> dict:
-    return json.loads(b)
