@@ -49,7 +49,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Self
 
 __all__ = [
     "EmbeddedStackError",
@@ -292,7 +292,24 @@ def _log_tail(path: Optional[Path], n: int = 2000) -> str:
     return ""
 
 
-class _Service:
+class _Managed:
+    """``with`` and ``async with`` for anything with blocking ``start()`` (returning self) and ``stop()``."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+class _Service(_Managed):
     """Common start/stop/context-manager machinery for one subprocess."""
 
     name = "service"
@@ -427,19 +444,6 @@ class _Service:
             self._own_log_dir = False
         return rc
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    async def __aenter__(self):
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await asyncio.to_thread(self.stop)
-
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
         return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
@@ -522,13 +526,6 @@ class TansuBroker(_Service):
 
     def start(self) -> "TansuBroker":
         super().start()
-        return self
-
-    def __enter__(self) -> "TansuBroker":
-        return self.start()
-
-    async def __aenter__(self) -> "TansuBroker":
-        await asyncio.to_thread(self.start)
         return self
 
 
@@ -625,20 +622,13 @@ class RedisServer(_Service):
             self.data_dir = None
         return rc
 
-    def __enter__(self) -> "RedisServer":
-        return self.start()
-
-    async def __aenter__(self) -> "RedisServer":
-        await asyncio.to_thread(self.start)
-        return self
-
 
 # ---------------------------------------------------------------------------
 # both
 # ---------------------------------------------------------------------------
 
 
-class EmbeddedStack:
+class EmbeddedStack(_Managed):
     """A Tansu broker plus a Redis server, logs under one directory.
 
     ``topics`` ({name: partitions}) are created right after the broker is up.
@@ -696,19 +686,6 @@ class EmbeddedStack:
         if self._own_log_dir and os.environ.get("SYNAPSE_KEEP_LOGS") != "1":
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
-    def __enter__(self) -> "EmbeddedStack":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "EmbeddedStack":
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await asyncio.to_thread(self.stop)
-
 
 # ---------------------------------------------------------------------------
 # a Faust worker in a subprocess
@@ -720,7 +697,7 @@ class EmbeddedStack:
 FAUST_READY_MARKERS = ("[^Worker]: Ready", "OK ^")
 
 
-class FaustWorker:
+class FaustWorker(_Managed):
     """``python -m faust -A APP worker -l info --without-web`` as a subprocess.
 
     *app* is what ``-A`` takes (``"module"`` or ``"module:app"``); *cwd* and
@@ -861,18 +838,6 @@ class FaustWorker:
                 proc.wait(timeout=10)
         return proc.returncode
 
-    def __enter__(self) -> "FaustWorker":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "FaustWorker":
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await asyncio.to_thread(self.stop)
 
     def __repr__(self) -> str:
         state = f"pid={self.proc.pid}" if self.running and self.proc else "stopped"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -22,7 +23,7 @@ def run(redis_url, fn):
     async def go():
         r = aioredis.from_url(redis_url, decode_responses=True)
         try:
-            return await fn(RedisState(r, prefix=f"t{id(fn)}:"))
+            return await fn(RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))   # a fresh namespace per test
         finally:
             await r.aclose()
     return asyncio.run(go())
