@@ -53,6 +53,9 @@ class DetectorConfig:
     name: str
     tau: float = 0.6
     d_max: int = 10
+    # False: the engine only keeps the books (labels, queried, positives); candidates come from
+    # rounds (``synapse_stream.rounds``) instead of from its windows
+    online: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -84,13 +87,18 @@ class OnlineIBG:
         self._retracted: set[str] = set()
 
     @property
+    def retracted(self) -> frozenset[str]:
+        """Confirmed positives overturned to negative (they no longer count as positives)."""
+        return frozenset(self._retracted)
+
+    @property
     def name(self) -> str:
         return self.config.name
 
     # ------------------------------------------------------------------ events
     def on_posts(self, post_ids: Sequence[str], vectors: np.ndarray) -> list[Candidate]:
         """New posts (already in the index). Returns the ones that became candidates."""
-        if not len(post_ids) or not len(self.seeds):
+        if not len(post_ids) or not len(self.seeds) or not self.config.online:
             return []
         V = l2_normalise(vectors)
         sims = V @ self.seeds.matrix.T  # [b, |V_P|]
@@ -162,7 +170,7 @@ class OnlineIBG:
     # ------------------------------------------------------------------ helpers
     def _refill(self, sid: str) -> list[Candidate]:
         """Recompute positive ``sid``'s window from the index; send what was never sent."""
-        if sid in self._retracted:
+        if sid in self._retracted or not self.config.online:
             return []
         vec = self.seeds.vector(sid)
         found = self.index.search(vec, self.config.d_max, exclude=self.labels, min_sim=self.config.tau)[0]

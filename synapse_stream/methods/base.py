@@ -42,13 +42,17 @@ class LoopState:
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     sources: list[str] = field(default_factory=list)  # which candidate source proposed each row of ``order``
                                                       # (filled only by methods that combine sources)
+    pending: np.ndarray | None = None   # [n] bool: sent to the oracle, verdict not in yet (live rounds only):
+                                        # not labelled (no training, no clamping) but never proposed again
 
     @property
     def n(self) -> int:
         return len(self.X)
 
     def unlabelled_mask(self) -> np.ndarray:
-        return self.labels == UNLABELLED
+        """Rows a method may propose: no verdict and not waiting for one."""
+        mask = self.labels == UNLABELLED
+        return mask if self.pending is None else mask & ~self.pending
 
     def positive_rows(self) -> np.ndarray:
         return np.flatnonzero(self.labels == 1)

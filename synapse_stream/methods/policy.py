@@ -159,14 +159,41 @@ class Policy(ActiveMethod):
         return alloc
 
     # -- the loop hooks ---------------------------------------------------------
-    def _prepare(self, state: LoopState) -> None:
+    def reset(self) -> None:
+        """Forget every observation (the bandit starts again from its prior)."""
         self.counts = {s: [0.0, 0.0] for s in self.sources}
         self._owner = {}
         self._last_alloc = {}
         self._active = {s: True for s in self.sources}
         self.history = []
+
+    def _prepare(self, state: LoopState) -> None:
+        self.reset()
         for src in self.sources.values():
             src.prepare(state)
+
+    def plan(self, state: LoopState) -> list[tuple[int, float, str]]:
+        """One round's batch without querying it: ``(row, score, source)``, in sending order.
+
+        This is what the live loop calls (``synapse_stream.rounds``); the verdicts come back later,
+        one at a time, through :meth:`decay` and :meth:`credit`. A source that has nothing to
+        propose is asked again next round (live, new posts may give it something).
+        """
+        self._active = {s: True for s in self.sources}
+        batch = self._select(state)
+        return [(r, sc, self._owner[r]) for r, sc in batch]
+
+    def decay(self) -> None:
+        """Multiply every count by ``discount`` (once per round, before the round's verdicts count)."""
+        for c in self.counts.values():
+            c[0] *= self.discount
+            c[1] *= self.discount
+
+    def credit(self, source: str, label: int) -> None:
+        """A verdict for a post ``source`` proposed."""
+        if source in self.counts:
+            self.counts[source][0] += label
+            self.counts[source][1] += 1 - label
 
     def _select(self, state: LoopState) -> Sequence[tuple[int, float]]:
         K = dynamic_k(self.k0, state.last_precision(), self.k_max)
@@ -224,16 +251,11 @@ class Policy(ActiveMethod):
         return batch
 
     def _observe(self, state: LoopState, rows: list[int], labels: list[int]) -> None:
-        g = self.discount
-        for c in self.counts.values():
-            c[0] *= g
-            c[1] *= g
+        self.decay()
         for r, y in zip(rows, labels):
             s = self._owner.get(r, "?")
             state.sources.append(s)
-            if s in self.counts:
-                self.counts[s][0] += y
-                self.counts[s][1] += 1 - y
+            self.credit(s, y)
 
 
 def _water_fill(K: int, alloc: dict[str, int], limit: Mapping[str, int], weight: Mapping[str, float],

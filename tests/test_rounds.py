@@ -1,0 +1,167 @@
+"""Live rounds (synapse_stream.rounds) against the core methods on the same data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synapse_stream.classifier import train_model
+from synapse_stream.index import ShardedIndex
+from synapse_stream.methods.base import new_state
+from synapse_stream.methods.gble import GBLE, knn_graph
+from synapse_stream.methods.ibg import IBG
+from synapse_stream.methods.policy import Policy
+from synapse_stream.online import DetectorConfig, OnlineIBG
+from synapse_stream.rounds import KNNGraph, LiveModel, LiveRounds
+from synapse_stream.seeds import Seed, SeedOrigin
+
+
+def clustered(n=400, d=24, seed=0, pos_frac=0.15):
+    rng = np.random.default_rng(seed)
+    centre_pos, centre_neg = rng.normal(size=d), rng.normal(size=d)
+    y = (rng.random(n) < pos_frac).astype(np.int8)
+    X = np.where(y[:, None] == 1, centre_pos, centre_neg) + rng.normal(scale=1.1, size=(n, d))
+    S = centre_pos + rng.normal(scale=0.8, size=(6, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    S /= np.linalg.norm(S, axis=1, keepdims=True)
+    return X.astype(np.float32), S.astype(np.float32), y
+
+
+def live_setup(X, S, parts=2, tau=0.5, d_max=5, **kw):
+    ids = [f"p{i}" for i in range(len(X))]
+    index = ShardedIndex(X.shape[1], ef_search=400, ef_construction=400)
+    for p in range(parts):
+        rows = list(range(p, len(X), parts))
+        index.add(p, [ids[i] for i in rows], X[rows])
+    eng = OnlineIBG(DetectorConfig("d", tau, d_max, online=False), index)
+    for j, s in enumerate(S):
+        eng.on_seed(Seed(f"s{j}", "", SeedOrigin.SYNTHETIC), s)
+    return ids, index, eng, LiveRounds(eng, index, **kw)
+
+
+def test_engine_offline_emits_nothing_but_keeps_books():
+    X, S, y = clustered()
+    ids, index, eng, _ = live_setup(X, S)
+    assert eng.on_posts(ids[:5], X[:5]) == []
+    out = eng.on_verdict(ids[0], 1)
+    assert out.candidates == [] and eng.labels[ids[0]] == 1 and ids[0] in eng.seeds
+
+
+def test_graph_equals_core_knn_graph():
+    X, S, _ = clustered(n=300)
+    ids, index, eng, _ = live_setup(X, S)
+    g = KNNGraph(k=5)
+    g.update(index, ids, {f"s{j}": s for j, s in enumerate(S)})
+    core = knn_graph(np.vstack([X, S]), 5)
+    names = ids + [f"seed:s{j}" for j in range(len(S))]
+    perm = np.asarray([g.node_of[n] for n in names])
+    live = g.adjacency()[perm][:, perm]
+    assert (live != core).nnz == 0
+
+
+def test_incremental_graph_keeps_new_nodes_knn():
+    X, S, _ = clustered(n=200)
+    ids, index, eng, _ = live_setup(X, S)
+    g = KNNGraph(k=4)
+    g.update(index, ids[:100], {})      # posts 100.. are in the index but not yet nodes
+    assert len(g) == 100
+    g.update(index, ids, {"s0": S[0]})
+    assert len(g) == 201
+    V = np.vstack([X, S[:1]])
+    for name, row in (("p150", 150), ("seed:s0", 200)):
+        sims = V @ V[row]
+        sims[row] = -np.inf
+        exact = {(ids + ["seed:s0"])[i] for i in np.argsort(-sims)[:4]}
+        assert exact <= g.neighbours(name)
+
+
+@pytest.mark.parametrize("sources", [("ibg",), ("ibg", "gble")])
+def test_live_round_equals_core_round(sources):
+    X, S, y = clustered()
+    ids, index, eng, rounds = live_setup(X, S, parts=1, sources=sources, k0=20, seed=3)
+    core_sources = {"ibg": IBG(tau=0.5, d_max=5)}
+    if "gble" in sources:
+        core_sources["gble"] = GBLE(k=10, k0=20)
+    policy = Policy(core_sources, k0=20, seed=3)
+    state = new_state(X, S, ids, seed=3)
+    policy._prepare(state)
+    for _ in range(3):   # three rounds, every verdict answered before the next one (as in eval)
+        core = policy._select(state)
+        live = rounds.plan()
+        assert [ids[r] for r, _ in core] == [c.post_id for c in live]
+        assert [policy._owner[r] for r, _ in core] == [c.reason for c in live]
+        rows = [r for r, _ in core]
+        labels = [int(y[r]) for r in rows]
+        state.labels[rows] = labels
+        state.order.extend(rows)
+        state.rounds.append({"round": len(state.rounds) + 1, "queried": len(rows), "positives": sum(labels)})
+        policy._observe(state, rows, labels)
+        for c in live:
+            prev = eng.labels.get(c.post_id)
+            eng.on_verdict(c.post_id, int(y[ids.index(c.post_id)]))
+            rounds.observe(c.post_id, int(y[ids.index(c.post_id)]), first=prev is None)
+
+
+def test_pending_posts_are_never_proposed_again():
+    X, S, y = clustered()
+    ids, index, eng, rounds = live_setup(X, S, sources=("ibg", "gble"), k0=15)
+    first = {c.post_id for c in rounds.plan()}
+    assert first
+    rounds.touch()
+    second = {c.post_id for c in rounds.plan()}     # nothing answered: all of the first round is pending
+    assert not first & second
+
+
+def test_model_source_and_ranker():
+    X, S, y = clustered()
+    ids, index, eng, rounds = live_setup(X, S, sources=("ibg", "gble", "model"), k0=20)
+    first = rounds.plan()     # no model version yet: only IBG and GBLE propose
+    assert first and {c.reason for c in first} <= {"ibg", "gble"}
+    rng = np.random.default_rng(0)
+    prov = X[rng.choice(len(X), len(S), replace=False)]
+    lab = [ids.index(p) for p in rounds.rounds[-1].sent]
+    mv = train_model("d", 1, S, X[lab], y[lab], prov, folds=0)
+    model = rounds.model_source
+    assert isinstance(model, LiveModel)
+    model.model = mv
+    for pid in rounds.rounds[-1].sent:
+        prev = eng.labels.get(pid)
+        eng.on_verdict(pid, int(y[ids.index(pid)]))
+        rounds.observe(pid, int(y[ids.index(pid)]), first=prev is None)
+    cands = rounds.plan()
+    assert {c.reason for c in cands} <= {"ibg", "gble", "model"} and "model" in {c.reason for c in cands}
+    # the model source proposes the highest-probability unlabelled posts
+    mine = [c for c in cands if c.reason == "model"]
+    assert all(c.score >= 0 for c in mine)
+    assert len({c.post_id for c in cands}) == len(cands)
+
+
+def test_observe_credits_first_verdict_once():
+    X, S, y = clustered()
+    ids, index, eng, rounds = live_setup(X, S, sources=("ibg",), k0=5)
+    c = rounds.plan()[0]
+    assert rounds.observe(c.post_id, 1, first=True) == "ibg"
+    rounds.observe(c.post_id, 0, first=False)
+    assert rounds.fresh["ibg"] == [1.0, 0.0]
+    assert rounds.rounds[-1].answered == 1
+
+
+def test_due_waits_for_the_previous_round():
+    X, S, y = clustered()
+    ids, index, eng, rounds = live_setup(X, S, sources=("ibg",), k0=5)
+    rounds.touch()
+    assert rounds.due(0.0, min_interval=1, timeout=100, outstanding=0)
+    cands = rounds.plan(now=0.0)
+    rounds.touch()
+    assert not rounds.due(5.0, min_interval=1, timeout=100, outstanding=0)    # nothing answered
+    for c in cands:
+        rounds.observe(c.post_id, 0, first=True)
+    assert rounds.due(5.0, min_interval=1, timeout=100, outstanding=0)
+    assert not rounds.due(0.5, min_interval=1, timeout=100, outstanding=0)    # too soon
+    rounds.rounds[-1].answered = 0
+    assert rounds.due(200.0, min_interval=1, timeout=100, outstanding=0)      # timed out
+
+
+def test_share_scales_k0():
+    X, S, y = clustered()
+    ids, index, eng, rounds = live_setup(X, S, sources=("ibg",), k0=20, tau=0.0, d_max=50)
+    assert len(rounds.plan(share=0.5)) == 10
