@@ -1,4 +1,5 @@
-"""Background work: the seed-log reader (broadcast), gauges, shard snapshots, rebalances."""
+"""Background work: the seed-log reader (broadcast), candidate rounds, the classifier, gauges, shard
+snapshots, rebalances."""
 import asyncio
 import logging
 
@@ -53,3 +54,31 @@ async def heartbeat_and_recover():
         await runtime.recover_orphans()
     except Exception as exc:  # noqa: BLE001 - Redis or broker down: the next tick tries again
         log.warning("heartbeat/orphan recovery failed: %s", exc)
+
+
+@app.timer(interval=settings.round_check_interval)
+async def candidate_rounds():
+    """Plan the rounds that are due (detectors whose candidates come from the policy or one source)."""
+    if runtime.service is None or not runtime.service.rounds:
+        return
+    svc = runtime.service
+    try:
+        out = await runtime.retry(svc.run_rounds, what="candidate round")
+    except Exception as exc:  # noqa: BLE001 - logged; the next tick tries again
+        log.exception("candidate round failed: %s", exc)
+        return
+    await runtime.publish(out)
+
+
+@app.timer(interval=5.0)
+async def classifier():
+    """Load classifier versions trained by any worker; retrain when verdicts arrived (rate-limited)."""
+    if runtime.service is None:
+        return
+    svc = runtime.service
+    try:
+        for name in svc.engines:
+            await svc.maybe_train(name)
+        await svc.refresh_models()
+    except Exception as exc:  # noqa: BLE001 - Redis down: the next tick tries again
+        log.warning("classifier refresh failed: %s", exc)

@@ -30,7 +30,7 @@ import numpy as np
 
 from .common import encode_microbatches, load_demo_posts, load_demo_seeds, percentile, say
 
-DETECTOR = {"name": "bench", "tau": 0.55, "d_max": 10}
+DETECTOR = {"name": "bench", "tau": 0.55, "d_max": 10, "candidates": "ibg"}   # post-to-candidate latency: online IBG
 SHIM = Path(__file__).resolve().parent / "fetchshim"
 
 

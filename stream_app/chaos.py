@@ -213,7 +213,7 @@ async def run_chaos(args) -> dict:
     allp = load_posts(args.posts + 500, args.seed)
     posts = allp[:args.posts]
     truth = {p["id"]: p["label"] for p in posts}
-    det = {"name": "chaos", "tau": args.tau, "d_max": args.dmax}
+    det = {"name": "chaos", "tau": args.tau, "d_max": args.dmax, "candidates": "ibg"}   # checked against core IBG
     # seeds: positives that are *not* in the stream (as LLM seeds are not); extras for the outage phases
     seeds = [p["text"] for p in allp[args.posts:args.posts + 400] if p["label"] == 1][:args.seeds]
     outage_posts = {"broker": allp[args.posts + 400:args.posts + 450], "redis": allp[args.posts + 450:]}

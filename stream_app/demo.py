@@ -28,7 +28,8 @@ from .topics import TopicNames
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[1]
-DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02}
+DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02, "candidates": "policy",
+                 "k0": 50, "max_query_ratio": 0.1, "detect_threshold": 0.9}
 
 
 def load_demo_posts(path: Path | None = None) -> list[dict]:
@@ -328,7 +329,8 @@ async def _demo(args) -> int:
     if args.limit:
         posts = posts[: args.limit]
     seeds = load_demo_seeds(Path(args.seeds) if args.seeds else None)
-    det = dict(DEMO_DETECTOR, tau=args.tau, d_max=args.dmax, audit_rate=args.audit_rate)
+    det = dict(DEMO_DETECTOR, tau=args.tau, d_max=args.dmax, audit_rate=args.audit_rate, candidates=args.candidates,
+               k0=args.k0, max_query_ratio=args.max_query_ratio)
     truth = {p["id"]: int(p["label"]) for p in posts}
     loop = LiveLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
                     workers=args.workers, external_broker=args.broker if args.external else None,
@@ -364,7 +366,9 @@ async def _demo(args) -> int:
                 f"precision {gauge(m, 'synapse_precision', detector=det['name']) or 0:.3f}  "
                 f"recall {gauge(m, 'synapse_recall', detector=det['name']) or 0:.3f}")
 
-        m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout, progress=progress)
+        # rounds start a few seconds apart (training the classifier first): wait longer before calling it quiet
+        settle = 3.0 if det["candidates"] == "ibg" else 10.0
+        m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout, progress=progress, settle=settle)
         stop.set()
         await moderator
         say(f"loop quiet after {time.monotonic() - t0:.0f}s")
@@ -375,6 +379,18 @@ async def _demo(args) -> int:
                 f"[{gauge(m, 'synapse_recall_estimate_lower', detector=det['name']):.3f}, "
                 f"{gauge(m, 'synapse_recall_estimate_upper', detector=det['name']):.3f}] at 95 %; "
                 f"the audit's share of oracle work {gauge(m, 'synapse_audit_share', detector=det['name']):.1%}")
+        version = gauge(m, "synapse_model_version", detector=det["name"])
+        if version:
+            cvp = gauge(m, "synapse_model_cv_precision", detector=det["name"])
+            cvr = gauge(m, "synapse_model_cv_recall", detector=det["name"])
+            say(f"classifier version {int(version)}: cross-validated on the ledger precision "
+                f"{cvp if cvp is None else round(cvp, 3)} recall {cvr if cvr is None else round(cvr, 3)}; "
+                f"{int(gauge(m, 'synapse_detections_total', detector=det['name']) or 0)} posts sent to "
+                f"{loop.topics.detections} (probability >= {det['detect_threshold']})")
+        shares = {k.split('source="')[1].rstrip('"}'): int(v) for k, v in m.items()
+                  if k.startswith("synapse_source_queried{") and f'detector="{det["name"]}"' in k}
+        if shares:
+            say("queried per candidate source: " + ", ".join(f"{k} {v}" for k, v in sorted(shares.items())))
         print(summary_line(m, det["name"]), flush=True)
         return 0
     finally:
@@ -396,6 +412,11 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--dmax", type=int, default=DEMO_DETECTOR["d_max"], help="detector d_max")
     p.add_argument("--audit-rate", type=float, default=DEMO_DETECTOR["audit_rate"],
                    help="share of posts audited to estimate recall without ground truth (0 = none)")
+    p.add_argument("--candidates", default=DEMO_DETECTOR["candidates"], choices=["ibg", "gble", "model", "policy"],
+                   help="candidate source: the policy over IBG, GBLE and the classifier (default), or one of them")
+    p.add_argument("--k0", type=int, default=DEMO_DETECTOR["k0"], help="K0 of a round (policy, gble, model)")
+    p.add_argument("--max-query-ratio", type=float, default=DEMO_DETECTOR["max_query_ratio"],
+                   help="the rounds' oracle budget, as a share of the posts")
     p.add_argument("--embedder", default="minilm", help="minilm (default), minilm-int8, or hashing (smoke tests only)")
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)

@@ -22,8 +22,10 @@ def faust_config(s: Settings) -> dict:
 
     conf = dict(
         # an idempotent producer on real Kafka (a cut connection must not duplicate a candidate);
-        # the embedded Tansu broker cannot do it
-        broker=broker_url(s.broker_url, idempotent=s.producer_idempotence and not s.embedded_broker),
+        # the embedded Tansu broker cannot do it, and gets a short consumer fetch wait instead (it
+        # holds every fetch for the whole wait; real Kafka keeps Faust's consumer settings)
+        broker=broker_url(s.broker_url, idempotent=s.producer_idempotence and not s.embedded_broker,
+                          embedded_fetch_max_wait_ms=s.embedded_fetch_max_wait_ms if s.embedded_broker else None),
         store="memory://",
         topic_partitions=s.partitions,
         topic_replication_factor=s.replication,
@@ -74,9 +76,10 @@ labels_topic = _raw_topic(names.labels, _parts[names.labels])
 verdicts_topic = _raw_topic(names.verdicts, _parts[names.verdicts])
 candidates_topic = _raw_topic(names.candidates, _parts[names.candidates])
 dead_letters_topic = _raw_topic(names.dead_letters, _parts[names.dead_letters])
+detections_topic = _raw_topic(names.detections, _parts[names.detections])
 
 runtime = Runtime(app, settings, candidates_topic=candidates_topic, dead_letters_topic=dead_letters_topic,
-                  verdicts_topic=verdicts_topic, posts_topic_name=names.posts)
+                  verdicts_topic=verdicts_topic, posts_topic_name=names.posts, detections_topic=detections_topic)
 
 from . import web  # noqa: E402,F401  (pages: /metrics, /healthz)
 import agents  # noqa: E402,F401  (registers the agents)

@@ -56,6 +56,30 @@ class Metrics:
         self.latency = Histogram("synapse_post_to_candidate_seconds",
                                  "From a post's arrival on the broker to its candidate message",
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        # candidate rounds (detectors whose candidates come from the policy or one of its sources)
+        self.rounds = Counter("synapse_rounds", "Candidate rounds planned by this worker", ["detector"], registry=r)
+        self.round_seconds = Histogram("synapse_round_seconds", "Time to plan one candidate round (this worker)",
+                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.source_share = Gauge("synapse_policy_share", "Share of this worker's last round given to each source",
+                                  ["detector", "source"], registry=r)
+        self.source_precision = Gauge("synapse_source_precision",
+                                      "Confirmed positives / answered candidates, per candidate source (all workers)",
+                                      ["detector", "source"], registry=r)
+        self.source_queried = Gauge("synapse_source_queried", "Posts sent per candidate source (all workers)",
+                                    ["detector", "source"], registry=r)
+        # the classifier (model-guided source and detections)
+        self.model_version = Gauge("synapse_model_version", "Current classifier version", ["detector"], registry=r)
+        self.model_cv_precision = Gauge("synapse_model_cv_precision",
+                                        "Cross-validated precision of the current classifier version on the ledger",
+                                        ["detector"], registry=r)
+        self.model_cv_recall = Gauge("synapse_model_cv_recall",
+                                     "Cross-validated recall of the current classifier version on the ledger",
+                                     ["detector"], registry=r)
+        self.model_training_rows = Gauge("synapse_model_training_rows", "Training rows of the current classifier",
+                                         ["detector", "kind"], registry=r)
+        self.model_train_seconds = Histogram("synapse_model_train_seconds", "Time to train and cross-validate one version",
+                                             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.detections = Counter("synapse_detections", "Posts sent to the detections topic", ["detector"], registry=r)
 
         from .llm_oracle import LLMRaterMetrics
 

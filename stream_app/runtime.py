@@ -30,21 +30,41 @@ def raw_from_event(event) -> RawMsg:
                   timestamp=float(ts) if ts else None)
 
 
+def hold_event(event) -> None:
+    """Keep a consumed Faust event from being acknowledged (its offset committed) until :func:`release_event`.
+
+    Faust acknowledges a message when its last reference is dropped; ``take_events`` drops its own as
+    soon as the agent asks for the next batch, so a pipelined batch takes one more.
+    """
+    event.message.incref()
+
+
+def release_event(app, event) -> None:
+    """Drop :func:`hold_event`'s reference; the last one acknowledges the message (as ``Stream.ack`` does)."""
+    if event.ack():
+        m = event.message
+        app.sensors.on_message_out(m.tp, m.offset, m)
+
+
 class Runtime:
 
     def __init__(self, app, settings: Settings, *, candidates_topic, dead_letters_topic, verdicts_topic,
-                 posts_topic_name: str) -> None:
+                 posts_topic_name: str, detections_topic=None) -> None:
         self.app = app
         self.settings = settings
         self.candidates_topic = candidates_topic
         self.dead_letters_topic = dead_letters_topic
         self.verdicts_topic = verdicts_topic
+        self.detections_topic = detections_topic
         self.posts_topic_name = posts_topic_name
         self.service: DetectionService | None = None
         self._lock = asyncio.Lock()
         self.assigned: set[int] = set()
         self._recovered: dict[int, asyncio.Event] = {}
         self.recovery_seconds: dict[int, float] = {}
+        self._posts_slots: asyncio.Semaphore | None = None   # created on the event loop, at the first batch
+        self._posts_tail: asyncio.Future | None = None        # stage 2 of the last begun batch of posts
+        self._posts_error: BaseException | None = None
 
     # ------------------------------------------------------------------ service
     async def get(self) -> DetectionService:
@@ -88,12 +108,85 @@ class Runtime:
         svc = await self.get()
         msgs = [raw_from_event(e) for e in events]
         if method == "handle_posts":
-            for p in {m.partition for m in msgs}:
-                ev = self._recovered.get(p)
-                if ev is not None:
-                    await ev.wait()
+            await self._wait_recovered(msgs)
         out = await self.retry(getattr(svc, method), msgs, what=method)
         await self.publish(out)
+
+    async def _wait_recovered(self, msgs) -> None:
+        """A partition whose shard is being rebuilt (snapshot + replay) is consumed only afterwards."""
+        for p in {m.partition for m in msgs}:
+            ev = self._recovered.get(p)
+            if ev is not None:
+                await ev.wait()
+
+    # ------------------------------------------------------------------ the posts pipeline
+    async def submit_posts(self, events) -> None:
+        """Two-stage posts path: begin this micro-batch, and finish it in the background, in order.
+
+        Stage 1 (here, awaited by the agent): parse, record the partition map in Redis, hand the batch
+        to the model thread (:meth:`DetectionService.begin_posts`). Stage 2 (a task chained after the
+        previous batch's): wait for the model thread, claim the candidates in Redis, publish and await
+        the broker's acknowledgements (:meth:`DetectionService.finish_posts`, :meth:`publish`). So while
+        batch n's round trips are awaited, batch n+1 is being embedded. ``Settings.posts_pipeline_depth``
+        bounds the batches between the two stages (2: one finishing, one in the model thread).
+
+        At-least-once stays as it was: the batch's events are held (a Faust reference each) until its
+        stage 2 is done, so their offsets are committed only then, and a rebalance or a shutdown waits
+        for them (Faust's ``wait_empty``). Stage 2s run one after another, so claims, ``offsets`` and
+        acknowledgements follow the consumed order. A stage 2 that fails for good releases its events
+        (as the agent's crash did before: the batch is skipped) and the error is raised here, once the
+        current batch is on its way, so the agent crashes and restarts as before.
+        """
+        if self._posts_slots is None:
+            self._posts_slots = asyncio.Semaphore(max(1, self.settings.posts_pipeline_depth))
+        await self._posts_slots.acquire()
+        try:
+            svc = await self.get()
+            msgs = [raw_from_event(e) for e in events]
+            await self._wait_recovered(msgs)
+            batch = await self.retry(svc.begin_posts, msgs, what="handle_posts")
+        except BaseException:
+            self._posts_slots.release()
+            raise
+        for e in events:
+            hold_event(e)
+        self._posts_tail = asyncio.ensure_future(self._finish_posts(self._posts_tail, svc, batch, list(events)))
+        self._raise_posts_error()
+
+    async def _finish_posts(self, prev, svc: DetectionService, batch, events) -> None:
+        try:
+            if prev is not None:
+                await asyncio.wait([prev])   # in order; its own failure is reported by submit_posts
+            out = await self.retry(svc.finish_posts, batch, what="handle_posts")
+            await self.publish(out)
+        except asyncio.CancelledError:   # the loop is going away: keep the events unacknowledged (re-consumed)
+            self._posts_slots.release()
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported by the next submit_posts / flush_posts
+            log.exception("posts batch failed: %s", exc)
+            if self._posts_error is None:
+                self._posts_error = exc
+            self._release(events)
+            self._posts_slots.release()
+        else:
+            self._release(events)
+            self._posts_slots.release()
+
+    def _release(self, events) -> None:
+        for e in events:
+            release_event(self.app, e)
+
+    def _raise_posts_error(self) -> None:
+        exc, self._posts_error = self._posts_error, None
+        if exc is not None:
+            raise exc
+
+    async def flush_posts(self) -> None:
+        """Wait until every begun batch of posts is finished (claimed, published, acknowledged)."""
+        tail = self._posts_tail
+        if tail is not None:
+            await asyncio.wait([tail])
+        self._raise_posts_error()
 
     async def publish(self, out: Outputs) -> None:
         """Send everything; candidates are confirmed in Redis only once the broker acknowledged them."""
@@ -115,6 +208,12 @@ class Runtime:
         out.verdicts, err = await send_all(
             out.verdicts, lambda p, k, v: self.verdicts_topic.send(key=k, value=v, partition=p))
         error = error or err
+        if self.detections_topic is not None:   # at least once: a consumer dedupes on (detector, post_id)
+            out.detections, err = await send_all(
+                out.detections, lambda k, v: self.detections_topic.send(key=k, value=v))
+            error = error or err
+        else:
+            out.detections = []
         pending = list(zip(out.candidates, out.claims))
         failed, err = await send_all(pending, lambda kv, claim: self.candidates_topic.send(key=kv[0], value=kv[1]))
         error = error or err

@@ -24,21 +24,26 @@ import asyncio
 import functools
 import hashlib
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 
 from synapse_stream.audit import AuditSampler, RecallEstimator
+from synapse_stream.classifier import ModelVersion, train_model
 from synapse_stream.embedders import Embedder, make_embedder
 from synapse_stream.exceptions import MessageError, PostIndexError, UnknownDetectorError
 from synapse_stream.index import PostIndex, ShardedIndex
-from synapse_stream.messages import (LabelMsg,  PostMsg, candidate_message, dead_letter, dumps, parse_label,
-                                     parse_post, parse_seed)
+from synapse_stream.messages import (LabelMsg, PostMsg, candidate_message, dead_letter, detection_message, dumps,
+                                     parse_label, parse_post, parse_seed)
 from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
+from synapse_stream.rounds import SOURCES, LiveRounds
 from synapse_stream.seeds import Seed, SeedOrigin
 
 from .llm_oracle import Agreement, annotate_for_humans
@@ -66,6 +71,7 @@ class Outputs:
     acked: list[tuple[str, str]] = field(default_factory=list)              # acknowledged, confirmation pending
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     verdicts: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
+    detections: list[tuple[bytes, bytes]] = field(default_factory=list)     # (key, value)
 
     def extend(self, other: "Outputs") -> "Outputs":
         self.candidates += other.candidates
@@ -73,7 +79,18 @@ class Outputs:
         self.acked += other.acked
         self.dead_letters += other.dead_letters
         self.verdicts += other.verdicts
+        self.detections += other.detections
         return self
+
+
+@dataclass
+class PostsBatch:
+    """A micro-batch of posts between :meth:`DetectionService.begin_posts` and :meth:`~DetectionService.finish_posts`."""
+    msgs: list[RawMsg]
+    out: Outputs                                  # its dead letters (and, once finished, the claimed candidates)
+    arrival: dict[str, float] = field(default_factory=dict)   # post id -> broker timestamp (latency metric)
+    ingest: "asyncio.Future | None" = None        # the model thread's _ingest_sync, already submitted
+    queued: bool = False                          # its candidates are in the outbox
 
 
 def seed_id_for(detector: str, text: str) -> str:
@@ -87,12 +104,13 @@ class DetectionService:
         self.state = state
         self.metrics = metrics or Metrics()
         self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.embed_batch_size,
-                                                  threads=settings.torch_threads)
+                                                  threads=settings.model_threads())
         self.index = ShardedIndex(self.embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                                   ef_search=settings.hnsw_ef_search)
         self.engines: dict[str, OnlineIBG] = {}
         self._build_engines()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model")
+        self.blas_threads: int | None = None   # the BLAS thread limit in force in the model thread
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model", initializer=self._init_model_thread)
         self.seedlog_last = "0"
         self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
         self._ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
@@ -106,11 +124,44 @@ class DetectionService:
         self._audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
         self._audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
         self.agreement = {name: Agreement() for name in self.engines}   # LLM vs human verdicts (this worker)
+        # the classifier: one shared version per detector (trained by whichever worker holds the training
+        # lock, in its own thread so embedding goes on), used by the model source and for detections
+        self.models: dict[str, ModelVersion] = {}
+        self.trainer = ThreadPoolExecutor(1, thread_name_prefix="synapse-train")
+        self._trained_on: dict[str, tuple[int, int]] = {}     # detector -> (verdicts, seeds) of the last training
+        self._trained_at: dict[str, float] = {}
+        self._detections: deque[tuple[bytes, bytes]] = deque()   # filled by the model thread, drained on the loop
 
     # ------------------------------------------------------------------ lifecycle
     def _build_engines(self) -> None:
-        self.engines = {d.name: OnlineIBG(DetectorConfig(d.name, d.tau, d.d_max), self.index)
-                        for d in self.settings.detectors}
+        s = self.settings
+        self.engines = {d.name: OnlineIBG(DetectorConfig(d.name, d.tau, d.d_max, online=d.candidates == "ibg"),
+                                          self.index)
+                        for d in s.detectors}
+        # detectors whose candidates come from rounds (the policy, or one of its sources alone)
+        self.rounds: dict[str, LiveRounds] = {
+            d.name: LiveRounds(self.engines[d.name], self.index,
+                               sources=SOURCES if d.candidates == "policy" else (d.candidates,),
+                               k0=d.k0, gble_k=s.gble_k, gble_iterations=s.gble_iterations)
+            for d in s.detectors if d.candidates != "ibg"}
+
+    def _init_model_thread(self) -> None:
+        """Runs once, in the model thread: limit numpy's BLAS (the seed comparison) to ``blas_threads``.
+
+        OpenBLAS splits even a small product over every core and its threads wait for each other when
+        another thread (the event loop, the broker, Redis) holds a core; torch's own threads are set by
+        the embedder (``Settings.model_threads``). See docs/benchmarks.md, sections 1 and 3.
+        """
+        n = self.settings.blas_threads
+        if not n:
+            return
+        try:
+            from threadpoolctl import threadpool_limits
+
+            self._blas_limiter = threadpool_limits(limits=int(n), user_api="blas")   # kept: the limit stays
+            self.blas_threads = int(n)
+        except Exception as exc:  # noqa: BLE001 - no threadpoolctl / no BLAS found: the library's default
+            log.warning("could not limit BLAS threads to %s: %s", n, exc)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
@@ -123,10 +174,14 @@ class DetectionService:
             self._registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
             self._audited[name] = await self.state.audited(name)
             self._audit_labels[name] = await self.state.audit_ledger(name)
+            if name in self.rounds:   # posts sent by earlier rounds: their verdicts still credit their source
+                self.rounds[name].adopt(await self.state.sources(name))
+        await self.refresh_models()
         self.started = True
 
     async def stop(self) -> None:
         self.executor.shutdown(wait=True)
+        self.trainer.shutdown(wait=True)
 
     def shard_path(self, partition: int) -> Path:
         return Path(self.settings.data_dir) / f"shard-{partition}" / "index.json"
@@ -161,6 +216,8 @@ class DetectionService:
                         log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
                                  self.offsets[p])
                 self.index.shard(p)
+            for r in self.rounds.values():
+                r.forget_graph()
             return self._refill_all()
         await self._emit(await self._run(work))
         return self._drain(Outputs())
@@ -172,6 +229,8 @@ class DetectionService:
             for p in partitions:
                 self.index.drop(p)
                 self.offsets.pop(p, None)
+            for r in self.rounds.values():
+                r.forget_graph()
             self._refill_all()  # windows may have pointed into dropped shards
         await self._run(work)
 
@@ -246,8 +305,10 @@ class DetectionService:
                 self.metrics.latency.observe(max(0.0, now - arrived))
 
     def _drain(self, out: Outputs) -> Outputs:
-        """Hand every claimed, not yet returned candidate to the caller (end of a successful handler)."""
+        """Hand every claimed, not yet returned candidate (and detection) to the caller (end of a successful handler)."""
         ready, self._ready = self._ready, Outputs()
+        while self._detections:
+            ready.detections.append(self._detections.popleft())
         return out.extend(ready)
 
     def _queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
@@ -269,6 +330,17 @@ class DetectionService:
 
     # ------------------------------------------------------------------ posts
     async def handle_posts(self, msgs: Sequence[RawMsg]) -> Outputs:
+        """Both stages of a micro-batch of posts, one after the other (replays; the agent pipelines them)."""
+        return await self.finish_posts(await self.begin_posts(msgs))
+
+    async def begin_posts(self, msgs: Sequence[RawMsg]) -> "PostsBatch":
+        """Stage 1: parse, record the partition map, and submit the batch to the model thread.
+
+        Returns as soon as the model thread has the work (embedding, index, comparison run there, in the
+        order batches were begun); :meth:`finish_posts` then waits for it and claims its candidates. The
+        runtime's pipeline begins batch n+1 while batch n's claims and publishes are awaited. Safe to
+        retry: a failed attempt submitted nothing.
+        """
         out = Outputs()
         good: list[tuple[RawMsg, PostMsg]] = []
         seen: set[str] = set()
@@ -283,18 +355,35 @@ class DetectionService:
                 continue
             seen.add(post.id)
             good.append((m, post))
+        batch = PostsBatch(list(msgs), out)
         if good:
             # the partition map first: a post must never be a candidate (through another agent's backfill)
             # before a verdict for it can be routed to its shard
             await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
-            cands = await self._run(self._ingest_sync, good)
-            self._queue(cands, {p.id: (m.timestamp or time.time()) for m, p in good})
+            now = time.time()
+            batch.arrival = {p.id: (m.timestamp or now) for m, p in good}
+            batch.ingest = asyncio.get_running_loop().run_in_executor(
+                self.executor, functools.partial(self._ingest_sync, good))
+        return batch
+
+    async def finish_posts(self, batch: "PostsBatch") -> Outputs:
+        """Stage 2: wait for the model thread, claim the candidates in Redis, advance the offsets.
+
+        Safe to retry after a Redis error: the candidates wait in the outbox and are queued only once.
+        ``self.offsets`` (the snapshot offset and the health check's lag) moves only once the batch's
+        candidates are claimed, as before.
+        """
+        if batch.ingest is not None:
+            if not batch.queued:
+                cands = await batch.ingest
+                self._queue(cands, batch.arrival)
+                batch.queued = True
             await self._emit([])
-        for m in msgs:   # consumed (indexed or dead-lettered): the snapshot offset and the health check's lag
+        for m in batch.msgs:   # consumed (indexed or dead-lettered): the snapshot offset and the health check's lag
             if m.partition is not None and m.offset is not None:
                 self.offsets[m.partition] = max(self.offsets.get(m.partition, -1), m.offset)
         self.last_progress = time.monotonic()
-        return self._drain(out)
+        return self._drain(batch.out)
 
     def _ingest_sync(self, good: list[tuple[RawMsg, PostMsg]]) -> list[Candidate]:
         t0 = time.perf_counter()
@@ -323,7 +412,26 @@ class DetectionService:
             eng = self.engines[name]
             cands += [Candidate(name, pid, 0.0, (), "audit") for pid in ids
                       if sampler.should_audit(pid) and pid not in eng.queried]
+        self._after_index(ids, vecs[new_rows])
         return cands
+
+    def _after_index(self, ids: list[str], vecs) -> None:
+        """Model thread, after new posts are indexed: rounds learn there is something new; every
+        detector's current classifier scores the posts, and those at or above its threshold are queued
+        for the detections topic (drained with the handler's outputs)."""
+        for r in self.rounds.values():
+            r.touch(len(ids))
+        now = time.time()
+        for d in self.settings.detectors:
+            mv = self.models.get(d.name)
+            if mv is None or d.detect_threshold is None:
+                continue
+            probs = mv.predict_proba(vecs)
+            for pid, p in zip(ids, probs.tolist()):
+                if p >= d.detect_threshold:
+                    msg = detection_message(d.name, pid, p, d.detect_threshold, mv.version, now)
+                    self._detections.append((pid.encode(), dumps(msg)))
+                    self.metrics.detections.labels(d.name).inc()
 
     # ------------------------------------------------------------------ seeds
     async def handle_seeds(self, msgs: Sequence[RawMsg]) -> Outputs:
@@ -358,6 +466,8 @@ class DetectionService:
             for doc in docs:
                 seed = Seed(doc["id"], doc.get("text", ""), SeedOrigin(doc["origin"]))
                 cands += self.engines[doc["detector"]].on_seed(seed, doc["vector"])
+                if doc["detector"] in self.rounds:
+                    self.rounds[doc["detector"]].touch()
             return cands
         await self._emit(await self._run(work))
         return self._drain(Outputs())
@@ -413,6 +523,18 @@ class DetectionService:
         outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, effective)
         if outcome.changed:
             self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
+            if lab.post_id in self.index:   # the classifier's training set (every worker trains from Redis)
+                vec = await self._run(self.index.get_vectors, [lab.post_id])
+                await self.state.store_labelled_vectors(lab.detector, {lab.post_id: vec[0]})
+        rounds = self.rounds.get(lab.detector)
+        if rounds is not None and outcome.previous is None and outcome.changed:
+            src = rounds.observe(lab.post_id, effective, first=True)
+            if src is None:   # sent by another worker's round (a rebalance): Redis knows its source
+                src = await self.state.source_of(lab.detector, lab.post_id)
+            if src is not None:
+                await self.state.count_source_verdict(lab.detector, src, effective)
+        elif rounds is not None and outcome.changed:
+            rounds.touch()
         await self._emit(outcome.candidates)
         return outcome
 
@@ -438,6 +560,138 @@ class DetectionService:
                     self._queue(await self._run(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
         await self._emit([])
 
+    # ------------------------------------------------------------------ candidate rounds
+    async def run_rounds(self, now: float | None = None) -> Outputs:
+        """Plan a round for every detector whose round is due (``LiveRounds.due``); claim and emit it.
+
+        Before planning, the detector's classifier is retrained if verdicts arrived since its last
+        version (as the core's model source refits every round), so the model source and the ranker
+        see every verdict of the previous round.
+        """
+        s = self.settings
+        now = time.time() if now is None else now
+        for name, rounds in self.rounds.items():
+            if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
+                              outstanding=s.round_outstanding):
+                continue
+            if rounds.model_source is not None:
+                await self.maybe_train(name, force=True)
+                await self.refresh_models()
+            total = await self.state.posts_total()
+            share = len(self.index) / total if total else 1.0
+            limit = None
+            d = s.detector(name)
+            if d is not None and d.max_query_ratio is not None:   # the budget, all workers together
+                queried = (await self.state.counters(name)).get("queried", 0)
+                limit = math.floor(d.max_query_ratio * total) - queried
+                if limit > 0 and share < 1.0:
+                    limit = max(1, math.ceil(limit * share))
+            t0 = time.perf_counter()
+            cands = await self._run(rounds.plan, share, now, limit)
+            self.metrics.round_seconds.observe(time.perf_counter() - t0)
+            if not cands:
+                continue
+            self._queue(cands)   # in the outbox before any I/O: a Redis error delays them, never loses them
+            self.metrics.rounds.labels(name).inc()
+            for src in rounds.sources:
+                self.metrics.source_share.labels(name, src).set(
+                    rounds.rounds[-1].alloc.get(src, 0) / max(1, len(cands)))
+            log.info("round %d of %s: %d candidates %s in %.2fs", rounds.rounds[-1].number, name, len(cands),
+                     rounds.rounds[-1].alloc, rounds.rounds[-1].seconds)
+            await self.state.record_sources(name, {c.post_id: c.reason for c in cands})
+            await self._emit([])
+        return self._drain(Outputs())
+
+    # ------------------------------------------------------------------ the classifier
+    async def refresh_models(self) -> None:
+        """Load each detector's newest classifier version from Redis (any worker may have trained it)."""
+        for name in self.engines:
+            cur = self.models.get(name)
+            v = await self.state.model_version(name)
+            if v is None or (cur is not None and cur.version >= v):
+                continue
+            doc = await self.state.model(name)
+            try:
+                mv = ModelVersion.from_dict(doc)
+            except Exception as exc:  # noqa: BLE001 - a damaged document: keep the current version
+                log.error("classifier version %s of %s unusable: %s", v, name, exc)
+                continue
+            self.models[name] = mv
+            if name in self.rounds and self.rounds[name].model_source is not None:
+                self.rounds[name].model_source.model = mv
+            self._export_model(name, mv)
+
+    def _export_model(self, name: str, mv: ModelVersion) -> None:
+        m = self.metrics
+        m.model_version.labels(name).set(mv.version)
+        if mv.cv_precision is not None:
+            m.model_cv_precision.labels(name).set(mv.cv_precision)
+        if mv.cv_recall is not None:
+            m.model_cv_recall.labels(name).set(mv.cv_recall)
+        for kind in ("seeds", "positives", "negatives", "provisional"):
+            m.model_training_rows.labels(name, kind).set(getattr(mv, f"n_{kind}"))
+
+    async def maybe_train(self, name: str, *, force: bool = False) -> ModelVersion | None:
+        """Train and publish a new classifier version for detector ``name`` if its ledger or seeds changed
+        since the last training (and, unless ``force``, ``model_retrain_seconds`` have passed). Only the
+        worker holding the training lock trains; the others load the version from Redis."""
+        eng = self.engines[name]
+        ledger = await self.state.ledger(name)
+        key = (len(ledger), len(eng.seeds))
+        if not len(eng.seeds) or self._trained_on.get(name) == key:
+            return None
+        if not force and time.monotonic() - self._trained_at.get(name, -1e9) < self.settings.model_retrain_seconds:
+            return None
+        if not await self.state.lock(f"train:{name}", self.worker_id, ttl=300):
+            return None
+        try:
+            vectors = await self.state.labelled_vectors(name)
+            missing = [pid for pid in ledger if pid not in vectors and pid in self.index]
+            if missing:   # verdicts recorded before their vector was stored (e.g. across an upgrade)
+                got = await self._run(self.index.get_vectors, missing)
+                vectors.update(zip(missing, got))
+                await self.state.store_labelled_vectors(name, dict(zip(missing, got)))
+            t0 = time.perf_counter()
+            S = await self._run(self._training_seeds, name)   # the model thread owns the seed set
+            version = await self.state.next_model_version(name)
+            mv = await asyncio.get_running_loop().run_in_executor(
+                self.trainer, functools.partial(self._train_sync, name, version, S, ledger, vectors))
+            self._trained_on[name] = key
+            self._trained_at[name] = time.monotonic()
+            if mv is None:
+                return None
+            self.metrics.model_train_seconds.observe(time.perf_counter() - t0)
+            summary = {k: v for k, v in mv.to_dict().items() if k != "coef"}
+            await self.state.publish_model(name, mv.to_dict(), summary)
+            log.info("classifier %s v%d: %d seeds, %d/%d labelled +/-, %d provisional; CV precision %s recall %s",
+                     name, mv.version, mv.n_seeds, mv.n_positives, mv.n_negatives, mv.n_provisional,
+                     mv.cv_precision, mv.cv_recall)
+            return mv
+        finally:
+            await self.state.unlock(f"train:{name}", self.worker_id)
+
+    def _training_seeds(self, name: str) -> np.ndarray:
+        """The synthetic and manual seeds (confirmed posts are training rows through the ledger)."""
+        eng = self.engines[name]
+        rows = [i for i, sd in enumerate(eng.seeds.seeds) if sd.origin != SeedOrigin.CONFIRMED]
+        return eng.seeds.matrix[rows].copy() if rows else np.zeros((0, self.index.dim), np.float32)
+
+    def _train_sync(self, name: str, version: int, S: np.ndarray, ledger: dict[str, int],
+                    vectors: dict) -> ModelVersion | None:
+        """Training thread. Rows: the seeds ``S``; every post with a verdict (all workers', vectors from
+        Redis); as many provisional negatives as seeds: the unlabelled posts of this worker's shards with
+        the smallest salted hash (a uniform sample of the stream, stable as it grows)."""
+        lab = [pid for pid in ledger if pid in vectors]
+        X_lab = np.vstack([vectors[p] for p in lab]) if lab else np.zeros((0, self.index.dim), np.float32)
+        y_lab = np.asarray([ledger[p] for p in lab], np.int8)
+        salt = self.settings.audit_salt.get_secret_value() + ":provisional"
+        pool = [pid for shard in list(self.index.shards.values()) for pid in shard.ids() if pid not in ledger]
+        pool.sort(key=lambda pid: hashlib.sha1(f"{salt}{pid}".encode()).digest())
+        prov = pool[:len(S)]
+        X_prov = self.index.get_vectors(prov) if prov else np.zeros((0, self.index.dim), np.float32)
+        return train_model(name, version, S, X_lab, y_lab, X_prov, C=self.settings.model_C,
+                           folds=self.settings.model_cv_folds)
+
     # ------------------------------------------------------------------ metrics
     async def refresh_gauges(self) -> None:
         total = await self.state.posts_total()
@@ -454,6 +708,11 @@ class DetectionService:
             self.metrics.query_ratio.labels(name).set(queried / total if total else 0.0)
             for origin, n in eng.seeds.counts().items():
                 self.metrics.seeds.labels(name, origin).set(n)
+            if name in self.rounds:
+                for src, c in (await self.state.source_counters(name)).items():
+                    self.metrics.source_queried.labels(name, src).set(c.get("queried", 0))
+                    if c.get("answered"):
+                        self.metrics.source_precision.labels(name, src).set(c.get("positives", 0) / c["answered"])
             truth = await self.state.truth_positives(name)
             if truth:
                 self.metrics.recall.labels(name).set(pos / truth)

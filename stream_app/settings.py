@@ -26,6 +26,16 @@ class DetectorSettings(BaseModel):
     # (the LLM answers everything; a hash sample of llm_audit_rate is flagged human_audit for moderators)
     oracle_mode: Literal["human", "llm", "llm_then_human"] = "human"
     llm_audit_rate: float = Field(0.05, ge=0.0, le=1.0)
+    # where candidates come from (docs/candidate-policy.md): "ibg" = online IBG, every post compared with the
+    # positives as it arrives; "policy" = rounds in which a bandit splits the budget K = k0 / p_prev among
+    # IBG, GBLE and the classifier by their observed precision; "gble" / "model" = rounds of one source
+    candidates: Literal["ibg", "gble", "model", "policy"] = "policy"
+    k0: int = Field(100, ge=1, le=100_000)     # K0 of a round (K = K0 / p_prev, at most 2 K0), all workers together
+    # the rounds' oracle budget: they stop when the detector has queried this share of the posts indexed so far,
+    # and go on as the stream grows (None: no limit; the moderators' pace is the only one)
+    max_query_ratio: float | None = Field(0.05, gt=0.0, le=1.0)
+    # the classifier's probability above which a new post goes to the detections topic (None: no detections)
+    detect_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
 
 
 class Settings(BaseSettings):
@@ -56,9 +66,21 @@ class Settings(BaseSettings):
 
     # -- model and method ----------------------------------------------------
     embedder: str = "minilm"
-    torch_threads: int | None = None
+    # torch intra-op threads of the model thread; None = one core left for the event loop (cores - 1, at
+    # least 1), measured in docs/benchmarks.md section 1
+    torch_threads: int | None = Field(None, ge=1, le=256)
+    # numpy/OpenBLAS threads (the seed comparison, a small product per micro-batch); None = the library's
+    # default (one per core). 1: no cross-core waits while the event loop, broker and Redis share the cores
+    blas_threads: int | None = Field(1, ge=1, le=256)
+    # micro-batches of posts in flight through the posts agent: 2 = embed batch n+1 while batch n's claims
+    # and publishes are awaited (1 = no overlap)
+    posts_pipeline_depth: int = Field(2, ge=1, le=8)
     embed_batch_size: int = Field(32, ge=1, le=4096)
     embed_within: float = Field(0.5, gt=0, le=60)   # seconds to wait to fill a micro-batch
+    # embedded (Tansu) broker only: the worker's consumer fetch wait. Faust hard-codes 1500 ms and Tansu
+    # holds every fetch that long even when records are there; a real Kafka answers as soon as a byte is
+    # there, so production keeps Faust's value and this setting is ignored unless embedded_broker is true
+    embedded_fetch_max_wait_ms: int = Field(20, ge=1, le=1500)
     detectors: list[DetectorSettings] = Field(default_factory=lambda: [DetectorSettings(name="default")])
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
@@ -67,6 +89,18 @@ class Settings(BaseSettings):
     audit_confidence: float = Field(0.95, gt=0, lt=1)
     max_text_chars: int = 20_000
     max_message_bytes: int = 1_000_000
+
+    # -- candidate rounds (detectors with candidates != "ibg") and the classifier ------------------
+    round_check_interval: float = Field(1.0, gt=0, le=600)   # seconds between checks whether a round is due
+    round_min_interval: float = Field(2.0, ge=0, le=86_400)  # at least this long between two rounds
+    # a round starts when the previous one is answered but for this fraction of its posts, or after round_timeout s
+    round_outstanding: float = Field(0.0, ge=0.0, lt=1.0)
+    round_timeout: float = Field(300.0, gt=0)
+    gble_k: int = Field(10, ge=1, le=1000)          # degree of GBLE's kNN graph
+    gble_iterations: int = Field(20, ge=1, le=1000)
+    model_C: float = Field(1.0, gt=0)               # inverse regularisation of the logistic regression
+    model_cv_folds: int = Field(5, ge=0, le=20)     # cross-validation of each model version on the ledger (0: none)
+    model_retrain_seconds: float = Field(30.0, gt=0)  # retrain (if there are new verdicts) at least this often
 
     # -- LLM for synthetic seeds (any OpenAI-compatible chat-completions endpoint) --------
     llm_base_url: str = "http://localhost:11434/v1"   # Ollama's default; OpenAI: https://api.openai.com/v1
@@ -102,6 +136,16 @@ class Settings(BaseSettings):
     # -- derived -------------------------------------------------------------
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def model_threads(self) -> int:
+        """torch threads of the model thread: ``torch_threads``, or all cores but one (the event loop's)."""
+        if self.torch_threads:
+            return int(self.torch_threads)
+        try:
+            cores = len(os.sched_getaffinity(0))   # the cores this process may run on
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        return max(1, cores - 1)
 
     def detector(self, name: str) -> DetectorSettings | None:
         return next((d for d in self.detectors if d.name == name), None)

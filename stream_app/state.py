@@ -15,6 +15,12 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 ``P{D}:truth_positives``       STRING, set only by a replay (evaluation) oracle: enables true recall
 ``Pseedlog``                   STREAM of seed events (every detector) that every worker reads: broadcast
 ``Ppost-partition``            HASH post id -> partition holding it (verdict routing; its size is the query-ratio denominator)
+``P{D}:sources``               HASH post id -> candidate source of a round ("ibg", "gble", "model")
+``P{D}:source-counters``       HASH "<source>:queried" / "<source>:answered" / "<source>:positives"
+``P{D}:labelled-vectors``      HASH post id -> unit vector (base64 float32) of every post with a verdict (the classifier's training set)
+``P{D}:model``                 STRING the current classifier version (JSON, ``ModelVersion.to_dict``)
+``P{D}:model-version``         STRING counter of classifier versions
+``P{D}:models``                LIST one JSON summary per version (CV precision/recall, training rows; no weights)
 =============================  =====================================================================
 """
 from __future__ import annotations
@@ -254,6 +260,70 @@ class RedisState:
                 doc["vector"] = vec_from_b64(doc["vector"])
                 out.append((entry_id, doc))
         return out
+
+    # ------------------------------------------------------------------ candidate rounds
+    async def record_sources(self, detector: str, sources: dict[str, str]) -> None:
+        """Posts a round sent, with their source (claimed ones only)."""
+        if not sources:
+            return
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(self.k(detector, "sources"), mapping=sources)
+            for src in sources.values():
+                pipe.hincrby(self.k(detector, "source-counters"), f"{src}:queried", 1)
+            await pipe.execute()
+
+    async def sources(self, detector: str) -> dict[str, str]:
+        return await self.r.hgetall(self.k(detector, "sources"))
+
+    async def source_of(self, detector: str, post_id: str) -> str | None:
+        return await self.r.hget(self.k(detector, "sources"), post_id)
+
+    async def count_source_verdict(self, detector: str, source: str, label: int) -> None:
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.k(detector, "source-counters"), f"{source}:answered", 1)
+            pipe.hincrby(self.k(detector, "source-counters"), f"{source}:positives", int(label))
+            await pipe.execute()
+
+    async def source_counters(self, detector: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for key, v in (await self.r.hgetall(self.k(detector, "source-counters"))).items():
+            src, _, what = key.partition(":")
+            out.setdefault(src, {})[what] = int(v)
+        return out
+
+    # ------------------------------------------------------------------ the classifier
+    async def store_labelled_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
+        if vectors:
+            await self.r.hset(self.k(detector, "labelled-vectors"),
+                              mapping={pid: vec_to_b64(v) for pid, v in vectors.items()})
+
+    async def labelled_vectors(self, detector: str) -> dict[str, np.ndarray]:
+        raw = await self.r.hgetall(self.k(detector, "labelled-vectors"))
+        return {pid: vec_from_b64(v) for pid, v in raw.items()}
+
+    async def next_model_version(self, detector: str) -> int:
+        return int(await self.r.incr(self.k(detector, "model-version")))
+
+    async def publish_model(self, detector: str, doc: dict, summary: dict) -> None:
+        """Make ``doc`` the detector's current classifier, unless a newer version is already current."""
+        cur = await self.model_version(detector)
+        if cur is not None and cur >= int(doc["version"]):
+            return
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.set(self.k(detector, "model"), json.dumps(doc))
+            pipe.rpush(self.k(detector, "models"), json.dumps(summary))
+            await pipe.execute()
+
+    async def model_version(self, detector: str) -> int | None:
+        raw = await self.r.get(self.k(detector, "model"))
+        return int(json.loads(raw)["version"]) if raw else None
+
+    async def model(self, detector: str) -> dict | None:
+        raw = await self.r.get(self.k(detector, "model"))
+        return json.loads(raw) if raw else None
+
+    async def model_history(self, detector: str) -> list[dict]:
+        return [json.loads(v) for v in await self.r.lrange(self.k(detector, "models"), 0, -1)]
 
     # ------------------------------------------------------------------ evaluation
     async def set_truth_positives(self, detector: str, n: int) -> None:

@@ -18,16 +18,17 @@ class TopicNames:
     labels: str
     verdicts: str      # internal: labels routed to the partition of their post
     dead_letters: str
+    detections: str    # posts the detector's classifier scores at or above its threshold
 
     @classmethod
     def from_settings(cls, s: Settings) -> "TopicNames":
         return cls(s.topic("posts"), s.topic("seeds"), s.topic("candidates"), s.topic("labels"),
-                   s.topic("verdicts"), s.topic("dead-letters"))
+                   s.topic("verdicts"), s.topic("dead-letters"), s.topic("detections"))
 
     def partitions(self, s: Settings) -> dict[str, int]:
-        """Partition counts: posts/verdicts/candidates/labels use ``s.partitions``; seeds and DLQ 1 and... 1."""
+        """Partition counts: posts/verdicts/candidates/labels/detections use ``s.partitions``; seeds and the DLQ 1."""
         return {self.posts: s.partitions, self.verdicts: s.partitions, self.labels: s.partitions,
-                self.candidates: s.partitions, self.seeds: 1, self.dead_letters: 1}
+                self.candidates: s.partitions, self.detections: s.partitions, self.seeds: 1, self.dead_letters: 1}
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:

@@ -197,6 +197,18 @@ def candidate_message(detector: str, post_id: str, text: str, score: float, matc
             "emitted_at": emitted_at if emitted_at is not None else time.time()}
 
 
+def detection_message(detector: str, post_id: str, probability: float, threshold: float, model_version: int,
+                      detected_at: float | None = None) -> dict:
+    """A post the detector's classifier scored at or above its threshold (the ``detections`` topic).
+
+    >>> detection_message("scam", "p1", 0.93251, 0.9, 4, detected_at=0.0)
+    {'detector': 'scam', 'post_id': 'p1', 'probability': 0.93251, 'threshold': 0.9, 'model_version': 4, 'detected_at': 0.0}
+    """
+    return {"detector": detector, "post_id": post_id, "probability": round(float(probability), 6),
+            "threshold": float(threshold), "model_version": int(model_version),
+            "detected_at": detected_at if detected_at is not None else time.time()}
+
+
 def dead_letter(raw, *, source_topic: str, partition: int | None, offset: int | None, reason: str,
                 detail: str = "", key=None) -> dict:
     """The dead-letter record. The raw value is kept whole up to ``DEAD_LETTER_RAW_BYTES``; beyond that its

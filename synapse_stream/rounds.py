@@ -358,11 +358,15 @@ class LiveRounds:
             out[s.id] = eng.seeds.matrix[i]
         return out
 
-    def plan(self, share: float = 1.0, now: float | None = None) -> list[Candidate]:
+    def plan(self, share: float = 1.0, now: float | None = None, limit: int | None = None) -> list[Candidate]:
         """Choose one round's batch (the posts are marked queried in the engine); ``share``: this
-        worker's fraction of all posts (scales K0)."""
+        worker's fraction of all posts (scales K0); ``limit``: the oracle budget left (the batch is cut
+        to it, best first, as the core loop cuts its last batch)."""
         t0 = time.perf_counter()
         now = time.time() if now is None else now
+        if limit is not None and limit <= 0:
+            self.changes = 0     # nothing to do until the stream grows (new posts touch it again)
+            return []
         state = self.snapshot()
         self.changes = 0
         if state.n == 0:
@@ -386,6 +390,8 @@ class LiveRounds:
         k0 = max(1, int(round(self.k0 * min(1.0, max(share, 0.0)))))
         self.policy.k0, self.policy.k_max = k0, max(k0, int(round(self.k_max * k0 / self.k0)))
         batch = self.policy.plan(state)
+        if limit is not None:
+            batch = batch[:limit]
         rec = RoundRecord(len(self.rounds) + 1, now)
         out = []
         for r, score, src in batch:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.stack
 
 def test_audit_in_the_live_loop(tmp_path):
     rate = 0.05
-    det = {"name": "aud", "tau": 0.3, "d_max": 5, "audit_rate": rate}
+    det = {"name": "aud", "tau": 0.3, "d_max": 5, "audit_rate": rate, "candidates": "ibg"}
     posts = load_demo_posts()[:600]
     seeds = load_demo_seeds()[:20]
     truth = {p["id"]: p["label"] for p in posts}

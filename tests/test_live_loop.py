@@ -56,7 +56,7 @@ async def registered_seeds(loop: LiveLoop, detector: str) -> list[dict]:
 def test_stream_equals_core_engine_on_real_sample(tmp_path):
     """Real SST-2 sample, real MiniLM, replay oracle: the stream queries and confirms exactly what the
     core's OnlineIBG does on the same vectors (the worker's own, read back from its shard snapshots)."""
-    det = {"name": "pos", "tau": 0.45, "d_max": 5}   # on this sample: ~85 queried, ~9 confirmed
+    det = {"name": "pos", "tau": 0.45, "d_max": 5, "candidates": "ibg"}   # on this sample: ~85 queried, ~9 confirmed
     posts = load_demo_posts()[:800]
     seeds = load_demo_seeds()
     truth = {p["id"]: p["label"] for p in posts}
@@ -124,7 +124,7 @@ def two_workers(tmp_path_factory):
              "urgent wallet recovery scam alert send seed phrase now",
              "send seed phrase now to claim airdrop bonus today"]
     tau = _tau_for(texts)
-    det = {"name": "scam", "tau": round(tau, 4), "d_max": 5}
+    det = {"name": "scam", "tau": round(tau, 4), "d_max": 5, "candidates": "ibg"}
     loop = LiveLoop(tmp_path_factory.mktemp("two"), detectors=[det], embedder="hashing-64", partitions=4, workers=2)
     loop.start()
     # wait until both workers hold shards (the second join triggers a rebalance)

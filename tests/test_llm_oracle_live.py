@@ -47,7 +47,8 @@ def fake_llm():
 
 
 def test_llm_answers_and_a_human_verdict_wins(tmp_path, fake_llm):
-    det = {"name": "scam", "tau": 0.3, "d_max": 5, "oracle_mode": "llm", "description": "crypto giveaway scams"}
+    det = {"name": "scam", "tau": 0.3, "d_max": 5, "oracle_mode": "llm", "description": "crypto giveaway scams",
+           "candidates": "ibg"}
     posts = [{"id": f"g{i}", "text": f"free crypto giveaway wallet number {i}"} for i in range(6)] + \
             [{"id": f"n{i}", "text": f"free crypto wallet tips number {i}"} for i in range(6)]
     loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2,

@@ -82,7 +82,7 @@ def test_redis_tls_with_password_and_the_wrong_password(tls_redis):
 
 @pytest.mark.stack
 def test_worker_end_to_end_over_tls_redis_keeps_secrets_and_texts_out_of_logs(tls_redis, tmp_path):
-    det = {"name": "sec", "tau": 0.3, "d_max": 5}
+    det = {"name": "sec", "tau": 0.3, "d_max": 5, "candidates": "ibg"}
     loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2, external_redis=tls_redis["url"],
                     extra_env={"SYNAPSE_REDIS_PASSWORD": PASSWORD, "SYNAPSE_REDIS_SSL_CA_FILE": tls_redis["ca"],
                                "SYNAPSE_LOG_LEVEL": "info"})

@@ -15,6 +15,10 @@ Each round a logistic regression (scikit-learn, ``C`` = 1 by default) is fitted 
 It then scores every unlabelled post and proposes the ``K = K0 / p_prev`` most probable
 (``p_prev``: precision of the previous batch, 1 at first; K capped at ``k_max``).
 
+The fit itself is :func:`synapse_stream.classifier.train_model` (the same rows in the same order,
+without cross-validation), so a model trained here and one trained for a live detector are the same
+object (:class:`~synapse_stream.classifier.ModelVersion`).
+
 Complexity per round: the fit is O(L · d · iterations) on the L = seeds + labelled + provisional
 rows; scoring is O(U · d) for the U unlabelled posts; memory O((L + U) · d) for the feature copies.
 """
@@ -46,40 +50,52 @@ class ModelGuided(ActiveMethod):
         self.seed_weight = float(seed_weight)
         self._prov = np.zeros(0, dtype=np.int64)
         self.last_scores: np.ndarray | None = None
+        self.last_model = None            # the last fitted ModelVersion (synapse_stream.classifier)
 
     def params(self) -> dict:
         return {"K0": self.k0}
 
     def _prepare(self, state: LoopState) -> None:
         self.last_scores = None
+        self.last_model = None
         u = len(state.S) if self.provisional is None else self.provisional
         u = min(u, state.n)
         self._prov = np.sort(state.rng.choice(state.n, size=u, replace=False)) if u else np.zeros(0, np.int64)
 
-    def training_set(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(X, y, sample_weight)`` of this round's fit."""
+    def training_parts(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(seeds, X_labelled, y_labelled, X_provisional)`` of this round's fit (:func:`~..classifier.train_model`'s input)."""
         known = np.flatnonzero(state.labels >= 0)
         prov = self._prov[state.labels[self._prov] < 0]
         if not self.keep_provisional and int((state.labels == 0).sum()) >= len(self._prov):
             prov = prov[:0]
-        X = np.vstack([state.S, state.X[known], state.X[prov]])
-        y = np.concatenate([np.ones(len(state.S), np.int8), state.labels[known], np.zeros(len(prov), np.int8)])
-        w = np.concatenate([np.full(len(state.S), self.seed_weight, np.float32), np.ones(len(known) + len(prov),
-                                                                                          np.float32)])
-        return X, y, w
+        return state.S, state.X[known], state.labels[known], state.X[prov]
+
+    def training_set(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(X, y, sample_weight)`` of this round's fit: seeds, labelled posts, provisional negatives, in that order."""
+        from ..classifier import training_rows
+
+        S, X_lab, y_lab, X_prov = self.training_parts(state)
+        return training_rows(S, X_lab, y_lab, X_prov, self.seed_weight)
 
     def scores(self, state: LoopState) -> np.ndarray | None:
-        """Fit on the current labels; the positive-class probability of every unlabelled post (else 0)."""
-        from sklearn.linear_model import LogisticRegression
+        """Fit on the current labels; the positive-class probability of every unlabelled post (else 0).
 
-        X, y, w = self.training_set(state)
-        if len(np.unique(y)) < 2:
+        The fit is :func:`~synapse_stream.classifier.train_model` without cross-validation
+        (``folds=0``: the loop retrains every round and does not pay for CV); the fitted
+        :class:`~synapse_stream.classifier.ModelVersion` is kept in ``last_model``.
+        """
+        from ..classifier import train_model
+
+        S, X_lab, y_lab, X_prov = self.training_parts(state)
+        model = train_model(self.name, len(state.rounds) + 1, S, X_lab, y_lab, X_prov, C=self.C,
+                            seed_weight=self.seed_weight, folds=0)
+        if model is None:
             return None
-        model = LogisticRegression(C=self.C, max_iter=500).fit(X, y, sample_weight=w)
+        self.last_model = model
         unl = np.flatnonzero(state.unlabelled_mask())
         out = np.zeros(state.n, dtype=np.float32)
         if len(unl):
-            out[unl] = model.predict_proba(state.X[unl])[:, 1]
+            out[unl] = model.predict_proba(state.X[unl])
         self.last_scores = out
         return out
 
