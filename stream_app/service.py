@@ -466,8 +466,11 @@ class DetectionService:
             for doc in docs:
                 seed = Seed(doc["id"], doc.get("text", ""), SeedOrigin(doc["origin"]))
                 cands += self.engines[doc["detector"]].on_seed(seed, doc["vector"])
-                if doc["detector"] in self.rounds:
-                    self.rounds[doc["detector"]].touch()
+                if doc["detector"] in self.rounds:   # an uploaded seed set settles; confirmed posts come one by one
+                    if seed.origin == SeedOrigin.CONFIRMED:
+                        self.rounds[doc["detector"]].touch()
+                    else:
+                        self.rounds[doc["detector"]].seed_added(time.time())
             return cands
         await self._emit(await self._run(work))
         return self._drain(Outputs())
@@ -572,7 +575,7 @@ class DetectionService:
         now = time.time() if now is None else now
         for name, rounds in self.rounds.items():
             if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
-                              outstanding=s.round_outstanding):
+                              outstanding=s.round_outstanding, settle=s.round_settle):
                 continue
             if rounds.model_source is not None:
                 await self.maybe_train(name, force=True)
@@ -636,15 +639,19 @@ class DetectionService:
         since the last training (and, unless ``force``, ``model_retrain_seconds`` have passed). Only the
         worker holding the training lock trains; the others load the version from Redis."""
         eng = self.engines[name]
-        ledger = await self.state.ledger(name)
-        key = (len(ledger), len(eng.seeds))
+        c = await self.state.counters(name)   # cheap: the ledger itself is read only to train
+        key = (c.get("answered", 0), c.get("positives", 0), c.get("overturned", 0), len(eng.seeds))
         if not len(eng.seeds) or self._trained_on.get(name) == key:
+            return None
+        if await self.state.model_key(name) == list(key):   # another worker already trained on exactly this
+            self._trained_on[name] = key
             return None
         if not force and time.monotonic() - self._trained_at.get(name, -1e9) < self.settings.model_retrain_seconds:
             return None
         if not await self.state.lock(f"train:{name}", self.worker_id, ttl=300):
             return None
         try:
+            ledger = await self.state.ledger(name)
             vectors = await self.state.labelled_vectors(name)
             missing = [pid for pid in ledger if pid not in vectors and pid in self.index]
             if missing:   # verdicts recorded before their vector was stored (e.g. across an upgrade)
@@ -662,7 +669,7 @@ class DetectionService:
                 return None
             self.metrics.model_train_seconds.observe(time.perf_counter() - t0)
             summary = {k: v for k, v in mv.to_dict().items() if k != "coef"}
-            await self.state.publish_model(name, mv.to_dict(), summary)
+            await self.state.publish_model(name, mv.to_dict(), summary, key=list(key))
             log.info("classifier %s v%d: %d seeds, %d/%d labelled +/-, %d provisional; CV precision %s recall %s",
                      name, mv.version, mv.n_seeds, mv.n_positives, mv.n_negatives, mv.n_provisional,
                      mv.cv_precision, mv.cv_recall)

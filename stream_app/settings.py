@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     # -- candidate rounds (detectors with candidates != "ibg") and the classifier ------------------
     round_check_interval: float = Field(1.0, gt=0, le=600)   # seconds between checks whether a round is due
     round_min_interval: float = Field(2.0, ge=0, le=86_400)  # at least this long between two rounds
+    round_settle: float = Field(2.0, ge=0, le=3600)          # no round until no seed arrived for this long
     # a round starts when the previous one is answered but for this fraction of its posts, or after round_timeout s
     round_outstanding: float = Field(0.0, ge=0.0, lt=1.0)
     round_timeout: float = Field(300.0, gt=0)

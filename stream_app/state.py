@@ -20,6 +20,7 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 ``P{D}:labelled-vectors``      HASH post id -> unit vector (base64 float32) of every post with a verdict (the classifier's training set)
 ``P{D}:model``                 STRING the current classifier version (JSON, ``ModelVersion.to_dict``)
 ``P{D}:model-version``         STRING counter of classifier versions
+``P{D}:model-key``             STRING what the current version was trained on (verdict counters, seeds): no worker retrains it
 ``P{D}:models``                LIST one JSON summary per version (CV precision/recall, training rows; no weights)
 =============================  =====================================================================
 """
@@ -304,15 +305,22 @@ class RedisState:
     async def next_model_version(self, detector: str) -> int:
         return int(await self.r.incr(self.k(detector, "model-version")))
 
-    async def publish_model(self, detector: str, doc: dict, summary: dict) -> None:
-        """Make ``doc`` the detector's current classifier, unless a newer version is already current."""
+    async def publish_model(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
+        """Make ``doc`` the detector's current classifier, unless a newer version is already current.
+        ``key``: what it was trained on (counters and seeds), so other workers do not train it again."""
         cur = await self.model_version(detector)
         if cur is not None and cur >= int(doc["version"]):
             return
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.set(self.k(detector, "model"), json.dumps(doc))
             pipe.rpush(self.k(detector, "models"), json.dumps(summary))
+            if key is not None:
+                pipe.set(self.k(detector, "model-key"), json.dumps(key))
             await pipe.execute()
+
+    async def model_key(self, detector: str) -> list | None:
+        raw = await self.r.get(self.k(detector, "model-key"))
+        return json.loads(raw) if raw else None
 
     async def model_version(self, detector: str) -> int | None:
         raw = await self.r.get(self.k(detector, "model"))

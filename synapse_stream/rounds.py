@@ -91,9 +91,22 @@ class KNNGraph:
     def reset(self) -> None:
         self.__init__(self.k)
 
-    def update(self, index: ShardedIndex, post_ids: Sequence[str], seeds: dict[str, np.ndarray]) -> int:
-        """Add the posts (already in ``index``) and seeds not yet in the graph; returns how many were new."""
-        new_posts = [p for p in post_ids if p not in self.node_of]
+    def update(self, index: ShardedIndex, post_ids: Sequence[str], seeds: dict[str, np.ndarray],
+               vectors: np.ndarray | None = None) -> int:
+        """Add the posts (already in ``index``) and seeds not yet in the graph; returns how many were new.
+
+        ``vectors``: optionally the posts' unit vectors as ``index.vectors()`` returns them, row i for
+        ``post_ids[i]`` (a round passes its snapshot): the new posts' query vectors are taken from it
+        instead of read back from the index (``get_items`` costs ~50-100 µs a post: at 1 M posts that
+        alone was minutes of a first round). They are the same vectors, so the graph is the same.
+        """
+        if vectors is not None:
+            if len(vectors) != len(post_ids):
+                raise ConfigError(f"{len(vectors)} vectors for {len(post_ids)} posts")
+            fresh = [i for i, p in enumerate(post_ids) if p not in self.node_of]
+            new_posts = [post_ids[i] for i in fresh]
+        else:
+            new_posts = [p for p in post_ids if p not in self.node_of]
         new_seeds = [(s, v) for s, v in seeds.items() if "seed:" + s not in self.node_of]
         if not new_posts and not new_seeds:
             return 0
@@ -104,14 +117,27 @@ class KNNGraph:
             self._seed_names.append("seed:" + s)
             self._seed_vecs.append(l2_normalise(np.asarray(v, np.float32)[None, :])[0])
         S = np.vstack(self._seed_vecs) if self._seed_vecs else np.zeros((0, index.dim), np.float32)
-        queries = (index.get_vectors(new_posts) if new_posts else np.zeros((0, index.dim), np.float32))
-        if new_seeds:
-            queries = np.vstack([queries, l2_normalise(np.vstack([np.asarray(v, np.float32) for _, v in new_seeds]))])
+        if not new_posts:
+            queries = np.zeros((0, index.dim), np.float32)
+        elif vectors is not None:
+            queries = np.asarray(vectors if len(fresh) == len(post_ids) else vectors[fresh], np.float32)
+        else:
+            queries = index.get_vectors(new_posts)
+        seed_q = (l2_normalise(np.vstack([np.asarray(v, np.float32) for _, v in new_seeds])) if new_seeds
+                  else np.zeros((0, index.dim), np.float32))
+        n_posts = len(new_posts)
         names = list(new_posts) + ["seed:" + s for s, _ in new_seeds]
         k = self.k
-        rows, cols = [], []
         for start in range(0, len(names), 2048):
-            q = queries[start:start + 2048]
+            rows, cols = [], []
+            stop = min(start + 2048, len(names))
+            # the chunk's query rows: posts then seeds (no stacked copy of all the posts' vectors)
+            if stop <= n_posts:
+                q = queries[start:stop]
+            elif start >= n_posts:
+                q = seed_q[start - n_posts:stop - n_posts]
+            else:
+                q = np.vstack([queries[start:], seed_q[:stop - n_posts]])
             found = index.knn(q, k + 1) if len(index) else [[] for _ in range(len(q))]
             seed_sims = q @ S.T if len(S) else np.zeros((len(q), 0), np.float32)
             ks = min(k + 1, seed_sims.shape[1])   # only the k + 1 nearest seeds can make a row's top k
@@ -126,9 +152,9 @@ class KNNGraph:
                 for _, other in cand[:k]:
                     rows.append(me)
                     cols.append(self.node_of[other])
-        if rows:
-            self._rows.append(np.asarray(rows, np.int64))
-            self._cols.append(np.asarray(cols, np.int64))
+            if rows:     # as arrays per chunk: no list of n·k Python ints at 1 M posts
+                self._rows.append(np.asarray(rows, np.int64))
+                self._cols.append(np.asarray(cols, np.int64))
         self._W = None
         return len(names)
 
@@ -266,6 +292,7 @@ class LiveRounds:
         self.fresh: dict[str, list[float]] = {s: [0.0, 0.0] for s in built}   # verdicts since the last round
         self.rounds: list[RoundRecord] = []
         self.changes = 0                         # posts, seeds or verdicts since the last round
+        self.last_seed_at = float("-inf")        # when the last seed arrived (rounds wait for the seed set to settle)
 
     @property
     def sources(self) -> list[str]:
@@ -279,6 +306,11 @@ class LiveRounds:
     def touch(self, n: int = 1) -> None:
         """Something changed (posts indexed, a seed, a verdict): a new round may find something new."""
         self.changes += n
+
+    def seed_added(self, now: float) -> None:
+        """A synthetic or manual seed arrived (a confirmed post is just a change: :meth:`touch`)."""
+        self.changes += 1
+        self.last_seed_at = now
 
     def observe(self, post_id: str, label: int, first: bool) -> str | None:
         """A verdict for ``post_id``; credits the source that proposed it (the first verdict only)."""
@@ -309,10 +341,12 @@ class LiveRounds:
             gble._y = None
 
     # ------------------------------------------------------------------ scheduling
-    def due(self, now: float, *, min_interval: float, timeout: float, outstanding: float) -> bool:
-        """Whether to plan a round now: something changed, and the previous round is answered (all but
+    def due(self, now: float, *, min_interval: float, timeout: float, outstanding: float,
+            settle: float = 0.0) -> bool:
+        """Whether to plan a round now: something changed; no seed arrived in the last ``settle`` s (a
+        batch of seeds being uploaded is used whole); and the previous round is answered (all but
         ``outstanding`` of it, a fraction) and at least ``min_interval`` s old, or ``timeout`` s passed."""
-        if self.changes == 0 or not len(self.engine.seeds):
+        if self.changes == 0 or not len(self.engine.seeds) or now - self.last_seed_at < settle:
             return False
         if not self.rounds:
             return True
@@ -375,7 +409,7 @@ class LiveRounds:
         if isinstance(gble, LiveGBLE):
             row_of = set(state.ids)
             ext = self._external_positives(dict.fromkeys(row_of, 0))
-            self.graph.update(self.index, state.ids, ext)
+            self.graph.update(self.index, state.ids, ext, state.X)
             # every external positive is clamped to 1; a seed later overturned (retracted) to 0
             gble.seed_values = {"seed:" + s: 1.0 for s in ext}
             for s in self.engine.retracted:

@@ -74,6 +74,28 @@ def test_incremental_graph_keeps_new_nodes_knn():
         assert exact <= g.neighbours(name)
 
 
+def test_graph_from_snapshot_vectors_equals_graph_from_index():
+    """KNNGraph.update with the round's snapshot vectors (no read-back from the index) builds the same graph."""
+    X, S, _ = clustered(n=300)
+    ids, index, eng, _ = live_setup(X, S)
+    snap_ids, V = index.vectors()
+    assert np.array_equal(V, index.get_vectors(snap_ids))
+    seeds = {f"s{j}": s for j, s in enumerate(S)}
+    a, b = KNNGraph(k=5), KNNGraph(k=5)
+    a.update(index, snap_ids, seeds)
+    b.update(index, snap_ids, seeds, V)
+    assert a.names == b.names and (a.adjacency() != b.adjacency()).nnz == 0
+    # incrementally: part of the posts first, the rest (a subset of the snapshot's rows) later
+    a, b = KNNGraph(k=5), KNNGraph(k=5)
+    a.update(index, snap_ids[:120], {})
+    b.update(index, snap_ids[:120], {}, V[:120])
+    a.update(index, snap_ids, {"s0": S[0]})
+    b.update(index, snap_ids, {"s0": S[0]}, V)
+    assert a.names == b.names and (a.adjacency() != b.adjacency()).nnz == 0
+    with pytest.raises(Exception):
+        KNNGraph(k=5).update(index, snap_ids, {}, V[:10])
+
+
 @pytest.mark.parametrize("sources", [("ibg",), ("ibg", "gble")])
 def test_live_round_equals_core_round(sources):
     X, S, y = clustered()
@@ -159,6 +181,9 @@ def test_due_waits_for_the_previous_round():
     assert not rounds.due(0.5, min_interval=1, timeout=100, outstanding=0)    # too soon
     rounds.rounds[-1].answered = 0
     assert rounds.due(200.0, min_interval=1, timeout=100, outstanding=0)      # timed out
+    rounds.seed_added(199.5)                                                  # seeds still arriving
+    assert not rounds.due(200.0, min_interval=1, timeout=100, outstanding=0, settle=2.0)
+    assert rounds.due(202.0, min_interval=1, timeout=100, outstanding=0, settle=2.0)
 
 
 def test_share_scales_k0():

@@ -66,3 +66,35 @@ def test_orphans_are_in_flight_claims_of_workers_without_a_heartbeat(redis_url):
         return await st.orphans("d", me="me")
 
     assert run(redis_url, go) == {"c": "m3"}
+
+
+def test_round_sources_and_per_source_counters(redis_url):
+    async def go(st):
+        await st.record_sources("d", {"a": "gble", "b": "model", "c": "model"})
+        await st.count_source_verdict("d", "model", 1)
+        await st.count_source_verdict("d", "model", 0)
+        await st.count_source_verdict("d", "gble", 1)
+        return await st.sources("d"), await st.source_of("d", "b"), await st.source_counters("d")
+
+    sources, b, counters = run(redis_url, go)
+    assert sources == {"a": "gble", "b": "model", "c": "model"} and b == "model"
+    assert counters == {"gble": {"queried": 1, "answered": 1, "positives": 1},
+                        "model": {"queried": 2, "answered": 2, "positives": 1}}
+
+
+def test_classifier_versions_never_go_back_and_keep_a_history(redis_url):
+    import numpy as np
+
+    async def go(st):
+        v1, v2 = await st.next_model_version("d"), await st.next_model_version("d")
+        await st.store_labelled_vectors("d", {"p": np.array([0.6, 0.8], np.float32)})
+        await st.publish_model("d", {"version": v2, "w": 2}, {"version": v2}, key=[3, 1, 0, 5])
+        await st.publish_model("d", {"version": v1, "w": 1}, {"version": v1})   # late, older: ignored
+        return ((v1, v2), await st.model("d"), await st.model_history("d"), await st.model_key("d"),
+                await st.labelled_vectors("d"))
+
+    (v1, v2), doc, history, key, vecs = run(redis_url, go)
+    assert (v1, v2) == (1, 2) and doc == {"version": 2, "w": 2} and history == [{"version": 2}]
+    import numpy as np
+
+    assert key == [3, 1, 0, 5] and np.allclose(vecs["p"], [0.6, 0.8])

@@ -1,0 +1,358 @@
+"""The posts pipeline (stage 1 begins batch n+1 while stage 2 finishes batch n), the embedded broker's
+fetch wait, and the model thread's thread settings.
+
+Nothing here measures time: overlap and order are read from the sequence of recorded steps.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import threading
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from faust.types.tuples import Message
+
+from stream_app.runtime import Runtime
+from stream_app.service import DetectionService, Outputs, PostsBatch, RawMsg
+from stream_app.settings import Settings
+
+
+# ---------------------------------------------------------------------- Faust events, as take_events hands them over
+class Event:
+    """A Faust event over a real ``faust.types.tuples.Message`` (its refcount decides the final ack)."""
+
+    def __init__(self, partition: int, offset: int, value: bytes, key: bytes | None = None) -> None:
+        self.message = Message("synapse.posts", partition, offset, 1700000000.0, 0, {}, key, value, None)
+        self.message.incref()   # the stream's reference, dropped by take_events when the agent asks for more
+
+    def ack(self) -> bool:
+        return self.message.ack(None)
+
+    @property
+    def acked(self) -> bool:
+        return self.message.acked
+
+
+def post(pid: str, text: str = "hello world") -> bytes:
+    return json.dumps({"id": pid, "text": text}).encode()
+
+
+def batches_of(n_batches: int, per_batch: int = 3, partitions: int = 2) -> list[list[Event]]:
+    out, offsets = [], [0] * partitions
+    for b in range(n_batches):
+        evs = []
+        for i in range(per_batch):
+            p = (b * per_batch + i) % partitions
+            evs.append(Event(p, offsets[p], post(f"b{b}-{i}")))
+            offsets[p] += 1
+        out.append(evs)
+    return out
+
+
+def make_runtime(settings: Settings, service) -> tuple[Runtime, list[str], dict]:
+    """A Runtime whose publish records what it sends (and yields, like a broker round trip)."""
+    app = SimpleNamespace(should_stop=False, consumer=None,
+                          sensors=SimpleNamespace(on_message_out=lambda tp, offset, message: None))
+    rt = Runtime(app, settings, candidates_topic=None, dead_letters_topic=None, verdicts_topic=None,
+                 posts_topic_name="synapse.posts")
+    rt.service = service
+    steps: list[str] = []
+    seen: dict = {"published": []}
+
+    async def publish(out: Outputs) -> None:
+        steps.append(f"publish {out.batch_id}" if hasattr(out, "batch_id") else "publish")
+        seen["published"].append(out)
+        for _ in range(3):      # a broker round trip: other work may run meanwhile
+            await asyncio.sleep(0)
+    rt.publish = publish
+    return rt, steps, seen
+
+
+async def agent(rt: Runtime, batches: list[list[Event]], *, on_submitted=None) -> None:
+    """What agents/posts.py does, with take_events' own ack of each batch when the agent asks for the next."""
+    for i, events in enumerate(batches):
+        try:
+            await rt.submit_posts(events)
+            if on_submitted:
+                on_submitted(i)
+        finally:   # take_events acks a batch when the agent asks for the next one, or when the agent fails
+            for e in events:
+                e.ack()
+    await rt.flush_posts()
+
+
+class FakeService:
+    """Records the two stages; stage 2 of a batch takes a few loop turns (its Redis round trips)."""
+
+    def __init__(self, steps: list[str], fail_finish: set[int] = frozenset()) -> None:
+        self.steps = steps
+        self.fail_finish = set(fail_finish)
+        self.n = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def begin_posts(self, msgs):
+        i = self.n
+        self.n += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.steps.append(f"begin {i}")
+        batch = PostsBatch(list(msgs), Outputs())
+        batch.out.batch_id = i
+        return batch
+
+    async def finish_posts(self, batch):
+        i = batch.out.batch_id
+        self.steps.append(f"finish {i}")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        self.in_flight -= 1
+        if i in self.fail_finish:
+            raise ValueError(f"batch {i} is broken")
+        return batch.out
+
+
+# ---------------------------------------------------------------------- order, overlap, acknowledgements
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_stages_keep_order_and_bound_the_batches_in_flight(depth):
+    s = Settings(_env_file=None, posts_pipeline_depth=depth)
+    steps: list[str] = []
+    svc = FakeService(steps)
+    rt, _, _ = make_runtime(s, svc)
+    published = []
+
+    async def publish(out):
+        published.append(out.batch_id)
+        steps.append(f"publish {out.batch_id}")
+        for _ in range(3):
+            await asyncio.sleep(0)
+    rt.publish = publish
+    asyncio.run(agent(rt, batches_of(6)))
+    assert published == list(range(6))                                   # stage 2 in the consumed order
+    assert [x for x in steps if x.startswith("finish")] == [f"finish {i}" for i in range(6)]
+    assert svc.max_in_flight <= depth
+    if depth >= 2:   # batch n+1 is begun before batch n is published: the overlap
+        assert steps.index("begin 1") < steps.index("publish 0")
+    else:            # no overlap: batch n+1 only after batch n is published
+        assert all(steps.index(f"begin {i + 1}") > steps.index(f"publish {i}") for i in range(5))
+
+
+def test_offsets_are_committed_only_once_the_batch_is_published():
+    s = Settings(_env_file=None, posts_pipeline_depth=2)
+    steps: list[str] = []
+    rt, _, _ = make_runtime(s, FakeService(steps))
+    batches = batches_of(5)
+    acked_at_publish = []
+
+    async def publish(out):
+        evs = batches[out.batch_id]
+        acked_at_publish.append([e.acked for e in evs])
+        # every earlier batch is fully acknowledged before this one is published (commits stay contiguous)
+        assert all(e.acked for b in batches[:out.batch_id] for e in b)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    rt.publish = publish
+    submitted = []
+    asyncio.run(agent(rt, batches, on_submitted=lambda i: submitted.append([e.acked for b in batches for e in b])))
+    assert all(not any(a) for a in acked_at_publish)          # take_events' ack alone does not commit them
+    assert all(e.acked for b in batches for e in b)            # all acknowledged once finished
+    assert all(e.message.refcount == 0 for b in batches for e in b)
+
+
+def test_a_failed_batch_is_released_and_its_error_reaches_the_agent():
+    s = Settings(_env_file=None, posts_pipeline_depth=2)
+    steps: list[str] = []
+    svc = FakeService(steps, fail_finish={1})
+    rt, _, _ = make_runtime(s, svc)
+    published = []
+
+    async def publish(out):
+        published.append(out.batch_id)
+    rt.publish = publish
+    batches = batches_of(4)
+
+    async def go():
+        with pytest.raises(ValueError, match="batch 1 is broken"):
+            await agent(rt, batches)
+        await rt.flush_posts()   # what was begun still finishes (the batches after the broken one)
+    asyncio.run(go())
+    assert 1 not in published and 0 in published and 2 in published
+    assert all(e.acked for e in batches[1])    # released, as the agent's crash released it before
+    assert all(e.acked for b in batches[:3] for e in b)
+
+
+# ---------------------------------------------------------------------- the real service behind the pipeline
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    from stream_app.embedded import RedisServer
+
+    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
+        yield srv.url
+
+
+def service_settings(**kw) -> Settings:
+    det = {"name": "scam", "tau": 0.5, "d_max": 50, "candidates": "ibg"}
+    return Settings(_env_file=None, embedder="hashing-64", detectors=[det], data_dir=tempfile.mkdtemp(), **kw)
+
+
+async def with_service(redis_url, settings, fn):
+    import redis.asyncio as aioredis
+
+    from stream_app.state import RedisState
+
+    r = aioredis.from_url(redis_url, decode_responses=True)
+    svc = DetectionService(settings, RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))
+    try:
+        await svc.start()
+        await svc.assign([0, 1])
+        await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps(
+            {"detector": "scam", "text": "send your seed phrase to claim the airdrop"}).encode())])
+        await svc.poll_seedlog(block_ms=100)
+        return await fn(svc)
+    finally:
+        await svc.stop()
+        await r.aclose()
+
+
+def stream_batches() -> list[list[Event]]:
+    texts = ["send your seed phrase to claim the airdrop now", "lovely weather in the park today",
+             "claim the airdrop: send your seed phrase", "the match ended in a draw"]
+    out, off = [], [0, 0]
+    for b in range(4):
+        evs = []
+        for i, t in enumerate(texts):
+            p = i % 2
+            evs.append(Event(p, off[p], post(f"p{b}-{i}", f"{t} #{b}")))
+            off[p] += 1
+        if b == 2:   # a hostile message: a dead letter, and its offset still counts as consumed
+            evs.append(Event(1, off[1], b"\xff not json"))
+            off[1] += 1
+        out.append(evs)
+    return out
+
+
+def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_url):
+    ingest_threads: list[str] = []
+
+    async def sequential(svc):
+        outs = [await svc.handle_posts([RawMsg(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                               e.message.value) for e in evs]) for evs in stream_batches()]
+        return ([c[0] for o in outs for c in o.candidates], sum(len(o.dead_letters) for o in outs), dict(svc.offsets))
+
+    async def pipelined(svc):
+        rt, _, seen = make_runtime(svc.settings, svc)
+        real = svc._ingest_sync
+
+        def ingest(good):
+            ingest_threads.append(threading.current_thread().name)
+            return real(good)
+        svc._ingest_sync = ingest
+        batches = stream_batches()
+        await agent(rt, batches)
+        outs = seen["published"]
+        assert all(e.acked for b in batches for e in b)
+        return ([c[0] for o in outs for c in o.candidates], sum(len(o.dead_letters) for o in outs), dict(svc.offsets))
+
+    seq = asyncio.run(with_service(redis_url, service_settings(), sequential))
+    pipe = asyncio.run(with_service(redis_url, service_settings(), pipelined))
+    assert seq == pipe
+    cands, dead, offsets = pipe
+    assert cands and all(c.startswith((b"p0-0", b"p0-2", b"p1-0", b"p1-2", b"p2-0", b"p2-2", b"p3-0", b"p3-2"))
+                         for c in cands)
+    assert dead == 1
+    assert offsets == {0: 7, 1: 8}
+    assert ingest_threads and set(ingest_threads) == {ingest_threads[0]} and ingest_threads[0].startswith("synapse-model")
+
+
+def test_finish_is_safe_to_retry_after_a_redis_error(redis_url):
+    async def go(svc):
+        batch = await svc.begin_posts([RawMsg("synapse.posts", 0, 0, b"a", post("a", "send your seed phrase now"))])
+        real, calls = svc.state.claim_many, []
+
+        async def flaky(*a, **kw):
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("redis went away")
+            return await real(*a, **kw)
+        svc.state.claim_many = flaky
+        with pytest.raises(ConnectionError):
+            await svc.finish_posts(batch)
+        assert svc.offsets[0] == -1                  # not claimed: the offset does not move
+        out = await svc.finish_posts(batch)          # the runtime's retry
+        return out, dict(svc.offsets)
+    out, offsets = asyncio.run(with_service(redis_url, service_settings(), go))
+    assert [k for k, _ in out.candidates] == [b"a"]  # queued once, claimed once
+    assert offsets[0] == 0
+
+
+# ---------------------------------------------------------------------- threads of the model thread
+def test_model_threads_leave_a_core_to_the_event_loop(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert Settings(_env_file=None).model_threads() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert Settings(_env_file=None).model_threads() == 1
+    assert Settings(_env_file=None, torch_threads=2).model_threads() == 2
+
+
+def test_blas_is_limited_inside_the_model_thread(redis_url):
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    async def go(svc):
+        try:
+            return svc.blas_threads, await svc._run(blas)
+        finally:
+            svc._blas_limiter.restore_original_limits()
+    limit, inside = asyncio.run(with_service(redis_url, service_settings(blas_threads=1), go))
+    assert limit == 1 and inside and all(n == 1 for n in inside)
+
+
+# ---------------------------------------------------------------------- the consumer's fetch wait
+def _consumer_fetch_wait(settings: Settings) -> tuple[str, int]:
+    import faust
+
+    from stream_app.faust_app import faust_config
+
+    async def go():
+        app = faust.App(f"t-{uuid.uuid4().hex[:6]}", **faust_config(settings))
+        c = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return str(app.conf.broker[0]), c._fetch_max_wait_ms
+        finally:
+            await c.stop()
+    return asyncio.run(go())
+
+
+def test_the_short_fetch_wait_applies_to_the_embedded_broker_only(tmp_path):
+    url, wait = _consumer_fetch_wait(Settings(_env_file=None, embedded_broker=True, broker_url="kafka://127.0.0.1:1",
+                                              embedded_fetch_max_wait_ms=25, data_dir=str(tmp_path)))
+    assert url.startswith("synapse-tansu://127.0.0.1:1") and wait == 25
+    # real Kafka: Faust's own consumer and wait, whatever the embedded setting says
+    for idem in (True, False):
+        url, wait = _consumer_fetch_wait(Settings(_env_file=None, embedded_broker=False, producer_idempotence=idem,
+                                                  broker_url="kafka://127.0.0.1:1", embedded_fetch_max_wait_ms=25,
+                                                  data_dir=str(tmp_path)))
+        assert wait == 1500 and "fetch_max_wait_ms" not in url
+        assert url.startswith("synapse-kafka://" if idem else "kafka://")
+
+
+def test_broker_url_schemes():
+    from stream_app.transport import broker_url, fetch_max_wait_ms
+
+    assert broker_url("kafka://a:1;kafka://b:2", idempotent=False) == "kafka://a:1;kafka://b:2"
+    assert broker_url("kafka://a:1;kafka://b:2", idempotent=True) == "synapse-kafka://a:1;synapse-kafka://b:2"
+    assert broker_url("kafka://a:1;kafka://b:2", idempotent=False, embedded_fetch_max_wait_ms=10) == \
+        "synapse-tansu://a:1?fetch_max_wait_ms=10;synapse-tansu://b:2?fetch_max_wait_ms=10"
+    with pytest.raises(ValueError):
+        broker_url("kafka://a:1", idempotent=True, embedded_fetch_max_wait_ms=10)
+    import yarl
+
+    assert fetch_max_wait_ms([yarl.URL("synapse-tansu://a:1?fetch_max_wait_ms=7")]) == 7
+    assert fetch_max_wait_ms([yarl.URL("kafka://a:1")]) is None
