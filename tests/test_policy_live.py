@@ -48,6 +48,8 @@ def run_loop(loop, posts, seeds, detector, truth, *, seeds_first=False, between=
             await loop.send_posts(posts)
             await wait_for(loop, lambda m: (gauge(m, "synapse_posts_indexed") or 0) >= len(posts))
             await loop.send_seeds(detector, seeds)
+        # the first round comes once the seeds have settled: quiet before it means nothing
+        await wait_for(loop, lambda m: (gauge(m, "synapse_queried", detector=detector) or 0) > 0, timeout=180)
         m = await loop.wait_quiet(detector, len(posts), timeout=400, settle=6.0)
         stop.set()
         await mod
@@ -68,7 +70,7 @@ def test_gble_rounds_through_kafka_equal_the_core(tmp_path):
     # there is 3.5e-6, and the core's answer is the same with any batching of the embedder
     loop = LiveLoop(tmp_path, detectors=[det], embedder="minilm", partitions=1,
                     extra_env={"SYNAPSE_HNSW_EF_SEARCH": "500", "SYNAPSE_ROUND_MIN_INTERVAL": "0.5",
-                               "SYNAPSE_ROUND_SETTLE": "5"})   # the first round sees all 10 seeds
+                               "SYNAPSE_ROUND_SETTLE": "3"})   # the first round sees all 10 seeds
     with loop:
         metrics, cands, _ = run_loop(loop, posts, seeds, "g", truth)
 
