@@ -29,7 +29,7 @@ from .topics import TopicNames
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02, "candidates": "policy",
-                 "k0": 50, "max_query_ratio": 0.1, "detect_threshold": 0.9}
+                 "k0": 50, "max_query_ratio": 0.1, "detect_threshold": 0.5}
 
 
 def load_demo_posts(path: Path | None = None) -> list[dict]:
@@ -353,7 +353,6 @@ async def _demo(args) -> int:
         await loop.send_seeds(det["name"], seeds)
         say(f"replaying {len(posts)} posts ({sum(truth.values())} positive) to {loop.topics.posts}")
         t0 = time.monotonic()
-        await loop.send_posts(posts, rate=args.rate)
         last = [0.0]
 
         def progress(m):
@@ -368,7 +367,16 @@ async def _demo(args) -> int:
 
         # rounds start a few seconds apart (training the classifier first): wait longer before calling it quiet
         settle = 3.0 if det["candidates"] == "ibg" else 10.0
-        m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout, progress=progress, settle=settle)
+        # the stream in two halves: by the second one the classifier has learnt from the first half's
+        # verdicts, so new posts it is confident about go to the detections topic
+        half = len(posts) // 2 if det["candidates"] != "ibg" else len(posts)
+        await loop.send_posts(posts[:half], rate=args.rate)
+        m = await loop.wait_quiet(det["name"], half, timeout=args.timeout, progress=progress, settle=settle)
+        if half < len(posts):
+            say(f"first half quiet; replaying the other {len(posts) - half} posts")
+            await loop.send_posts(posts[half:], rate=args.rate)
+            m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout, progress=progress,
+                                      settle=settle)
         stop.set()
         await moderator
         say(f"loop quiet after {time.monotonic() - t0:.0f}s")

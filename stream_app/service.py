@@ -523,12 +523,11 @@ class DetectionService:
         _, effective = await self.state.record_verdict(lab)   # a human verdict beats an LLM's
         self.agreement[lab.detector].observe({"post_id": lab.post_id, "label": lab.label, "labeler": lab.labeler})
         self.metrics.llm.record_agreement(lab.detector, self.agreement[lab.detector].get())
-        outcome = await self._run(self.engines[lab.detector].on_verdict, lab.post_id, effective)
+        outcome, vec = await self._run(self._apply_verdict_sync, lab.detector, lab.post_id, effective)
         if outcome.changed:
             self.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
-            if lab.post_id in self.index:   # the classifier's training set (every worker trains from Redis)
-                vec = await self._run(self.index.get_vectors, [lab.post_id])
-                await self.state.store_labelled_vectors(lab.detector, {lab.post_id: vec[0]})
+            if vec is not None:   # the classifier's training set (every worker trains from Redis)
+                await self.state.store_labelled_vectors(lab.detector, {lab.post_id: vec})
         rounds = self.rounds.get(lab.detector)
         if rounds is not None and outcome.previous is None and outcome.changed:
             src = rounds.observe(lab.post_id, effective, first=True)
@@ -540,6 +539,12 @@ class DetectionService:
             rounds.touch()
         await self._emit(outcome.candidates)
         return outcome
+
+    def _apply_verdict_sync(self, detector: str, post_id: str, label: int):
+        """Model thread, one hop: apply the verdict to the engine; the post's vector if it changed and is here."""
+        outcome = self.engines[detector].on_verdict(post_id, label)
+        vec = self.index.get_vectors([post_id])[0] if outcome.changed and post_id in self.index else None
+        return outcome, vec
 
     async def reconcile_confirmed(self) -> Outputs:
         await self._reconcile()

@@ -35,7 +35,7 @@ class DetectorSettings(BaseModel):
     # and go on as the stream grows (None: no limit; the moderators' pace is the only one)
     max_query_ratio: float | None = Field(0.05, gt=0.0, le=1.0)
     # the classifier's probability above which a new post goes to the detections topic (None: no detections)
-    detect_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
+    detect_threshold: float | None = Field(0.5, gt=0.0, le=1.0)
 
 
 class Settings(BaseSettings):
