@@ -56,18 +56,22 @@ async def heartbeat_and_recover():
         log.warning("heartbeat/orphan recovery failed: %s", exc)
 
 
-@app.timer(interval=settings.round_check_interval)
+@app.task
 async def candidate_rounds():
-    """Plan the rounds that are due (detectors whose candidates come from the policy or one source)."""
-    if runtime.service is None or not runtime.service.rounds:
-        return
-    svc = runtime.service
-    try:
-        out = await runtime.retry(svc.run_rounds, what="candidate round")
-    except Exception as exc:  # noqa: BLE001 - logged; the next tick tries again
-        log.exception("candidate round failed: %s", exc)
-        return
-    await runtime.publish(out)
+    """Plan the rounds that are due (detectors whose candidates come from the policy or one source),
+    checking every ``round_check_interval`` s; a round may take longer than that (a loop, not a timer,
+    so rounds never overlap)."""
+    while not app.should_stop:
+        await asyncio.sleep(settings.round_check_interval)
+        svc = runtime.service
+        if svc is None or not svc.rounds:
+            continue
+        try:
+            out = await runtime.retry(svc.run_rounds, what="candidate round")
+        except Exception as exc:  # noqa: BLE001 - logged; the next check tries again
+            log.exception("candidate round failed: %s", exc)
+            continue
+        await runtime.publish(out)
 
 
 @app.timer(interval=5.0)

@@ -282,8 +282,9 @@ class LiveLoop:
         return out
 
     async def wait_quiet(self, detector: str, posts: int, *, timeout: float = 600.0, settle: float = 3.0,
-                         progress=None) -> dict[str, float]:
-        """Wait until every post is indexed and every candidate answered, stable for ``settle`` seconds."""
+                         progress=None, min_queried: int = 0) -> dict[str, float]:
+        """Wait until every post is indexed and every candidate answered, stable for ``settle`` seconds
+        (and at least ``min_queried`` posts queried: candidate rounds start a while after the seeds)."""
         t0 = time.monotonic()
         stable_since, last_key = None, None
         while True:
@@ -298,7 +299,7 @@ class LiveLoop:
             if progress:
                 progress(m)
             key = (indexed, queried, answered)
-            if indexed >= posts and queried == answered:
+            if indexed >= posts and queried == answered and queried >= min_queried:
                 if key != last_key:
                     stable_since = time.monotonic()
                 elif time.monotonic() - stable_since >= settle:
@@ -371,12 +372,14 @@ async def _demo(args) -> int:
         # verdicts, so new posts it is confident about go to the detections topic
         half = len(posts) // 2 if det["candidates"] != "ibg" else len(posts)
         await loop.send_posts(posts[:half], rate=args.rate)
-        m = await loop.wait_quiet(det["name"], half, timeout=args.timeout, progress=progress, settle=settle)
+        first = 1 if det["candidates"] != "ibg" else 0
+        m = await loop.wait_quiet(det["name"], half, timeout=args.timeout, progress=progress, settle=settle,
+                                  min_queried=first)
         if half < len(posts):
             say(f"first half quiet; replaying the other {len(posts) - half} posts")
             await loop.send_posts(posts[half:], rate=args.rate)
             m = await loop.wait_quiet(det["name"], len(posts), timeout=args.timeout, progress=progress,
-                                      settle=settle)
+                                      settle=settle, min_queried=first)
         stop.set()
         await moderator
         say(f"loop quiet after {time.monotonic() - t0:.0f}s")

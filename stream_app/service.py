@@ -447,9 +447,14 @@ class DetectionService:
                 continue
             good.append(s)
         if good:
+            dets = {s.detector for s in good if s.detector in self.rounds}
+            for d in dets:   # every worker's rounds wait until the whole uploaded set is registered
+                await self.state.seeds_arriving(d, 60.0)
             vecs = await self._run(self.embedder.encode, [s.text for s in good])
             for s, v in zip(good, vecs):
                 await self.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
+            for d in dets:
+                await self.state.seeds_arriving(d, self.settings.round_settle)
         self.last_progress = time.monotonic()
         return self._drain(out)
 
@@ -581,6 +586,8 @@ class DetectionService:
         for name, rounds in self.rounds.items():
             if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
                               outstanding=s.round_outstanding, settle=s.round_settle):
+                continue
+            if not await self.state.seeds_settled(name):   # a seed set is still being embedded somewhere
                 continue
             if rounds.model_source is not None:
                 await self.maybe_train(name, force=True)

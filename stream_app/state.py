@@ -20,6 +20,7 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 ``P{D}:labelled-vectors``      HASH post id -> unit vector (base64 float32) of every post with a verdict (the classifier's training set)
 ``P{D}:model``                 STRING the current classifier version (JSON, ``ModelVersion.to_dict``)
 ``P{D}:model-version``         STRING counter of classifier versions
+``P{D}:seeds-arriving``        STRING with a TTL: an uploaded seed set is still being embedded (rounds wait for it)
 ``P{D}:model-key``             STRING what the current version was trained on (verdict counters, seeds): no worker retrains it
 ``P{D}:models``                LIST one JSON summary per version (CV precision/recall, training rows; no weights)
 =============================  =====================================================================
@@ -247,6 +248,13 @@ class RedisState:
             return False
         await self.r.xadd(self.k("seedlog"), {"doc": json.dumps(doc)})
         return True
+
+    async def seeds_arriving(self, detector: str, seconds: float) -> None:
+        """Seeds for ``detector`` are being embedded or were just registered: rounds wait ``seconds``."""
+        await self.r.set(self.k(detector, "seeds-arriving"), "1", px=max(1, int(seconds * 1000)))
+
+    async def seeds_settled(self, detector: str) -> bool:
+        return not await self.r.exists(self.k(detector, "seeds-arriving"))
 
     async def seeds(self, detector: str) -> list[dict]:
         return [json.loads(v) for v in (await self.r.hgetall(self.k(detector, "seeds"))).values()]
