@@ -40,6 +40,16 @@ from .exceptions import PostIndexError
 Exclude = Callable[[str], bool] | set | frozenset | dict | None
 
 
+_BLOCK = 65_536   # rows normalised at a time by PostIndex.vectors_into (~100 MB of float32 at 384 dims)
+
+
+def _unit_rows(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = l2_normalise(x)`` for a C-contiguous float32 block, without a second copy."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    np.divide(x, norms, out=out)
+
+
 class PostIndex:
     def __init__(
         self,
@@ -143,22 +153,40 @@ class PostIndex:
         and checks the labels stored beside each vector, falling back to ``get_items`` if the layout
         is not the expected one.
         """
+        n = len(self._ids)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        return self.vectors_into(out, n), out
+
+    def vectors_into(self, out: np.ndarray, n: int) -> list[str]:
+        """Write the unit vectors of the first ``n`` posts into ``out`` [n, dim] float32; returns their ids.
+
+        Posts only ever append, so the first ``n`` rows do not change. Rows are normalised in blocks
+        of ``_BLOCK`` (the same values as :func:`l2_normalise` of the whole matrix: each row's norm is
+        its own reduction), so besides ``out`` only the serialised state and one block are held.
+        """
+        if out.shape != (n, self.dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise PostIndexError(f"vectors_into needs a C-contiguous float32 array of shape ({n}, {self.dim})")
         with self._lock.read():
-            n = len(self._ids)
-            ids = list(self._ids)
+            if n > len(self._ids):
+                raise PostIndexError(f"the shard holds {len(self._ids)} posts, not {n}")
+            ids = self._ids[:n]
             if n == 0:
-                return ids, np.zeros((0, self.dim), dtype=np.float32)
+                return ids
             try:
                 st = self._index.__getstate__()[0]
                 size, off, loff = st["size_data_per_element"], st["offset_data"], st["label_offset"]
                 raw = np.asarray(st["data_level0"])[: n * size].reshape(n, size)
-                mat = raw[:, off:off + 4 * self.dim].copy().view("<f4")
                 labels = raw[:, loff:loff + 8].copy().view("<u8").ravel()
-                if int(st["cur_element_count"]) != n or not np.array_equal(labels, np.arange(n, dtype=np.uint64)):
+                if int(st["cur_element_count"]) < n or not np.array_equal(labels, np.arange(n, dtype=np.uint64)):
                     raise ValueError("unexpected hnswlib layout")
+                for lo in range(0, n, _BLOCK):
+                    hi = min(n, lo + _BLOCK)
+                    _unit_rows(raw[lo:hi, off:off + 4 * self.dim].copy().view("<f4"), out[lo:hi])
+                return ids
             except (KeyError, ValueError, TypeError, IndexError):
                 mat = np.asarray(self._index.get_items(np.arange(n)), dtype=np.float32)
-        return ids, l2_normalise(np.ascontiguousarray(mat, dtype=np.float32))
+        out[:] = l2_normalise(mat)
+        return ids
 
     def knn(self, queries: np.ndarray, k: int) -> tuple[list[list[str]], np.ndarray]:
         """Batch top-``k`` search (no exclusion, no floor): ``(ids per query, cosines [q, k'])``, k' = min(k, n).
@@ -388,14 +416,20 @@ class ShardedIndex:
         return out
 
     def vectors(self) -> tuple[list[str], np.ndarray]:
-        """Every post of every shard (shards in key order) and its unit vector."""
+        """Every post of every shard (shards in key order) and its unit vector.
+
+        Each shard writes its rows straight into one matrix (no per-shard copies to stack); a shard
+        that grows meanwhile contributes the posts it held when the read started.
+        """
+        shards = [self.shards[key] for key in sorted(self.shards, key=str)]
+        counts = [len(s) for s in shards]
+        out = np.empty((sum(counts), self.dim), dtype=np.float32)
         ids: list[str] = []
-        mats = []
-        for key in sorted(self.shards, key=str):
-            i, m = self.shards[key].vectors()
-            ids += i
-            mats.append(m)
-        return ids, (np.vstack(mats) if mats else np.zeros((0, self.dim), dtype=np.float32))
+        start = 0
+        for s, c in zip(shards, counts):
+            ids += s.vectors_into(out[start:start + c], c)
+            start += c
+        return ids, out
 
     def knn(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Batch top-``k`` over all shards, merged (best first, ties by id)."""

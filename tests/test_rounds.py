@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from synapse_stream.classifier import train_model
+from synapse_stream.exceptions import ConfigError
 from synapse_stream.index import ShardedIndex
 from synapse_stream.methods.base import new_state
 from synapse_stream.methods.gble import GBLE, knn_graph
@@ -77,7 +78,7 @@ def test_incremental_graph_keeps_new_nodes_knn():
 def test_graph_from_snapshot_vectors_equals_graph_from_index():
     """KNNGraph.update with the round's snapshot vectors (no read-back from the index) builds the same graph."""
     X, S, _ = clustered(n=300)
-    ids, index, eng, _ = live_setup(X, S)
+    _, index, _, _ = live_setup(X, S)
     snap_ids, V = index.vectors()
     assert np.array_equal(V, index.get_vectors(snap_ids))
     seeds = {f"s{j}": s for j, s in enumerate(S)}
@@ -92,8 +93,82 @@ def test_graph_from_snapshot_vectors_equals_graph_from_index():
     a.update(index, snap_ids, {"s0": S[0]})
     b.update(index, snap_ids, {"s0": S[0]}, V)
     assert a.names == b.names and (a.adjacency() != b.adjacency()).nnz == 0
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError):
         KNNGraph(k=5).update(index, snap_ids, {}, V[:10])
+
+
+def _vectors_reference(index: ShardedIndex):
+    """ShardedIndex.vectors as it was first written: each shard's whole matrix normalised, then stacked."""
+    from synapse_stream.embedders.base import l2_normalise
+
+    ids, mats = [], []
+    for key in sorted(index.shards, key=str):
+        shard = index.shards[key]
+        n = len(shard)
+        st = shard._index.__getstate__()[0]
+        size, off = st["size_data_per_element"], st["offset_data"]
+        raw = np.asarray(st["data_level0"])[: n * size].reshape(n, size)
+        ids += shard.ids()
+        mats.append(l2_normalise(raw[:, off:off + 4 * shard.dim].copy().view("<f4")))
+    return ids, np.vstack(mats)
+
+
+@pytest.mark.parametrize("block", [7, 65_536])
+def test_snapshot_vectors_equal_stacked_normalised_shards(monkeypatch, block):
+    """ShardedIndex.vectors writes every shard into one matrix, normalising in blocks: the same bits as
+    normalising each shard's whole matrix and stacking them, and as reading the vectors back one by one."""
+    import synapse_stream.index as index_mod
+
+    monkeypatch.setattr(index_mod, "_BLOCK", block)
+    X, S, _ = clustered(n=300)
+    X[5] *= 3.0                       # not unit length on the way in
+    _, index, _, _ = live_setup(X, S, parts=3)
+    got_ids, V = index.vectors()
+    ref_ids, R = _vectors_reference(index)
+    assert got_ids == ref_ids and V.dtype == np.float32 and V.flags.c_contiguous
+    assert np.array_equal(V, R)
+    assert np.array_equal(V, index.get_vectors(got_ids))
+    one_ids, one = index.shards[1].vectors()
+    assert one_ids == index.shards[1].ids() and np.array_equal(one, index.get_vectors(one_ids))
+    empty = ShardedIndex(X.shape[1])
+    assert empty.vectors()[0] == [] and empty.vectors()[1].shape == (0, X.shape[1])
+    empty.shard(0)
+    assert empty.vectors()[1].shape == (0, X.shape[1])
+
+
+def _bipartite_reference(P, XU, tau, d_max, chunk=256):
+    """IBG's edge selection as it was written first: a top-d_max partition of every whole row, then τ."""
+    best = np.full(len(XU), -np.inf, dtype=np.float32)
+    k = min(d_max, len(XU))
+    for start in range(0, len(P), chunk):
+        sims = P[start:start + chunk] @ XU.T
+        idx = (np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(XU)
+               else np.broadcast_to(np.arange(len(XU)), sims.shape))
+        vals = np.take_along_axis(sims, idx, axis=1)
+        ok = vals > tau
+        np.maximum.at(best, idx[ok], vals[ok])
+    cols = np.flatnonzero(np.isfinite(best))
+    return cols, best[cols]
+
+
+def test_ibg_edges_equal_whole_row_selection_with_ties():
+    """bipartite_batch picks each positive's top d_max among the columns above τ only; the edges are
+    exactly those of a whole-row top d_max, including exact ties (duplicated posts) at the d_max-th value."""
+    from synapse_stream.methods.ibg import bipartite_batch
+
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        n, d = int(rng.integers(50, 1500)), int(rng.integers(4, 32))
+        X = rng.standard_normal((n, d)).astype(np.float32)
+        X[: n // 5] = X[0] + 0.3 * rng.standard_normal((n // 5, d)).astype(np.float32)   # a dense cluster
+        dup = rng.choice(n, n // 10)
+        X[dup] = X[rng.choice(n, len(dup))]                                              # exact duplicates
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        P = X[rng.choice(n, int(rng.integers(1, 400)))]
+        for tau in (-0.2, 0.3, 0.6, 0.9):
+            for d_max in (1, 5, 10, 5000):
+                a, b = _bipartite_reference(P, X, tau, d_max), bipartite_batch(P, X, tau, d_max)
+                assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), (trial, tau, d_max)
 
 
 @pytest.mark.parametrize("sources", [("ibg",), ("ibg", "gble")])
