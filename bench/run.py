@@ -213,7 +213,18 @@ def _real_vectors(demo, z, toy) -> np.ndarray:
     return np.concatenate(vecs)
 
 
-TUNED = {"SYNAPSE_TORCH_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+# Sections 1 and 2: the shipped settings, then one change at a time (worker env on top of the defaults)
+STACK_CONFIGS = {
+    "default": {},
+    "torch_all_cores": {"SYNAPSE_TORCH_THREADS": str(os.cpu_count() or 1)},   # the old default: one torch thread per core
+    "no_pipeline": {"SYNAPSE_POSTS_PIPELINE_DEPTH": "1"},                     # batch n+1 waits for batch n's I/O
+    "within_0.5s": {"SYNAPSE_EMBED_WITHIN": "0.5"},                          # the old default micro-batch wait
+    "batch8": {"SYNAPSE_EMBED_BATCH_SIZE": "8"},
+}
+# latency only, at the default's rate: the consumer's fetch wait as Faust sets it (what the embedded broker did before)
+LATENCY_ONLY = {"fetch_wait_1500ms": {"SYNAPSE_EMBEDDED_FETCH_MAX_WAIT_MS": "1500"}}
+# the torch thread count when something else needs a core: one process spinning on the CPU for the whole run
+BUSY_CORE = {"default+busy_core": {}, "torch_all_cores+busy_core": STACK_CONFIGS["torch_all_cores"]}
 
 
 def _stack(res, a, z, mode, tmp) -> None:
@@ -221,39 +232,44 @@ def _stack(res, a, z, mode, tmp) -> None:
 
     emb_spec = "hashing-384" if mode == "toy" else a.stack_embedder
     runs = {}
-    for name, env in (("default", {}), ("one_thread", TUNED)):
-        if a.profile:
-            (tmp / name).mkdir(exist_ok=True)
+    rate = None   # every latency row at the same offered load: half the default configuration's drain rate
+    for name, env in STACK_CONFIGS.items():
+        batch = int(env.get("SYNAPSE_EMBED_BATCH_SIZE", a.batch))
+        prof = (tmp / name) if a.profile and name in ("default", "no_pipeline") else None
+        if prof:
+            prof.mkdir(exist_ok=True)
         runs[name] = stack.run_single(embedder=emb_spec, posts=z["posts"], latency_posts=z["latency_posts"],
-                                      batch=a.batch, timeout=900, extra_env=env, label=f"stack[{name}]",
-                                      profile_dir=(tmp / name) if a.profile else None)
-    eff = {k: {**r["efficiency"], "env": r["env"], "worker_start_s": r.get("worker_start_s")} for k, r in runs.items()}
+                                      batch=batch, timeout=900, extra_env=env, label=f"stack[{name}]",
+                                      profile_dir=prof, latency_rate=rate)
+        if rate is None:
+            rate = runs[name]["latency"]["rate_posts_per_s"]
+    for name, env in LATENCY_ONLY.items():
+        runs[name] = stack.run_single(embedder=emb_spec, posts=0, latency_posts=z["latency_posts"], batch=a.batch,
+                                      timeout=900, extra_env=env, latency_rate=rate, label=f"stack[{name}]")
+    if mode != "toy":
+        busy_rate = None   # half the busy default's own drain rate, for both rows
+        for name, env in BUSY_CORE.items():
+            runs[name] = stack.run_single(embedder=emb_spec, posts=z["posts"], latency_posts=z["latency_posts"],
+                                          batch=a.batch, timeout=900, extra_env=env, latency_rate=busy_rate,
+                                          label=f"stack[{name}]", busy_cores=1)
+            busy_rate = busy_rate or runs[name]["latency"]["rate_posts_per_s"]
+    eff = {k: {**r["efficiency"], "env": r["env"], "worker_start_s": r.get("worker_start_s")}
+           for k, r in runs.items() if "efficiency" in r}
     d = eff["default"]
     res["pipeline_efficiency"] = {
         "ratio": d["ratio"], "raw_posts_per_s": d["raw_posts_per_s"], "pipeline_posts_per_s": d["pipeline_posts_per_s"],
         "embedder": emb_spec, "batch": a.batch, "posts": d["posts"], "configs": eff,
+        "worker_defaults": stack.worker_defaults(),
         "best_pipeline_vs_best_raw": max(e["pipeline_posts_per_s"] for e in eff.values())
         / max(e["raw_posts_per_s"] for e in eff.values()),
     }
     res["latency"] = {k: {**r["latency"], "env": r["env"]} for k, r in runs.items()}
     res["latency_p50_ms"] = runs["default"]["latency"]["p50_ms"]
     res["latency_p99_ms"] = runs["default"]["latency"]["p99_ms"]
-    # small micro-batches at the one-thread configuration's half rate: latency bought with throughput
-    small = {**TUNED, "SYNAPSE_EMBED_WITHIN": "0.05"}
-    low = stack.run_single(embedder=emb_spec, posts=0, latency_posts=z["latency_posts"], batch=8, timeout=900,
-                           extra_env=small, latency_rate=runs["one_thread"]["latency"]["rate_posts_per_s"],
-                           label="stack[small batches]")
-    res["latency"]["one_thread_batch8"] = {**low["latency"], "env": low["env"]}
-    # the same, with the consumer's fetch wait lowered (benchmark shim): what a broker that answers at once gives
-    low2 = stack.run_single(embedder=emb_spec, posts=0, latency_posts=z["latency_posts"], batch=8, timeout=900,
-                            extra_env={**small, **stack.fetch_wait_env(10)},
-                            latency_rate=runs["one_thread"]["latency"]["rate_posts_per_s"],
-                            label="stack[small batches, fetch wait 10 ms]")
-    res["latency"]["one_thread_batch8_fetch10ms"] = {**low2["latency"], "env": low2["env"]}
     workers = {}
     for n in (1, 2):
         workers[str(n)] = stack.run_workers(embedder=emb_spec, posts=z["worker_posts"], batch=a.batch, timeout=900,
-                                            workers=n, env=TUNED)
+                                            workers=n, env={})
     workers["speedup_2_vs_1"] = workers["2"]["posts_per_s"] / workers["1"]["posts_per_s"]
     res["workers"] = workers
 

@@ -31,12 +31,16 @@ import numpy as np
 from .common import encode_microbatches, load_demo_posts, load_demo_seeds, percentile, say
 
 DETECTOR = {"name": "bench", "tau": 0.55, "d_max": 10, "candidates": "ibg"}   # post-to-candidate latency: online IBG
-SHIM = Path(__file__).resolve().parent / "fetchshim"
 
 
-def fetch_wait_env(ms: int) -> dict:
-    """Worker env that lowers Faust's hard-coded consumer fetch wait (1.5 s) to ``ms`` (benchmark shim)."""
-    return {"PYTHONPATH": str(SHIM), "SYNAPSE_BENCH_FETCH_MAX_WAIT_MS": str(ms)}
+def worker_defaults() -> dict:
+    """The worker settings the stack runs start from (the shipped defaults, resolved on this machine)."""
+    from stream_app.settings import Settings
+
+    s = Settings(_env_file=None, torch_threads=None)
+    return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads,
+            "posts_pipeline_depth": s.posts_pipeline_depth, "embed_batch_size": s.embed_batch_size,
+            "embed_within": s.embed_within, "embedded_fetch_max_wait_ms": s.embedded_fetch_max_wait_ms}
 
 
 class Collector:
@@ -51,7 +55,7 @@ class Collector:
     async def __aenter__(self):
         from aiokafka import AIOKafkaConsumer
 
-        # a short fetch wait: the embedded broker holds a fetch for the whole wait (see fetchshim/)
+        # a short fetch wait: the embedded broker holds a fetch for the whole wait (stream_app/transport.py)
         self._c = AIOKafkaConsumer(self.loop.topics.candidates, bootstrap_servers=self.loop.bootstrap, group_id=None,
                                    auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10)
         await self._c.start()
@@ -79,6 +83,18 @@ def metric_sum(loop, name: str, **labels) -> float:
         try:
             total += loop.scrape(i).get(key, 0.0)
         except OSError:
+            pass
+    return total
+
+
+def indexed(loop) -> int:
+    """Posts held in the workers' shards, from ``/healthz`` (cheap: the progress polls must not load the worker;
+    ``/metrics`` also refreshes the Redis gauges on every scrape)."""
+    total = 0
+    for i in range(len(loop.workers)):
+        try:
+            total += int(loop.health(i).get("index_size", 0))
+        except (OSError, ValueError):   # starting (503) or between restarts
             pass
     return total
 
@@ -178,7 +194,7 @@ async def wait_assigned(loop, partitions: int, timeout: float = 120) -> None:
 async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: float | None = None,
                 profile: Path | None = None) -> dict:
     """Send ``posts`` and time them through the pipeline: all indexed, every candidate on the topic."""
-    base = metric_sum(loop, "synapse_posts_total")
+    base = indexed(loop)
     spy = _start_profile(loop, profile) if profile else None
     samples: list[tuple[float, float]] = []
     async with Collector(loop) as col:
@@ -188,7 +204,7 @@ async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: 
         sender = asyncio.create_task(send_posts(loop, posts, rate=rate))
 
         def cond():
-            c = metric_sum(loop, "synapse_posts_total") - base
+            c = indexed(loop) - base
             samples.append((time.time(), c))
             return c >= len(posts)
 
@@ -251,6 +267,8 @@ def summarise_profile(path: Path, top: int = 12) -> dict | None:
         "embedder.encode": "encode (", "index add (hnswlib)": "add (synapse_stream/index.py",
         "OnlineIBG.on_posts": "on_posts (", "Redis claim_many": "claim_many (", "Redis record_posts": "record_posts (",
         "parse_post": "parse_post (", "publish (runtime)": "_publish (", "faust/aiokafka consumer": "aiokafka/consumer",
+        "begin_posts (stage 1)": "begin_posts (", "finish_posts (stage 2)": "finish_posts (",
+        "Redis client (redis-py)": "redis/", "faust streams/agents": "faust/", "model thread (_ingest_sync)": "_ingest_sync (",
         "faust/aiokafka producer": "aiokafka/producer", "event loop idle (select/epoll)": "select (",
     }
     for line in path.read_text(errors="replace").splitlines():
@@ -308,7 +326,7 @@ async def backlog_drain(loop, n: int, *, section: str, timeout: float, profile: 
     spy = None
     async with Collector(loop) as col:
         def cond():
-            c = metric_sum(loop, "synapse_posts_total")
+            c = indexed(loop)
             samples.append((time.time(), c))
             return c >= n
 
@@ -321,9 +339,20 @@ async def backlog_drain(loop, n: int, *, section: str, timeout: float, profile: 
 
         await wait_for(first, timeout=timeout, what="first post indexed", every=0.05)
         t_first, c_first = samples[-1]
+        names = ("synapse_embed_batch_seconds_sum", "synapse_embed_batch_seconds_count",
+                 "synapse_posts_batch_io_seconds_sum", "synapse_posts_batch_io_seconds_count")
+        first_m = {k: metric_sum(loop, k) for k in names}
+        embed_first = first_m["synapse_embed_batch_seconds_sum"]
         await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.1,
                        progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
         t_idx = samples[-1][0]
+        # the share of the drain the model thread spent embedding (from the worker's own histogram): robust to
+        # other load, since both sides are measured inside the worker at the same time
+        busy = (metric_sum(loop, "synapse_embed_batch_seconds_sum") - embed_first) / max(1e-9, t_idx - t_first)
+        last_m = {k: metric_sum(loop, k) for k in names}
+        dm = {k: last_m[k] - first_m[k] for k in names}
+        embed_ms = 1000 * dm[names[0]] / dm[names[1]] if dm[names[1]] else None
+        io_ms = 1000 * dm[names[2]] / dm[names[3]] if dm[names[3]] else None
 
         def all_emitted():
             total = sum(metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason=r)
@@ -338,15 +367,18 @@ async def backlog_drain(loop, n: int, *, section: str, timeout: float, profile: 
     if spy:
         _stop_profile(spy)
     return {"posts": n, "posts_per_s": (n - c_first) / max(1e-9, t_end - t_first), "drain_s": t_end - t_first,
-            "counted_from": int(c_first), "candidates": cands}
+            "counted_from": int(c_first), "candidates": cands, "embedder_busy_share": busy,
+            "embed_ms_per_batch": embed_ms, "io_ms_per_batch": io_ms}
 
 
 def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
                profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
-               label: str = "stack", raw_posts: int = 1000) -> dict:
+               label: str = "stack", raw_posts: int = 1000, busy_cores: int = 0) -> dict:
     """One worker. Efficiency: a backlog of ``posts`` is produced before the worker starts, the embedder alone
     is timed on the same posts in this process (before the worker starts and after the drain, while it idles),
-    then the worker drains the backlog. Then latency at half the drain rate (or ``latency_rate``)."""
+    then the worker drains the backlog. Then latency at half the drain rate (or ``latency_rate``).
+    ``busy_cores``: that many processes spin on the CPU for the whole run (raw figures included), a controlled
+    stand-in for other jobs or other workers on the same cores."""
     from stream_app.demo import LiveLoop
     from synapse_stream.embedders import make_embedder
 
@@ -355,17 +387,20 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     lat_posts = make_posts("lat", latency_posts, demo[::-1], suffix=True)
     markers = lat_posts[::10]
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(extra_env or {})}
-    threads = int(env["SYNAPSE_TORCH_THREADS"]) if env.get("SYNAPSE_TORCH_THREADS") else None
-    opts = {} if embedder.startswith(("hashing", "wordllama", "model2vec")) else {"threads": threads or os.cpu_count()}
+    # the raw embedder with the worker's torch threads (its setting, else the worker's default)
+    threads = int(env["SYNAPSE_TORCH_THREADS"]) if env.get("SYNAPSE_TORCH_THREADS") else worker_defaults()["torch_threads"]
+    opts = {} if embedder.startswith(("hashing", "wordllama", "model2vec")) else {"threads": threads}
     local = make_embedder(embedder, batch_size=batch, **opts) if posts else None
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
                     workers=1, extra_env=env)
     say(label, f"starting the embedded broker and Redis ({embedder}, {env})")
-    out: dict = {"embedder": embedder, "env": env}
+    out: dict = {"embedder": embedder, "env": env, "busy_cores": busy_cores}
+    hogs = [subprocess.Popen([os.sys.executable, "-c", "while True: pass"]) for _ in range(busy_cores)]
     try:
         start_services(loop)
         all_seeds = seeds + [m["text"] for m in markers]
-        texts = [p["text"] for p in eff_posts][:raw_posts]
+        # the raw embedder on a sample spread over the whole backlog (the later demo posts are a little longer)
+        texts = [p["text"] for p in eff_posts][::max(1, len(eff_posts) // raw_posts)][:raw_posts]
 
         async def produce():
             try:
@@ -397,6 +432,8 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
                         "raw_before": raw_a, "raw_after": raw_b, "pipeline_posts_per_s": d["posts_per_s"],
                         "drain_s": d["drain_s"], "counted_from": d["counted_from"], "candidates": d["candidates"],
                         "ratio": d["posts_per_s"] / raw, "method": "backlog drain (posts produced before the worker starts)",
+                        "embedder_busy_share": d["embedder_busy_share"], "embed_ms_per_batch": d["embed_ms_per_batch"],
+                        "io_ms_per_batch": d["io_ms_per_batch"],
                     }
                     if prof:
                         out["efficiency"]["profile"] = summarise_profile(prof)
@@ -433,9 +470,21 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
                 await loop.close()
         asyncio.run(main())
     finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
         loop.stop()
+        _keep_logs(loop, label)
         shutil.rmtree(loop.run_dir, ignore_errors=True)
     return out
+
+
+def _keep_logs(loop, label: str) -> None:
+    """``SYNAPSE_BENCH_LOGS=<dir>``: keep the workers' and the broker's logs of each run there (diagnosis)."""
+    dest = os.environ.get("SYNAPSE_BENCH_LOGS")
+    if dest and (loop.run_dir / "logs").is_dir():
+        target = Path(dest) / re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+        shutil.copytree(loop.run_dir / "logs", target, dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
 def _raw(embedder, texts, batch) -> float:
@@ -508,6 +557,7 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
         asyncio.run(main())
     finally:
         loop.stop()
+        _keep_logs(loop, label)
         shutil.rmtree(loop.run_dir, ignore_errors=True)
     return out
 

@@ -53,6 +53,11 @@ class Metrics:
                                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)
         self.embed_batch = Histogram("synapse_embed_batch_size", "Posts per micro-batch",
                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.posts_io_seconds = Histogram(
+            "synapse_posts_batch_io_seconds",
+            "Per micro-batch of posts, after the model thread is done: Redis claims, publishing and the broker's "
+            "acknowledgements (what the posts pipeline overlaps with the next batch's embedding)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
         self.latency = Histogram("synapse_post_to_candidate_seconds",
                                  "From a post's arrival on the broker to its candidate message",
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)

@@ -159,6 +159,8 @@ class Runtime:
                 await asyncio.wait([prev])   # in order; its own failure is reported by submit_posts
             out = await self.retry(svc.finish_posts, batch, what="handle_posts")
             await self.publish(out)
+            if getattr(batch, "ingested_at", None) is not None:
+                svc.metrics.posts_io_seconds.observe(time.monotonic() - batch.ingested_at)
         except asyncio.CancelledError:   # the loop is going away: keep the events unacknowledged (re-consumed)
             self._posts_slots.release()
             raise

@@ -91,6 +91,7 @@ class PostsBatch:
     arrival: dict[str, float] = field(default_factory=dict)   # post id -> broker timestamp (latency metric)
     ingest: "asyncio.Future | None" = None        # the model thread's _ingest_sync, already submitted
     queued: bool = False                          # its candidates are in the outbox
+    ingested_at: float | None = None              # monotonic time the model thread's work was taken (I/O metric)
 
 
 def seed_id_for(detector: str, text: str) -> str:
@@ -376,6 +377,7 @@ class DetectionService:
         if batch.ingest is not None:
             if not batch.queued:
                 cands = await batch.ingest
+                batch.ingested_at = time.monotonic()
                 self._queue(cands, batch.arrival)
                 batch.queued = True
             await self._emit([])

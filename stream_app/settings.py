@@ -69,9 +69,10 @@ class Settings(BaseSettings):
     # torch intra-op threads of the model thread; None = one core left for the event loop (cores - 1, at
     # least 1), measured in docs/benchmarks.md section 1
     torch_threads: int | None = Field(None, ge=1, le=256)
-    # numpy/OpenBLAS threads (the seed comparison, a small product per micro-batch); None = the library's
-    # default (one per core). 1: no cross-core waits while the event loop, broker and Redis share the cores
-    blas_threads: int | None = Field(1, ge=1, le=256)
+    # numpy/OpenBLAS threads of the model thread (the seed comparison, a small product per micro-batch);
+    # 0 = the library's default (one per core). 1: no cross-core waits while the event loop, broker and
+    # Redis share the cores (docs/benchmarks.md section 3)
+    blas_threads: int | None = Field(1, ge=0, le=256)
     # micro-batches of posts in flight through the posts agent: 2 = embed batch n+1 while batch n's claims
     # and publishes are awaited (1 = no overlap)
     posts_pipeline_depth: int = Field(2, ge=1, le=8)
