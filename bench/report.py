@@ -137,9 +137,22 @@ def busy_machine(res) -> str:
     la = [x[0] for x in (start, end) if x]
     if la and max(la) > cores:
         return (f" The machine was busy while the stack was measured (1-minute load average {la[0]} at the start, "
-                f"{la[-1]} at the end, on {cores} cores: other jobs shared it), so absolute speeds are low and move "
-                "between the measurements of one run.")
+                f"{la[-1]} at the end, on {cores} cores: other jobs shared it), so absolute speeds move between the "
+                "measurements of one run.")
     return ""
+
+
+def static_pipeline_note(c: dict) -> str:
+    w, wn = c.get("wordllama"), c.get("wordllama_no_pipeline")
+    if not w or not wn:
+        return ""
+    return (f". With a static embedder (`wordllama`: {f(w.get('embed_ms_per_batch'), '{:.1f}')} ms per batch in the "
+            f"embedder, {f(w.get('io_ms_per_batch'), '{:.1f}')} ms of round trips after it; {w['posts']:,} posts) the "
+            "model thread's work and the event loop's are of the same size, and the pipeline drains "
+            f"{w['pipeline_posts_per_s']:.0f} posts/s against {wn['pipeline_posts_per_s']:.0f} without it "
+            f"({w['pipeline_posts_per_s'] / wn['pipeline_posts_per_s']:.2f}×); there the worker is bound by the "
+            "event loop (Faust and the per-batch round trips), not by the embedder, so its ratio to the raw "
+            "embedder means little")
 
 
 def efficiency(res) -> str:
@@ -149,7 +162,8 @@ def efficiency(res) -> str:
     c = eff["configs"]
     rows = []
     for name, e in c.items():
-        rows.append((name, _env(e["env"], eff.get("worker_defaults")),
+        emb = (f"SYNAPSE_EMBEDDER={e['embedder']}, " if e.get("embedder") not in (None, eff.get("embedder")) else "")
+        rows.append((name, (emb + _env(e["env"], eff.get("worker_defaults"))).replace(", (defaults)", ""),
                      f"{e['raw_before']:.0f} / {e['raw_after']:.0f}", f"{e['raw_posts_per_s']:.0f}",
                      f"{e['pipeline_posts_per_s']:.0f}", f"{e['ratio']:.2f}", f(e.get("embedder_busy_share"), "{:.2f}"),
                      f"{f(e.get('embed_ms_per_batch'))} / {f(e.get('io_ms_per_batch'), '{:.1f}')}"))
@@ -194,9 +208,11 @@ def efficiency(res) -> str:
     em = d.get("embed_ms_per_batch")
     if busy is not None and em:
         inw = d["batch"] * 1000 / em   # a backlog drain embeds full batches
+        share = inw / d["raw_posts_per_s"]
         txt += (f"Decomposed with the worker's own histograms: inside the worker the embedder runs at {inw:.0f} "
-                f"posts/s ({inw / d['raw_posts_per_s']:.2f} of the raw figure: it shares the cores with the consumer "
-                f"thread, the event loop, the broker and Redis), and the model thread spends {busy:.0%} of the drain "
+                f"posts/s ({share:.2f} of the raw figure"
+                + (": it shares the cores with the consumer thread, the event loop, the broker and Redis" if share < 0.97
+                   else "") + f"), and the model thread spends {busy:.0%} of the drain "
                 "in it (the rest: the HNSW insert, the seed comparison, and the ends of the measured window); "
                 f"{inw / d['raw_posts_per_s']:.2f} × {busy:.2f} ≈ {inw / d['raw_posts_per_s'] * busy:.2f}. ")
         if abs(d["raw_before"] - d["raw_after"]) > 0.15 * d["raw_posts_per_s"]:
@@ -216,7 +232,8 @@ def efficiency(res) -> str:
                       f"{em:.0f} ms embedding (most batches carry no candidate), so there is little to overlap and the "
                       "difference in throughput is within the run-to-run noise; the pipeline pays where the round "
                       "trips are longer (a remote Redis, Kafka with `acks=all` across a network, many candidates) and "
-                      "for latency with small batches (section 2)" if io is not None and em else ""))
+                      "for latency with small batches (section 2)" if io is not None and em else "")
+                   + static_pipeline_note(c))
     ta, db, tb = c.get("torch_all_cores"), c.get("default+busy_core"), c.get("torch_all_cores+busy_core")
     if ta:
         t = (f"**torch threads = all cores but one**: {'on this machine' if busy_machine(res) else 'on this otherwise quiet machine'} a torch thread on every core "
@@ -298,7 +315,11 @@ def latency(res) -> str:
         parts.append(f"(3) **the pipeline**: without it (`SYNAPSE_POSTS_PIPELINE_DEPTH=1`) p50 {f(np_['p50_ms'])} / "
                      f"p99 {f(np_['p99_ms'])} ms: each batch then also waits for the previous batch's Redis and broker "
                      "round trips"
-                     + (", which on this one-machine stack take a few milliseconds (section 1), so it hardly matters "
+                     + ((", which on this one-machine stack take a few milliseconds (section 1): there is nothing "
+                         "for the pipeline to hide here, and the difference between the two rows is the tail's own "
+                         "variation" + (" (see the repeat below)" if "default_again" in lat else ""))
+                        if np_["p99_ms"] < d["p99_ms"] else
+                        ", which on this one-machine stack take a few milliseconds (section 1), so it hardly matters "
                         "here" if np_["p99_ms"] <= 1.5 * d["p99_ms"] else
                         "; with small batches that cost is paid every few posts, and the worker falls behind the "
                         "offered load until a queue makes the batches big again"))
@@ -313,6 +334,12 @@ def latency(res) -> str:
         parts.append(t + ": the embedder's time per batch swings whenever one of its threads loses its core")
     if parts:
         txt += "What sets it: " + "; ".join(parts) + "."
+    again = lat.get("default_again")
+    if isinstance(again, dict) and again.get("p99_ms") is not None:
+        txt += (f" The shipped settings measured again at the end of the section, at the same rate: p50 "
+                f"{f(again['p50_ms'])} / p99 {f(again['p99_ms'])} ms. A p99 over {d['markers']} markers is set by one "
+                "or two slow micro-batches, and it moves by that much between two measurements of the same "
+                "settings.")
     if d["p99_ms"] > 250 and d["p50_ms"] <= 250:
         txt += (f" What is left above the target is the tail: half the posts become candidates within {f(d['p50_ms'])} ms, "
                 "and the slowest ones are those whose micro-batch met a slow embedding, which is what other load on "
