@@ -231,8 +231,8 @@ def efficiency(res) -> str:
                    + (f". On this one-machine stack a batch spends only {io:.1f} ms in those round trips against "
                       f"{em:.0f} ms embedding (most batches carry no candidate), so there is little to overlap and the "
                       "difference in throughput is within the run-to-run noise; the pipeline pays where the round "
-                      "trips are longer (a remote Redis, Kafka with `acks=all` across a network, many candidates) and "
-                      "for latency with small batches (section 2)" if io is not None and em else "")
+                      "trips are longer (a remote Redis, Kafka with `acks=all` across a network, many candidates) or the "
+                      "embedder is fast" if io is not None and em else "")
                    + static_pipeline_note(c))
     ta, db, tb = c.get("torch_all_cores"), c.get("default+busy_core"), c.get("torch_all_cores+busy_core")
     if ta:
@@ -312,17 +312,12 @@ def latency(res) -> str:
                      "still embeds full batches; a smaller batch size caps the embedding time a post can wait behind")
     np_ = lat.get("no_pipeline")
     if isinstance(np_, dict) and np_.get("p99_ms") is not None:
+        io = eff.get("default", {}).get("io_ms_per_batch")
         parts.append(f"(3) **the pipeline**: without it (`SYNAPSE_POSTS_PIPELINE_DEPTH=1`) p50 {f(np_['p50_ms'])} / "
-                     f"p99 {f(np_['p99_ms'])} ms: each batch then also waits for the previous batch's Redis and broker "
-                     "round trips"
-                     + ((", which on this one-machine stack take a few milliseconds (section 1): there is nothing "
-                         "for the pipeline to hide here, and the difference between the two rows is the tail's own "
-                         "variation" + (" (see the repeat below)" if "default_again" in lat else ""))
-                        if np_["p99_ms"] < d["p99_ms"] else
-                        ", which on this one-machine stack take a few milliseconds (section 1), so it hardly matters "
-                        "here" if np_["p99_ms"] <= 1.5 * d["p99_ms"] else
-                        "; with small batches that cost is paid every few posts, and the worker falls behind the "
-                        "offered load until a queue makes the batches big again"))
+                     f"p99 {f(np_['p99_ms'])} ms. The round trips it takes off a post's path are short on this "
+                     "one-machine stack" + (f" ({io:.1f} ms per batch, section 1)" if io is not None else "")
+                     + ", so most of the difference between these two rows is the tail's own variation"
+                     + (" (compare the repeat of the shipped settings below)" if "default_again" in lat else ""))
     ta, db, tb = lat.get("torch_all_cores"), lat.get("default+busy_core"), lat.get("torch_all_cores+busy_core")
     if isinstance(ta, dict) and ta.get("p99_ms") is not None:
         t = (f"(4) **torch threads**: a torch thread on every core gives p50 {f(ta['p50_ms'])} / p99 {f(ta['p99_ms'])} ms"
