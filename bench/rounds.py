@@ -229,7 +229,7 @@ class Timers:
 
 def instrument(rounds, timers: Timers) -> None:
     timers.wrap(rounds.index, "vectors", "snapshot_vectors")
-    timers.wrap(rounds, "snapshot", "snapshot")
+    timers.wrap(rounds, "_snapshot", "snapshot")
     timers.wrap(rounds.graph, "update", "graph_update")
     timers.wrap(rounds.graph, "transition", "graph_transition")
     timers.wrap(rounds.policy, "plan", "policy_plan")
@@ -253,6 +253,21 @@ def breakdown(t: dict[str, float], total: float) -> dict[str, float]:
     }
     out["other"] = total - sum(v for k, v in out.items() if k != "total")
     return out
+
+
+def measured_round(rounds, timers) -> tuple[list, dict, float]:
+    """Plan one round (share 1) and measure it: ``(batch, row, total seconds)``; the row has the wall and
+    CPU breakdown by component, the batch's size, split and digest, and the peak RSS it added."""
+    with PeakRSS() as mem:
+        t, c = time.perf_counter(), time.process_time()
+        batch = rounds.plan(share=1.0)
+        total, cpu = time.perf_counter() - t, time.process_time() - c
+    wall_t, cpu_t = timers.reset()
+    row = breakdown(wall_t, total)
+    row.update(cpu=breakdown(cpu_t, cpu), candidates=len(batch), alloc=rounds.rounds[-1].alloc,
+               batch_sha1=digest(batch), peak_rss_added_mib=mem.added / 2**20, memory_method=mem.method,
+               load_average=[round(x, 2) for x in os.getloadavg()])
+    return batch, row, total
 
 
 def digest(batch) -> str:
@@ -361,16 +376,8 @@ def run_size(n: int, *, efc: int, m: int, steady: int, cache: Path | None, build
         say(f"n={n:,}: kNN graph loaded from {gfile} ({len(rounds.graph):,} nodes); the first round's graph "
             "build is the run's that built it")
     say(f"n={n:,}: first round (kNN graph over {n:,} posts + {len(eng.seeds)} positives)...")
-    with PeakRSS() as mem:
-        t, c = time.perf_counter(), time.process_time()
-        batch = rounds.plan(share=1.0)
-        total, cpu = time.perf_counter() - t, time.process_time() - c
-    wall_t, cpu_t = timers.reset()
-    first = breakdown(wall_t, total)
-    first.update(cpu=breakdown(cpu_t, cpu), candidates=len(batch), alloc=rounds.rounds[-1].alloc,
-                 batch_sha1=digest(batch),
-                 peak_rss_added_mib=mem.added / 2**20, graph_nodes=len(rounds.graph),
-                 graph_edges=int(rounds.graph.adjacency().nnz), load_average=[round(x, 2) for x in os.getloadavg()])
+    batch, first, _ = measured_round(rounds, timers)
+    first.update(graph_nodes=len(rounds.graph), graph_edges=int(rounds.graph.adjacency().nnz))
     if cached_first is not None:
         # this round's pieces, with the graph build of the run that built the graph (a loaded graph costs nothing)
         rerun = first
@@ -415,17 +422,9 @@ def run_size(n: int, *, efc: int, m: int, steady: int, cache: Path | None, build
         rounds.touch(NEW_POSTS)
         say(f"n={n:,}: steady round {k + 1}: previous batch {hits}/{len(batch)} positive; {NEW_POSTS} new posts "
             f"inserted in {new_insert:.1f}s; classifier retrained (no CV) in {retrain:.1f}s")
-        with PeakRSS() as mem:
-            t, c = time.perf_counter(), time.process_time()
-            batch = rounds.plan(share=1.0)
-            total, cpu = time.perf_counter() - t, time.process_time() - c
-        wall_t, cpu_t = timers.reset()
-        row = breakdown(wall_t, total)
-        row.update(cpu=breakdown(cpu_t, cpu), load_average=[round(x, 2) for x in os.getloadavg()],
-                   batch_sha1=digest(batch), candidates=len(batch), alloc=rounds.rounds[-1].alloc,
-                   peak_rss_added_mib=mem.added / 2**20,
-                   memory_method=mem.method, posts=len(index), new_posts_insert_s=new_insert,
-                   retrain_no_cv_s=retrain, previous_batch_positives=hits)
+        batch, row, total = measured_round(rounds, timers)
+        row.update(posts=len(index), new_posts_insert_s=new_insert, retrain_no_cv_s=retrain,
+                   previous_batch_positives=hits)
         steady_rounds.append(row)
         say(f"n={n:,}: steady round {k + 1}: {total:.1f}s "
             + ", ".join(f"{k2} {v:.2f}" for k2, v in row.items() if isinstance(v, float) and k2 not in ("total",))

@@ -624,14 +624,13 @@ class DetectionService:
         """Load each detector's newest classifier version from Redis (any worker may have trained it)."""
         for name in self.engines:
             cur = self.models.get(name)
-            v = await self.state.model_version(name)
-            if v is None or (cur is not None and cur.version >= v):
-                continue
             doc = await self.state.model(name)
+            if doc is None or (cur is not None and cur.version >= int(doc.get("version", 0))):
+                continue
             try:
                 mv = ModelVersion.from_dict(doc)
             except Exception as exc:  # noqa: BLE001 - a damaged document: keep the current version
-                log.error("classifier version %s of %s unusable: %s", v, name, exc)
+                log.error("classifier version %s of %s unusable: %s", doc.get("version"), name, exc)
                 continue
             self.models[name] = mv
             if name in self.rounds and self.rounds[name].model_source is not None:

@@ -316,8 +316,8 @@ class RedisState:
     async def publish_model(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
         """Make ``doc`` the detector's current classifier, unless a newer version is already current.
         ``key``: what it was trained on (counters and seeds), so other workers do not train it again."""
-        cur = await self.model_version(detector)
-        if cur is not None and cur >= int(doc["version"]):
+        cur = await self.model(detector)
+        if cur is not None and int(cur["version"]) >= int(doc["version"]):
             return
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.set(self.k(detector, "model"), json.dumps(doc))
@@ -329,10 +329,6 @@ class RedisState:
     async def model_key(self, detector: str) -> list | None:
         raw = await self.r.get(self.k(detector, "model-key"))
         return json.loads(raw) if raw else None
-
-    async def model_version(self, detector: str) -> int | None:
-        raw = await self.r.get(self.k(detector, "model"))
-        return int(json.loads(raw)["version"]) if raw else None
 
     async def model(self, detector: str) -> dict | None:
         raw = await self.r.get(self.k(detector, "model"))

@@ -225,7 +225,7 @@ def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
 
 
 def training_rows(seeds: np.ndarray, X_lab: np.ndarray, y_lab: np.ndarray, X_prov: np.ndarray,
-            seed_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  seed_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stacked training rows: seeds, labelled posts, provisional negatives (ModelGuided's order)."""
     X = np.vstack([seeds, X_lab, X_prov])
     y = np.concatenate([np.ones(len(seeds), np.int8), y_lab.astype(np.int8, copy=False),

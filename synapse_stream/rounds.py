@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -291,7 +292,10 @@ class LiveRounds:
         self.rng = np.random.default_rng(seed)
         self.owner: dict[str, str] = {}          # post id -> source, for every post a round sent
         self.fresh: dict[str, list[float]] = {s: [0.0, 0.0] for s in built}   # verdicts since the last round
-        self.rounds: list[RoundRecord] = []
+        # the last few rounds (the next round's p_prev and timing need only the last one; a verdict for
+        # an older round's post still credits its source through ``owner``)
+        self.rounds: deque[RoundRecord] = deque(maxlen=8)
+        self.planned = 0                         # rounds planned so far
         self.changes = 0                         # posts, seeds or verdicts since the last round
         self.last_seed_at = float("-inf")        # when the last seed arrived (rounds wait for the seed set to settle)
 
@@ -360,6 +364,10 @@ class LiveRounds:
     # ------------------------------------------------------------------ the round
     def snapshot(self) -> LoopState:
         """The loop state of this worker's posts now (vectors, labels, pending, seeds not held here)."""
+        return self._snapshot()[0]
+
+    def _snapshot(self) -> tuple[LoopState, dict[str, np.ndarray]]:
+        """:meth:`snapshot` and the positives outside it (its ``S``, by seed id)."""
         eng = self.engine
         ids, X = self.index.vectors()
         row_of = {p: i for i, p in enumerate(ids)}
@@ -379,7 +387,7 @@ class LiveRounds:
         if self.rounds and self.rounds[-1].answered:
             last = self.rounds[-1]
             state.rounds = [{"round": last.number, "queried": last.answered, "positives": last.positives}]
-        return state
+        return state, S
 
     def _external_positives(self, row_of: dict[str, int]) -> dict[str, np.ndarray]:
         """Positives that are not rows of this worker's snapshot: synthetic and manual seeds, and
@@ -402,14 +410,12 @@ class LiveRounds:
         if limit is not None and limit <= 0:
             self.changes = 0     # nothing to do until the stream grows (new posts touch it again)
             return []
-        state = self.snapshot()
+        state, ext = self._snapshot()
         self.changes = 0
         if state.n == 0:
             return []
         gble = self.policy.sources.get("gble")
         if isinstance(gble, LiveGBLE):
-            row_of = set(state.ids)
-            ext = self._external_positives(dict.fromkeys(row_of, 0))
             self.graph.update(self.index, state.ids, ext, state.X)
             # every external positive is clamped to 1; a seed later overturned (retracted) to 0
             gble.seed_values = {"seed:" + s: 1.0 for s in ext}
@@ -422,12 +428,12 @@ class LiveRounds:
             self.policy.counts[s][0] += a
             self.policy.counts[s][1] += b
         self.fresh = {s: [0.0, 0.0] for s in self.fresh}
-        k0 = max(1, int(round(self.k0 * min(1.0, max(share, 0.0)))))
-        self.policy.k0, self.policy.k_max = k0, max(k0, int(round(self.k_max * k0 / self.k0)))
+        k0 = max(1, round(self.k0 * min(1.0, max(share, 0.0))))
+        self.policy.k0, self.policy.k_max = k0, max(k0, round(self.k_max * k0 / self.k0))
         batch = self.policy.plan(state)
         if limit is not None:
             batch = batch[:limit]
-        rec = RoundRecord(len(self.rounds) + 1, now)
+        rec = RoundRecord(self.planned + 1, now)
         out = []
         for r, score, src in batch:
             pid = state.ids[r]
@@ -438,12 +444,6 @@ class LiveRounds:
         rec.alloc = {s: sum(1 for v in rec.sent.values() if v == s) for s in self.policy.sources}
         rec.seconds = time.perf_counter() - t0
         if out:
+            self.planned += 1
             self.rounds.append(rec)
         return out
-
-    def stats(self) -> dict:
-        means = self.policy.posterior_means()
-        last = self.rounds[-1] if self.rounds else None
-        return {"rounds": len(self.rounds), "posterior_means": means,
-                "last_alloc": dict(last.alloc) if last else {}, "last_seconds": last.seconds if last else None,
-                "outstanding": last.outstanding if last else 0}
