@@ -218,11 +218,13 @@ STACK_CONFIGS = {
     "default": {},
     "torch_all_cores": {"SYNAPSE_TORCH_THREADS": str(os.cpu_count() or 1)},   # the old default: one torch thread per core
     "no_pipeline": {"SYNAPSE_POSTS_PIPELINE_DEPTH": "1"},                     # batch n+1 waits for batch n's I/O
+    "one_model_thread": {"SYNAPSE_EMBED_THREAD": "false"},                    # embedding and indexing in one thread
     "within_0.5s": {"SYNAPSE_EMBED_WITHIN": "0.5"},                          # the old default micro-batch wait
     "batch8": {"SYNAPSE_EMBED_BATCH_SIZE": "8"},
 }
 # latency only, at the default's rate: the consumer's fetch wait as Faust sets it (what the embedded broker did before)
 LATENCY_ONLY = {"fetch_wait_1500ms": {"SYNAPSE_EMBEDDED_FETCH_MAX_WAIT_MS": "1500"},
+                "no_gc_freeze": {"SYNAPSE_GC_FREEZE": "false"},   # full collections walk the model's objects
                 "default_again": {}}   # the shipped settings once more: how much the tail moves between two runs
 # the torch thread count when something else needs a core: one process spinning on the CPU for the whole run
 BUSY_CORE = {"default+busy_core": {}, "torch_all_cores+busy_core": STACK_CONFIGS["torch_all_cores"]}

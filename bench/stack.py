@@ -40,7 +40,8 @@ def worker_defaults() -> dict:
     s = Settings(_env_file=None, torch_threads=None)
     return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads,
             "posts_pipeline_depth": s.posts_pipeline_depth, "embed_batch_size": s.embed_batch_size,
-            "embed_within": s.embed_within, "embedded_fetch_max_wait_ms": s.embedded_fetch_max_wait_ms}
+            "embed_within": s.embed_within, "embedded_fetch_max_wait_ms": s.embedded_fetch_max_wait_ms,
+            "embed_thread": s.embed_thread, "gc_freeze": s.gc_freeze}
 
 
 class Collector:
@@ -111,6 +112,20 @@ def histogram(loop, name: str) -> dict[float, float]:
             if g:
                 le = float("inf") if g.group(1) == "+Inf" else float(g.group(1))
                 out[le] = out.get(le, 0.0) + v
+    return out
+
+
+def gc_pauses(loop) -> dict:
+    """The worker's garbage-collector pauses so far (``synapse_gc_pause_seconds``): count, seconds, and how
+    many lasted over 50 ms."""
+    out = {"pauses": 0.0, "seconds": 0.0, "over_50ms": 0.0}
+    for i in range(len(loop.workers)):
+        m = loop.scrape(i)
+        for g in "012":
+            n = m.get(f'synapse_gc_pause_seconds_count{{generation="{g}"}}', 0.0)
+            out["pauses"] += n
+            out["seconds"] += m.get(f'synapse_gc_pause_seconds_sum{{generation="{g}"}}', 0.0)
+            out["over_50ms"] += n - m.get(f'synapse_gc_pause_seconds_bucket{{generation="{g}",le="0.05"}}', 0.0)
     return out
 
 
@@ -268,7 +283,8 @@ def summarise_profile(path: Path, top: int = 12) -> dict | None:
         "OnlineIBG.on_posts": "on_posts (", "Redis claim_many": "claim_many (", "Redis record_posts": "record_posts (",
         "parse_post": "parse_post (", "publish (runtime)": "_publish (", "faust/aiokafka consumer": "aiokafka/consumer",
         "begin_posts (stage 1)": "begin_posts (", "finish_posts (stage 2)": "finish_posts (",
-        "Redis client (redis-py)": "redis/", "faust streams/agents": "faust/", "model thread (_ingest_sync)": "_ingest_sync (",
+        "Redis client (redis-py)": "redis/", "faust streams/agents": "faust/", "embed thread (_embed_sync)": "_embed_sync (",
+        "model thread (_index_sync)": "_index_sync (",
         "faust/aiokafka producer": "aiokafka/producer", "event loop idle (select/epoll)": "select (",
     }
     for line in path.read_text(errors="replace").splitlines():
@@ -319,64 +335,102 @@ def start_workers(loop, timeout: float = 240) -> None:
         loop.start_worker(i, timeout=timeout)
 
 
-async def backlog_drain(loop, n: int, *, section: str, timeout: float, profile: Path | None = None) -> dict:
-    """The worker drains a backlog already on the topic: posts/s from the first post indexed to the last,
-    and until every candidate it counted is on the candidates topic."""
+async def chunk_drain(loop, base: int, n: int, produce, *, section: str, timeout: float) -> dict:
+    """Produce one chunk of ``n`` posts (``produce()``) to an idle worker holding ``base`` posts and time its
+    drain: from the first post indexed (that batch's posts not counted) to the last, and until every candidate
+    the worker counted is on the candidates topic. Also the worker's own embedding and I/O time meanwhile."""
     samples: list[tuple[float, float]] = []
-    spy = None
     async with Collector(loop) as col:
+        sender = asyncio.create_task(produce())
+
         def cond():
-            c = indexed(loop)
+            c = indexed(loop) - base
             samples.append((time.time(), c))
             return c >= n
 
-        def first():
-            nonlocal spy
-            ok = cond() or samples[-1][1] > 0
-            if ok and profile and spy is None:
-                spy = _start_profile(loop, profile)
-            return ok
-
-        await wait_for(first, timeout=timeout, what="first post indexed", every=0.05)
+        await wait_for(lambda: cond() or samples[-1][1] > 0, timeout=timeout, what="first post indexed", every=0.05)
         t_first, c_first = samples[-1]
         names = ("synapse_embed_batch_seconds_sum", "synapse_embed_batch_seconds_count",
-                 "synapse_posts_batch_io_seconds_sum", "synapse_posts_batch_io_seconds_count")
+                 "synapse_embed_batch_size_sum", "synapse_posts_batch_io_seconds_sum",
+                 "synapse_posts_batch_io_seconds_count")
         first_m = {k: metric_sum(loop, k) for k in names}
-        embed_first = first_m["synapse_embed_batch_seconds_sum"]
-        await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.1,
+        await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.05,
                        progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
         t_idx = samples[-1][0]
-        # the share of the drain the model thread spent embedding (from the worker's own histogram): robust to
-        # other load, since both sides are measured inside the worker at the same time
-        busy = (metric_sum(loop, "synapse_embed_batch_seconds_sum") - embed_first) / max(1e-9, t_idx - t_first)
+        await sender
         last_m = {k: metric_sum(loop, k) for k in names}
-        dm = {k: last_m[k] - first_m[k] for k in names}
-        embed_ms = 1000 * dm[names[0]] / dm[names[1]] if dm[names[1]] else None
-        io_ms = 1000 * dm[names[2]] / dm[names[3]] if dm[names[3]] else None
 
         def all_emitted():
             total = sum(metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason=r)
                         for r in ("post", "backfill"))
             return len(col.items) >= total
         try:
-            await wait_for(all_emitted, timeout=30, what="candidates on the topic", every=0.1)
+            await wait_for(all_emitted, timeout=30, what="candidates on the topic", every=0.05)
         except TimeoutError:
             pass
         t_end = max([t_idx] + [t for t, _ in col.items])
         cands = len(col.items)
-    if spy:
-        _stop_profile(spy)
-    return {"posts": n, "posts_per_s": (n - c_first) / max(1e-9, t_end - t_first), "drain_s": t_end - t_first,
-            "counted_from": int(c_first), "candidates": cands, "embedder_busy_share": busy,
-            "embed_ms_per_batch": embed_ms, "io_ms_per_batch": io_ms}
+    return {"posts": n, "counted": n - int(c_first), "drain_s": t_end - t_first, "candidates": cands,
+            "metrics": {k: last_m[k] - first_m[k] for k in names}}
+
+
+async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], batch: int, *, chunks: int,
+                             section: str, timeout: float, profile: Path | None = None) -> dict:
+    """Pipeline efficiency with the raw embedder measured between the chunks of the backlog.
+
+    The machine's speed drifts over tens of seconds (other jobs, the host), so a raw figure taken once
+    before the drain and once after it compares two different machines. Here the raw embedder (this
+    process, the worker idle) and the worker's drain alternate: raw, chunk 1, raw, chunk 2, ..., raw; each
+    chunk is produced to the idle worker and drained in full. Pooled figures: counted posts / drain time
+    over all chunks, and raw posts / raw time over all raw measurements; per-chunk ratios use the raw
+    measurements on either side of the chunk."""
+    raws = [await asyncio.to_thread(_raw, local, texts, batch)]
+    say(section, f"raw embedder {raws[-1]:.0f} posts/s")
+    spy = _start_profile(loop, profile) if profile else None
+    parts, size = [], -(-len(posts) // chunks)
+    try:
+        for k in range(chunks):
+            chunk = posts[k * size:(k + 1) * size]
+            d = await chunk_drain(loop, indexed(loop), len(chunk), lambda c=chunk: send_posts(loop, c),
+                                  section=section, timeout=timeout)
+            raws.append(await asyncio.to_thread(_raw, local, texts, batch))
+            d["posts_per_s"] = d["counted"] / max(1e-9, d["drain_s"])
+            d["ratio"] = d["posts_per_s"] / ((raws[-2] + raws[-1]) / 2)
+            parts.append(d)
+            say(section, f"chunk {k + 1}/{chunks}: {d['posts_per_s']:.0f} posts/s; raw embedder {raws[-1]:.0f} "
+                         f"posts/s; ratio {d['ratio']:.2f}")
+    finally:
+        if spy:
+            _stop_profile(spy)
+    m = {k: sum(p["metrics"][k] for p in parts) for k in parts[0]["metrics"]}
+    drain = sum(p["drain_s"] for p in parts)
+    pipeline = sum(p["counted"] for p in parts) / drain
+    raw = len(raws) / sum(1.0 / r for r in raws)   # = raw posts / raw time (equal samples)
+    cnt_e, cnt_io = m["synapse_embed_batch_seconds_count"], m["synapse_posts_batch_io_seconds_count"]
+    return {
+        "posts": len(posts), "chunks": chunks, "raw_posts_per_s": raw, "raw_each": raws,
+        "pipeline_posts_per_s": pipeline, "pipeline_each": [p["posts_per_s"] for p in parts],
+        "ratio": pipeline / raw, "ratio_each": [p["ratio"] for p in parts], "drain_s": drain,
+        "counted": sum(p["counted"] for p in parts), "candidates": parts[-1]["candidates"],
+        # the share of the drain the model thread spent embedding (the worker's own histogram: robust to
+        # other load, since both sides are measured inside the worker at the same time)
+        "embedder_busy_share": m["synapse_embed_batch_seconds_sum"] / drain,
+        "embed_ms_per_batch": 1000 * m["synapse_embed_batch_seconds_sum"] / cnt_e if cnt_e else None,
+        "posts_per_batch": m["synapse_embed_batch_size_sum"] / cnt_e if cnt_e else None,
+        # the embedder's own speed inside the worker during the drain (vs raw: what the worker's other
+        # threads and processes cost it)
+        "embedder_in_worker_posts_per_s": m["synapse_embed_batch_size_sum"] / max(1e-9, m["synapse_embed_batch_seconds_sum"]),
+        "io_ms_per_batch": 1000 * m["synapse_posts_batch_io_seconds_sum"] / cnt_io if cnt_io else None,
+    }
 
 
 def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
                profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
-               label: str = "stack", raw_posts: int = 1000, busy_cores: int = 0) -> dict:
-    """One worker. Efficiency: a backlog of ``posts`` is produced before the worker starts, the embedder alone
-    is timed on the same posts in this process (before the worker starts and after the drain, while it idles),
-    then the worker drains the backlog. Then latency at half the drain rate (or ``latency_rate``).
+               label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0) -> dict:
+    """One worker, once its seeds are registered. Efficiency: ``posts`` are produced in ``chunks``, each drained
+    by the worker, and the embedder alone is timed on the same kind of posts in this process before, between
+    and after the chunks, while the worker idles (:func:`backlog_efficiency`). Then latency at half the drain
+    rate (or ``latency_rate``).
     ``busy_cores``: that many processes spin on the CPU for the whole run (raw figures included), a controlled
     stand-in for other jobs or other workers on the same cores."""
     from stream_app.demo import LiveLoop
@@ -385,7 +439,7 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     demo, seeds = load_demo_posts(), load_demo_seeds()
     eff_posts = make_posts("eff", posts, demo)
     lat_posts = make_posts("lat", latency_posts, demo[::-1], suffix=True)
-    markers = lat_posts[::10]
+    markers = lat_posts[::4]   # one post in four: the p99 of 200 markers is not just the slowest one or two
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(extra_env or {})}
     # the raw embedder with the worker's torch threads (its setting, else the worker's default)
     threads = int(env["SYNAPSE_TORCH_THREADS"]) if env.get("SYNAPSE_TORCH_THREADS") else worker_defaults()["torch_threads"]
@@ -405,47 +459,34 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
         async def produce():
             try:
                 await loop.send_seeds(DETECTOR["name"], all_seeds)
-                if posts:
-                    t = time.monotonic()
-                    await send_posts(loop, eff_posts)
-                    say(label, f"backlog of {posts} posts produced in {time.monotonic() - t:.1f}s")
             finally:
                 await loop.close()
         asyncio.run(produce())
-        raw_a = _raw(local, texts, batch) if posts else None
-        if posts:
-            say(label, f"raw embedder {raw_a:.0f} posts/s (before)")
         t = time.monotonic()
         start_workers(loop)
         out["worker_start_s"] = time.monotonic() - t
 
         async def main():
             try:
+                # the seeds first: their embedding is not the pipeline's (and would stall the drain's model thread)
+                await wait_seeds(loop, len(set(all_seeds)))
                 if posts:
                     prof = profile_dir / "profile-worker.txt" if profile_dir else None
-                    d = await backlog_drain(loop, posts, section=label, timeout=timeout, profile=prof)
-                    raw_b = await asyncio.to_thread(_raw, local, texts, batch)
-                    say(label, f"raw embedder {raw_b:.0f} posts/s (after)")
-                    raw = (raw_a + raw_b) / 2
-                    out["efficiency"] = {
-                        "posts": posts, "batch": batch, "raw_posts": len(texts), "raw_posts_per_s": raw,
-                        "raw_before": raw_a, "raw_after": raw_b, "pipeline_posts_per_s": d["posts_per_s"],
-                        "drain_s": d["drain_s"], "counted_from": d["counted_from"], "candidates": d["candidates"],
-                        "ratio": d["posts_per_s"] / raw, "method": "backlog drain (posts produced before the worker starts)",
-                        "embedder_busy_share": d["embedder_busy_share"], "embed_ms_per_batch": d["embed_ms_per_batch"],
-                        "io_ms_per_batch": d["io_ms_per_batch"],
-                    }
+                    e = await backlog_efficiency(loop, eff_posts, local, texts, batch, chunks=chunks, section=label,
+                                                 timeout=timeout, profile=prof)
+                    out["efficiency"] = {**e, "batch": batch, "raw_posts": len(texts),
+                                         "method": f"backlog drain in {chunks} chunks, the raw embedder between them"}
                     if prof:
                         out["efficiency"]["profile"] = summarise_profile(prof)
-                    say(label, f"pipeline {d['posts_per_s']:.0f} posts/s; ratio {out['efficiency']['ratio']:.2f}")
+                    say(label, f"pipeline {e['pipeline_posts_per_s']:.0f} posts/s, raw {e['raw_posts_per_s']:.0f}; "
+                               f"ratio {e['ratio']:.2f} (chunks {', '.join(f'{r:.2f}' for r in e['ratio_each'])})")
                 if not latency_posts:
                     return
-                await wait_seeds(loop, len(set(all_seeds)))
                 rate = latency_rate or 0.5 * out["efficiency"]["pipeline_posts_per_s"]
-                h0 = histogram(loop, "synapse_post_to_candidate_seconds")
+                h0, gc0 = histogram(loop, "synapse_post_to_candidate_seconds"), gc_pauses(loop)
                 say(label, f"latency: {len(lat_posts)} posts at {rate:.0f}/s, {len(markers)} markers")
                 d = await drain(loop, lat_posts, section=label, timeout=timeout, rate=rate)
-                h1 = histogram(loop, "synapse_post_to_candidate_seconds")
+                h1, gc1 = histogram(loop, "synapse_post_to_candidate_seconds"), gc_pauses(loop)
                 marker_ids = {m["id"] for m in markers}
                 emit, recv, other = [], [], []
                 for t_recv, c in d["new_candidates"]:
@@ -462,6 +503,7 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
                     "p50_ms_at_consumer": _ms(percentile(recv, 50)), "p99_ms_at_consumer": _ms(percentile(recv, 99)),
                     "all_post_candidates": len(emit) + len(other),
                     "p99_ms_all_post_candidates": _ms(percentile(emit + other, 99)),
+                    "gc": {k: gc1[k] - gc0[k] for k in gc0},
                     "histogram_p50_ms": _ms(hist_quantile(h0, h1, 0.5)), "histogram_p99_ms": _ms(hist_quantile(h0, h1, 0.99)),
                 }
                 say(label, f"latency p50 {out['latency']['p50_ms']} ms, p99 {out['latency']['p99_ms']} ms "
@@ -487,11 +529,16 @@ def _keep_logs(loop, label: str) -> None:
         shutil.copytree(loop.run_dir / "logs", target, dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
-def _raw(embedder, texts, batch) -> float:
+def _raw(embedder, texts, batch, min_seconds: float = 2.0) -> float:
+    """Posts/s of ``embedder`` alone on ``texts`` in micro-batches of ``batch`` (repeated until at least
+    ``min_seconds`` passed, so a fast static embedder is timed as long as MiniLM)."""
     embedder.encode(texts[:batch])
-    t = time.perf_counter()
-    encode_microbatches(embedder, texts, batch)
-    return len(texts) / (time.perf_counter() - t)
+    n, t = 0, time.perf_counter()
+    while True:
+        encode_microbatches(embedder, texts, batch)
+        n += len(texts)
+        if time.perf_counter() - t >= min_seconds:
+            return n / (time.perf_counter() - t)
 
 
 def _ms(x):

@@ -9,6 +9,10 @@ positives in Redis; in production there is no truth, and no recall is shown.
 """
 from __future__ import annotations
 
+import collections
+import gc
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the web page)
 from prometheus_client import gc_collector, platform_collector, process_collector
@@ -58,6 +62,10 @@ class Metrics:
             "Per micro-batch of posts, after the model thread is done: Redis claims, publishing and the broker's "
             "acknowledgements (what the posts pipeline overlaps with the next batch's embedding)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+        self.gc_pause = Histogram("synapse_gc_pause_seconds",
+                                  "Python garbage-collector pauses (every thread of the worker waits), by generation",
+                                  ["generation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+                                  registry=r)
         self.latency = Histogram("synapse_post_to_candidate_seconds",
                                  "From a post's arrival on the broker to its candidate message",
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
@@ -92,6 +100,64 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GCPauses:
+    """Times every pass of Python's garbage collector (``gc.callbacks``) while installed.
+
+    A pass stops every thread of the worker (the event loop and the model thread alike), so its length
+    adds to post-to-candidate latency. The callback runs inside the collection, which may start in any
+    thread, possibly while that thread holds a lock (a metric's among them): it only appends to a deque,
+    and :meth:`drain` moves the pauses into a histogram from ordinary code.
+
+    >>> import gc
+    >>> g = GCPauses().install()
+    >>> _ = gc.collect()
+    >>> 2 in [gen for gen, _ in g.drain_list()]   # a full collection was timed
+    True
+    >>> g.uninstall()
+    """
+
+    def __init__(self, maxlen: int = 10_000) -> None:
+        self._pauses: collections.deque[tuple[int, float]] = collections.deque(maxlen=maxlen)
+        self._t0: float | None = None
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0 is not None:
+            self._pauses.append((int(info.get("generation", -1)), time.perf_counter() - self._t0))
+            self._t0 = None
+
+    def install(self) -> "GCPauses":
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+        return self
+
+    def uninstall(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def drain_list(self) -> list[tuple[int, float]]:
+        out = []
+        while self._pauses:
+            out.append(self._pauses.popleft())
+        return out
+
+    def drain(self, histogram) -> None:
+        """Observe every recorded pause in ``histogram`` (labelled by generation)."""
+        for gen, seconds in self.drain_list():
+            histogram.labels(str(gen)).observe(seconds)
+
+
+def freeze_heap() -> int:
+    """Collect once, then move every live object into the permanent generation (``gc.freeze``).
+
+    For a worker that has just loaded its model: those objects live as long as the process, and later
+    full collections no longer walk them. Returns the number of objects frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def parse_exposition(text: str) -> dict[str, float]:

@@ -17,6 +17,7 @@ import random
 import time
 from typing import Awaitable, Callable
 
+from .metrics import GCPauses, freeze_heap
 from .service import DetectionService, Outputs, RawMsg
 from .settings import Settings
 
@@ -82,6 +83,11 @@ class Runtime:
         svc = await asyncio.to_thread(DetectionService, self.settings, state)
         await self.retry(svc.start, what="load shared state")
         await self.retry(state.heartbeat, svc.worker_id, what="heartbeat")
+        if self.settings.gc_freeze:
+            t0 = time.perf_counter()
+            n = freeze_heap()
+            log.info("garbage collector: %d objects frozen in %.0f ms", n, 1000 * (time.perf_counter() - t0))
+        svc.gc_pauses = GCPauses().install()
         log.info("service ready: worker %s, embedder %s, detectors %s", svc.worker_id, svc.embedder.name,
                  list(svc.engines))
         return svc

@@ -89,7 +89,7 @@ class PostsBatch:
     msgs: list[RawMsg]
     out: Outputs                                  # its dead letters (and, once finished, the claimed candidates)
     arrival: dict[str, float] = field(default_factory=dict)   # post id -> broker timestamp (latency metric)
-    ingest: "asyncio.Future | None" = None        # the model thread's _ingest_sync, already submitted
+    ingest: "asyncio.Future | None" = None        # its candidates: embed thread, then model thread (submitted)
     queued: bool = False                          # its candidates are in the outbox
     ingested_at: float | None = None              # monotonic time the model thread's work was taken (I/O metric)
 
@@ -111,13 +111,21 @@ class DetectionService:
         self.engines: dict[str, OnlineIBG] = {}
         self._build_engines()
         self.blas_threads: int | None = None   # the BLAS thread limit in force in the model thread
+        # two threads off the event loop. The embed thread only embeds (a pure function of the texts); the
+        # model thread owns the index, the engines, the rounds and the seed sets, and runs every change to
+        # them, one at a time. A batch of posts is embedded in the first and indexed and compared in the
+        # second, so batch n+1 is embedded while batch n is indexed, and a round, a verdict or a snapshot on
+        # the model thread does not stop the embedder.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model", initializer=self._init_model_thread)
+        self.embed_executor = (ThreadPoolExecutor(1, thread_name_prefix="synapse-embed") if settings.embed_thread
+                               else self.executor)
         self.seedlog_last = "0"
         self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
         self._ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
         self.offsets: dict[int, int] = {}        # partition -> highest offset consumed (indexed or dead-lettered)
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
+        self.gc_pauses = None   # a metrics.GCPauses, set by the runtime (one per process)
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
         self._registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
         salt = settings.audit_salt.get_secret_value()
@@ -167,6 +175,9 @@ class DetectionService:
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
+    async def _embed(self, texts: list[str]):
+        return await asyncio.get_running_loop().run_in_executor(self.embed_executor, self.embedder.encode, texts)
+
     async def start(self) -> None:
         """Load the shared state (ledger, queried sets) into the engines."""
         for name, eng in self.engines.items():
@@ -181,6 +192,9 @@ class DetectionService:
         self.started = True
 
     async def stop(self) -> None:
+        if self.gc_pauses is not None:
+            self.gc_pauses.uninstall()
+        self.embed_executor.shutdown(wait=True)
         self.executor.shutdown(wait=True)
         self.trainer.shutdown(wait=True)
 
@@ -337,10 +351,10 @@ class DetectionService:
     async def begin_posts(self, msgs: Sequence[RawMsg]) -> "PostsBatch":
         """Stage 1: parse, record the partition map, and submit the batch to the model thread.
 
-        Returns as soon as the model thread has the work (embedding, index, comparison run there, in the
-        order batches were begun); :meth:`finish_posts` then waits for it and claims its candidates. The
-        runtime's pipeline begins batch n+1 while batch n's claims and publishes are awaited. Safe to
-        retry: a failed attempt submitted nothing.
+        Returns as soon as the embed thread has the work (it embeds, then hands the vectors to the model
+        thread, which indexes and compares them; both in the order batches were begun); :meth:`finish_posts`
+        then waits for it and claims its candidates. The runtime's pipeline begins batch n+1 while batch
+        n's claims and publishes are awaited. Safe to retry: a failed attempt submitted nothing.
         """
         out = Outputs()
         good: list[tuple[RawMsg, PostMsg]] = []
@@ -363,9 +377,15 @@ class DetectionService:
             await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
             now = time.time()
             batch.arrival = {p.id: (m.timestamp or now) for m, p in good}
-            batch.ingest = asyncio.get_running_loop().run_in_executor(
-                self.executor, functools.partial(self._ingest_sync, good))
+            handed = asyncio.get_running_loop().run_in_executor(
+                self.embed_executor, functools.partial(self._embed_then_index, good))
+            batch.ingest = asyncio.ensure_future(self._indexed(handed))
         return batch
+
+    @staticmethod
+    async def _indexed(handed):
+        """The candidates of a batch: ``handed`` (the embed thread's job) yields the model thread's future."""
+        return await asyncio.wrap_future(await handed)
 
     async def finish_posts(self, batch: "PostsBatch") -> Outputs:
         """Stage 2: wait for the model thread, claim the candidates in Redis, advance the offsets.
@@ -387,11 +407,21 @@ class DetectionService:
         self.last_progress = time.monotonic()
         return self._drain(batch.out)
 
-    def _ingest_sync(self, good: list[tuple[RawMsg, PostMsg]]) -> list[Candidate]:
+    def _embed_then_index(self, good: list[tuple[RawMsg, PostMsg]]):
+        """Embed thread: embed the batch, then queue its indexing on the model thread (in this order, so
+        batches reach the model thread in the order they were begun). Returns the model thread's future."""
+        vecs = self._embed_sync(good)
+        return self.executor.submit(self._index_sync, good, vecs)
+
+    def _embed_sync(self, good: list[tuple[RawMsg, PostMsg]]):
         t0 = time.perf_counter()
         vecs = self.embedder.encode([p.text for _, p in good])
         self.metrics.embed_seconds.observe(time.perf_counter() - t0)
         self.metrics.embed_batch.observe(len(good))
+        return vecs
+
+    def _index_sync(self, good: list[tuple[RawMsg, PostMsg]], vecs) -> list[Candidate]:
+        """Model thread: add the batch to its shards and compare it with every detector's seeds."""
         by_part: dict[int, list[int]] = {}
         for i, (m, _) in enumerate(good):
             by_part.setdefault(int(m.partition or 0), []).append(i)
@@ -452,7 +482,7 @@ class DetectionService:
             dets = {s.detector for s in good if s.detector in self.rounds}
             for d in dets:   # every worker's rounds wait until the whole uploaded set is registered
                 await self.state.seeds_arriving(d, 60.0)
-            vecs = await self._run(self.embedder.encode, [s.text for s in good])
+            vecs = await self._embed([s.text for s in good])
             for s, v in zip(good, vecs):
                 await self.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
             for d in dets:
@@ -714,6 +744,8 @@ class DetectionService:
 
     # ------------------------------------------------------------------ metrics
     async def refresh_gauges(self) -> None:
+        if self.gc_pauses is not None:
+            self.gc_pauses.drain(self.metrics.gc_pause)
         total = await self.state.posts_total()
         self.metrics.posts_indexed.set(total)
         self.metrics.index_size.set(len(self.index))

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # and publishes are awaited (1 = no overlap)
     posts_pipeline_depth: int = Field(2, ge=1, le=8)
     embed_batch_size: int = Field(32, ge=1, le=4096)
+    # once the worker is ready (model loaded, state read): collect, then move every object alive into
+    # the garbage collector's permanent generation, so later full collections skip the model's millions of
+    # objects (their pauses, which stop every thread, went from 100-290 ms to a few ms: docs/benchmarks.md)
+    gc_freeze: bool = True
+    # embed in a thread of its own (the model thread indexes, compares and runs rounds, verdicts and
+    # snapshots meanwhile); false: one thread does both, as before (docs/benchmarks.md section 1)
+    embed_thread: bool = True
     # seconds to wait to fill a micro-batch. Short, for latency: under a backlog the batches fill to
     # embed_batch_size at once anyway, so throughput keeps the large batches (docs/benchmarks.md sections 1, 2)
     embed_within: float = Field(0.05, gt=0, le=60)

@@ -226,3 +226,6 @@ def test_malformed_messages_go_to_dead_letters_and_the_workers_keep_going(two_wo
     metrics = [loop.scrape(i) for i in range(2)]
     total_dl = sum(v for m in metrics for k, v in m.items() if k.startswith("synapse_dead_letters_total"))
     assert total_dl == len(bad)
+    # every worker times its garbage-collector passes (after freezing the model's objects at start)
+    for m in metrics:
+        assert sum(v for k, v in m.items() if k.startswith("synapse_gc_pause_seconds_count")) > 0

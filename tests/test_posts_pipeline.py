@@ -235,7 +235,7 @@ def stream_batches() -> list[list[Event]]:
 
 
 def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_url):
-    ingest_threads: list[str] = []
+    threads: dict[str, list[str]] = {"embed": [], "index": []}
 
     async def sequential(svc):
         outs = [await svc.handle_posts([RawMsg(e.message.topic, e.message.partition, e.message.offset, e.message.key,
@@ -244,12 +244,16 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
 
     async def pipelined(svc):
         rt, _, seen = make_runtime(svc.settings, svc)
-        real = svc._ingest_sync
+        embed, index = svc._embed_sync, svc._index_sync
 
-        def ingest(good):
-            ingest_threads.append(threading.current_thread().name)
-            return real(good)
-        svc._ingest_sync = ingest
+        def embed_in(good):
+            threads["embed"].append(threading.current_thread().name)
+            return embed(good)
+
+        def index_in(good, vecs):
+            threads["index"].append(threading.current_thread().name)
+            return index(good, vecs)
+        svc._embed_sync, svc._index_sync = embed_in, index_in
         batches = stream_batches()
         await agent(rt, batches)
         outs = seen["published"]
@@ -264,7 +268,10 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
                          for c in cands)
     assert dead == 1
     assert offsets == {0: 7, 1: 8}
-    assert ingest_threads and set(ingest_threads) == {ingest_threads[0]} and ingest_threads[0].startswith("synapse-model")
+    # every batch embedded in the one embed thread, then indexed and compared in the one model thread
+    assert len(threads["embed"]) == len(threads["index"]) == 4
+    assert {t.rsplit("_", 1)[0] for t in threads["embed"]} == {"synapse-embed"}
+    assert {t.rsplit("_", 1)[0] for t in threads["index"]} == {"synapse-model"}
 
 
 def test_finish_is_safe_to_retry_after_a_redis_error(redis_url):
