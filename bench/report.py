@@ -180,8 +180,10 @@ def efficiency(res) -> str:
            f"{eff['posts']:,} posts (the demo's SST-2 sample) go through the embedded Tansu broker to one worker whose "
            "seeds (50 LLM-written seeds plus the latency markers) are already registered: parse, embed in "
            "micro-batches, add to the HNSW shard, compare with every seed, claim in Redis, emit candidates. The posts "
-           f"are produced in {chunks} chunks; each chunk is drained in full (timed from the first post indexed, that "
-           "batch not counted, to the last post indexed and every counted candidate on the topic). The raw figure is "
+           f"are produced in {chunks} chunks, each while the worker is stopped (SIGSTOP for the second or two it "
+           "takes), so the worker finds it as a backlog and no producer shares the cores with its drain; each chunk is "
+           "drained in full, timed by the worker's own clock from its first indexed batch (those posts not counted) "
+           "to the last (`/healthz` `last_indexed`) and until every counted candidate is on the topic. The raw figure is "
            "the same embedder (same torch threads) on the same kind of posts and micro-batch size in the benchmark "
            f"process, timed before the first chunk, between the chunks and after the last ({chunks + 1} times, the "
            "worker idle meanwhile): the machine's speed drifts over tens of seconds, and alternating the two puts "
@@ -296,7 +298,7 @@ def latency(res) -> str:
            "and the worker's garbage-collector pauses during the run (`synapse_gc_pause_seconds`: a pause stops every "
            "thread).", "",
            table(["config", "worker env", "posts/s", "markers matched", "p50 ms", "p99 ms", "at consumer p50 / p99 ms",
-                  "histogram p50 / p99 ms", "GC pauses > 50 ms (all, total s)"], rows), ""]
+                  "histogram p50 / p99 ms", "GC pauses > 50 ms (all pauses, total s)"], rows), ""]
     txt = (f"**Target p99 ≤ 250 ms: {yes(d['p99_ms'] <= 250).strip('*')}** with the shipped settings "
            f"(p50 {f(d['p50_ms'])} ms, p99 {f(d['p99_ms'])} ms at {d['rate_posts_per_s']:.0f} posts/s). ")
     parts = []
@@ -346,13 +348,17 @@ def latency(res) -> str:
                   f"default's drain rate) p50 {f(tb['p50_ms'])} / p99 {f(tb['p99_ms'])} ms against p50 "
                   f"{f(db['p50_ms'])} / p99 {f(db['p99_ms'])} ms for one thread")
         parts.append(t + ": the embedder's time per batch swings whenever one of its threads loses its core")
-    ng = lat.get("no_gc_freeze")
-    if isinstance(ng, dict) and ng.get("p99_ms") is not None:
-        parts.append(f"(5) **garbage-collector pauses**: a full collection walks every object in the process, millions "
-                     "once torch and the model are loaded, and stops every thread for 100–400 ms; the worker now "
-                     "freezes what it holds once it is ready (`SYNAPSE_GC_FREEZE`, `gc.freeze()`), so later full "
-                     f"collections skip it. Without the freeze: p50 {f(ng['p50_ms'])} / p99 {f(ng['p99_ms'])} ms, "
-                     f"GC pauses {_gc_cell(ng.get('gc'))} against {_gc_cell(d.get('gc'))} with it")
+    gp = res.get("gc_pause")
+    if gp:
+        parts.append(f"(5) **garbage-collector pauses**: a full collection walks every object in the process and stops "
+                     f"every thread; with {gp['embedder']} loaded that is {gp['tracked_objects']:,} objects and "
+                     f"{gp['full_collection_ms']:.0f} ms (median of {len(gp['full_collection_ms_each'])}, "
+                     "`python -m bench.gcpause`), enough to put one micro-batch past the target. The worker now "
+                     "freezes what it holds once it is ready (`SYNAPSE_GC_FREEZE`, `gc.freeze()`), after which the "
+                     f"same collection takes {gp['after_freeze_ms']:.2f} ms there; in the worker, later full "
+                     "collections walk only what was allocated since (the last column: no pause over 50 ms"
+                     + ("" if all((v.get("gc") or {}).get("over_50ms", 0) == 0 for v in lat.values() if isinstance(v, dict))
+                        else " in most rows") + ")")
     if parts:
         txt += "What sets it: " + "; ".join(parts) + "."
     again = lat.get("default_again")
@@ -469,7 +475,7 @@ def memory(res) -> str:
     bpp = res.get("bytes_per_post", {})
     main = [k for k in ("100000", "1000000") if k in bpp]
     verdict = all(bpp[k] <= 2500 for k in main) if main else None
-    txt = [f"## 4. Memory", "",
+    txt = ["## 4. Memory", "",
            "Resident memory growth of a fresh process while it builds one shard (`PostIndex`: ids, HNSW graph, "
            "vectors), divided by the posts; the after-`malloc_trim` column returns freed heap pages to the OS first, "
            "to tell the index from the allocator's cache.", "",
@@ -618,7 +624,7 @@ def proposals(res) -> str:
         "backfills and snapshots, which run on the model thread, no longer stop the embedder either.",
         "6. **The garbage collector leaves the model alone** (`SYNAPSE_GC_FREEZE`, default on; section 2): once the "
         "worker is ready it collects once and freezes what it holds (`gc.freeze()`), so a full collection no longer "
-        "walks the millions of objects of torch and the model, pauses that stopped every thread for 100–400 ms. "
+        "walks the objects of torch and the model (section 2 has the pause before and after). "
         "`synapse_gc_pause_seconds` shows the pauses on the dashboard.",
         "7. **Per-message costs profiled** (section 1): parsing and validation, the Redis client and publishing are "
         "each a few percent of the worker's samples or less; the Redis round trips per micro-batch are already one "
@@ -627,7 +633,9 @@ def proposals(res) -> str:
         "",
         "Still proposed:", "",
         hnsw_note(res),
-        "- **Dependencies**: `wordllama` and `model2vec` would fit an optional extra.",
+        "- **Orphan recovery** (`Runtime.recover_orphans`) reads the whole candidates topic to learn which "
+        "in-flight candidates of a dead worker already reached it; on a long-lived topic it should read only the "
+        "partitions those posts' keys map to, from a checkpointed offset.",
     ])
 
 

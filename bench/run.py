@@ -224,7 +224,6 @@ STACK_CONFIGS = {
 }
 # latency only, at the default's rate: the consumer's fetch wait as Faust sets it (what the embedded broker did before)
 LATENCY_ONLY = {"fetch_wait_1500ms": {"SYNAPSE_EMBEDDED_FETCH_MAX_WAIT_MS": "1500"},
-                "no_gc_freeze": {"SYNAPSE_GC_FREEZE": "false"},   # full collections walk the model's objects
                 "default_again": {}}   # the shipped settings once more: how much the tail moves between two runs
 # the torch thread count when something else needs a core: one process spinning on the CPU for the whole run
 BUSY_CORE = {"default+busy_core": {}, "torch_all_cores+busy_core": STACK_CONFIGS["torch_all_cores"]}
@@ -234,6 +233,10 @@ def _stack(res, a, z, mode, tmp) -> None:
     from . import stack
 
     emb_spec = "hashing-384" if mode == "toy" else a.stack_embedder
+    res["gc_pause"] = _gc_pause(emb_spec)
+    say("gc", f"full collection with {emb_spec} loaded: {res['gc_pause']['full_collection_ms']:.0f} ms "
+              f"({res['gc_pause']['tracked_objects']:,} objects), after gc.freeze: "
+              f"{res['gc_pause']['after_freeze_ms']:.2f} ms")
     runs = {}
     rate = None   # every latency row at the same offered load: half the default configuration's drain rate
     for name, env in STACK_CONFIGS.items():
@@ -281,6 +284,17 @@ def _stack(res, a, z, mode, tmp) -> None:
                                             workers=n, env={})
     workers["speedup_2_vs_1"] = workers["2"]["posts_per_s"] / workers["1"]["posts_per_s"]
     res["workers"] = workers
+
+
+def _gc_pause(embedder: str) -> dict:
+    """``python -m bench.gcpause`` in a fresh process: a full collection before and after gc.freeze."""
+    import subprocess
+
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as fh:
+        subprocess.run([sys.executable, "-m", "bench.gcpause", "--embedder", embedder, "--out", fh.name], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, timeout=600,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return json.loads(Path(fh.name).read_text())
 
 
 def _importable(mod: str) -> bool:

@@ -22,7 +22,7 @@ from typing import Sequence
 from synapse_stream.messages import dumps
 
 from .embedded import (EmbeddedStack, FaustWorker, aiokafka_producer_settings_for_tansu, create_topics,
-                       free_port)
+                       free_port, read_to_end)
 from .metrics import parse_exposition
 from .topics import TopicNames
 
@@ -251,35 +251,7 @@ class LiveLoop:
 
     async def read_topic(self, topic: str, *, timeout: float = 30.0) -> list:
         """Every message on ``topic`` up to its end offsets as of the call."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
-        await c.start()
-        out = []
-        try:
-            await c.topics()  # fetch metadata
-            parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-            if not parts:
-                return out
-            c.assign(parts)
-            await c.seek_to_beginning(*parts)
-            end = await c.end_offsets(parts)
-            deadline = time.monotonic() + timeout
-            async def behind():
-                for tp in parts:
-                    if await c.position(tp) < end[tp]:
-                        return True
-                return False
-
-            while await behind():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read {topic} to its end within {timeout}s")
-                batch = await c.getmany(timeout_ms=300)
-                for msgs in batch.values():
-                    out.extend(msgs)
-        finally:
-            await c.stop()
-        return out
+        return await read_to_end(self.bootstrap, topic, timeout=timeout)
 
     async def wait_quiet(self, detector: str, posts: int, *, timeout: float = 600.0, settle: float = 3.0,
                          progress=None, min_queried: int = 0) -> dict[str, float]:

@@ -945,6 +945,34 @@ async def topic_partitions(
         await admin.close()
 
 
+async def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, **client: Any) -> list:
+    """Every record on ``topic`` from the beginning up to its end offsets as of the call (all partitions,
+    each in offset order). ``client``: extra aiokafka consumer settings (security). Raises
+    :class:`TimeoutError` if the end is not reached within ``timeout`` seconds."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client)
+    await c.start()
+    out: list = []
+    try:
+        await c.topics()  # fetch metadata
+        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        if not parts:
+            return out
+        c.assign(parts)
+        await c.seek_to_beginning(*parts)
+        end = await c.end_offsets(parts)
+        deadline = time.monotonic() + timeout
+        for tp in parts:
+            while await c.position(tp) < end[tp]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not read {topic} to its end within {timeout}s")
+                out.extend(m for m in (await c.getmany(tp, timeout_ms=300)).get(tp, []) if m.offset < end[tp])
+    finally:
+        await c.stop()
+    return out
+
+
 def create_topics_sync(
     bootstrap: str,
     topics: Mapping[str, int],

@@ -332,31 +332,19 @@ class Runtime:
             await svc.state.unlock("orphans", svc.worker_id)
 
     async def _candidates_on_topic(self) -> set[tuple[str, str]]:
+        """(detector, post id) of every candidate on the candidates topic so far."""
         import json
 
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from .embedded import read_to_end
 
-        c = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers(), group_id=None,
-                             enable_auto_commit=False, **self._client_security())
-        await c.start()
         seen = set()
-        try:
-            await c.topics()
-            tps = [TopicPartition(self.candidates_topic.get_topic_name(), p)
-                   for p in sorted(c.partitions_for_topic(self.candidates_topic.get_topic_name()) or [])]
-            c.assign(tps)
-            await c.seek_to_beginning(*tps)
-            end = await c.end_offsets(tps)
-            for tp in tps:
-                while await c.position(tp) < end[tp]:
-                    for m in (await c.getmany(tp, timeout_ms=1000)).get(tp, []):
-                        try:
-                            doc = json.loads(m.value)
-                            seen.add((doc["detector"], doc["post_id"]))
-                        except (ValueError, KeyError, TypeError):
-                            continue
-        finally:
-            await c.stop()
+        for m in await read_to_end(self.settings.bootstrap_servers(), self.candidates_topic.get_topic_name(),
+                                   timeout=120.0, **self._client_security()):
+            try:
+                doc = json.loads(m.value)
+                seen.add((doc["detector"], doc["post_id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
         return seen
 
     # ------------------------------------------------------------------ liveness

@@ -126,6 +126,7 @@ class DetectionService:
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
         self.gc_pauses = None   # a metrics.GCPauses, set by the runtime (one per process)
+        self.last_indexed: tuple[float, int] | None = None   # (wall time, posts held) after the last new posts
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
         self._registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
         salt = settings.audit_salt.get_secret_value()
@@ -434,6 +435,8 @@ class DetectionService:
                 shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh])
                 new_rows += fresh
         self.metrics.posts.inc(len(new_rows))
+        if new_rows:   # one assignment: the health check reads the count and its time as a pair
+            self.last_indexed = (time.time(), len(self.index))
         if not new_rows:
             return []
         ids = [good[i][1].id for i in new_rows]
@@ -791,5 +794,7 @@ class DetectionService:
     def health(self) -> dict:
         return {"started": self.started, "worker_id": self.worker_id, "index_size": len(self.index),
                 "shards": sorted(self.index.shards), "offsets": {str(k): v for k, v in sorted(self.offsets.items())},
-                "seconds_since_progress": round(time.monotonic() - self.last_progress, 1)}
+                "seconds_since_progress": round(time.monotonic() - self.last_progress, 1),
+                "last_indexed": None if self.last_indexed is None else
+                {"at": self.last_indexed[0], "index_size": self.last_indexed[1]}}
 

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(32, ge=1, le=4096)
     # once the worker is ready (model loaded, state read): collect, then move every object alive into
     # the garbage collector's permanent generation, so later full collections skip the model's millions of
-    # objects (their pauses, which stop every thread, went from 100-290 ms to a few ms: docs/benchmarks.md)
+    # objects (a full collection, which stops every thread, took about 0.2 s with MiniLM loaded and well
+    # under a millisecond after the freeze: docs/benchmarks.md section 2)
     gc_freeze: bool = True
     # embed in a thread of its own (the model thread indexes, compares and runs rounds, verdicts and
     # snapshots meanwhile); false: one thread does both, as before (docs/benchmarks.md section 1)

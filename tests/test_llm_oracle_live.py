@@ -4,46 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_llm import FakeLLM
 
 from stream_app.demo import LiveLoop, gauge
-from stream_app.embedded import free_port
 from synapse_stream.messages import dumps
 
 pytestmark = pytest.mark.stack
 
 
-class FakeLLM(BaseHTTPRequestHandler):
-    calls = 0
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        post = body["messages"][-1]["content"]
-        FakeLLM.calls += 1
-        label = 1 if "giveaway" in post.split("<post_text>")[-1] else 0
-        answer = {"choices": [{"message": {"role": "assistant", "content": json.dumps(
-            {"label": label, "confidence": 0.9, "reason": "keyword"})}}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 10}}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+def answer(body: dict):
+    """Label 1 when the post (after the prompt's <post_text> tag) mentions a giveaway."""
+    post = body["messages"][-1]["content"]
+    label = 1 if "giveaway" in post.split("<post_text>")[-1] else 0
+    return (200, {"choices": [{"message": {"role": "assistant", "content": json.dumps(
+        {"label": label, "confidence": 0.9, "reason": "keyword"})}}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10}})
 
 
 @pytest.fixture()
 def fake_llm():
-    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), FakeLLM)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    f = FakeLLM(default=answer)
+    yield f
+    f.stop()
 
 
 def test_llm_answers_and_a_human_verdict_wins(tmp_path, fake_llm):
@@ -52,7 +36,7 @@ def test_llm_answers_and_a_human_verdict_wins(tmp_path, fake_llm):
     posts = [{"id": f"g{i}", "text": f"free crypto giveaway wallet number {i}"} for i in range(6)] + \
             [{"id": f"n{i}", "text": f"free crypto wallet tips number {i}"} for i in range(6)]
     loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2,
-                    extra_env={"SYNAPSE_LLM_BASE_URL": fake_llm, "SYNAPSE_LLM_MODEL": "fake-model"})
+                    extra_env={"SYNAPSE_LLM_BASE_URL": fake_llm.base_url, "SYNAPSE_LLM_MODEL": "fake-model"})
     with loop:
         async def go():
             await loop.send_seeds("scam", ["free crypto giveaway wallet"])
