@@ -9,6 +9,7 @@ a ratio or a comparison taken within one run, not a constant of the code. Sectio
   seeds      comparing one post with 100 / 1 k / 10 k seeds: brute force vs an index
   shards     backfill time and resident bytes per post at 10 k / 100 k / 1 M posts (fresh subprocesses)
   broker     produce → consume latency of the embedded broker by consumer fetch wait
+  gc         a full garbage collection with the model loaded, before and after gc.freeze (fresh process)
   stack      pipeline efficiency, latency and 1 vs 2 workers through the embedded broker
 
 ``--merge`` re-runs only the chosen sections and updates their keys in an existing results file.
@@ -38,7 +39,7 @@ from . import embedders as emb  # noqa: E402
 from . import micro  # noqa: E402
 from .common import REPO, load_demo_posts, machine, say  # noqa: E402
 
-SECTIONS = ("embedders", "quality", "hnsw", "seeds", "shards", "broker", "stack")
+SECTIONS = ("embedders", "quality", "hnsw", "seeds", "shards", "broker", "gc", "stack")
 TARGETS = {"pipeline_efficiency": 0.9, "latency_p99_ms": 250.0, "backfill_ms_1M": 50.0, "bytes_per_post": 2500.0}
 
 SIZES = {
@@ -149,6 +150,12 @@ def main(argv=None) -> int:
         from .stack import broker_fetch_latency
 
         res["broker_fetch"] = broker_fetch_latency()
+    res["gc_pause"] = {"skipped": "not run"}
+    if "gc" in run:
+        spec = "hashing-384" if mode == "toy" else a.stack_embedder
+        res["gc_pause"] = g = _gc_pause(spec)
+        say("gc", f"full collection with {spec} loaded: {g['full_collection_ms']:.0f} ms "
+                  f"({g['tracked_objects']:,} objects), after gc.freeze: {g['after_freeze_ms']:.2f} ms")
     for key in ("pipeline_efficiency", "latency", "workers"):
         res[key] = {"skipped": "not run"}
     res["latency_p50_ms"] = res["latency_p99_ms"] = None
@@ -162,7 +169,7 @@ def main(argv=None) -> int:
         old = json.loads(out.read_text(encoding="utf-8"))
         keys = {"embedders": ["embedders"], "quality": ["embedder_quality"], "hnsw": ["hnsw_tuning"],
                 "seeds": ["seed_compare_us"], "shards": ["shards", "backfill_ms", "bytes_per_post"],
-                "broker": ["broker_fetch"], "stack": ["pipeline_efficiency", "latency", "latency_p50_ms",
+                "broker": ["broker_fetch"], "gc": ["gc_pause"], "stack": ["pipeline_efficiency", "latency", "latency_p50_ms",
                                                       "latency_p99_ms", "workers"]}
         for sec in run:
             if sec == "shards" and isinstance(old.get("shards"), dict) and "shards" in res:
@@ -233,10 +240,6 @@ def _stack(res, a, z, mode, tmp) -> None:
     from . import stack
 
     emb_spec = "hashing-384" if mode == "toy" else a.stack_embedder
-    res["gc_pause"] = _gc_pause(emb_spec)
-    say("gc", f"full collection with {emb_spec} loaded: {res['gc_pause']['full_collection_ms']:.0f} ms "
-              f"({res['gc_pause']['tracked_objects']:,} objects), after gc.freeze: "
-              f"{res['gc_pause']['after_freeze_ms']:.2f} ms")
     runs = {}
     rate = None   # every latency row at the same offered load: half the default configuration's drain rate
     for name, env in STACK_CONFIGS.items():

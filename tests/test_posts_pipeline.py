@@ -258,6 +258,8 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
         await agent(rt, batches)
         outs = seen["published"]
         assert all(e.acked for b in batches for e in b)
+        last = svc.health()["last_indexed"]   # the health check's pair: when, and the index size just after
+        assert last["index_size"] == len(svc.index) > 0 and last["at"] > 0
         return ([c[0] for o in outs for c in o.candidates], sum(len(o.dead_letters) for o in outs), dict(svc.offsets))
 
     seq = asyncio.run(with_service(redis_url, service_settings(), sequential))
