@@ -435,10 +435,9 @@ class DetectionService:
                 shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh])
                 new_rows += fresh
         self.metrics.posts.inc(len(new_rows))
-        if new_rows:   # one assignment: the health check reads the count and its time as a pair
-            self.last_indexed = (time.time(), len(self.index))
         if not new_rows:
             return []
+        self.last_indexed = (time.time(), len(self.index))   # one assignment: the health check reads the pair
         ids = [good[i][1].id for i in new_rows]
         cands: list[Candidate] = []
         for eng in self.engines.values():
