@@ -206,6 +206,19 @@ async def wait_assigned(loop, partitions: int, timeout: float = 120) -> None:
     await asyncio.sleep(1.0)
 
 
+async def wait_emitted(loop, col: "Collector", timeout: float = 30) -> None:
+    """Until every candidate the workers counted (``post`` and ``backfill``) is on the candidates topic as
+    ``col`` sees it; after ``timeout`` seconds the caller goes on with what arrived."""
+    def all_emitted():
+        total = sum(metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason=r)
+                    for r in ("post", "backfill"))
+        return len(col.items) >= total
+    try:
+        await wait_for(all_emitted, timeout=timeout, what="candidates on the topic", every=0.05)
+    except TimeoutError:
+        pass
+
+
 async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: float | None = None,
                 profile: Path | None = None) -> dict:
     """Send ``posts`` and time them through the pipeline: all indexed, every candidate on the topic."""
@@ -228,15 +241,7 @@ async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: 
         sent = await sender
         t_sent = max(sent.values())
         t_idx = time.time()
-        # every candidate the workers counted must have reached the topic
-        def all_emitted():
-            total = metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason="post") + \
-                metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason="backfill")
-            return len(col.items) >= total
-        try:
-            await wait_for(all_emitted, timeout=30, what="candidates on the topic", every=0.1)
-        except TimeoutError:
-            pass
+        await wait_emitted(loop, col)
         new = col.items[n0:]
         t_end = max([t_idx] + [t for t, _ in new])
     if spy:
@@ -366,15 +371,7 @@ async def chunk_drain(loop, base: int, n: int, *, section: str, timeout: float) 
                        progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
         t_idx = samples[-1][0]
         last_m = {k: metric_sum(loop, k) for k in names}
-
-        def all_emitted():
-            total = sum(metric_sum(loop, "synapse_candidates_total", detector=DETECTOR["name"], reason=r)
-                        for r in ("post", "backfill"))
-            return len(col.items) >= total
-        try:
-            await wait_for(all_emitted, timeout=30, what="candidates on the topic", every=0.05)
-        except TimeoutError:
-            pass
+        await wait_emitted(loop, col)
         t_end = max([t_idx] + [t for t, _ in col.items])
         cands = len(col.items)
     return {"posts": n, "counted": n - int(c_first), "drain_s": t_end - t_first, "candidates": cands,
@@ -402,10 +399,11 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
     The machine's speed drifts over tens of seconds (other jobs, the host), so a raw figure taken once
     before the drain and once after it compares two different machines. Here the raw embedder (this
     process, the worker idle) and the worker's drain alternate: raw, chunk 1, raw, chunk 2, ..., raw; each
-    chunk is produced while the worker is stopped (:func:`produce_frozen`) and then drained in full. Pooled figures: counted posts / drain time
-    over all chunks, and raw posts / raw time over all raw measurements; per-chunk ratios use the raw
-    measurements on either side of the chunk."""
-    raws = [await asyncio.to_thread(_raw, local, texts, batch)]
+    chunk is produced while the worker is stopped (:func:`produce_frozen`) and then drained in full.
+    Pooled figures: counted posts / drain time over all chunks, and raw posts / raw time over all raw
+    measurements; per-chunk ratios use the raw measurements on either side of the chunk."""
+    timed = [await asyncio.to_thread(_raw, local, texts, batch)]   # (posts, seconds) per raw measurement
+    raws = [n / sec for n, sec in timed]
     say(section, f"raw embedder {raws[-1]:.0f} posts/s")
     spy = _start_profile(loop, profile) if profile else None
     parts, size = [], -(-len(posts) // chunks)
@@ -417,7 +415,8 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
             if frozen > 4.5:
                 say(section, f"warning: producing chunk {k + 1} took {frozen:.1f}s with the worker stopped")
             d = await chunk_drain(loop, base, len(chunk), section=section, timeout=timeout)
-            raws.append(await asyncio.to_thread(_raw, local, texts, batch))
+            timed.append(await asyncio.to_thread(_raw, local, texts, batch))
+            raws.append(timed[-1][0] / timed[-1][1])
             d["posts_per_s"] = d["counted"] / max(1e-9, d["drain_s"])
             d["ratio"] = d["posts_per_s"] / ((raws[-2] + raws[-1]) / 2)
             parts.append(d)
@@ -429,14 +428,14 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
     m = {k: sum(p["metrics"][k] for p in parts) for k in parts[0]["metrics"]}
     drain = sum(p["drain_s"] for p in parts)
     pipeline = sum(p["counted"] for p in parts) / drain
-    raw = len(raws) / sum(1.0 / r for r in raws)   # = raw posts / raw time (equal samples)
+    raw = sum(n for n, _ in timed) / sum(sec for _, sec in timed)
     cnt_e, cnt_io = m["synapse_embed_batch_seconds_count"], m["synapse_posts_batch_io_seconds_count"]
     return {
         "posts": len(posts), "chunks": chunks, "raw_posts_per_s": raw, "raw_each": raws,
         "pipeline_posts_per_s": pipeline, "pipeline_each": [p["posts_per_s"] for p in parts],
         "ratio": pipeline / raw, "ratio_each": [p["ratio"] for p in parts], "drain_s": drain,
         "counted": sum(p["counted"] for p in parts), "candidates": parts[-1]["candidates"],
-        # the share of the drain the model thread spent embedding (the worker's own histogram: robust to
+        # the share of the drain the embed thread spent embedding (the worker's own histogram: robust to
         # other load, since both sides are measured inside the worker at the same time)
         "embedder_busy_share": m["synapse_embed_batch_seconds_sum"] / drain,
         "embed_ms_per_batch": 1000 * m["synapse_embed_batch_seconds_sum"] / cnt_e if cnt_e else None,
@@ -554,16 +553,16 @@ def _keep_logs(loop, label: str) -> None:
         shutil.copytree(loop.run_dir / "logs", target, dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
-def _raw(embedder, texts, batch, min_seconds: float = 2.0) -> float:
-    """Posts/s of ``embedder`` alone on ``texts`` in micro-batches of ``batch`` (repeated until at least
-    ``min_seconds`` passed, so a fast static embedder is timed as long as MiniLM)."""
+def _raw(embedder, texts, batch, min_seconds: float = 2.0) -> tuple[int, float]:
+    """(posts, seconds) of ``embedder`` alone on ``texts`` in micro-batches of ``batch``, repeated until at
+    least ``min_seconds`` passed (so a fast static embedder is timed as long as MiniLM)."""
     embedder.encode(texts[:batch])
     n, t = 0, time.perf_counter()
     while True:
         encode_microbatches(embedder, texts, batch)
         n += len(texts)
         if time.perf_counter() - t >= min_seconds:
-            return n / (time.perf_counter() - t)
+            return n, time.perf_counter() - t
 
 
 def _ms(x):
