@@ -37,19 +37,27 @@ async def rubric(svc, detector: str) -> list:
     return msgs
 
 
-@app.agent(candidates_topic)
-async def llm_rate(stream):
+async def rate_one(value: bytes) -> None:
+    """One candidate to the LLM rater, if its detector routes it there; the verdict to the labels topic."""
     import json
 
+    try:
+        cand = json.loads(value)
+    except ValueError:
+        return
+    d = settings.detector(cand.get("detector", "")) if isinstance(cand, dict) else None
+    if d is None or d.oracle_mode == "human" or not route(d.oracle_mode, cand, d.llm_audit_rate)["llm"]:
+        return
+    svc = await runtime.get()
+    verdict = await rater(svc).rate(cand, await runtime.retry(rubric, svc, d.name, what="build rubric"))
+    if verdict is not None:
+        await labels_topic.send(key=cand["post_id"].encode(), value=dumps(verdict))
+
+
+@app.agent(candidates_topic)
+async def llm_rate(stream):
     async for value in stream:
         try:
-            cand = json.loads(value)
-        except ValueError:
-            continue
-        d = settings.detector(cand.get("detector", ""))
-        if d is None or d.oracle_mode == "human" or not route(d.oracle_mode, cand, d.llm_audit_rate)["llm"]:
-            continue
-        svc = await runtime.get()
-        verdict = await rater(svc).rate(cand, await runtime.retry(rubric, svc, d.name, what="build rubric"))
-        if verdict is not None:
-            await labels_topic.send(key=cand["post_id"].encode(), value=dumps(verdict))
+            await rate_one(value)
+        except Exception as exc:  # noqa: BLE001 - the boundary: one candidate never stops the rater
+            runtime.crashed("llm_rate", exc)

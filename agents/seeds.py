@@ -5,4 +5,4 @@ from stream_app.faust_app import app, runtime, seeds_topic
 @app.agent(seeds_topic)
 async def ingest_seeds(stream):
     async for events in stream.take_events(64, within=0.2):
-        await runtime.handle("handle_seeds", events)
+        await runtime.handle_seeds(events)

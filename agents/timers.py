@@ -44,6 +44,17 @@ async def on_shutdown(app_, **kwargs):
         log.info("snapshot of shards %s saved on shutdown", saved)
 
 
+@app.timer(interval=1.0)
+async def release_held_labels():
+    """Route labels held for posts that have now arrived; dead-letter those whose hold expired."""
+    if runtime.service is None:
+        return
+    try:
+        await runtime.publish(await runtime.retry(runtime.service.release_held_labels, what="release held labels"))
+    except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
+        runtime.crashed("release_held_labels", exc)
+
+
 @app.timer(interval=2.0)
 async def heartbeat_and_recover():
     """Keep this worker's heartbeat alive; re-send in-flight candidates of dead workers."""

@@ -30,6 +30,13 @@ class Metrics:
         self.verdicts = Counter("synapse_verdicts", "Verdicts applied", ["detector", "label"], registry=r)
         self.dead_letters = Counter("synapse_dead_letters", "Messages sent to the dead-letter topic",
                                     ["topic", "reason"], registry=r)
+        self.internal_errors = Counter("synapse_internal_errors", "Messages whose handling raised an unexpected "
+                                       "exception (dead-lettered as internal_error)", ["topic", "stage", "error"],
+                                       registry=r)
+        self.agent_crashes = Counter("synapse_agent_crashes", "Agent or background task failures (each one restarts "
+                                     "or retries)", ["agent"], registry=r)
+        self.held_labels = Gauge("synapse_held_labels", "Labels for posts not seen yet, held until the post arrives "
+                                 "or the hold expires (all workers)", registry=r)
         self.seeds = Gauge("synapse_seeds", "Positive seeds by origin", ["detector", "origin"], registry=r)
         self.queried = Gauge("synapse_queried", "Posts sent to the oracle (all workers)", ["detector"], registry=r)
         self.answered = Gauge("synapse_answered", "Queried posts with a verdict (all workers)", ["detector"], registry=r)

@@ -7,7 +7,10 @@
 * on partition assignment, loads shard snapshots and replays the gap between a snapshot and the
   group's committed offset from the posts topic, before the agent consumes that partition again;
 * re-sends the in-flight candidates of dead workers that never reached the candidates topic;
-* reports liveness: unhealthy when the posts consumer has lag but has not advanced for a while.
+* reports liveness (:meth:`Runtime.health`): unhealthy when the posts consumer has lag but has not
+  advanced for a while, when a shard stays recovering too long or its replay failed, or when agents
+  crashed more than ``health_max_crashes`` times within ``health_crash_window`` seconds;
+* runs background work through :meth:`Runtime.spawn`, so no task dies with its exception unobserved.
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from typing import Awaitable, Callable
 
+from .exceptions import describe, frames, transient_errors
 from .metrics import GCPauses, freeze_heap
 from .service import DetectionService, Outputs, RawMsg
 from .settings import Settings
@@ -66,6 +71,10 @@ class Runtime:
         self._posts_slots: asyncio.Semaphore | None = None   # created on the event loop, at the first batch
         self._posts_tail: asyncio.Future | None = None        # stage 2 of the last begun batch of posts
         self._posts_error: BaseException | None = None
+        self._recovering_since: dict[int, float] = {}   # partition -> monotonic start of its recovery
+        self.replay_failed: dict[int, str] = {}           # partition -> why its gap replay could not finish
+        self.crashes: deque[tuple[float, str]] = deque(maxlen=1000)   # (monotonic time, agent) of each failure
+        self._tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ service
     async def get(self) -> DetectionService:
@@ -94,29 +103,59 @@ class Runtime:
 
     async def retry(self, fn: Callable[..., Awaitable], *args, what: str = "call"):
         """Run ``fn`` until it succeeds, backing off (0.5 s doubling to 15 s, jittered) on connection errors."""
-        import redis.exceptions as rexc
-        from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
-
         delay = 0.5
         while True:
             try:
                 return await fn(*args)
-            except (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError, asyncio.TimeoutError,
-                    KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError) as exc:
+            except transient_errors() as exc:
                 if self.app.should_stop:
                     raise
                 log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
                 await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
                 delay = min(15.0, delay * 2)
 
+    # ------------------------------------------------------------------ failures
+    def crashed(self, agent: str, exc: BaseException) -> None:
+        """Count a failure of an agent or a background task (it restarts or retries); the health check
+        reads the recent ones. Logged with its type and frames, never its message."""
+        self.crashes.append((time.monotonic(), agent))
+        metrics = getattr(self.service, "metrics", None)
+        if metrics is not None:
+            metrics.agent_crashes.labels(agent).inc()
+        log.error("%s failed: %s\n%s", agent, describe(exc), frames(exc))
+
+    def spawn(self, coro, what: str) -> asyncio.Task:
+        """A background task whose failure is logged and counted (never an unobserved exception)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self.crashed(what, t.exception())
+        task.add_done_callback(done)
+        return task
+
     # ------------------------------------------------------------------ messages
-    async def handle(self, method: str, events) -> None:
-        svc = await self.get()
-        msgs = [raw_from_event(e) for e in events]
-        if method == "handle_posts":
-            await self._wait_recovered(msgs)
-        out = await self.retry(getattr(svc, method), msgs, what=method)
-        await self.publish(out)
+    async def handle_seeds(self, events) -> None:
+        await self._handle("ingest_seeds", events, lambda svc: svc.handle_seeds)
+
+    async def handle_labels(self, events) -> None:
+        await self._handle("route_labels", events, lambda svc: svc.handle_labels)
+
+    async def handle_verdicts(self, events) -> None:
+        await self._handle("apply_verdicts", events, lambda svc: svc.handle_verdicts)
+
+    async def _handle(self, agent: str, events, method) -> None:
+        try:
+            svc = await self.get()
+            out = await self.retry(method(svc), [raw_from_event(e) for e in events], what=agent)
+            await self.publish(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.crashed(agent, exc)
+            raise
 
     async def _wait_recovered(self, msgs) -> None:
         """A partition whose shard is being rebuilt (snapshot + replay) is consumed only afterwards."""
@@ -151,8 +190,10 @@ class Runtime:
             msgs = [raw_from_event(e) for e in events]
             await self._wait_recovered(msgs)
             batch = await self.retry(svc.begin_posts, msgs, what="handle_posts")
-        except BaseException:
+        except BaseException as exc:
             self._posts_slots.release()
+            if isinstance(exc, Exception):
+                self.crashed("ingest_posts", exc)
             raise
         for e in events:
             hold_event(e)
@@ -171,7 +212,7 @@ class Runtime:
             self._posts_slots.release()
             raise
         except Exception as exc:  # noqa: BLE001 - reported by the next submit_posts / flush_posts
-            log.exception("posts batch failed: %s", exc)
+            self.crashed("ingest_posts", exc)
             if self._posts_error is None:
                 self._posts_error = exc
             self._release(events)
@@ -233,6 +274,9 @@ class Runtime:
             out.acked = []
         if error is not None:
             raise error
+        if out.released:   # held labels whose verdicts (or dead letters) are now on their topics
+            await self.service.state.drop_held_labels(out.released)
+            out.released = []
 
     # ------------------------------------------------------------------ rebalance and recovery
     async def on_assigned(self, assigned) -> None:
@@ -245,26 +289,44 @@ class Runtime:
         self.assigned = parts
         for p in new:
             self._recovered[p] = asyncio.Event()
+            self._recovering_since[p] = time.monotonic()
+            self.replay_failed.pop(p, None)
+        for p in gone:
+            self._recovering_since.pop(p, None)
+            self.replay_failed.pop(p, None)
         out = await self.retry(svc.assign, sorted(parts), what="assign shards")
         await self.publish(out)
         if new:
-            asyncio.ensure_future(self._replay_gaps(new))
+            self.spawn(self._replay_gaps(new), "replay")
         log.info("holding shards %s (%d posts)", sorted(parts), len(svc.index))
 
     async def _replay_gaps(self, partitions: list[int]) -> None:
         """Re-index posts between each shard's snapshot and the group's committed offset."""
         svc = await self.get()
-        for p in partitions:
-            t0 = time.monotonic()
-            start = svc.offsets.get(p, -1) + 1
-            try:
-                replayed = await self.retry(self._replay_partition, svc, p, start, what=f"replay shard {p}")
-            finally:
-                self._recovered[p].set()
+        try:
+            for p in partitions:
+                t0 = time.monotonic()
+                start = svc.offsets.get(p, -1) + 1
+                try:
+                    replayed = await self.retry(self._replay_partition, svc, p, start, what=f"replay shard {p}")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the partition is consumed anyway; health says so
+                    self.replay_failed[p] = describe(exc)
+                    self.crashed(f"replay shard {p}", exc)
+                    continue
+                finally:
+                    self._recovered[p].set()
+                    self._recovering_since.pop(p, None)
+                self.recovery_seconds[p] = time.monotonic() - t0
+                log.info("shard %s recovered: snapshot up to offset %d, %d posts replayed in %.2fs",
+                         p, start - 1, replayed, self.recovery_seconds[p])
             await self.publish(await self.retry(svc.reconcile_confirmed, what="reconcile confirmed seeds"))
-            self.recovery_seconds[p] = time.monotonic() - t0
-            log.info("shard %s recovered: snapshot up to offset %d, %d posts replayed in %.2fs",
-                     p, start - 1, replayed, self.recovery_seconds[p])
+        finally:   # whatever happened, no partition waits for a replay that is not running
+            for p in partitions:
+                if p in self._recovered:
+                    self._recovered[p].set()
+                self._recovering_since.pop(p, None)
 
     async def _replay_partition(self, svc: DetectionService, partition: int, start: int) -> int:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -364,10 +426,23 @@ class Runtime:
                     lag += max(0, int(hw) - (svc.offsets.get(p, -1) + 1))
         except Exception:  # noqa: BLE001 - no consumer yet / not assigned: lag unknown
             lag = 0
+        s, now = self.settings, time.monotonic()
         body["lag"] = lag
         body["recovering"] = sorted(p for p, ev in self._recovered.items() if not ev.is_set())
-        stalled = (lag > 0 and body["seconds_since_progress"] > self.settings.health_stall_seconds
-                   and not body["recovering"])
-        if stalled:
-            body["reason"] = f"consumption stalled: lag {lag} and no progress for {body['seconds_since_progress']}s"
-        return not stalled, body
+        body["replay_failed"] = {str(p): why for p, why in sorted(self.replay_failed.items())}
+        recent = [agent for t, agent in self.crashes if now - t <= s.health_crash_window]
+        body["recent_crashes"] = len(recent)
+        reasons = []
+        slow = sorted(p for p, t0 in self._recovering_since.items() if now - t0 > s.health_recovery_seconds)
+        if slow:
+            reasons.append(f"shards {slow} still recovering after {s.health_recovery_seconds:g}s")
+        if self.replay_failed:
+            reasons.append(f"replay failed for shards {sorted(self.replay_failed)}")
+        if len(recent) > s.health_max_crashes:
+            agents = sorted(set(recent))
+            reasons.append(f"{len(recent)} agent crashes in {s.health_crash_window:g}s ({', '.join(agents)})")
+        if lag > 0 and body["seconds_since_progress"] > s.health_stall_seconds and not body["recovering"]:
+            reasons.append(f"consumption stalled: lag {lag} and no progress for {body['seconds_since_progress']}s")
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        return not reasons, body

@@ -16,7 +16,13 @@ Flow:
 * verdicts: ledger in Redis -> engine (refill windows; a positive becomes a confirmed seed, which is
   also put on the seed log so other workers' shards are backfilled too).
 
-Bad messages become dead letters with the reason; nothing raises out of a ``handle_*`` method.
+Error boundary: every message is handled inside :meth:`DetectionService._each`. A message that fails
+validation becomes a dead letter with its reason; any other exception while handling it (in the service, the
+model thread, Redis encoding, a replay) becomes a dead letter with reason ``internal_error`` and the
+exception's type and place (``stream_app.exceptions.describe``), and the batch goes on. Only transient errors
+(Redis or broker connections) leave a ``handle_*`` method, for the runtime to retry. A dead letter's key is
+its source coordinates (``topic/partition/offset``), so a message dead-lettered again on a replay after a
+crash has the same key: a consumer (or a compacted topic) drops the repeat.
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
 from synapse_stream.rounds import SOURCES, LiveRounds
 from synapse_stream.seeds import Seed, SeedOrigin
 
+from .exceptions import INTERNAL_ERROR, describe, frames, is_transient
 from .llm_oracle import Agreement, annotate_for_humans
 from .metrics import Metrics
 from .settings import Settings
@@ -72,6 +79,7 @@ class Outputs:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     verdicts: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
     detections: list[tuple[bytes, bytes]] = field(default_factory=list)     # (key, value)
+    released: list[str] = field(default_factory=list)   # held labels to drop in Redis once the above are sent
 
     def extend(self, other: "Outputs") -> "Outputs":
         self.candidates += other.candidates
@@ -80,6 +88,7 @@ class Outputs:
         self.dead_letters += other.dead_letters
         self.verdicts += other.verdicts
         self.detections += other.detections
+        self.released += other.released
         return self
 
 
@@ -92,6 +101,32 @@ class PostsBatch:
     ingest: "asyncio.Future | None" = None        # its candidates: embed thread, then model thread (submitted)
     queued: bool = False                          # its candidates are in the outbox
     ingested_at: float | None = None              # monotonic time the model thread's work was taken (I/O metric)
+    good: list = field(default_factory=list)      # (RawMsg, PostMsg) of the valid, new-in-batch posts
+
+
+def dead_letter_key(msg: RawMsg) -> bytes | None:
+    """A dead letter's key: its source coordinates, the same on every replay of the message (idempotent)."""
+    if msg.offset is None:
+        return msg.key
+    return f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
+
+
+def held_label_doc(m: RawMsg, post_id: str) -> dict:
+    """A held label as stored in Redis: the raw message (base64) and its source coordinates."""
+    import base64
+
+    b64 = lambda v: None if v is None else base64.b64encode(bytes(v)).decode("ascii")  # noqa: E731
+    return {"post_id": post_id, "topic": m.topic, "partition": m.partition, "offset": m.offset,
+            "key": b64(m.key), "value": b64(m.value), "timestamp": m.timestamp,
+            "id": f"{m.topic}/{m.partition}/{m.offset}"}
+
+
+def held_label_msg(doc: dict) -> RawMsg:
+    import base64
+
+    unb64 = lambda v: None if v is None else base64.b64decode(v)  # noqa: E731
+    return RawMsg(doc["topic"], doc["partition"], doc["offset"], unb64(doc["key"]), unb64(doc["value"]),
+                  doc.get("timestamp"))
 
 
 def seed_id_for(detector: str, text: str) -> str:
@@ -260,8 +295,30 @@ class DetectionService:
     # ------------------------------------------------------------------ helpers
     def _dead(self, msg: RawMsg, reason: str, detail: str = "") -> tuple[bytes | None, bytes]:
         self.metrics.dead_letters.labels(msg.topic, reason.split(":")[0]).inc()
-        return msg.key, dumps(dead_letter(msg.value, source_topic=msg.topic, partition=msg.partition,
-                                          offset=msg.offset, reason=reason, detail=detail, key=msg.key))
+        return dead_letter_key(msg), dumps(dead_letter(msg.value, source_topic=msg.topic, partition=msg.partition,
+                                                       offset=msg.offset, reason=reason, detail=detail, key=msg.key))
+
+    def _internal(self, msg: RawMsg, exc: BaseException, stage: str) -> tuple[bytes | None, bytes]:
+        """The dead letter of a message whose handling raised ``exc`` (not a validation error). The log gets the
+        exception's type and frames, never its message (it may quote the post's text)."""
+        self.metrics.internal_errors.labels(msg.topic, stage, type(exc).__name__).inc()
+        log.error("internal error handling %s[%s]@%s (%s): %s\n%s", msg.topic, msg.partition, msg.offset, stage,
+                  type(exc).__name__, frames(exc))
+        return self._dead(msg, INTERNAL_ERROR, f"{stage}: {describe(exc)}")
+
+    async def _each(self, items, out: Outputs, stage: str, fn, msg_of=lambda item: item) -> None:
+        """The error boundary: ``await fn(item)`` for each item, in order. A ``MessageError`` dead-letters the
+        item's message with its reason, any other exception with ``internal_error``; transient errors (Redis,
+        broker) propagate, for the runtime to retry the call."""
+        for item in items:
+            try:
+                await fn(item)
+            except MessageError as exc:
+                out.dead_letters.append(self._dead(msg_of(item), exc.reason, exc.detail))
+            except Exception as exc:  # noqa: BLE001 - the boundary: one message never stops the partition
+                if is_transient(exc):
+                    raise
+                out.dead_letters.append(self._internal(msg_of(item), exc, stage))
 
     def _engine(self, detector: str) -> OnlineIBG:
         eng = self.engines.get(detector)
@@ -360,22 +417,33 @@ class DetectionService:
         out = Outputs()
         good: list[tuple[RawMsg, PostMsg]] = []
         seen: set[str] = set()
-        for m in msgs:
-            try:
-                post = parse_post(m.value, max_text_chars=self.settings.max_text_chars,
-                                  max_bytes=self.settings.max_message_bytes)
-            except MessageError as exc:
-                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
-                continue
-            if post.id in seen:  # the same id twice in one batch: the first wins (as in the index)
-                continue
-            seen.add(post.id)
-            good.append((m, post))
+
+        async def parse(m: RawMsg) -> None:
+            post = parse_post(m.value, max_text_chars=self.settings.max_text_chars,
+                              max_bytes=self.settings.max_message_bytes)
+            if post.id not in seen:  # the same id twice in one batch: the first wins (as in the index)
+                seen.add(post.id)
+                good.append((m, post))
+        await self._each(msgs, out, "parse", parse)
         batch = PostsBatch(list(msgs), out)
         if good:
             # the partition map first: a post must never be a candidate (through another agent's backfill)
             # before a verdict for it can be routed to its shard
-            await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
+            try:
+                await self.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
+            except Exception as exc:  # noqa: BLE001 - one post's id broke the batch: record them one by one
+                if is_transient(exc):
+                    raise
+                one = list(good)
+                good.clear()
+
+                async def record(item) -> None:
+                    m, p = item
+                    await self.state.record_posts({p.id: int(m.partition or 0)})
+                    good.append(item)
+                await self._each(one, out, "record", record, msg_of=lambda item: item[0])
+        batch.good = good
+        if good:
             now = time.time()
             batch.arrival = {p.id: (m.timestamp or now) for m, p in good}
             handed = asyncio.get_running_loop().run_in_executor(
@@ -397,7 +465,12 @@ class DetectionService:
         """
         if batch.ingest is not None:
             if not batch.queued:
-                cands = await batch.ingest
+                try:
+                    cands = await batch.ingest
+                except Exception as exc:  # noqa: BLE001 - embedding or indexing failed: one post at a time
+                    if is_transient(exc):
+                        raise
+                    cands = await self._ingest_one_by_one(batch)
                 batch.ingested_at = time.monotonic()
                 self._queue(cands, batch.arrival)
                 batch.queued = True
@@ -407,6 +480,19 @@ class DetectionService:
                 self.offsets[m.partition] = max(self.offsets.get(m.partition, -1), m.offset)
         self.last_progress = time.monotonic()
         return self._drain(batch.out)
+
+    async def _ingest_one_by_one(self, batch: "PostsBatch") -> list[Candidate]:
+        """The batch's embedding or indexing raised: embed and index each post alone, so only the post at
+        fault is dead-lettered (``internal_error``). A post the failed attempt had already indexed is not
+        compared again."""
+        cands: list[Candidate] = []
+
+        async def one(item) -> None:
+            handed = asyncio.get_running_loop().run_in_executor(
+                self.embed_executor, functools.partial(self._embed_then_index, [item]))
+            cands.extend(await self._indexed(handed))
+        await self._each(batch.good, batch.out, "index", one, msg_of=lambda item: item[0])
+        return cands
 
     def _embed_then_index(self, good: list[tuple[RawMsg, PostMsg]]):
         """Embed thread: embed the batch, then queue its indexing on the model thread (in this order, so
@@ -470,23 +556,31 @@ class DetectionService:
     # ------------------------------------------------------------------ seeds
     async def handle_seeds(self, msgs: Sequence[RawMsg]) -> Outputs:
         out = Outputs()
-        good = []
-        for m in msgs:
-            try:
-                s = parse_seed(m.value, max_text_chars=self.settings.max_text_chars,
-                               max_bytes=self.settings.max_message_bytes)
-                self._engine(s.detector)
-            except MessageError as exc:
-                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
-                continue
-            good.append(s)
+        good: list[tuple[RawMsg, object]] = []
+
+        async def parse(m: RawMsg) -> None:
+            s = parse_seed(m.value, max_text_chars=self.settings.max_text_chars,
+                           max_bytes=self.settings.max_message_bytes)
+            self._engine(s.detector)
+            good.append((m, s))
+        await self._each(msgs, out, "parse", parse)
         if good:
-            dets = {s.detector for s in good if s.detector in self.rounds}
+            dets = {s.detector for _, s in good if s.detector in self.rounds}
             for d in dets:   # every worker's rounds wait until the whole uploaded set is registered
                 await self.state.seeds_arriving(d, 60.0)
-            vecs = await self._embed([s.text for s in good])
-            for s, v in zip(good, vecs):
+            try:
+                vecs = list(await self._embed([s.text for _, s in good]))
+            except Exception as exc:  # noqa: BLE001 - embedded one by one below, the seed at fault dead-lettered
+                if is_transient(exc):
+                    raise
+                vecs = [None] * len(good)
+
+            async def register(item) -> None:
+                (m, s), v = item
+                if v is None:
+                    v = (await self._embed([s.text]))[0]
                 await self.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
+            await self._each(list(zip(good, vecs)), out, "register", register, msg_of=lambda item: item[0][0])
             for d in dets:
                 await self.state.seeds_arriving(d, self.settings.round_settle)
         self.last_progress = time.monotonic()
@@ -518,42 +612,65 @@ class DetectionService:
     async def handle_labels(self, msgs: Sequence[RawMsg]) -> Outputs:
         """Validate verdicts and route each to the partition that holds its post."""
         out = Outputs()
-        for m in msgs:
-            try:
-                lab = parse_label(m.value, max_bytes=self.settings.max_message_bytes)
-                self._engine(lab.detector)
-                part = await self.state.post_partition(lab.post_id)
-                if part is None:
-                    raise MessageError("unknown_post", f"post {lab.post_id!r} was never indexed")
-            except MessageError as exc:
-                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
-                continue
-            out.verdicts.append((part, lab.post_id.encode(), m.value))
+
+        async def route(m: RawMsg) -> None:
+            lab = parse_label(m.value, max_bytes=self.settings.max_message_bytes)
+            self._engine(lab.detector)
+            part = await self.state.post_partition(lab.post_id)
+            if part is not None:
+                out.verdicts.append((part, lab.post_id.encode(), m.value))
+            elif not await self._hold_label(m, lab):
+                raise MessageError("unknown_post", f"post {lab.post_id!r} was never indexed")
+        await self._each(msgs, out, "route", route)
         self.last_progress = time.monotonic()
+        return self._drain(out)
+
+    async def _hold_label(self, m: RawMsg, lab: LabelMsg) -> bool:
+        """A label for a post not seen yet is held (in Redis, ``label_hold_seconds``) and routed when the post
+        arrives (:meth:`release_held_labels`). False when holding is off or the hold is full."""
+        s = self.settings
+        if s.label_hold_seconds <= 0:
+            return False
+        return await self.state.hold_label(held_label_doc(m, lab.post_id), time.time() + s.label_hold_seconds,
+                                           s.label_hold_max)
+
+    async def release_held_labels(self, now: float | None = None) -> Outputs:
+        """Route held labels whose post has arrived; dead-letter (``unknown_post``) those whose hold expired.
+        Every worker may call it: each held label is taken by exactly one (an atomic removal in Redis)."""
+        out = Outputs()
+        now = time.time() if now is None else now
+        for doc, part in await self.state.take_held_labels(now):
+            m = held_label_msg(doc)
+            out.released.append(doc["id"])
+            if part is not None:
+                out.verdicts.append((part, doc["post_id"].encode(), m.value))
+            else:
+                out.dead_letters.append(self._dead(m, "unknown_post", f"post {doc['post_id']!r} did not arrive "
+                                                   f"within {self.settings.label_hold_seconds:g}s"))
         return self._drain(out)
 
     async def handle_verdicts(self, msgs: Sequence[RawMsg]) -> Outputs:
         """Apply routed verdicts on the worker that holds the posts' shards."""
         out = Outputs()
-        for m in msgs:
-            try:
-                lab = parse_label(m.value, max_bytes=self.settings.max_message_bytes)
-                eng = self._engine(lab.detector)
-            except MessageError as exc:
-                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
-                continue
+
+        async def apply(m: RawMsg) -> None:
+            lab = parse_label(m.value, max_bytes=self.settings.max_message_bytes)
+            eng = self._engine(lab.detector)
             if lab.post_id in self._audited[lab.detector]:
                 await self.state.record_audit_verdict(lab)
                 self._audit_labels[lab.detector][lab.post_id] = lab.label
                 if lab.post_id not in eng.queried:   # an audit only: not the detector's (no seed, no precision)
                     self.metrics.verdicts.labels(lab.detector, "audit").inc()
-                    continue
-            try:
-                await self._detector_verdict(lab)
-            except MessageError as exc:  # e.g. the post is not in this worker's shards
-                out.dead_letters.append(self._dead(m, exc.reason, exc.detail))
-                continue
-        await self._reconcile()
+                    return
+            await self._detector_verdict(lab)   # a MessageError, e.g. the post is not in this worker's shards
+        await self._each(msgs, out, "verdict", apply)
+        try:
+            await self._reconcile()
+        except Exception as exc:  # noqa: BLE001 - not one message's fault: logged, the next verdict tries again
+            if is_transient(exc):
+                raise
+            self.metrics.internal_errors.labels(self.settings.topic("verdicts"), "reconcile", type(exc).__name__).inc()
+            log.error("reconcile failed: %s\n%s", type(exc).__name__, frames(exc))
         self.last_progress = time.monotonic()
         return self._drain(out)
 
@@ -750,6 +867,7 @@ class DetectionService:
             self.gc_pauses.drain(self.metrics.gc_pause)
         total = await self.state.posts_total()
         self.metrics.posts_indexed.set(total)
+        self.metrics.held_labels.set(await self.state.held_labels())
         self.metrics.index_size.set(len(self.index))
         self.metrics.shards.set(len(self.index.shards))
         for name, eng in self.engines.items():

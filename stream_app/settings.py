@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     health_stall_seconds: float = Field(60.0, gt=0)   # lag with no progress for this long = unhealthy
+    health_recovery_seconds: float = Field(600.0, gt=0)   # a shard still recovering after this long = unhealthy
+    health_max_crashes: int = Field(3, ge=1)              # more agent crashes than this within the window = unhealthy
+    health_crash_window: float = Field(300.0, gt=0)
+    # a label for a post not seen yet is held this long (then dead-lettered as unknown_post); 0: at once
+    label_hold_seconds: float = Field(300.0, ge=0, le=7 * 86_400)
+    label_hold_max: int = Field(100_000, ge=0)            # at most this many held (all workers); beyond: unknown_post
     log_level: str = "info"
 
     @field_validator("detectors")

@@ -88,6 +88,64 @@ class RedisState:
     async def posts_total(self) -> int:
         return int(await self.r.hlen(self.k("post-partition")))
 
+    # ------------------------------------------------------------------ labels held for posts not seen yet
+    # A held label is a JSON document in the hash ``held-labels`` (by its source coordinates) and an entry in
+    # the sorted set ``held-labels:lease`` whose score is the time until which a worker has taken it (0: free).
+    _HOLD = """
+    if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+    if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+    redis.call('ZADD', KEYS[2], 0, ARGV[1])
+    return 1
+    """
+    # Take (lease) every free held label whose post has arrived or whose hold has expired; one call, atomic,
+    # so each label goes to exactly one worker. The taker drops it once its verdict or dead letter is sent
+    # (drop_held_labels); if the taker dies first, the lease runs out and another worker takes it.
+    _TAKE = """
+    local now, lease, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+    local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+    for _, id in ipairs(ids) do
+        local doc = redis.call('HGET', KEYS[1], id)
+        if not doc then
+            redis.call('ZREM', KEYS[2], id)
+        else
+            local d = cjson.decode(doc)
+            local part = redis.call('HGET', KEYS[3], d['post_id'])
+            if part or tonumber(d['expires']) <= now then
+                redis.call('ZADD', KEYS[2], now + lease, id)
+                out[#out + 1] = doc
+                out[#out + 1] = part or ''
+            end
+        end
+    end
+    return out
+    """
+
+    async def hold_label(self, doc: dict, expires: float, max_held: int) -> bool:
+        """Hold a label (``doc`` from ``service.held_label_doc``) until ``expires``; False if ``max_held`` are held."""
+        doc = {**doc, "expires": expires}
+        ok = await self.r.eval(self._HOLD, 2, self.k("held-labels"), self.k("held-labels", "lease"), doc["id"],
+                               json.dumps(doc), max_held)
+        return bool(ok)
+
+    async def take_held_labels(self, now: float, lease: float = 60.0, count: int = 10_000) -> list[tuple[dict, int | None]]:
+        """``(doc, partition)`` of the held labels whose post arrived (partition known) or whose hold expired
+        (partition None), leased to the caller for ``lease`` seconds."""
+        raw = await self.r.eval(self._TAKE, 3, self.k("held-labels"), self.k("held-labels", "lease"),
+                                self.k("post-partition"), now, lease, count)
+        return [(json.loads(raw[i]), int(raw[i + 1]) if raw[i + 1] != "" else None) for i in range(0, len(raw), 2)]
+
+    async def drop_held_labels(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.k("held-labels"), *ids)
+            pipe.zrem(self.k("held-labels", "lease"), *ids)
+            await pipe.execute()
+
+    async def held_labels(self) -> int:
+        return int(await self.r.hlen(self.k("held-labels")))
+
     # ------------------------------------------------------------------ candidates
     # One round trip, atomic: claim each post (SADD) and, where this call is the first, record the
     # candidate message as in flight (owner worker + message) and count it.

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,10 @@ MAX_ID_CHARS = 256
 MAX_DEPTH = 32                  # JSON nesting deeper than this is rejected
 DEAD_LETTER_RAW_BYTES = 64_000  # a dead letter keeps at most this much of the raw value (plus its size and sha256)
 ORIGINS = ("synthetic", "manual")
+BOM = "\ufeff"                  # RFC 8259 lets a parser ignore a leading byte-order mark; we do
+# categories of characters that show nothing on their own: controls, format (zero-width, BOM), surrogates,
+# private use, unassigned, separators (spaces), combining marks
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ def _depth_ok(raw: str) -> bool:
     return True
 
 
+def _not_json_constant(name: str):
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def _object(raw: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     if raw is None:
         raise MessageError("empty", "no value")
@@ -97,17 +106,54 @@ def _object(raw: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
             raise MessageError("too_large", f"> {max_bytes} bytes")
     else:
         raise MessageError("wrong_type", f"value is {type(raw).__name__}")
+    if text.startswith(BOM):
+        text = text[1:]
     if not text.strip():
         raise MessageError("empty", "blank value")
     if not _depth_ok(text):
         raise MessageError("too_deep", f"JSON nested deeper than {MAX_DEPTH}")
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_not_json_constant)
     except (ValueError, RecursionError) as exc:
         raise MessageError("not_json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise MessageError("not_object", f"JSON {type(obj).__name__}, expected an object")
     return obj
+
+
+def visible(text: str) -> bool:
+    """True if ``text`` holds at least one character that shows something (not only spaces, controls,
+    zero-width or format characters, combining marks).
+
+    >>> visible("hi"), visible(" \u200b\u200d\x00\ufeff"), visible("\u0301")
+    (True, False, False)
+    """
+    return any(unicodedata.category(ch) not in _INVISIBLE for ch in text)
+
+
+def _encodable(v: str, name: str) -> None:
+    """A string that cannot be encoded as UTF-8 (a lone surrogate, from a ``\\ud800`` escape in valid JSON)
+    would fail later, in Redis or on a topic: reject it here."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MessageError(f"not_utf8:{name}", f"lone surrogate at character {exc.start}") from None
+
+
+def _check_strings(v: Any, name: str) -> None:
+    """Every string (keys and values) inside a JSON value is encodable as UTF-8."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            _encodable(x, name)
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, float) and not math.isfinite(x):
+            raise MessageError(f"wrong_type:{name}", "numbers must be finite")
 
 
 def _str(obj: dict, name: str, *, required: bool = True, max_chars: int = MAX_ID_CHARS, allow_int: bool = False):
@@ -117,13 +163,16 @@ def _str(obj: dict, name: str, *, required: bool = True, max_chars: int = MAX_ID
         return None
     v = obj[name]
     if allow_int and isinstance(v, int) and not isinstance(v, bool):
+        if abs(v) >= 10 ** MAX_ID_CHARS:
+            raise MessageError(f"too_long:{name}", f"integer with more than {MAX_ID_CHARS} digits")
         v = str(v)
     if not isinstance(v, str):
         raise MessageError(f"wrong_type:{name}", f"expected a string, got {type(v).__name__}")
-    if not v.strip():
-        raise MessageError(f"empty_field:{name}")
     if len(v) > max_chars:
         raise MessageError(f"too_long:{name}", f"{len(v)} chars > {max_chars}")
+    _encodable(v, name)
+    if not visible(v):
+        raise MessageError(f"empty_field:{name}")
     return v
 
 
@@ -133,14 +182,14 @@ def _text(obj: dict, max_chars: int) -> str:
     t = obj["text"]
     if not isinstance(t, str):
         raise MessageError("wrong_type:text", f"expected a string, got {type(t).__name__}")
-    if not t.strip():
-        raise MessageError("empty_text")
     if len(t) > max_chars:
         raise MessageError("text_too_long", f"{len(t)} chars > {max_chars}")
     try:
         t.encode("utf-8")
     except UnicodeEncodeError:
         raise MessageError("not_utf8", "text holds lone surrogates") from None
+    if not visible(t):
+        raise MessageError("empty_text", "no visible character")
     return t
 
 
@@ -148,9 +197,15 @@ def _ts(obj: dict) -> float | None:
     v = obj.get("ts")
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise MessageError("wrong_type:ts", "expected epoch seconds (a finite number)")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:   # an integer too large for a float
+        f = math.inf
+    if not math.isfinite(f):
+        raise MessageError("wrong_type:ts", "expected epoch seconds (a finite number)")
+    return f
 
 
 def parse_post(raw, *, max_text_chars: int = MAX_TEXT_CHARS, max_bytes: int = MAX_MESSAGE_BYTES) -> PostMsg:
@@ -160,6 +215,7 @@ def parse_post(raw, *, max_text_chars: int = MAX_TEXT_CHARS, max_bytes: int = MA
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
         raise MessageError("wrong_type:meta", "expected an object")
+    _check_strings(meta, "meta")
     return PostMsg(pid, text, _ts(obj), meta)
 
 
@@ -168,8 +224,8 @@ def parse_seed(raw, *, max_text_chars: int = MAX_TEXT_CHARS, max_bytes: int = MA
     det = _str(obj, "detector")
     text = _text(obj, max_text_chars)
     origin = obj.get("origin", "synthetic")
-    if origin not in ORIGINS:
-        raise MessageError("bad_origin", f"origin must be one of {ORIGINS}, got {str(origin)[:50]!r}")
+    if not isinstance(origin, str) or origin not in ORIGINS:
+        raise MessageError("bad_origin", f"origin must be one of {ORIGINS}, got a {type(origin).__name__}")
     return SeedMsg(det, text, origin, _str(obj, "id", required=False, allow_int=True))
 
 
