@@ -55,5 +55,7 @@ def describe(exc: BaseException) -> str:
 
 
 def frames(exc: BaseException, limit: int = 8) -> str:
-    """The innermost ``limit`` frames of the traceback (file, line, function, source line), for the log."""
-    return "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-limit:])).rstrip()
+    """The innermost ``limit`` frames of the traceback, one ``file:line in function`` per line, for the log
+    (no source lines and no message: either could quote a post)."""
+    return "\n".join(f"  {os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+                     for f in traceback.extract_tb(exc.__traceback__)[-limit:])

@@ -483,22 +483,22 @@ class DetectionService:
 
     async def _ingest_one_by_one(self, batch: "PostsBatch") -> list[Candidate]:
         """The batch's embedding or indexing raised: embed and index each post alone, so only the post at
-        fault is dead-lettered (``internal_error``). A post the failed attempt had already indexed is not
-        compared again."""
+        fault is dead-lettered (``internal_error``). Each post is compared with the seeds even if the failed
+        attempt had already indexed it (harmless: windows are keyed by post, claims are first-wins)."""
         cands: list[Candidate] = []
 
         async def one(item) -> None:
             handed = asyncio.get_running_loop().run_in_executor(
-                self.embed_executor, functools.partial(self._embed_then_index, [item]))
+                self.embed_executor, functools.partial(self._embed_then_index, [item], True))
             cands.extend(await self._indexed(handed))
         await self._each(batch.good, batch.out, "index", one, msg_of=lambda item: item[0])
         return cands
 
-    def _embed_then_index(self, good: list[tuple[RawMsg, PostMsg]]):
+    def _embed_then_index(self, good: list[tuple[RawMsg, PostMsg]], compare_all: bool = False):
         """Embed thread: embed the batch, then queue its indexing on the model thread (in this order, so
         batches reach the model thread in the order they were begun). Returns the model thread's future."""
         vecs = self._embed_sync(good)
-        return self.executor.submit(self._index_sync, good, vecs)
+        return self.executor.submit(self._index_sync, good, vecs, compare_all)
 
     def _embed_sync(self, good: list[tuple[RawMsg, PostMsg]]):
         t0 = time.perf_counter()
@@ -507,8 +507,9 @@ class DetectionService:
         self.metrics.embed_batch.observe(len(good))
         return vecs
 
-    def _index_sync(self, good: list[tuple[RawMsg, PostMsg]], vecs) -> list[Candidate]:
-        """Model thread: add the batch to its shards and compare it with every detector's seeds."""
+    def _index_sync(self, good: list[tuple[RawMsg, PostMsg]], vecs, compare_all: bool = False) -> list[Candidate]:
+        """Model thread: add the batch to its shards and compare the new posts (``compare_all``: every post)
+        with every detector's seeds."""
         by_part: dict[int, list[int]] = {}
         for i, (m, _) in enumerate(good):
             by_part.setdefault(int(m.partition or 0), []).append(i)
@@ -521,6 +522,8 @@ class DetectionService:
                 shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh])
                 new_rows += fresh
         self.metrics.posts.inc(len(new_rows))
+        if compare_all:
+            new_rows = list(range(len(good)))
         if not new_rows:
             return []
         self.last_indexed = (time.time(), len(self.index))   # one assignment: the health check reads the pair
