@@ -1,7 +1,14 @@
-"""Faust agents: thin wiring from topics to :class:`stream_app.service.DetectionService`."""
-from stream_app.faust_app import settings
+"""Faust agents: thin wiring from topics to :class:`stream_app.worker.service.DetectionService`.
 
-from . import labels, posts, seeds, timers  # noqa: F401
+Nothing is registered at import: :func:`register` adds every agent to a worker built by
+``stream_app.worker.app.create_app`` (the LLM rater only when some detector uses it).
+"""
+from . import labels, llm_oracle, posts, seeds, timers
 
-if any(d.oracle_mode != "human" for d in settings.detectors):   # the LLM rater only when some detector uses it
-    from . import llm_oracle  # noqa: F401
+
+def register(w) -> None:
+    """Register the agents, timers and signal handlers on worker ``w`` (a ``stream_app.worker.app.Worker``)."""
+    for module in (posts, seeds, labels, timers):
+        module.register(w)
+    if any(d.oracle_mode != "human" for d in w.settings.detectors):
+        llm_oracle.register(w)

@@ -4,11 +4,11 @@ Pipelined (``Runtime.submit_posts``): the agent begins a micro-batch (parse, par
 the model thread) and takes the next one while the previous batch's claims and publishes are awaited;
 each batch's offsets are committed only once it is finished.
 """
-from stream_app.faust_app import app, posts_topic, runtime, settings
 
 
-@app.agent(posts_topic)
-async def ingest_posts(stream):
-    async for events in stream.take_events(settings.embed_batch_size, within=settings.embed_within):
-        await runtime.submit_posts(events)
-    await runtime.flush_posts()   # the stream ended (shutdown): finish what was begun
+def register(w) -> None:
+    @w.app.agent(w.posts, name="ingest_posts")
+    async def ingest_posts(stream):
+        async for events in stream.take_events(w.settings.embed_batch_size, within=w.settings.embed_within):
+            await w.runtime.submit_posts(events)
+        await w.runtime.flush_posts()   # the stream ended (shutdown): finish what was begun

@@ -63,12 +63,12 @@ def machine() -> dict:
 
 
 def load_demo_posts() -> list[dict]:
-    with open(REPO / "stream_app" / "demo_data" / "posts.jsonl", encoding="utf-8") as fh:
+    with open(REPO / "stream_app" / "devstack" / "demo_data" / "posts.jsonl", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
 def load_demo_seeds() -> list[str]:
-    return [t for t in (REPO / "stream_app" / "demo_data" / "seeds.txt").read_text(encoding="utf-8").splitlines()
+    return [t for t in (REPO / "stream_app" / "devstack" / "demo_data" / "seeds.txt").read_text(encoding="utf-8").splitlines()
             if t.strip()]
 
 

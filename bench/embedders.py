@@ -33,8 +33,12 @@ def prepare(spec: str) -> float:
 
         ensure_onnx(variant="int8" if spec.endswith("int8") else "fp32")
     elif spec == "model2vec-minilm":
-        from synapse_stream.embedders.static import _base, default_static_cache, distill_model2vec
         from synapse_stream.embedders.sentence import DEFAULT_MODEL, resolve_model_path
+        from synapse_stream.embedders.static import (
+            _base,
+            default_static_cache,
+            distill_model2vec,
+        )
 
         folder = default_static_cache() / f"model2vec-{_base(Path(resolve_model_path(DEFAULT_MODEL)), DEFAULT_MODEL)}-256"
         if not (folder / "model.safetensors").exists():

@@ -2,7 +2,7 @@
 
 Run in a fresh process (``python -m bench.gcpause --out F``) that loads what a worker loads: Faust, the
 service module and its imports, the embedder (model weights and tokenizer) with one batch embedded. Then
-``gc.collect()`` is timed a few times, the heap is frozen as the worker does (``stream_app.metrics.freeze_heap``),
+``gc.collect()`` is timed a few times, the heap is frozen as the worker does (``stream_app.worker.metrics.freeze_heap``),
 and ``gc.collect()`` is timed again. A full collection stops every thread, the event loop included.
 """
 from __future__ import annotations
@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import faust  # noqa: F401  (what a worker imports)
 
-    from stream_app.metrics import freeze_heap
-    from stream_app.service import DetectionService  # noqa: F401
+    from stream_app.worker.metrics import freeze_heap
+    from stream_app.worker.service import DetectionService  # noqa: F401
     from synapse_stream.embedders import make_embedder
 
     emb = make_embedder(a.embedder, batch_size=32, threads=1)

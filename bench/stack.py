@@ -1,7 +1,7 @@
 """The live loop through the embedded broker: pipeline efficiency, post-to-candidate latency, scale-out.
 
 Every figure comes from real ``faust -A stream_app worker`` subprocesses on the embedded Tansu broker and
-Redis (:class:`stream_app.demo.LiveLoop`). Progress is read from the workers' ``/metrics``.
+Redis (:class:`stream_app.devstack.demo.LiveLoop`). Progress is read from the workers' ``/metrics``.
 
 * efficiency: the embedder alone on the same posts in the same micro-batches (measured just before and
   just after, in this process, while the worker idles), against posts produced → embedded, indexed,
@@ -28,14 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import encode_microbatches, load_demo_posts, load_demo_seeds, percentile, say
+from .common import (
+    encode_microbatches,
+    load_demo_posts,
+    load_demo_seeds,
+    percentile,
+    say,
+)
 
 DETECTOR = {"name": "bench", "tau": 0.55, "d_max": 10, "candidates": "ibg"}   # post-to-candidate latency: online IBG
 
 
 def worker_defaults() -> dict:
     """The worker settings the stack runs start from (the shipped defaults, resolved on this machine)."""
-    from stream_app.settings import Settings
+    from stream_app.worker.settings import Settings
 
     s = Settings(_env_file=None, torch_threads=None)
     return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads,
@@ -324,8 +330,8 @@ def make_posts(prefix: str, n: int, demo: list[dict], *, suffix: bool = False) -
 # ---------------------------------------------------------------------- the runs
 def start_services(loop) -> None:
     """The broker, Redis and the topics, but no worker yet (so a backlog can be produced first)."""
-    from stream_app.embedded import create_topics
-    from stream_app.settings import Settings
+    from stream_app.worker.kafka_admin import create_topics
+    from stream_app.worker.settings import Settings
 
     loop._start_services()
     s = Settings(topic_prefix=loop.prefix, partitions=loop.partitions, _env_file=None)
@@ -333,7 +339,7 @@ def start_services(loop) -> None:
 
 
 def start_workers(loop, timeout: float = 240) -> None:
-    from stream_app.embedded import free_port
+    from stream_app.devstack.embedded import free_port
 
     for i in range(loop.n_workers):
         loop.web_ports.append(free_port())
@@ -456,7 +462,7 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     rate (or ``latency_rate``).
     ``busy_cores``: that many processes spin on the CPU for the whole run (raw figures included), a controlled
     stand-in for other jobs or other workers on the same cores."""
-    from stream_app.demo import LiveLoop
+    from stream_app.devstack.demo import LiveLoop
     from synapse_stream.embedders import make_embedder
 
     demo, seeds = load_demo_posts(), load_demo_seeds()
@@ -572,7 +578,7 @@ def _ms(x):
 def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None) -> dict:
     """``workers`` workers on a 2-partition topic, all assigned before the posts are produced (as fast as the
     producer goes): throughput until all are indexed, then a probe per partition for the seed broadcast."""
-    from stream_app.demo import LiveLoop
+    from stream_app.devstack.demo import LiveLoop
 
     demo, seeds = load_demo_posts(), load_demo_seeds()
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
@@ -639,7 +645,9 @@ def broker_fetch_latency(waits=(1500, 500, 10), records: int = 40, gap: float = 
     (Faust hard-codes 1500 for its consumer; a real Kafka answers a fetch as soon as a byte is there)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from stream_app.embedded import EmbeddedStack, aiokafka_producer_settings_for_tansu, create_topics
+    from stream_app.devstack.embedded import EmbeddedStack
+    from stream_app.worker.kafka_admin import create_topics
+    from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
 
     async def one(bootstrap: str, wait_ms: int) -> dict:
         topic = f"bench-fetch-{wait_ms}"

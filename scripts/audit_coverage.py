@@ -34,7 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from synapse_stream.audit import INTERVALS, RecallEstimator, naive_recall_interval, stratified_recall  # noqa: E402
+from synapse_stream.audit import (  # noqa: E402
+    INTERVALS,
+    RecallEstimator,
+    naive_recall_interval,
+    stratified_recall,
+)
 
 SHARED = ROOT.parent / "shared" / "data" / "sst2"
 RATES = (0.0025, 0.005, 0.01, 0.02)

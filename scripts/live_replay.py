@@ -3,7 +3,7 @@
 Builds exactly the pool and the seeds of ``synapse-stream eval`` (docs/candidate-policy.md, "Exact
 command"): ``load_pool`` + ``make_imbalanced`` (share 0.1, seed 0: 33,088 posts, 3,308 positive) and
 the 100 ACS seeds that ``--seed-pool ... --acs 100`` picks (same functions, same cached MiniLM
-vectors, same coverage target). Then, through :class:`stream_app.demo.LiveLoop` (embedded Tansu broker,
+vectors, same coverage target). Then, through :class:`stream_app.devstack.demo.LiveLoop` (embedded Tansu broker,
 Redis, Faust worker subprocesses):
 
 1. send every post and wait until all are indexed (``synapse_posts_indexed``);
@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream_app.demo import LiveLoop, gauge
+from stream_app.devstack.demo import LiveLoop, gauge
 from synapse_stream.data import load_pool, load_seed_texts, make_imbalanced
 from synapse_stream.embedders import CachedEmbedder, make_embedder
 from synapse_stream.evaluation import (

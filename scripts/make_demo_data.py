@@ -1,4 +1,4 @@
-"""Build the demo sample shipped in stream_app/demo_data/ from ../shared/data/sst2 (run once; output is committed).
+"""Build the demo sample shipped in stream_app/devstack/demo_data/ from ../shared/data/sst2 (run once; output is committed).
 
 posts.jsonl: 3,000 posts drawn from the imbalanced SST-2 train split (all negatives kept, positives
 subsampled to 10 %, as in the paper), with their labels for the simulated moderator.
@@ -17,7 +17,7 @@ from synapse_stream.embedders import CachedEmbedder, make_embedder  # noqa: E402
 from synapse_stream.seeds import acs_select  # noqa: E402
 
 SST = ROOT.parent / "shared" / "data" / "sst2"
-OUT = ROOT / "stream_app" / "demo_data"
+OUT = ROOT / "stream_app" / "devstack" / "demo_data"
 
 pool = make_imbalanced(load_pool(SST / "train.tsv"), 0.10, seed=0)
 rows = np.sort(np.random.default_rng(7).choice(len(pool), 3000, replace=False))

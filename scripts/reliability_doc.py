@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stream_app.chaos import chaos_line  # noqa: E402
+from stream_app.devstack.chaos import chaos_line  # noqa: E402
 
 r = json.loads((ROOT / "docs" / "reliability" / "chaos-report.json").read_text())
 rec = r["recovery_seconds"]

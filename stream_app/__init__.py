@@ -5,9 +5,15 @@
 """
 
 
-def __getattr__(name):
-    if name == "app":
-        from .faust_app import app
+_app = None
 
-        return app
+
+def __getattr__(name):
+    global _app
+    if name == "app":   # built on first access, from the environment's settings
+        if _app is None:
+            from stream_app.worker.app import create_app
+
+            _app = create_app()
+        return _app
     raise AttributeError(name)

@@ -80,7 +80,14 @@ def add_eval_parser(sub) -> None:
 
 
 def _methods(args) -> list:
-    from synapse_stream.methods import GBLE, IBG, KNNSearch, LRBaseline, ModelGuided, Policy
+    from synapse_stream.methods import (
+        GBLE,
+        IBG,
+        KNNSearch,
+        LRBaseline,
+        ModelGuided,
+        Policy,
+    )
 
     names = METHODS if args.method == "all" else tuple(m.strip() for m in args.method.split(","))
     unknown = [m for m in names if m not in METHODS]
@@ -117,7 +124,13 @@ def cmd_eval(args) -> int:
 
     from synapse_stream.data import load_pool, load_seed_texts, make_imbalanced
     from synapse_stream.embedders import CachedEmbedder, make_embedder
-    from synapse_stream.evaluation import choose_seeds, embed_with_progress, evaluate, plot_reports, write_metrics
+    from synapse_stream.evaluation import (
+        choose_seeds,
+        embed_with_progress,
+        evaluate,
+        plot_reports,
+        write_metrics,
+    )
     from synapse_stream.exceptions import ConfigError
 
     def log(msg: str) -> None:
@@ -175,8 +188,9 @@ def cmd_eval(args) -> int:
 
 def cmd_worker(args) -> int:
     """Run the Faust worker in this process (same as ``faust -A stream_app worker -l info``)."""
-    from .faust_app import app
+    from stream_app.worker.app import create_app
 
+    app = create_app()
     argv = ["worker", "-l", args.loglevel] + (["--without-web"] if args.without_web else [])
     sys.argv = ["synapse-stream"] + argv
     app.main()
@@ -184,8 +198,8 @@ def cmd_worker(args) -> int:
 
 
 def cmd_topics(args) -> int:
-    from .settings import Settings
-    from .topics import ensure_topics
+    from stream_app.worker.settings import Settings
+    from stream_app.worker.topics import ensure_topics
 
     for name, parts in sorted(ensure_topics(Settings()).items()):
         print(f"{name}\t{parts} partitions")
@@ -193,8 +207,9 @@ def cmd_topics(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .demo import add_demo_parser
-    from .chaos import add_chaos_parser
+    from stream_app.devstack.chaos import add_chaos_parser
+    from stream_app.devstack.demo import add_demo_parser
+
     from .seedgen import add_seeds_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])

@@ -93,7 +93,7 @@ def add_seeds_parser(sub) -> None:
 def _settings(args):
     from pydantic import ValidationError
 
-    from .settings import Settings
+    from stream_app.worker.settings import Settings
 
     overrides = {}
     for flag, name in (("llm_base_url", "llm_base_url"), ("llm_model", "llm_model"), ("llm_api_key", "llm_api_key"),
@@ -127,7 +127,7 @@ def _producer_kwargs(settings) -> dict:
             kw["sasl_plain_username"] = settings.broker_username
             kw["sasl_plain_password"] = settings.broker_password.get_secret_value()
     if settings.embedded_broker:
-        from .embedded import aiokafka_producer_settings_for_tansu
+        from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
 
         kw.update(aiokafka_producer_settings_for_tansu())
     return kw

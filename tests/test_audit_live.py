@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from stream_app.demo import LiveLoop, gauge, load_demo_posts, load_demo_seeds
+from stream_app.devstack.demo import LiveLoop, gauge, load_demo_posts, load_demo_seeds
 from synapse_stream.audit import AuditSampler, RecallEstimator
 
 pytestmark = pytest.mark.stack

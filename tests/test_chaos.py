@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from stream_app.chaos import add_chaos_parser, chaos_line, run_chaos
+from stream_app.devstack.chaos import add_chaos_parser, chaos_line, run_chaos
 
 pytestmark = [pytest.mark.stack, pytest.mark.chaos]
 

@@ -78,8 +78,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def registered_metrics() -> dict[str, str]:
-    """Family name -> type of everything ``stream_app.metrics.Metrics`` registers."""
-    from stream_app.metrics import Metrics
+    """Family name -> type of everything ``stream_app.worker.metrics.Metrics`` registers."""
+    from stream_app.worker.metrics import Metrics
 
     return {fam.name: fam.type for fam in Metrics().registry.collect()}
 
@@ -212,7 +212,7 @@ def test_ui_ports_bind_loopback_only(services, name):
 
 
 def test_worker_env_matches_settings_fields(services):
-    from stream_app.settings import Settings
+    from stream_app.worker.settings import Settings
 
     fields = set(Settings.model_fields)
     for service in ("worker", "topics"):
@@ -225,7 +225,7 @@ def test_worker_env_matches_settings_fields(services):
 
 
 def test_worker_env_is_accepted_by_settings(services, monkeypatch, tmp_path):
-    from stream_app.settings import Settings
+    from stream_app.worker.settings import Settings
 
     env = {k: interpolate(v) for k, v in env_of(services["worker"]).items() if k.startswith("SYNAPSE_")}
     for var in list(os.environ):

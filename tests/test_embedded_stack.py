@@ -16,23 +16,27 @@ import time
 
 import pytest
 
-from stream_app.embedded import (
+from stream_app.devstack.embedded import (
     EmbeddedStack,
     EmbeddedStackError,
     FaustWorker,
     RedisServer,
     TansuBroker,
-    aiokafka_producer_settings_for_tansu,
-    create_topics,
-    create_topics_sync,
-    faust_broker_settings_for_tansu,
     find_redis_server,
     find_tansu,
     free_port,
     kafka_ready,
     redis_ping,
+)
+from stream_app.worker.kafka_admin import (
+    create_topics,
+    create_topics_sync,
     topic_partitions,
     topic_partitions_sync,
+)
+from stream_app.worker.tansu import (
+    aiokafka_producer_settings_for_tansu,
+    faust_broker_settings_for_tansu,
 )
 
 pytestmark = pytest.mark.stack

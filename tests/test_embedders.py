@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synapse_stream.embedders import CachedEmbedder, Embedder, HashingEmbedder, make_embedder
+from synapse_stream.embedders import (
+    CachedEmbedder,
+    Embedder,
+    HashingEmbedder,
+    make_embedder,
+)
 from synapse_stream.exceptions import EmbedderError
 
 TEXTS = ["free crypto giveaway", "the weather is mild today", "free crypto giveaway now", "ünïcödé ✓ text", ""]

@@ -17,11 +17,11 @@ import pytest
 import redis.exceptions as rexc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from stream_app.service import DetectionService, RawMsg, dead_letter_key
-from stream_app.settings import Settings
-from stream_app.state import RedisState
 from test_messages_fuzz import messages
+
+from stream_app.worker.service import DetectionService, RawMsg, dead_letter_key
+from stream_app.worker.settings import Settings
+from stream_app.worker.state import RedisState
 
 POSTS, LABELS, SEEDS, VERDICTS = "synapse.posts", "synapse.labels", "synapse.seeds", "synapse.verdicts"
 BAD_POST = rb'{"id": "bad-\ud800", "text": "a post whose id holds a lone surrogate"}'
@@ -31,7 +31,7 @@ BAD_SEED = rb'{"detector": "scam", "text": "double your bitcoin", "id": "seed-\u
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    from stream_app.embedded import RedisServer
+    from stream_app.devstack.embedded import RedisServer
 
     with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
         yield srv.url

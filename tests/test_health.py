@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from stream_app.runtime import Runtime
-from stream_app.settings import Settings
+from stream_app.worker.runtime import Runtime
+from stream_app.worker.settings import Settings
 
 
 class FakeConsumer:

@@ -11,10 +11,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from stream_app.demo import LiveLoop, gauge, load_demo_posts, load_demo_seeds
+from stream_app.devstack.demo import LiveLoop, gauge, load_demo_posts, load_demo_seeds
 from synapse_stream.embedders import HashingEmbedder
 from synapse_stream.index import PostIndex
 from synapse_stream.online import DetectorConfig, OnlineIBG
@@ -42,7 +41,7 @@ async def drive(loop: LiveLoop, detector: str, seeds, posts, truth, *, timeout=3
 async def registered_seeds(loop: LiveLoop, detector: str) -> list[dict]:
     import redis.asyncio as aioredis
 
-    from stream_app.state import RedisState, vec_from_b64
+    from stream_app.worker.state import RedisState, vec_from_b64
 
     r = aioredis.from_url(loop.redis_url, decode_responses=True)
     docs = await RedisState(r, "synapse:").seeds(detector)

@@ -13,14 +13,26 @@ import pytest
 from fake_llm import FakeLLM
 from prometheus_client import CollectorRegistry, generate_latest
 
+from stream_app.worker.metrics import parse_exposition
 from synapse_stream.exceptions import ConfigError, LLMError
 from synapse_stream.llm import ChatClient
-from synapse_stream.messages import candidate_message, dumps, parse_label
-from stream_app.llm_oracle import (
-    POST_CLOSE, POST_OPEN, Agreement, HashSampler, LLMRater, LLMRaterMetrics, OracleMode, annotate_for_humans,
-    build_rubric, parse_verdict, resolve, route, supersedes, with_post,
+from synapse_stream.llm_oracle import (
+    POST_CLOSE,
+    POST_OPEN,
+    Agreement,
+    HashSampler,
+    LLMRater,
+    LLMRaterMetrics,
+    OracleMode,
+    annotate_for_humans,
+    build_rubric,
+    parse_verdict,
+    resolve,
+    route,
+    supersedes,
+    with_post,
 )
-from stream_app.metrics import parse_exposition
+from synapse_stream.messages import candidate_message, dumps, parse_label
 
 DESC = "posts promising to double crypto sent to a wallet"
 SEEDS = ["Send 0.1 BTC to my wallet and get 0.2 BTC back, guaranteed!", "Double your ETH today: send to 0xabc",

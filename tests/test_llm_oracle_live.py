@@ -8,7 +8,7 @@ import json
 import pytest
 from fake_llm import FakeLLM
 
-from stream_app.demo import LiveLoop, gauge
+from stream_app.devstack.demo import LiveLoop, gauge
 from synapse_stream.messages import dumps
 
 pytestmark = pytest.mark.stack

@@ -18,10 +18,16 @@ import time
 import pytest
 from fake_llm import FakeLLM
 
+from stream_app.seedgen import add_seeds_parser, seed_id
 from synapse_stream.embedders import HashingEmbedder
 from synapse_stream.exceptions import LLMError, SynapseError
-from synapse_stream.llm import ChatClient, Deduplicator, build_messages, generate_seeds, parse_examples
-from stream_app.seedgen import add_seeds_parser, seed_id
+from synapse_stream.llm import (
+    ChatClient,
+    Deduplicator,
+    build_messages,
+    generate_seeds,
+    parse_examples,
+)
 
 KEY = "sk-TEST-abcdef0123456789-DO-NOT-LEAK"
 
@@ -303,7 +309,7 @@ def test_hanging_endpoint_times_out(fake):
 
 
 def test_unreachable_endpoint(fake):
-    from stream_app.embedded import free_port
+    from stream_app.devstack.embedded import free_port
 
     port = free_port()
     sleep = FakeSleep()
@@ -414,7 +420,7 @@ def test_cli_errors_exit_2_and_never_show_the_key(fake, clean_env, capsys):
     assert KEY not in captured.out + captured.err
     assert fake.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"   # flag reached the request
     # unreachable endpoint
-    from stream_app.embedded import free_port
+    from stream_app.devstack.embedded import free_port
 
     code = run_cli(["seeds", "generate", "--detector", "d", "--describe", "x", "--n", "5", "--embedder", "hashing",
                     "--out", "s.txt", "--llm-base-url", f"http://127.0.0.1:{free_port()}/v1", "--llm-retries", "0"])
@@ -433,7 +439,7 @@ def test_cli_errors_exit_2_and_never_show_the_key(fake, clean_env, capsys):
 
 
 def test_settings_hold_llm_fields(clean_env):
-    from stream_app.settings import Settings
+    from stream_app.worker.settings import Settings
 
     clean_env.setenv("SYNAPSE_LLM_BASE_URL", "http://vllm:8000/v1")
     clean_env.setenv("SYNAPSE_LLM_MODEL", "qwen")
@@ -463,7 +469,7 @@ def test_cli_is_wired_into_synapse_stream():
 def test_publish_to_embedded_broker(fake, clean_env, tmp_path, capsys):
     from aiokafka import AIOKafkaConsumer
 
-    from stream_app.embedded import EmbeddedStack
+    from stream_app.devstack.embedded import EmbeddedStack
 
     pool = unique_texts(10, start=4000)
     fake.default = (200, examples_answer(pool), {})

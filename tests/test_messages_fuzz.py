@@ -16,8 +16,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synapse_stream.exceptions import MessageError
-from synapse_stream.messages import (MAX_DEPTH, LabelMsg, PostMsg, SeedMsg, dead_letter, dumps, parse_label,
-                                     parse_post, parse_seed, visible)
+from synapse_stream.messages import (
+    MAX_DEPTH,
+    LabelMsg,
+    PostMsg,
+    SeedMsg,
+    dead_letter,
+    dumps,
+    parse_label,
+    parse_post,
+    parse_seed,
+    visible,
+)
 
 REASON = re.compile(r"^[a-z0-9_]+(:[a-z_]+)?$")
 NASTY = ["\ud800", "\udfff", "\udbff\udc00", "\x00", "\ufeff", "\ufffe", "\uffff", "\u200b", "\u200d",

@@ -9,8 +9,16 @@ import pytest
 from scipy.sparse import csgraph
 
 from synapse_stream.exceptions import ConfigError
-from synapse_stream.methods import (GBLE, IBG, KNNSearch, LRBaseline, dynamic_k, knn_graph, propagate,
-                                    random_curve)
+from synapse_stream.methods import (
+    GBLE,
+    IBG,
+    KNNSearch,
+    LRBaseline,
+    dynamic_k,
+    knn_graph,
+    propagate,
+    random_curve,
+)
 from synapse_stream.methods.gble import row_normalise
 from synapse_stream.oracles import CallbackOracle, ReplayOracle
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from stream_app.demo import LiveLoop, gauge
-from stream_app.state import RedisState
+from stream_app.devstack.demo import LiveLoop, gauge
+from stream_app.worker.state import RedisState
 
 pytestmark = pytest.mark.stack
 

@@ -8,10 +8,23 @@ import random
 import numpy as np
 import pytest
 
-from synapse_stream.audit import (AuditSampler, RecallEstimator, naive_recall_interval, proportion_interval,
-                                  stratified_recall)
+from synapse_stream.audit import (
+    AuditSampler,
+    RecallEstimator,
+    naive_recall_interval,
+    proportion_interval,
+    stratified_recall,
+)
 from synapse_stream.exceptions import ConfigError
-from synapse_stream.methods import GBLE, IBG, ActiveMethod, LRBaseline, ModelGuided, Policy, new_state
+from synapse_stream.methods import (
+    GBLE,
+    IBG,
+    ActiveMethod,
+    LRBaseline,
+    ModelGuided,
+    Policy,
+    new_state,
+)
 from synapse_stream.methods.base import top_rows
 from synapse_stream.oracles import ReplayOracle
 

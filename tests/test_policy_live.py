@@ -7,10 +7,9 @@ import asyncio
 import json
 import time
 
-import numpy as np
 import pytest
 
-from stream_app.demo import LiveLoop, gauge, load_demo_posts, load_demo_seeds
+from stream_app.devstack.demo import LiveLoop, gauge, load_demo_posts, load_demo_seeds
 from synapse_stream.embedders import make_embedder
 from synapse_stream.methods.gble import GBLE
 from synapse_stream.methods.policy import Policy

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 from faust.types.tuples import Message
 
-from stream_app.runtime import Runtime
-from stream_app.service import DetectionService, Outputs, PostsBatch, RawMsg
-from stream_app.settings import Settings
+from stream_app.worker.runtime import Runtime
+from stream_app.worker.service import DetectionService, Outputs, PostsBatch, RawMsg
+from stream_app.worker.settings import Settings
 
 
 # ---------------------------------------------------------------------- Faust events, as take_events hands them over
@@ -187,7 +187,7 @@ def test_a_failed_batch_is_released_and_its_error_reaches_the_agent():
 # ---------------------------------------------------------------------- the real service behind the pipeline
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    from stream_app.embedded import RedisServer
+    from stream_app.devstack.embedded import RedisServer
 
     with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
         yield srv.url
@@ -201,7 +201,7 @@ def service_settings(**kw) -> Settings:
 async def with_service(redis_url, settings, fn):
     import redis.asyncio as aioredis
 
-    from stream_app.state import RedisState
+    from stream_app.worker.state import RedisState
 
     r = aioredis.from_url(redis_url, decode_responses=True)
     svc = DetectionService(settings, RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))
@@ -250,9 +250,9 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
             threads["embed"].append(threading.current_thread().name)
             return embed(good)
 
-        def index_in(good, vecs):
+        def index_in(good, vecs, *rest):
             threads["index"].append(threading.current_thread().name)
-            return index(good, vecs)
+            return index(good, vecs, *rest)
         svc._embed_sync, svc._index_sync = embed_in, index_in
         batches = stream_batches()
         await agent(rt, batches)
@@ -327,7 +327,7 @@ def test_blas_is_limited_inside_the_model_thread(redis_url):
 def _consumer_fetch_wait(settings: Settings) -> tuple[str, int]:
     import faust
 
-    from stream_app.faust_app import faust_config
+    from stream_app.worker.app import faust_config
 
     async def go():
         app = faust.App(f"t-{uuid.uuid4().hex[:6]}", **faust_config(settings))
@@ -353,7 +353,7 @@ def test_the_short_fetch_wait_applies_to_the_embedded_broker_only(tmp_path):
 
 
 def test_broker_url_schemes():
-    from stream_app.transport import broker_url, fetch_max_wait_ms
+    from stream_app.worker.transport import broker_url, fetch_max_wait_ms
 
     assert broker_url("kafka://a:1;kafka://b:2", idempotent=False) == "kafka://a:1;kafka://b:2"
     assert broker_url("kafka://a:1;kafka://b:2", idempotent=True) == "synapse-kafka://a:1;synapse-kafka://b:2"

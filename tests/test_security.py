@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stream_app.demo import LiveLoop
-from stream_app.embedded import free_port
-from stream_app.settings import Settings
+from stream_app.devstack.demo import LiveLoop
+from stream_app.devstack.embedded import free_port
+from stream_app.worker.settings import Settings
 
 PASSWORD = "s3cret-Redis-pw-7f1c"
 
@@ -64,7 +64,7 @@ def test_settings_never_print_secrets():
 def test_redis_tls_with_password_and_the_wrong_password(tls_redis):
     import redis.exceptions
 
-    from stream_app.state import RedisState
+    from stream_app.worker.state import RedisState
 
     async def go(password):
         st = RedisState.from_settings(Settings(_env_file=None, redis_url=tls_redis["url"], redis_password=password,

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from stream_app.embedded import RedisServer
-from stream_app.state import RedisState
+from stream_app.devstack.embedded import RedisServer
+from stream_app.worker.state import RedisState
 from synapse_stream.messages import LabelMsg
 
 
@@ -95,6 +95,5 @@ def test_classifier_versions_never_go_back_and_keep_a_history(redis_url):
 
     (v1, v2), doc, history, key, vecs = run(redis_url, go)
     assert (v1, v2) == (1, 2) and doc == {"version": 2, "w": 2} and history == [{"version": 2}]
-    import numpy as np
 
     assert key == [3, 1, 0, 5] and np.allclose(vecs["p"], [0.6, 0.8])

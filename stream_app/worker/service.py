@@ -19,7 +19,7 @@ Flow:
 Error boundary: every message is handled inside :meth:`DetectionService._each`. A message that fails
 validation becomes a dead letter with its reason; any other exception while handling it (in the service, the
 model thread, Redis encoding, a replay) becomes a dead letter with reason ``internal_error`` and the
-exception's type and place (``stream_app.exceptions.describe``), and the batch goes on. Only transient errors
+exception's type and place (``stream_app.worker.exceptions.describe``), and the batch goes on. Only transient errors
 (Redis or broker connections) leave a ``handle_*`` method, for the runtime to retry. A dead letter's key is
 its source coordinates (``topic/partition/offset``), so a message dead-lettered again on a replay after a
 crash has the same key: a consumer (or a compacted topic) drops the repeat.
@@ -41,22 +41,30 @@ from typing import Sequence
 
 import numpy as np
 
+from stream_app.worker.exceptions import INTERNAL_ERROR, describe, frames, is_transient
+from stream_app.worker.metrics import Metrics
+from stream_app.worker.settings import Settings
+from stream_app.worker.state import RedisState
 from synapse_stream.audit import AuditSampler, RecallEstimator
 from synapse_stream.classifier import ModelVersion, train_model
 from synapse_stream.embedders import Embedder, make_embedder
 from synapse_stream.exceptions import MessageError, PostIndexError, UnknownDetectorError
 from synapse_stream.index import PostIndex, ShardedIndex
-from synapse_stream.messages import (LabelMsg, PostMsg, candidate_message, dead_letter, detection_message, dumps,
-                                     parse_label, parse_post, parse_seed)
+from synapse_stream.llm_oracle import Agreement, annotate_for_humans
+from synapse_stream.messages import (
+    LabelMsg,
+    PostMsg,
+    candidate_message,
+    dead_letter,
+    detection_message,
+    dumps,
+    parse_label,
+    parse_post,
+    parse_seed,
+)
 from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
 from synapse_stream.rounds import SOURCES, LiveRounds
 from synapse_stream.seeds import Seed, SeedOrigin
-
-from .exceptions import INTERNAL_ERROR, describe, frames, is_transient
-from .llm_oracle import Agreement, annotate_for_humans
-from .metrics import Metrics
-from .settings import Settings
-from .state import RedisState
 
 log = logging.getLogger("synapse.service")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .settings import Settings
+from stream_app.worker.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class TopicNames:
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
     """Create the topics if missing (idempotent); returns their partition counts as the broker reports."""
-    from .embedded import create_topics_sync, topic_partitions_sync
+    from stream_app.worker.kafka_admin import create_topics_sync, topic_partitions_sync
 
     names = TopicNames.from_settings(settings)
     wanted = names.partitions(settings)

@@ -16,6 +16,9 @@ InitProducerId fails, so no idempotence) and a consumer with a short fetch wait.
 """
 from __future__ import annotations
 
+import ssl
+
+import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as _aiokafka
 
@@ -70,8 +73,8 @@ class EmbeddedTransport(_aiokafka.Transport):
     Consumer = ShortFetchConsumer
 
 
-drivers.TRANSPORTS[SCHEME] = "stream_app.transport:Transport"
-drivers.TRANSPORTS[EMBEDDED_SCHEME] = "stream_app.transport:EmbeddedTransport"
+drivers.TRANSPORTS[SCHEME] = "stream_app.worker.transport:Transport"
+drivers.TRANSPORTS[EMBEDDED_SCHEME] = "stream_app.worker.transport:EmbeddedTransport"
 
 
 def broker_url(url: str, idempotent: bool, embedded_fetch_max_wait_ms: int | None = None) -> str:
@@ -89,3 +92,13 @@ def broker_url(url: str, idempotent: bool, embedded_fetch_max_wait_ms: int | Non
     if not idempotent:
         return url
     return ";".join(SCHEME + "://" + u.split("://", 1)[-1] for u in url.split(";"))
+
+
+def broker_credentials(s: Settings):
+    ctx = None
+    if s.broker_security_protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=s.broker_ca_file) if s.broker_ca_file else ssl.create_default_context()
+    if s.broker_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=s.broker_username, password=s.broker_password.get_secret_value(),
+                                     ssl_context=ctx, mechanism=s.broker_sasl_mechanism)
+    return faust.SSLCredentials(ctx)

@@ -1,4 +1,4 @@
-"""The worker's runtime around :class:`~stream_app.service.DetectionService`.
+"""The worker's runtime around :class:`~stream_app.worker.service.DetectionService`.
 
 * creates the service once (model loading off the event loop);
 * retries through Redis and broker outages with capped, jittered exponential backoff;
@@ -21,10 +21,10 @@ import time
 from collections import deque
 from typing import Awaitable, Callable
 
-from .exceptions import describe, frames, transient_errors
-from .metrics import GCPauses, freeze_heap
-from .service import DetectionService, Outputs, RawMsg
-from .settings import Settings
+from stream_app.worker.exceptions import describe, frames, transient_errors
+from stream_app.worker.metrics import GCPauses, freeze_heap
+from stream_app.worker.service import DetectionService, Outputs, RawMsg
+from stream_app.worker.settings import Settings
 
 log = logging.getLogger("synapse.runtime")
 
@@ -85,7 +85,7 @@ class Runtime:
         return self.service
 
     async def _create(self) -> DetectionService:
-        from .state import RedisState
+        from stream_app.worker.state import RedisState
 
         state = RedisState.from_settings(self.settings)
         await self.retry(state.ping, what="connect to Redis")
@@ -357,7 +357,7 @@ class Runtime:
         s = self.settings
         if s.broker_security_protocol == "PLAINTEXT":
             return {}
-        from .faust_app import broker_credentials
+        from stream_app.worker.transport import broker_credentials
 
         creds = broker_credentials(s)
         kw = {"security_protocol": s.broker_security_protocol, "ssl_context": getattr(creds, "ssl_context", None)}
@@ -397,7 +397,7 @@ class Runtime:
         """(detector, post id) of every candidate on the candidates topic so far."""
         import json
 
-        from .embedded import read_to_end
+        from stream_app.worker.kafka_admin import read_to_end
 
         seen = set()
         for m in await read_to_end(self.settings.bootstrap_servers(), self.candidates_topic.get_topic_name(),

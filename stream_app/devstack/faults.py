@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 
-from .embedded import LOCALHOST, free_port
+from stream_app.devstack.embedded import LOCALHOST, free_port
 
 
 class TcpProxy:

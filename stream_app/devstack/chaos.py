@@ -32,11 +32,10 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
+from stream_app.devstack.demo import LiveLoop, gauge, load_demo_posts
+from stream_app.devstack.embedded import RedisServer, TansuBroker
+from stream_app.devstack.faults import TcpProxy
 from synapse_stream.messages import dumps
-
-from .demo import LiveLoop, gauge, load_demo_posts
-from .embedded import RedisServer, TansuBroker
-from .faults import TcpProxy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -386,7 +385,7 @@ async def _end_offsets(loop: ChaosLoop, topic: str) -> dict[int, int]:
 async def _check(loop: ChaosLoop, detector: str, posts, truth, bad, metrics, windows) -> dict:
     import redis.asyncio as aioredis
 
-    from .state import RedisState
+    from stream_app.worker.state import RedisState
 
     msgs = await loop.read_topic(loop.topics.candidates, timeout=120)
     cands = [json.loads(m.value) for m in msgs]
@@ -453,10 +452,10 @@ def _check_shards(loop: ChaosLoop, posts) -> dict:
 
 def _reference(loop: ChaosLoop, det: dict, seeds, truth, report) -> dict:
     """The crash-free answer: the core engine on the worker's own vectors, instant oracle."""
+    from stream_app.worker.state import vec_from_b64
     from synapse_stream.index import PostIndex
     from synapse_stream.online import DetectorConfig, OnlineIBG
     from synapse_stream.seeds import Seed
-    from .state import vec_from_b64
 
     shards = [PostIndex.load(p) for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json"))]
     index = PostIndex(shards[0].dim, ef_search=400)

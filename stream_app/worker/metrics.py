@@ -13,9 +13,17 @@ import collections
 import gc
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the web page)
-from prometheus_client import gc_collector, platform_collector, process_collector
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,  # noqa: F401  (re-exported for the web page)
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
 
 
 class Metrics:
@@ -101,7 +109,7 @@ class Metrics:
                                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
         self.detections = Counter("synapse_detections", "Posts sent to the detections topic", ["detector"], registry=r)
 
-        from .llm_oracle import LLMRaterMetrics
+        from synapse_stream.llm_oracle import LLMRaterMetrics
 
         self.llm = LLMRaterMetrics(r)   # synapse_llm_*: calls, failures, tokens, budget, agreement
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from stream_app.devstack.embedded import EmbeddedStack, FaustWorker, free_port
+from stream_app.worker.kafka_admin import create_topics, read_to_end
+from stream_app.worker.metrics import parse_exposition
+from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
+from stream_app.worker.topics import TopicNames
 from synapse_stream.messages import dumps
-
-from .embedded import (EmbeddedStack, FaustWorker, aiokafka_producer_settings_for_tansu, create_topics,
-                       free_port, read_to_end)
-from .metrics import parse_exposition
-from .topics import TopicNames
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ class LiveLoop:
 
     @property
     def topics(self) -> TopicNames:
-        from .settings import Settings
+        from stream_app.worker.settings import Settings
 
         return TopicNames.from_settings(Settings(topic_prefix=self.prefix, partitions=self.partitions,
                                                  _env_file=None))
@@ -121,7 +121,7 @@ class LiveLoop:
             self.stack = EmbeddedStack(self.run_dir / "stack").start()
 
     def start(self, *, timeout: float = 180.0) -> "LiveLoop":
-        from .settings import Settings
+        from stream_app.worker.settings import Settings
 
         self._start_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
@@ -215,7 +215,7 @@ class LiveLoop:
         """Tell the workers the true number of positives (evaluation runs only: enables synapse_recall)."""
         import redis.asyncio as aioredis
 
-        from .state import RedisState
+        from stream_app.worker.state import RedisState
 
         r = aioredis.from_url(self.redis_url, decode_responses=True)
         await RedisState(r, "synapse:").set_truth_positives(detector, positives)
