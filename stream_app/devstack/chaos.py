@@ -37,7 +37,7 @@ from stream_app.devstack.embedded import RedisServer, TansuBroker
 from stream_app.devstack.faults import TcpProxy
 from synapse_stream.messages import dumps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_posts(n: int, seed: int = 0) -> list[dict]:

@@ -27,7 +27,7 @@ from stream_app.worker.topics import TopicNames
 from synapse_stream.messages import dumps
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02, "candidates": "policy",
                  "k0": 50, "max_query_ratio": 0.1, "detect_threshold": 0.5}
 
