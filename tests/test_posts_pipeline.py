@@ -244,7 +244,7 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
 
     async def pipelined(svc):
         rt, _, seen = make_runtime(svc.settings, svc)
-        embed, index = svc._embed_sync, svc._index_sync
+        embed, index = svc.posts._embed_sync, svc.posts._index_sync
 
         def embed_in(good):
             threads["embed"].append(threading.current_thread().name)
@@ -253,7 +253,7 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
         def index_in(good, vecs, *rest):
             threads["index"].append(threading.current_thread().name)
             return index(good, vecs, *rest)
-        svc._embed_sync, svc._index_sync = embed_in, index_in
+        svc.posts._embed_sync, svc.posts._index_sync = embed_in, index_in
         batches = stream_batches()
         await agent(rt, batches)
         outs = seen["published"]

@@ -1,0 +1,198 @@
+"""The worker's logic between the topics and the core, without Faust.
+
+The Faust agents (``agents/``) hand raw messages to the runtime, which calls this service and publishes
+what comes out; everything here can be driven directly in tests. :class:`DetectionService` holds the
+shared data (the embedder, the sharded index, the engines and rounds, the executors, the offsets) and is
+made of parts with one responsibility each, one module per part:
+
+* ``boundary.py`` :class:`ErrorBoundary`: every message inside one error boundary (dead letters);
+* ``posts.py`` :class:`PostsPipeline`: parse -> embed (embed thread) -> index and compare (model thread);
+* ``seeds.py`` :class:`SeedIntake`: seeds topic -> Redis registry + seed log; the seed log -> every engine;
+* ``verdicts.py`` :class:`VerdictApplier`: labels routed (or held), verdicts applied, audits, reconcile;
+* ``scheduler.py`` :class:`RoundScheduler`: candidate rounds and their budget;
+* ``trainer.py`` :class:`ClassifierTrainer`: the shared, versioned classifier;
+* ``outbox.py`` :class:`CandidateOutbox`: claims, the ready list, confirmation, orphans;
+* ``shards.py`` :class:`ShardKeeper`: snapshots, assignment and revocation of shards;
+* ``gauges.py`` :class:`Gauges`: gauges from Redis and the recall estimate.
+
+Model and index work runs in one model thread (``_run``), never on the event loop, and that single
+thread serialises every change to the core's engines; embedding runs in its own thread. Only transient
+errors (Redis or broker connections) leave a ``handle_*`` operation, for the runtime to retry; every
+other failure of one message becomes its dead letter (see ``boundary.py``), keyed by its source
+coordinates so a replay's repeat has the same key.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from stream_app.worker.metrics import Metrics
+from stream_app.worker.service.boundary import ErrorBoundary
+from stream_app.worker.service.gauges import Gauges
+from stream_app.worker.service.outbox import CandidateOutbox
+from stream_app.worker.service.posts import PostsPipeline
+from stream_app.worker.service.records import (Outputs, PostsBatch, RawMsg, dead_letter_key, held_label_doc,
+                                               held_label_msg, seed_id_for)
+from stream_app.worker.service.scheduler import RoundScheduler
+from stream_app.worker.service.seeds import SeedIntake
+from stream_app.worker.service.shards import ShardKeeper
+from stream_app.worker.service.trainer import ClassifierTrainer
+from stream_app.worker.service.verdicts import VerdictApplier
+from stream_app.worker.settings import Settings
+from stream_app.worker.state import RedisState
+from synapse_stream.audit import AuditSampler
+from synapse_stream.classifier import ModelVersion
+from synapse_stream.embedders import Embedder, make_embedder
+from synapse_stream.exceptions import UnknownDetectorError
+from synapse_stream.index import ShardedIndex
+from synapse_stream.llm_oracle import Agreement
+from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
+from synapse_stream.rounds import SOURCES, LiveRounds
+
+__all__ = ["DetectionService", "Outputs", "PostsBatch", "RawMsg", "dead_letter_key", "held_label_doc",
+           "held_label_msg", "seed_id_for"]
+
+log = logging.getLogger("synapse.service")
+
+
+class DetectionService:
+    """A worker's detection logic: the shared data and its parts (see the module docstring)."""
+
+    def __init__(self, settings: Settings, state: RedisState, *, embedder: Embedder | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.state = state
+        self.metrics = metrics or Metrics()
+        self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.embed_batch_size,
+                                                  threads=settings.model_threads())
+        self.index = ShardedIndex(self.embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                                  ef_search=settings.hnsw_ef_search)
+        self.engines: dict[str, OnlineIBG] = {}
+        self._build_engines()
+        self.blas_threads: int | None = None   # the BLAS thread limit in force in the model thread
+        # two threads off the event loop. The embed thread only embeds (a pure function of the texts); the
+        # model thread owns the index, the engines, the rounds and the seed sets, and runs every change to
+        # them, one at a time. A batch of posts is embedded in the first and indexed and compared in the
+        # second, so batch n+1 is embedded while batch n is indexed, and a round, a verdict or a snapshot on
+        # the model thread does not stop the embedder.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model", initializer=self._init_model_thread)
+        self.embed_executor = (ThreadPoolExecutor(1, thread_name_prefix="synapse-embed") if settings.embed_thread
+                               else self.executor)
+        self.seedlog_last = "0"
+        self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
+        self._ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
+        self.offsets: dict[int, int] = {}        # partition -> highest offset consumed (indexed or dead-lettered)
+        self.last_progress = time.monotonic()   # for the health check
+        self.started = False
+        self.gc_pauses = None   # a metrics.GCPauses, set by the runtime (one per process)
+        self.last_indexed: tuple[float, int] | None = None   # (wall time, posts held) after the last new posts
+        self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
+        self._registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
+        salt = settings.audit_salt.get_secret_value()
+        self.samplers = {d.name: AuditSampler(d.audit_rate, salt) for d in settings.detectors if d.audit_rate > 0}
+        self._audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
+        self._audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
+        self.agreement = {name: Agreement() for name in self.engines}   # LLM vs human verdicts (this worker)
+        # the classifier: one shared version per detector (trained by whichever worker holds the training
+        # lock, in its own thread so embedding goes on), used by the model source and for detections
+        self.models: dict[str, ModelVersion] = {}
+        self.train_executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-train")
+        self._trained_on: dict[str, tuple[int, int]] = {}     # detector -> (verdicts, seeds) of the last training
+        self._trained_at: dict[str, float] = {}
+        self._detections: deque[tuple[bytes, bytes]] = deque()   # filled by the model thread, drained on the loop
+
+        # the service's parts, one responsibility each; they share the data above through ``svc``
+        self.boundary = ErrorBoundary(self)
+        self.outbox = CandidateOutbox(self)
+        self.posts = PostsPipeline(self)
+        self.seeds = SeedIntake(self)
+        self.verdicts = VerdictApplier(self)
+        self.scheduler = RoundScheduler(self)
+        self.trainer = ClassifierTrainer(self)
+        self.shards = ShardKeeper(self)
+        self.gauges = Gauges(self)
+        # the operations the runtime and the agents call, each one part's method
+        self.handle_posts, self.begin_posts, self.finish_posts = self.posts.handle, self.posts.begin, self.posts.finish
+        self.handle_seeds, self.poll_seedlog = self.seeds.handle, self.seeds.poll_log
+        self.handle_labels, self.handle_verdicts = self.verdicts.handle_labels, self.verdicts.handle_verdicts
+        self.release_held_labels, self.reconcile_confirmed = (self.verdicts.release_held_labels,
+                                                              self.verdicts.reconcile_confirmed)
+        self.run_rounds = self.scheduler.run
+        self.maybe_train, self.refresh_models = self.trainer.maybe_train, self.trainer.refresh_models
+        self.snapshot, self.assign, self.revoke = self.shards.snapshot, self.shards.assign, self.shards.revoke
+        self.confirm, self.orphans = self.outbox.confirm, self.outbox.orphans
+        self.refresh_gauges = self.gauges.refresh
+
+    def _build_engines(self) -> None:
+        s = self.settings
+        self.engines = {d.name: OnlineIBG(DetectorConfig(d.name, d.tau, d.d_max, online=d.candidates == "ibg"),
+                                          self.index)
+                        for d in s.detectors}
+        # detectors whose candidates come from rounds (the policy, or one of its sources alone)
+        self.rounds: dict[str, LiveRounds] = {
+            d.name: LiveRounds(self.engines[d.name], self.index,
+                               sources=SOURCES if d.candidates == "policy" else (d.candidates,),
+                               k0=d.k0, gble_k=s.gble_k, gble_iterations=s.gble_iterations)
+            for d in s.detectors if d.candidates != "ibg"}
+
+    def _init_model_thread(self) -> None:
+        """Runs once, in the model thread: limit numpy's BLAS (the seed comparison) to ``blas_threads``.
+
+        OpenBLAS splits even a small product over every core and its threads wait for each other when
+        another thread (the event loop, the broker, Redis) holds a core; torch's own threads are set by
+        the embedder (``Settings.model_threads``). See docs/benchmarks.md, sections 1 and 3.
+        """
+        n = self.settings.blas_threads
+        if not n:
+            return
+        try:
+            from threadpoolctl import threadpool_limits
+
+            self._blas_limiter = threadpool_limits(limits=int(n), user_api="blas")   # kept: the limit stays
+            self.blas_threads = int(n)
+        except Exception as exc:  # noqa: BLE001 - no threadpoolctl / no BLAS found: the library's default
+            log.warning("could not limit BLAS threads to %s: %s", n, exc)
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def _embed(self, texts: list[str]):
+        return await asyncio.get_running_loop().run_in_executor(self.embed_executor, self.embedder.encode, texts)
+
+    async def start(self) -> None:
+        """Load the shared state (ledger, queried sets) into the engines."""
+        for name, eng in self.engines.items():
+            eng.labels.update(await self.state.ledger(name))
+            eng.queried.update(await self.state.queried(name))
+            self._registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
+            self._audited[name] = await self.state.audited(name)
+            self._audit_labels[name] = await self.state.audit_ledger(name)
+            if name in self.rounds:   # posts sent by earlier rounds: their verdicts still credit their source
+                self.rounds[name].adopt(await self.state.sources(name))
+        await self.trainer.refresh_models()
+        self.started = True
+
+    async def stop(self) -> None:
+        if self.gc_pauses is not None:
+            self.gc_pauses.uninstall()
+        self.embed_executor.shutdown(wait=True)
+        self.executor.shutdown(wait=True)
+        self.train_executor.shutdown(wait=True)
+
+    def _engine(self, detector: str) -> OnlineIBG:
+        eng = self.engines.get(detector)
+        if eng is None:
+            raise UnknownDetectorError(detector)
+        return eng
+
+    def health(self) -> dict:
+        return {"started": self.started, "worker_id": self.worker_id, "index_size": len(self.index),
+                "shards": sorted(self.index.shards), "offsets": {str(k): v for k, v in sorted(self.offsets.items())},
+                "seconds_since_progress": round(time.monotonic() - self.last_progress, 1),
+                "last_indexed": None if self.last_indexed is None else
+                {"at": self.last_indexed[0], "index_size": self.last_indexed[1]}}

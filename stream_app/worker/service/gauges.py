@@ -1,0 +1,65 @@
+"""Gauges read from Redis (shared by all workers) and the audit-based recall estimate."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from synapse_stream.audit import RecallEstimator
+
+if TYPE_CHECKING:
+    from stream_app.worker.service import DetectionService
+
+log = logging.getLogger("synapse.service")
+
+
+class Gauges:
+    """Refreshes the gauges from the shared state."""
+
+    def __init__(self, svc: "DetectionService") -> None:
+        self.svc = svc
+
+    async def refresh(self) -> None:
+        if self.svc.gc_pauses is not None:
+            self.svc.gc_pauses.drain(self.svc.metrics.gc_pause)
+        total = await self.svc.state.posts_total()
+        self.svc.metrics.posts_indexed.set(total)
+        self.svc.metrics.held_labels.set(await self.svc.state.held_labels())
+        self.svc.metrics.index_size.set(len(self.svc.index))
+        self.svc.metrics.shards.set(len(self.svc.index.shards))
+        for name, eng in self.svc.engines.items():
+            c = await self.svc.state.counters(name)
+            queried, answered, pos = c.get("queried", 0), c.get("answered", 0), c.get("positives", 0)
+            self.svc.metrics.queried.labels(name).set(queried)
+            self.svc.metrics.answered.labels(name).set(answered)
+            self.svc.metrics.confirmed.labels(name).set(pos)
+            self.svc.metrics.precision.labels(name).set(pos / answered if answered else 0.0)
+            self.svc.metrics.query_ratio.labels(name).set(queried / total if total else 0.0)
+            for origin, n in eng.seeds.counts().items():
+                self.svc.metrics.seeds.labels(name, origin).set(n)
+            if name in self.svc.rounds:
+                for src, c in (await self.svc.state.source_counters(name)).items():
+                    self.svc.metrics.source_queried.labels(name, src).set(c.get("queried", 0))
+                    if c.get("answered"):
+                        self.svc.metrics.source_precision.labels(name, src).set(c.get("positives", 0) / c["answered"])
+            truth = await self.svc.state.truth_positives(name)
+            if truth:
+                self.svc.metrics.recall.labels(name).set(pos / truth)
+            if name in self.svc.samplers:
+                est = await self.recall_estimate(name, total, answered, pos)
+                for gauge, key in ((self.svc.metrics.recall_estimate, "estimate"), (self.svc.metrics.recall_lower, "lower"),
+                                   (self.svc.metrics.recall_upper, "upper"), (self.svc.metrics.audit_prevalence, "prevalence")):
+                    if est[key] is not None:
+                        gauge.labels(name).set(est[key])
+                self.svc.metrics.audit_size.labels(name).set(est["audit_size"])
+                self.svc.metrics.audit_share.labels(name).set(est["audit_share"])
+
+    async def recall_estimate(self, name: str, posts: int, answered: int, positives: int) -> dict:
+        """Recall from the audit (stratified estimator, ``synapse_stream.audit``), from Redis state."""
+        audits = await self.svc.state.audit_ledger(name)
+        detector = await self.svc.state.detector_labels(name, list(audits))
+        est = RecallEstimator(confidence=self.svc.settings.audit_confidence)
+        est.set_posts(posts)
+        est.set_detector(answered, positives)
+        for pid, y in audits.items():
+            est.update_audit(pid, y, queried_by_detector=pid in detector)
+        return est.get()

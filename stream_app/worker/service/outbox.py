@@ -1,0 +1,105 @@
+"""Found candidates on their way out: queued before any I/O, claimed in Redis (never twice), held until a
+handler returns them, confirmed once the broker acknowledged them; in-flight candidates of dead workers."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Sequence
+
+from stream_app.worker.service.records import (
+    Outputs,
+)
+from synapse_stream.llm_oracle import annotate_for_humans
+from synapse_stream.messages import (
+    LabelMsg,
+    candidate_message,
+    dumps,
+)
+from synapse_stream.online import Candidate
+
+if TYPE_CHECKING:
+    from stream_app.worker.service import DetectionService
+
+log = logging.getLogger("synapse.service")
+
+
+class CandidateOutbox:
+    """Candidates between being found and being confirmed as sent."""
+
+    def __init__(self, svc: "DetectionService") -> None:
+        self.svc = svc
+
+    def queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
+        """Put found candidates in the outbox at once, before any I/O that could fail and lose them."""
+        self.svc._outbox.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
+
+    async def emit(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
+        """Claim candidates in Redis (never twice) and build their messages.
+
+        Candidates wait in an outbox until the claim succeeds, so a Redis outage delays them but
+        does not lose them; claimed ones wait in ``self.svc._ready`` until a handler returns them
+        (:meth:`_drain`), so a later failure in the same handler cannot drop them either. A claimed
+        candidate stays "in flight" in Redis until the runtime
+        confirms the broker acknowledged it (:meth:`confirm`); if this worker dies first, another
+        one re-sends it unless it is already on the topic (:meth:`orphans`).
+        """
+        self.queue(cands, arrival)
+        if not self.svc._outbox:
+            return
+        batch = list(self.svc._outbox)
+        now = time.time()
+        values, sets = [], []
+        for c, _ in batch:
+            if c.reason != "audit" and c.post_id in self.svc._audited[c.detector]:
+                # the detector wants a post the audit already sent: never twice to the oracle; the
+                # audit's verdict (now or when it comes) is also the detector's
+                values.append(b"")
+                sets.append("queried")
+                continue
+            text = self.svc.index.payload(c.post_id) if c.post_id in self.svc.index else None
+            msg = candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds, c.reason, now)
+            d = self.svc.settings.detector(c.detector)
+            if d is not None and d.oracle_mode != "human":
+                msg = annotate_for_humans(msg, d.oracle_mode, d.llm_audit_rate)
+            values.append(dumps(msg))
+            sets.append("audited" if c.reason == "audit" else "queried")
+        fresh = await self.svc.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
+                                             sets)
+        del self.svc._outbox[:len(batch)]
+        for (c, arrived), value, ok in zip(batch, values, fresh):
+            if c.reason == "audit":
+                self.svc._audited[c.detector].add(c.post_id)
+            if not ok:
+                continue
+            if not value:   # re-using an audit verdict, if it is already known
+                y = self.svc._audit_labels[c.detector].get(c.post_id)
+                if y is not None:
+                    await self.svc.verdicts.detector_verdict(LabelMsg(c.detector, c.post_id, y, "audit", None))
+                continue
+            # claimed: from here on the message must reach the caller even if a later step of the
+            # same handler fails, so it waits in self.svc._ready until a handler returns successfully
+            self.svc._ready.candidates.append((c.post_id.encode(), value))
+            self.svc._ready.claims.append((c.detector, c.post_id))
+            self.svc.metrics.candidates.labels(c.detector, c.reason).inc()
+            if arrived is not None:
+                self.svc.metrics.latency.observe(max(0.0, now - arrived))
+
+    def drain(self, out: Outputs) -> Outputs:
+        """Hand every claimed, not yet returned candidate (and detection) to the caller (end of a successful handler)."""
+        ready, self.svc._ready = self.svc._ready, Outputs()
+        while self.svc._detections:
+            ready.detections.append(self.svc._detections.popleft())
+        return out.extend(ready)
+
+    async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:
+        await self.svc.state.sent(claims)
+
+    async def orphans(self) -> dict[str, dict[str, str]]:
+        """In-flight candidates of dead workers, per detector: ``{detector: {post id: message}}``."""
+        await self.svc.state.heartbeat(self.svc.worker_id)
+        out = {}
+        for name in self.svc.engines:
+            o = await self.svc.state.orphans(name, self.svc.worker_id)
+            if o:
+                out[name] = o
+        return out

@@ -1,0 +1,67 @@
+"""Candidate rounds: for every detector whose round is due, the budget (all workers together) and the
+plan (``synapse_stream.rounds.LiveRounds``, the core policy over this worker's shards)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from stream_app.worker.service.records import (
+    Outputs,
+)
+
+if TYPE_CHECKING:
+    from stream_app.worker.service import DetectionService
+
+log = logging.getLogger("synapse.service")
+
+
+class RoundScheduler:
+    """Plans the rounds that are due."""
+
+    def __init__(self, svc: "DetectionService") -> None:
+        self.svc = svc
+
+    async def run(self, now: float | None = None) -> Outputs:
+        """Plan a round for every detector whose round is due (``LiveRounds.due``); claim and emit it.
+
+        Before planning, the detector's classifier is retrained if verdicts arrived since its last
+        version (as the core's model source refits every round), so the model source and the ranker
+        see every verdict of the previous round.
+        """
+        s = self.svc.settings
+        now = time.time() if now is None else now
+        for name, rounds in self.svc.rounds.items():
+            if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
+                              outstanding=s.round_outstanding, settle=s.round_settle):
+                continue
+            if not await self.svc.state.seeds_settled(name):   # a seed set is still being embedded somewhere
+                continue
+            if rounds.model_source is not None:
+                await self.svc.trainer.maybe_train(name, force=True)
+                await self.svc.trainer.refresh_models()
+            total = await self.svc.state.posts_total()
+            share = len(self.svc.index) / total if total else 1.0
+            limit = None
+            d = s.detector(name)
+            if d is not None and d.max_query_ratio is not None:   # the budget, all workers together
+                queried = (await self.svc.state.counters(name)).get("queried", 0)
+                limit = math.floor(d.max_query_ratio * total) - queried
+                if limit > 0 and share < 1.0:
+                    limit = max(1, math.ceil(limit * share))
+            t0 = time.perf_counter()
+            cands = await self.svc._run(rounds.plan, share, now, limit)
+            self.svc.metrics.round_seconds.observe(time.perf_counter() - t0)
+            if not cands:
+                continue
+            self.svc.outbox.queue(cands)   # in the outbox before any I/O: a Redis error delays them, never loses them
+            self.svc.metrics.rounds.labels(name).inc()
+            for src in rounds.sources:
+                self.svc.metrics.source_share.labels(name, src).set(
+                    rounds.rounds[-1].alloc.get(src, 0) / max(1, len(cands)))
+            log.info("round %d of %s: %d candidates %s in %.2fs", rounds.rounds[-1].number, name, len(cands),
+                     rounds.rounds[-1].alloc, rounds.rounds[-1].seconds)
+            await self.svc.state.record_sources(name, {c.post_id: c.reason for c in cands})
+            await self.svc.outbox.emit([])
+        return self.svc.outbox.drain(Outputs())

@@ -1,0 +1,85 @@
+"""Shards: snapshots (with the offset they cover), taking partitions over (load the snapshot, refill every
+window) and giving them up."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from stream_app.worker.service.records import (
+    Outputs,
+)
+from synapse_stream.exceptions import PostIndexError
+from synapse_stream.index import PostIndex
+from synapse_stream.online import Candidate
+
+if TYPE_CHECKING:
+    from stream_app.worker.service import DetectionService
+
+log = logging.getLogger("synapse.service")
+
+
+class ShardKeeper:
+    """Keeps this worker's shards: snapshots, assignment, revocation."""
+
+    def __init__(self, svc: "DetectionService") -> None:
+        self.svc = svc
+
+    def path(self, partition: int) -> Path:
+        return Path(self.svc.settings.data_dir) / f"shard-{partition}" / "index.json"
+
+    async def snapshot(self) -> list[int]:
+        """Save every shard (atomically) with the highest offset it covers."""
+        def work():
+            done = []
+            for p, shard in list(self.svc.index.shards.items()):
+                shard.meta = {"partition": p, "offset": self.svc.offsets.get(p, -1), "saved_at": time.time()}
+                shard.save(self.path(p))
+                done.append(p)
+            return done
+        return await self.svc._run(work)
+
+    async def assign(self, partitions: Sequence[int]) -> Outputs:
+        """Take over shards: load their snapshots, then rebuild windows (refill every positive)."""
+        def work():
+            for p in partitions:
+                if p in self.svc.index.shards:
+                    continue
+                path = self.path(p)
+                self.svc.offsets[p] = -1
+                if path.exists():
+                    try:
+                        shard = PostIndex.load(path, ef_search=self.svc.settings.hnsw_ef_search)
+                    except PostIndexError as exc:  # a damaged snapshot: rebuild the shard from the topic
+                        log.error("shard %s snapshot unusable (%s): replaying the partition", p, exc)
+                    else:
+                        self.svc.index.attach(p, shard)
+                        self.svc.offsets[p] = int(shard.meta.get("offset", -1))
+                        log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
+                                 self.svc.offsets[p])
+                self.svc.index.shard(p)
+            for r in self.svc.rounds.values():
+                r.forget_graph()
+            return self._refill_all()
+        await self.svc.outbox.emit(await self.svc._run(work))
+        return self.svc.outbox.drain(Outputs())
+
+    async def revoke(self, partitions: Sequence[int]) -> None:
+        await self.snapshot()
+
+        def work():
+            for p in partitions:
+                self.svc.index.drop(p)
+                self.svc.offsets.pop(p, None)
+            for r in self.svc.rounds.values():
+                r.forget_graph()
+            self._refill_all()  # windows may have pointed into dropped shards
+        await self.svc._run(work)
+
+    def _refill_all(self) -> list[Candidate]:
+        out = []
+        for eng in self.svc.engines.values():
+            for sid in [s.id for s in eng.seeds.seeds]:
+                out += eng._refill(sid)
+        return out
