@@ -51,6 +51,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Self
 
+from stream_app.worker.kafka_admin import create_topics_sync
+
 __all__ = [
     "EmbeddedStackError",
     "find_tansu",

@@ -94,7 +94,7 @@ def broker_url(url: str, idempotent: bool, embedded_fetch_max_wait_ms: int | Non
     return ";".join(SCHEME + "://" + u.split("://", 1)[-1] for u in url.split(";"))
 
 
-def broker_credentials(s: Settings):
+def broker_credentials(s):
     ctx = None
     if s.broker_security_protocol in ("SSL", "SASL_SSL"):
         ctx = ssl.create_default_context(cafile=s.broker_ca_file) if s.broker_ca_file else ssl.create_default_context()

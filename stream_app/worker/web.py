@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 

@@ -36,8 +36,15 @@ from stream_app.worker.service.boundary import ErrorBoundary
 from stream_app.worker.service.gauges import Gauges
 from stream_app.worker.service.outbox import CandidateOutbox
 from stream_app.worker.service.posts import PostsPipeline
-from stream_app.worker.service.records import (Outputs, PostsBatch, RawMsg, dead_letter_key, held_label_doc,
-                                               held_label_msg, seed_id_for)
+from stream_app.worker.service.records import (
+    Outputs,
+    PostsBatch,
+    RawMsg,
+    dead_letter_key,
+    held_label_doc,
+    held_label_msg,
+    seed_id_for,
+)
 from stream_app.worker.service.scheduler import RoundScheduler
 from stream_app.worker.service.seeds import SeedIntake
 from stream_app.worker.service.shards import ShardKeeper

@@ -1,0 +1,96 @@
+"""The posts agent's two-stage pipeline: begin a micro-batch, finish it in the background, in order;
+events held (offsets uncommitted) until their batch is finished."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from stream_app.worker.events import hold_event, raw_from_event, release_event
+from stream_app.worker.service import DetectionService
+
+if TYPE_CHECKING:
+    from stream_app.worker.runtime import Runtime
+
+log = logging.getLogger("synapse.runtime")
+
+
+class PostsFeeder:
+    """The posts agent's two-stage pipeline: begin a micro-batch, finish it in the background, in order"""
+
+    def __init__(self, rt: "Runtime") -> None:
+        self.rt = rt
+
+    # ------------------------------------------------------------------ the posts pipeline
+    async def submit(self, events) -> None:
+        """Two-stage posts path: begin this micro-batch, and finish it in the background, in order.
+
+        Stage 1 (here, awaited by the agent): parse, record the partition map in Redis, hand the batch
+        to the model thread (:meth:`DetectionService.begin_posts`). Stage 2 (a task chained after the
+        previous batch's): wait for the model thread, claim the candidates in Redis, publish and await
+        the broker's acknowledgements (:meth:`DetectionService.finish_posts`, :meth:`publish`). So while
+        batch n's round trips are awaited, batch n+1 is being embedded. ``Settings.posts_pipeline_depth``
+        bounds the batches between the two stages (2: one finishing, one in the model thread).
+
+        At-least-once stays as it was: the batch's events are held (a Faust reference each) until its
+        stage 2 is done, so their offsets are committed only then, and a rebalance or a shutdown waits
+        for them (Faust's ``wait_empty``). Stage 2s run one after another, so claims, ``offsets`` and
+        acknowledgements follow the consumed order. A stage 2 that fails for good releases its events
+        (as the agent's crash did before: the batch is skipped) and the error is raised here, once the
+        current batch is on its way, so the agent crashes and restarts as before.
+        """
+        if self.rt._posts_slots is None:
+            self.rt._posts_slots = asyncio.Semaphore(max(1, self.rt.settings.posts_pipeline_depth))
+        await self.rt._posts_slots.acquire()
+        try:
+            svc = await self.rt.get()
+            msgs = [raw_from_event(e) for e in events]
+            await self.rt.recovery.wait_recovered(msgs)
+            batch = await self.rt.retry(svc.begin_posts, msgs, what="handle_posts")
+        except BaseException as exc:
+            self.rt._posts_slots.release()
+            if isinstance(exc, Exception):
+                self.rt.liveness.crashed("ingest_posts", exc)
+            raise
+        for e in events:
+            hold_event(e)
+        self.rt._posts_tail = asyncio.ensure_future(self._finish(self.rt._posts_tail, svc, batch, list(events)))
+        self._raise_error()
+
+    async def _finish(self, prev, svc: DetectionService, batch, events) -> None:
+        try:
+            if prev is not None:
+                await asyncio.wait([prev])   # in order; its own failure is reported by submit_posts
+            out = await self.rt.retry(svc.finish_posts, batch, what="handle_posts")
+            await self.rt.publish(out)
+            if getattr(batch, "ingested_at", None) is not None:
+                svc.metrics.posts_io_seconds.observe(time.monotonic() - batch.ingested_at)
+        except asyncio.CancelledError:   # the loop is going away: keep the events unacknowledged (re-consumed)
+            self.rt._posts_slots.release()
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported by the next submit_posts / flush_posts
+            self.rt.liveness.crashed("ingest_posts", exc)
+            if self.rt._posts_error is None:
+                self.rt._posts_error = exc
+            self._release(events)
+            self.rt._posts_slots.release()
+        else:
+            self._release(events)
+            self.rt._posts_slots.release()
+
+    def _release(self, events) -> None:
+        for e in events:
+            release_event(self.rt.app, e)
+
+    def _raise_error(self) -> None:
+        exc, self.rt._posts_error = self.rt._posts_error, None
+        if exc is not None:
+            raise exc
+
+    async def flush(self) -> None:
+        """Wait until every begun batch of posts is finished (claimed, published, acknowledged)."""
+        tail = self.rt._posts_tail
+        if tail is not None:
+            await asyncio.wait([tail])
+        self._raise_error()
