@@ -124,7 +124,8 @@ def two_workers(tmp_path_factory):
              "send seed phrase now to claim airdrop bonus today"]
     tau = _tau_for(texts)
     det = {"name": "scam", "tau": round(tau, 4), "d_max": 5, "candidates": "ibg"}
-    loop = LiveLoop(tmp_path_factory.mktemp("two"), detectors=[det], embedder="hashing-64", partitions=4, workers=2)
+    loop = LiveLoop(tmp_path_factory.mktemp("two"), detectors=[det], embedder="hashing-64", partitions=4, workers=2,
+                    extra_env={"SYNAPSE_LABEL_HOLD_SECONDS": "2"})   # a label for a post never sent: dead-lettered soon
     loop.start()
     # wait until both workers hold shards (the second join triggers a rebalance)
     deadline = time.monotonic() + 90
