@@ -1,7 +1,7 @@
 """The worker's error rules: which exceptions are transient (retry the call) and which belong to one
 message (dead-letter it and go on).
 
-The error boundary (``DetectionService._each``) sends every exception raised while handling one message
+The error boundary (``stream_app.worker.service.boundary.ErrorBoundary.each``) sends every exception raised while handling one message
 to the dead-letter topic: a :class:`~synapse_stream.exceptions.MessageError` with its own ``reason``, any
 other exception with reason ``internal_error`` and :func:`describe`'s detail. Only the transient errors
 below (a Redis or broker connection that failed) leave the boundary, for the runtime to retry the call.
