@@ -45,7 +45,7 @@ class Candidate:
     post_id: str
     score: float                    # highest cosine to a positive whose window holds the post
     matched_seeds: tuple[str, ...]  # those positives, most similar first (at most 5)
-    reason: str                     # "post" | "backfill"
+    reason: str                     # "post" | "backfill" (online IBG); a round's source ("ibg" | "gble" | "model"); "audit"
 
 
 @dataclass(frozen=True)
