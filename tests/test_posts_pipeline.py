@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import threading
 import uuid
 from types import SimpleNamespace
 
 import pytest
 from faust.types.tuples import Message
+from service_helpers import service_settings
 
 from stream_app.worker.runtime import Runtime
 from stream_app.worker.service import DetectionService, Outputs, PostsBatch, RawMsg
@@ -185,19 +185,6 @@ def test_a_failed_batch_is_released_and_its_error_reaches_the_agent():
 
 
 # ---------------------------------------------------------------------- the real service behind the pipeline
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    from stream_app.devstack.embedded import RedisServer
-
-    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
-        yield srv.url
-
-
-def service_settings(**kw) -> Settings:
-    det = {"name": "scam", "tau": 0.5, "d_max": 50, "candidates": "ibg"}
-    return Settings(_env_file=None, embedder="hashing-64", detectors=[det], data_dir=tempfile.mkdtemp(), **kw)
-
-
 async def with_service(redis_url, settings, fn):
     import redis.asyncio as aioredis
 

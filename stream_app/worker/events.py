@@ -26,3 +26,10 @@ def release_event(app, event) -> None:
     if event.ack():
         m = event.message
         app.sensors.on_message_out(m.tp, m.offset, m)
+
+
+class RuntimePart:
+    """One responsibility of :class:`~stream_app.worker.runtime.Runtime`; its data is the runtime's (``self.rt``)."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt

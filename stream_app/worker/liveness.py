@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
+from stream_app.worker.events import RuntimePart
 from stream_app.worker.exceptions import describe, frames
-
-if TYPE_CHECKING:
-    from stream_app.worker.runtime import Runtime
 
 log = logging.getLogger("synapse.runtime")
 
 
-class Liveness:
+class Liveness(RuntimePart):
     """Liveness: failures of agents and background tasks counted, and the health check (``/healthz``) that says"""
-
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
 
     # ------------------------------------------------------------------ failures
     def crashed(self, agent: str, exc: BaseException) -> None:

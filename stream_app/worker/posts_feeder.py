@@ -5,22 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
-from stream_app.worker.events import hold_event, raw_from_event, release_event
+from stream_app.worker.events import (
+    RuntimePart,
+    hold_event,
+    raw_from_event,
+    release_event,
+)
 from stream_app.worker.service import DetectionService
-
-if TYPE_CHECKING:
-    from stream_app.worker.runtime import Runtime
 
 log = logging.getLogger("synapse.runtime")
 
 
-class PostsFeeder:
+class PostsFeeder(RuntimePart):
     """The posts agent's two-stage pipeline: begin a micro-batch, finish it in the background, in order"""
-
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
 
     # ------------------------------------------------------------------ the posts pipeline
     async def submit(self, events) -> None:

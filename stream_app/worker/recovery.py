@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
+from stream_app.worker.events import RuntimePart
 from stream_app.worker.exceptions import describe
 from stream_app.worker.service import DetectionService, Outputs, RawMsg
-
-if TYPE_CHECKING:
-    from stream_app.worker.runtime import Runtime
 
 log = logging.getLogger("synapse.runtime")
 
 
-class ShardRecovery:
+class ShardRecovery(RuntimePart):
     """Rebalances and recovery: shards taken over are loaded from their snapshot and the gap to the group's"""
-
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
 
     async def wait_recovered(self, msgs) -> None:
         """A partition whose shard is being rebuilt (snapshot + replay) is consumed only afterwards."""

@@ -3,12 +3,12 @@ letter (its validation reason, or ``internal_error``); only transient errors lea
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from stream_app.worker.exceptions import INTERNAL_ERROR, describe, frames, is_transient
 from stream_app.worker.service.records import (
     Outputs,
     RawMsg,
+    ServicePart,
     dead_letter_key,
 )
 from synapse_stream.exceptions import MessageError
@@ -17,17 +17,11 @@ from synapse_stream.messages import (
     dumps,
 )
 
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
-
 log = logging.getLogger("synapse.service")
 
 
-class ErrorBoundary:
+class ErrorBoundary(ServicePart):
     """Dead letters for the messages that fail, and the per-message boundary."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     def dead(self, msg: RawMsg, reason: str, detail: str = "") -> tuple[bytes | None, bytes]:
         self.svc.metrics.dead_letters.labels(msg.topic, reason.split(":")[0]).inc()

@@ -2,21 +2,15 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from stream_app.worker.service.records import ServicePart
 from synapse_stream.audit import RecallEstimator
-
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
 
 log = logging.getLogger("synapse.service")
 
 
-class Gauges:
+class Gauges(ServicePart):
     """Refreshes the gauges from the shared state."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     async def refresh(self) -> None:
         if self.svc.gc_pauses is not None:

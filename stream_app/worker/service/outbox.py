@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from stream_app.worker.service.records import (
     Outputs,
+    ServicePart,
 )
 from synapse_stream.llm_oracle import annotate_for_humans
 from synapse_stream.messages import (
@@ -17,17 +18,11 @@ from synapse_stream.messages import (
 )
 from synapse_stream.online import Candidate
 
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
-
 log = logging.getLogger("synapse.service")
 
 
-class CandidateOutbox:
+class CandidateOutbox(ServicePart):
     """Candidates between being found and being confirmed as sent."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     def queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
         """Put found candidates in the outbox at once, before any I/O that could fail and lose them."""

@@ -6,13 +6,14 @@ import asyncio
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from stream_app.worker.exceptions import is_transient
 from stream_app.worker.service.records import (
     Outputs,
     PostsBatch,
     RawMsg,
+    ServicePart,
 )
 from synapse_stream.messages import (
     PostMsg,
@@ -22,17 +23,11 @@ from synapse_stream.messages import (
 )
 from synapse_stream.online import Candidate
 
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
-
 log = logging.getLogger("synapse.service")
 
 
-class PostsPipeline:
+class PostsPipeline(ServicePart):
     """The two-stage posts path of the worker."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     async def handle(self, msgs: Sequence[RawMsg]) -> Outputs:
         """Both stages of a micro-batch of posts, one after the other (replays; the agent pipelines them)."""

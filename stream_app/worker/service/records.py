@@ -82,3 +82,9 @@ def seed_id_for(detector: str, text: str) -> str:
     return "s-" + hashlib.sha1(f"{detector}\0{text}".encode("utf-8")).hexdigest()[:16]
 
 
+class ServicePart:
+    """One responsibility of :class:`~stream_app.worker.service.DetectionService`; the data it works on is the
+    service's (``self.svc``), shared by every part."""
+
+    def __init__(self, svc) -> None:
+        self.svc = svc

@@ -5,23 +5,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
 
 from stream_app.worker.service.records import (
     Outputs,
+    ServicePart,
 )
-
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
 
 log = logging.getLogger("synapse.service")
 
 
-class RoundScheduler:
+class RoundScheduler(ServicePart):
     """Plans the rounds that are due."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     async def run(self, now: float | None = None) -> Outputs:
         """Plan a round for every detector whose round is due (``LiveRounds.due``); claim and emit it.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from stream_app.worker.exceptions import is_transient
 from stream_app.worker.service.records import (
     Outputs,
     RawMsg,
+    ServicePart,
     seed_id_for,
 )
 from synapse_stream.messages import (
@@ -17,17 +18,11 @@ from synapse_stream.messages import (
 )
 from synapse_stream.seeds import Seed, SeedOrigin
 
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
-
 log = logging.getLogger("synapse.service")
 
 
-class SeedIntake:
+class SeedIntake(ServicePart):
     """Seeds from the seeds topic and from the seed log."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     async def handle(self, msgs: Sequence[RawMsg]) -> Outputs:
         out = Outputs()

@@ -5,26 +5,21 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from stream_app.worker.service.records import (
     Outputs,
+    ServicePart,
 )
 from synapse_stream.exceptions import PostIndexError
 from synapse_stream.index import PostIndex
 from synapse_stream.online import Candidate
 
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
-
 log = logging.getLogger("synapse.service")
 
 
-class ShardKeeper:
+class ShardKeeper(ServicePart):
     """Keeps this worker's shards: snapshots, assignment, revocation."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     def path(self, partition: int) -> Path:
         return Path(self.svc.settings.data_dir) / f"shard-{partition}" / "index.json"

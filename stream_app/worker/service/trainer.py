@@ -7,24 +7,18 @@ import functools
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stream_app.worker.service.records import ServicePart
 from synapse_stream.classifier import ModelVersion, train_model
 from synapse_stream.seeds import SeedOrigin
-
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
 
 log = logging.getLogger("synapse.service")
 
 
-class ClassifierTrainer:
+class ClassifierTrainer(ServicePart):
     """Trains, publishes and loads classifier versions."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     async def refresh_models(self) -> None:
         """Load each detector's newest classifier version from Redis (any worker may have trained it)."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from stream_app.worker.exceptions import frames, is_transient
 from stream_app.worker.service.records import (
     Outputs,
     RawMsg,
+    ServicePart,
     held_label_doc,
     held_label_msg,
 )
@@ -20,17 +21,11 @@ from synapse_stream.messages import (
 )
 from synapse_stream.seeds import Seed, SeedOrigin
 
-if TYPE_CHECKING:
-    from stream_app.worker.service import DetectionService
-
 log = logging.getLogger("synapse.service")
 
 
-class VerdictApplier:
+class VerdictApplier(ServicePart):
     """Labels, verdicts, audits and confirmed seeds."""
-
-    def __init__(self, svc: "DetectionService") -> None:
-        self.svc = svc
 
     async def handle_labels(self, msgs: Sequence[RawMsg]) -> Outputs:
         """Validate verdicts and route each to the partition that holds its post."""
