@@ -101,3 +101,10 @@ def redis_url(tmp_path_factory):
 
     with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
         yield srv.url
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request, redis_url):
+    """A test taking ``store`` runs against both implementations of the worker's State: a real Redis (the
+    URL) and memory (None: ``MemoryState``)."""
+    return redis_url if request.param == "redis" else None

@@ -1,4 +1,4 @@
-"""The service's error boundary, against a real Redis: one hostile message never stops a partition.
+"""The service's error boundary, over a real Redis and over the in-memory state: one hostile message never stops a partition.
 
 Every message is either processed or dead-lettered exactly once (validation reasons, or
 ``internal_error`` for any other exception while handling it); only transient errors leave the service,
@@ -20,7 +20,7 @@ from service_helpers import service_settings
 from test_messages_fuzz import messages
 
 from stream_app.worker.service import DetectionService, RawMsg, dead_letter_key
-from stream_app.worker.state import RedisState
+from stream_app.worker.state import MemoryState, RedisState
 
 POSTS, LABELS, SEEDS, VERDICTS = "synapse.posts", "synapse.labels", "synapse.seeds", "synapse.verdicts"
 BAD_POST = rb'{"id": "bad-\ud800", "text": "a post whose id holds a lone surrogate"}'
@@ -28,19 +28,22 @@ BAD_LABEL = rb'{"detector": "scam", "post_id": "bad-\ud800", "label": 1, "labele
 BAD_SEED = rb'{"detector": "scam", "text": "double your bitcoin", "id": "seed-\ud800"}'
 
 
-def run(redis_url, fn, **kw):
+def run(store, fn, **kw):
+    """``fn(service)`` on a started service with shards 0 and 1, over Redis (``store`` a URL) or memory (None)."""
     import redis.asyncio as aioredis
 
     async def go():
-        r = aioredis.from_url(redis_url, decode_responses=True)
-        svc = DetectionService(service_settings(**kw), RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))
+        r = aioredis.from_url(store, decode_responses=True) if store else None
+        state = RedisState(r, prefix=f"t-{uuid.uuid4().hex}:") if r else MemoryState()
+        svc = DetectionService(service_settings(**kw), state)
         try:
             await svc.start()
             await svc.assign([0, 1])
             return await fn(svc)
         finally:
             await svc.stop()
-            await r.aclose()
+            if r is not None:
+                await r.aclose()
     return asyncio.run(go())
 
 
@@ -69,7 +72,7 @@ def reasons(out) -> list[str]:
 
 
 # ---------------------------------------------------------------------- the reported case
-def test_the_lone_surrogate_post_label_and_seed_are_dead_lettered_and_the_partition_goes_on(redis_url):
+def test_the_lone_surrogate_post_label_and_seed_are_dead_lettered_and_the_partition_goes_on(store):
     msg = Offsets()
 
     async def go(svc):
@@ -85,7 +88,7 @@ def test_the_lone_surrogate_post_label_and_seed_are_dead_lettered_and_the_partit
         return (out_posts, out_labels, out_seeds, out_verdicts, len(svc.index), dict(svc.offsets),
                 await svc.state.ledger("scam"), await svc.state.seeds("scam"))
 
-    out_posts, out_labels, out_seeds, out_verdicts, size, offsets, ledger, seeds = run(redis_url, go)
+    out_posts, out_labels, out_seeds, out_verdicts, size, offsets, ledger, seeds = run(store, go)
     assert reasons(out_posts) == ["not_utf8:id"] and size == 25 and offsets[0] == 25
     assert reasons(out_labels) == ["not_utf8:post_id"] and [k for _, k, _ in out_labels.verdicts] == [b"v0", b"v7"]
     assert reasons(out_seeds) == ["not_utf8:id"] and [s["text"] for s in seeds if s["origin"] == "synthetic"] == ["free crypto"]
@@ -100,7 +103,7 @@ class Boom(Exception):
     """An unexpected failure with a message that must not reach the dead letter or the log."""
 
 
-def test_an_embedder_failure_dead_letters_only_the_post_at_fault(redis_url, caplog):
+def test_an_embedder_failure_dead_letters_only_the_post_at_fault(store, caplog):
     msg = Offsets()
 
     async def go(svc):
@@ -115,7 +118,7 @@ def test_an_embedder_failure_dead_letters_only_the_post_at_fault(redis_url, capl
                                       msg(POSTS, post("c"))])
         return out, sorted(svc.index.shards[0].ids()), svc.metrics.exposition().decode()
 
-    out, ids, metrics = run(redis_url, go)
+    out, ids, metrics = run(store, go)
     assert reasons(out) == ["internal_error"] and ids == ["a", "c"]
     detail = json.loads(out.dead_letters[0][1])["detail"]
     assert detail.startswith("index: Boom at ") and "poison" not in detail
@@ -123,7 +126,7 @@ def test_an_embedder_failure_dead_letters_only_the_post_at_fault(redis_url, capl
     assert "poison" not in caplog.text and "Boom" in caplog.text
 
 
-def test_a_model_thread_failure_and_a_redis_encoding_failure_are_internal_errors(redis_url):
+def test_a_model_thread_failure_and_a_redis_encoding_failure_are_internal_errors(store):
     msg = Offsets()
 
     async def go(svc):
@@ -145,14 +148,14 @@ def test_a_model_thread_failure_and_a_redis_encoding_failure_are_internal_errors
         out = await svc.handle_posts([msg(POSTS, post(p)) for p in ("m-ok", "m-bad", "r-bad", "r-ok")])
         return out, await svc.state.post_partition("r-ok"), await svc.state.post_partition("r-bad")
 
-    out, ok_part, bad_part = run(redis_url, go)
+    out, ok_part, bad_part = run(store, go)
     dls = [json.loads(v) for _, v in out.dead_letters]
     assert sorted((d["reason"], d["detail"].split(" at ")[0], d["offset"]) for d in dls) == [
         ("internal_error", "index: Boom", 1), ("internal_error", "record: DataError", 2)]
     assert ok_part == 0 and bad_part is None
 
 
-def test_a_transient_error_is_not_a_dead_letter_but_leaves_for_the_runtime_to_retry(redis_url):
+def test_a_transient_error_is_not_a_dead_letter_but_leaves_for_the_runtime_to_retry(store):
     msg = Offsets()
 
     async def go(svc):
@@ -162,10 +165,10 @@ def test_a_transient_error_is_not_a_dead_letter_but_leaves_for_the_runtime_to_re
         with pytest.raises(rexc.ConnectionError):
             await svc.handle_labels([msg(LABELS, label("p"))])
         return True
-    assert run(redis_url, go)
+    assert run(store, go)
 
 
-def test_a_verdict_whose_handling_raises_is_dead_lettered_and_the_next_one_applied(redis_url):
+def test_a_verdict_whose_handling_raises_is_dead_lettered_and_the_next_one_applied(store):
     msg = Offsets()
 
     async def go(svc):
@@ -180,12 +183,12 @@ def test_a_verdict_whose_handling_raises_is_dead_lettered_and_the_next_one_appli
         out = await svc.handle_verdicts([msg(VERDICTS, label("x")), msg(VERDICTS, label("y"))])
         return out, await svc.state.ledger("scam")
 
-    out, ledger = run(redis_url, go)
+    out, ledger = run(store, go)
     assert reasons(out) == ["internal_error"] and ledger == {"y": 1}
 
 
 # ---------------------------------------------------------------------- labels that arrive before their post
-def test_a_label_before_its_post_is_held_then_routed_when_the_post_arrives(redis_url):
+def test_a_label_before_its_post_is_held_then_routed_when_the_post_arrives(store):
     msg = Offsets()
 
     async def go(svc):
@@ -200,7 +203,7 @@ def test_a_label_before_its_post_is_held_then_routed_when_the_post_arrives(redis
         await svc.state.drop_held_labels(expired.released)
         return early, nothing_yet, held, routed, again, expired, await svc.state.held_labels()
 
-    early, nothing_yet, held, routed, again, expired, left = run(redis_url, go, label_hold_seconds=60)
+    early, nothing_yet, held, routed, again, expired, left = run(store, go, label_hold_seconds=60)
     assert early.dead_letters == [] and early.verdicts == [] and held == 2
     assert nothing_yet.verdicts == [] and nothing_yet.dead_letters == []
     assert [(p, k) for p, k, _ in routed.verdicts] == [(0, b"late-post")] and json.loads(routed.verdicts[0][2])["label"] == 1
@@ -209,12 +212,12 @@ def test_a_label_before_its_post_is_held_then_routed_when_the_post_arrives(redis
     assert left == 0
 
 
-def test_with_no_hold_an_unknown_post_is_dead_lettered_at_once(redis_url):
+def test_with_no_hold_an_unknown_post_is_dead_lettered_at_once(store):
     msg = Offsets()
 
     async def go(svc):
         return await svc.handle_labels([msg(LABELS, label("nobody"))])
-    assert reasons(run(redis_url, go, label_hold_seconds=0)) == ["unknown_post"]
+    assert reasons(run(store, go, label_hold_seconds=0)) == ["unknown_post"]
 
 
 def test_a_dead_letter_key_is_the_same_on_every_replay():
@@ -226,7 +229,7 @@ def test_a_dead_letter_key_is_the_same_on_every_replay():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_the_service_never_raises_and_dead_letters_each_rejected_message_once(redis_url, data):
+def test_the_service_never_raises_and_dead_letters_each_rejected_message_once(store, data):
     """Any mix of generated messages on posts, labels, verdicts and seeds: the service returns, with one
     dead letter for each message the validator rejects (or that fails inside), and valid posts after
     hostile ones are indexed."""
@@ -254,7 +257,7 @@ def test_the_service_never_raises_and_dead_letters_each_rejected_message_once(re
                SEEDS: await svc.handle_seeds(topic_msgs[SEEDS])}
         return out, set(svc.index.shards[0].ids())
 
-    out, ids = run(redis_url, go)
+    out, ids = run(store, go)
     for t, parse in ((POSTS, parse_post), (LABELS, parse_label), (SEEDS, parse_seed)):
         dls = [json.loads(v) for _, v in out[t].dead_letters]
         keys = [k for k, _ in out[t].dead_letters]

@@ -1,27 +1,25 @@
-"""The Redis state store against a real redis-server: verdict precedence, claims, in-flight records."""
+"""The State contract, run over both implementations (a real redis-server and memory): verdict precedence,
+claims, in-flight records, orphans, round sources, classifier versions, held labels, the seed log, locks."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
+import numpy as np
 import pytest
 
-from stream_app.devstack.embedded import RedisServer
-from stream_app.worker.state import RedisState
+from stream_app.worker.state import MemoryState, RedisState
 from synapse_stream.messages import LabelMsg
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as srv:
-        yield srv.url
-
-
-def run(redis_url, fn):
+def run(store, fn):
     import redis.asyncio as aioredis
 
     async def go():
-        r = aioredis.from_url(redis_url, decode_responses=True)
+        if store is None:
+            return await fn(MemoryState())
+        r = aioredis.from_url(store, decode_responses=True)
         try:
             return await fn(RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))   # a fresh namespace per test
         finally:
@@ -29,7 +27,7 @@ def run(redis_url, fn):
     return asyncio.run(go())
 
 
-def test_a_human_verdict_beats_an_llm_verdict_and_the_ledger_keeps_both(redis_url):
+def test_a_human_verdict_beats_an_llm_verdict_and_the_ledger_keeps_both(store):
     async def go(st):
         out = [await st.record_verdict(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # LLM first
                await st.record_verdict(LabelMsg("d", "p1", 0, "moderator:ana", None)),  # human overrides
@@ -37,14 +35,14 @@ def test_a_human_verdict_beats_an_llm_verdict_and_the_ledger_keeps_both(redis_ur
                await st.record_verdict(LabelMsg("d", "p1", 1, "moderator:bo", None))]   # a later human does
         return out, await st.ledger("d"), await st.verdict_history("d"), await st.counters("d")
 
-    out, ledger, history, counters = run(redis_url, go)
+    out, ledger, history, counters = run(store, go)
     assert out == [(None, 1), (1, 0), (0, 0), (0, 1)]
     assert ledger == {"p1": 1}
     assert [h["labeler"] for h in history] == ["llm:gpt", "moderator:ana", "llm:gpt", "moderator:bo"]
     assert counters["answered"] == 1 and counters["positives"] == 1 and counters["llm_after_human"] == 1
 
 
-def test_claims_are_first_wins_and_in_flight_until_sent(redis_url):
+def test_claims_are_first_wins_and_in_flight_until_sent(store):
     async def go(st):
         first = await st.claim_many([("d", "a"), ("d", "b")], "w1", [b'{"x":1}', b'{"x":2}'])
         again = await st.claim_many([("d", "a"), ("d", "c")], "w2", [b'{"x":1}', b'{"x":3}'])
@@ -52,23 +50,23 @@ def test_claims_are_first_wins_and_in_flight_until_sent(redis_url):
         await st.sent([("d", "a"), ("d", "b")])
         return first, again, inflight, await st.inflight("d"), await st.counters("d")
 
-    first, again, inflight, after, counters = run(redis_url, go)
+    first, again, inflight, after, counters = run(store, go)
     assert first == [True, True] and again == [False, True]
     assert inflight == {"a": ("w1", '{"x":1}'), "b": ("w1", '{"x":2}'), "c": ("w2", '{"x":3}')}
     assert after == {"c": ("w2", '{"x":3}')} and counters["queried"] == 3
 
 
-def test_orphans_are_in_flight_claims_of_workers_without_a_heartbeat(redis_url):
+def test_orphans_are_in_flight_claims_of_workers_without_a_heartbeat(store):
     async def go(st):
         await st.heartbeat("alive", ttl=30)
         await st.claim_many([("d", "a"), ("d", "b")], "alive", [b"m1", b"m2"])
         await st.claim_many([("d", "c")], "dead", [b"m3"])
         return await st.orphans("d", me="me")
 
-    assert run(redis_url, go) == {"c": "m3"}
+    assert run(store, go) == {"c": "m3"}
 
 
-def test_round_sources_and_per_source_counters(redis_url):
+def test_round_sources_and_per_source_counters(store):
     async def go(st):
         await st.record_sources("d", {"a": "gble", "b": "model", "c": "model"})
         await st.count_source_verdict("d", "model", 1)
@@ -76,13 +74,13 @@ def test_round_sources_and_per_source_counters(redis_url):
         await st.count_source_verdict("d", "gble", 1)
         return await st.sources("d"), await st.source_of("d", "b"), await st.source_counters("d")
 
-    sources, b, counters = run(redis_url, go)
+    sources, b, counters = run(store, go)
     assert sources == {"a": "gble", "b": "model", "c": "model"} and b == "model"
     assert counters == {"gble": {"queried": 1, "answered": 1, "positives": 1},
                         "model": {"queried": 2, "answered": 2, "positives": 1}}
 
 
-def test_classifier_versions_never_go_back_and_keep_a_history(redis_url):
+def test_classifier_versions_never_go_back_and_keep_a_history(store):
     import numpy as np
 
     async def go(st):
@@ -93,7 +91,72 @@ def test_classifier_versions_never_go_back_and_keep_a_history(redis_url):
         return ((v1, v2), await st.model("d"), await st.model_history("d"), await st.model_key("d"),
                 await st.labelled_vectors("d"))
 
-    (v1, v2), doc, history, key, vecs = run(redis_url, go)
+    (v1, v2), doc, history, key, vecs = run(store, go)
     assert (v1, v2) == (1, 2) and doc == {"version": 2, "w": 2} and history == [{"version": 2}]
 
     assert key == [3, 1, 0, 5] and np.allclose(vecs["p"], [0.6, 0.8])
+
+
+def test_held_labels_are_leased_to_one_taker_and_dropped_once_sent(store):
+    doc = {"id": "synapse.labels/0/7", "post_id": "late", "topic": "synapse.labels", "partition": 0, "offset": 7,
+           "key": None, "value": "e30=", "timestamp": None}
+
+    async def go(st):
+        held = [await st.hold_label(doc, 1000.0, 10), await st.hold_label(doc, 1000.0, 10),
+                await st.hold_label({**doc, "id": "x", "post_id": "other"}, 1000.0, 2),
+                await st.hold_label({**doc, "id": "y"}, 1000.0, 2)]   # full
+        before = await st.take_held_labels(now=10.0)                  # no post yet, not expired
+        await st.record_posts({"late": 3})
+        taken = await st.take_held_labels(now=10.0)
+        again = await st.take_held_labels(now=20.0)                   # leased (60 s)
+        after_lease = await st.take_held_labels(now=71.0)             # the taker died: another takes it
+        await st.drop_held_labels([d["id"] for d, _ in after_lease])
+        expired = await st.take_held_labels(now=2000.0)
+        return held, before, taken, again, after_lease, expired, await st.held_labels()
+
+    held, before, taken, again, after_lease, expired, left = run(store, go)
+    assert held == [True, True, True, False] and before == [] and again == []
+    assert [(d["post_id"], p, d["expires"]) for d, p in taken] == [("late", 3, 1000.0)]
+    assert [d["id"] for d, _ in after_lease] == [doc["id"]]
+    assert [(d["post_id"], p) for d, p in expired] == [("other", None)] and left == 1
+
+
+def test_the_seed_log_is_read_in_order_after_the_last_id_and_waits_for_new_entries(store):
+    async def go(st):
+        v = np.ones(4, np.float32) / 2
+        assert await st.register_seed("d", "s1", "synthetic", "one", v)
+        assert not await st.register_seed("d", "s1", "synthetic", "one", v)   # once per id
+        await st.register_seed("d", "s2", "manual", "two", v)
+        first = await st.read_seedlog("0", block_ms=None)
+        t0 = time.monotonic()
+        empty = await st.read_seedlog(first[-1][0], block_ms=200)
+
+        async def later():
+            await asyncio.sleep(0.1)
+            await st.register_seed("d", "s3", "confirmed", "three", v)
+        task = asyncio.ensure_future(later())
+        woke = await st.read_seedlog(first[-1][0], block_ms=5000)
+        await task
+        return first, empty, time.monotonic() - t0, woke, sorted(s["id"] for s in await st.seeds("d"))
+
+    first, empty, waited, woke, ids = run(store, go)
+    assert [d["id"] for _, d in first] == ["s1", "s2"] and np.allclose(first[0][1]["vector"], 0.5)
+    assert empty == [] and [d["id"] for _, d in woke] == ["s3"] and waited < 4.0
+    assert ids == ["s1", "s2", "s3"]
+
+
+def test_locks_expire_and_only_their_owner_unlocks(store):
+    async def go(st):
+        got = [await st.lock("train:d", "w1", ttl=0.2), await st.lock("train:d", "w2", ttl=0.2)]
+        await st.unlock("train:d", "w2")                 # not the owner: still locked
+        still = await st.lock("train:d", "w2", ttl=0.2)
+        await asyncio.sleep(0.3)
+        expired = await st.lock("train:d", "w2", ttl=5)
+        await st.unlock("train:d", "w2")
+        free = await st.lock("train:d", "w3", ttl=5)
+        await st.seeds_arriving("d", 0.2)
+        settling = await st.seeds_settled("d")
+        await asyncio.sleep(0.3)
+        return got, still, expired, free, settling, await st.seeds_settled("d")
+
+    assert run(store, go) == ([True, False], False, True, True, False, True)

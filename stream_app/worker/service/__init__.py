@@ -51,7 +51,7 @@ from stream_app.worker.service.shards import ShardKeeper
 from stream_app.worker.service.trainer import ClassifierTrainer
 from stream_app.worker.service.verdicts import VerdictApplier
 from stream_app.worker.settings import Settings
-from stream_app.worker.state import RedisState
+from stream_app.worker.state import State
 from synapse_stream.audit import AuditSampler
 from synapse_stream.classifier import ModelVersion
 from synapse_stream.embedders import Embedder, make_embedder
@@ -70,7 +70,7 @@ log = logging.getLogger("synapse.service")
 class DetectionService:
     """A worker's detection logic: the shared data and its parts (see the module docstring)."""
 
-    def __init__(self, settings: Settings, state: RedisState, *, embedder: Embedder | None = None,
+    def __init__(self, settings: Settings, state: State, *, embedder: Embedder | None = None,
                  metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.state = state

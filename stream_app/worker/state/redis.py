@@ -1,4 +1,5 @@
-"""Shared state in Redis: what must be common to all workers and survive any one of them.
+"""The shared state in Redis (the production implementation of :class:`~stream_app.worker.state.base.State`):
+what must be common to all workers and survive any one of them.
 
 Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 
@@ -27,30 +28,22 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 """
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from stream_app.worker.state.base import (
+    State,
+    vec_from_b64,
+    vec_to_b64,
+    verdict_change,
+)
 from synapse_stream.messages import LabelMsg
 
 
-def is_llm(labeler: str) -> bool:
-    """Verdicts from an LLM rater carry ``labeler = "llm:<model>"``; everything else counts as human."""
-    return labeler.startswith("llm:")
-
-
-def vec_to_b64(v: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
-
-
-def vec_from_b64(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype="<f4").copy()
-
-
-class RedisState:
+class RedisState(State):
     def __init__(self, redis, prefix: str = "synapse:") -> None:
         self.r = redis  # a redis.asyncio.Redis with decode_responses=True
         self.p = prefix
@@ -261,26 +254,14 @@ class RedisState:
         entry = {"label": msg.label, "labeler": msg.labeler, "ts": msg.ts, "received_at": time.time()}
         ledger = self.k(msg.detector, "ledger")
         prev_raw = await self.r.hget(ledger, msg.post_id)
-        prev_entry = json.loads(prev_raw) if prev_raw else None
-        prev = prev_entry["label"] if prev_entry else None
-        overruled = (prev_entry is not None and is_llm(msg.labeler)
-                     and not is_llm(str(prev_entry.get("labeler", ""))))
+        prev, overruled, deltas = verdict_change(json.loads(prev_raw) if prev_raw else None, msg)
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.xadd(self.k(msg.detector, "verdicts"),
                       {"post_id": msg.post_id, **{k: json.dumps(v) for k, v in entry.items()}})
-            counters = self.k(msg.detector, "counters")
-            if overruled:
-                pipe.hincrby(counters, "llm_after_human", 1)
-            else:
+            if not overruled:
                 pipe.hset(ledger, msg.post_id, json.dumps(entry))
-                if prev is None:
-                    pipe.hincrby(counters, "answered", 1)
-                    pipe.hincrby(counters, "positives", msg.label)
-                elif prev != msg.label:
-                    pipe.hincrby(counters, "positives", msg.label - prev)
-                    pipe.hincrby(counters, "overturned", 1)
-                else:
-                    pipe.hincrby(counters, "repeated", 1)
+            for name, n in deltas.items():
+                pipe.hincrby(self.k(msg.detector, "counters"), name, n)
             await pipe.execute()
         return prev, (prev if overruled else msg.label)
 

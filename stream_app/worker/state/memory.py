@@ -1,0 +1,284 @@
+"""The shared state in one process's memory: :class:`MemoryState`, the same contract as ``RedisState``
+(``tests/test_state.py`` checks both), for the service's unit tests and single-process tools. Nothing
+survives the process and nothing is shared with another one.
+
+Time-limited keys (heartbeats, locks, "seeds arriving", leases) expire by the wall clock, as in Redis;
+the seed log's ids are ``"<n>-0"`` with ``n`` increasing, ordered like a Redis stream's.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from stream_app.worker.state.base import State, vec_from_b64, vec_to_b64, verdict_change
+from synapse_stream.messages import LabelMsg
+
+
+def _log_id(entry_id: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in entry_id.split("-"))
+
+
+class MemoryState(State):
+    """Dictionaries behind the :class:`~stream_app.worker.state.base.State` interface (one event loop)."""
+
+    def __init__(self) -> None:
+        self._wipe()
+
+    def _wipe(self) -> None:
+        self.partitions: dict[str, int] = {}
+        self.held: dict[str, dict] = {}            # id -> held label document (with "expires")
+        self.lease: dict[str, float] = {}          # id -> leased until (0: free)
+        self.sets: dict[tuple[str, str], set[str]] = defaultdict(set)       # (detector, queried|audited)
+        self.flight: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        self.count: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.expiry: dict[tuple[str, str], float] = {}                     # (kind, name) -> wall time
+        self.locks: dict[str, str] = {}
+        self.entries: dict[str, dict[str, dict]] = defaultdict(dict)       # ledger: detector -> post -> entry
+        self.history: dict[str, list[dict]] = defaultdict(list)
+        self.audits: dict[str, dict[str, int]] = defaultdict(dict)
+        self.seed_docs: dict[str, dict[str, str]] = defaultdict(dict)     # detector -> seed id -> JSON
+        self.seedlog: list[tuple[str, str]] = []
+        self.source: dict[str, dict[str, str]] = defaultdict(dict)
+        self.source_count: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.vectors: dict[str, dict[str, str]] = defaultdict(dict)
+        self.models: dict[str, dict] = {}
+        self.versions: dict[str, int] = defaultdict(int)
+        self.keys: dict[str, list] = {}
+        self.summaries: dict[str, list[dict]] = defaultdict(list)
+        self.truth: dict[str, int] = {}
+
+    def _live(self, kind: str, name: str) -> bool:
+        return self.expiry.get((kind, name), 0.0) > time.time()
+
+    # ------------------------------------------------------------------ posts
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    async def record_posts(self, partitions: dict[str, int]) -> None:
+        self.partitions.update({pid: int(p) for pid, p in partitions.items()})
+
+    async def post_partition(self, post_id: str) -> int | None:
+        return self.partitions.get(post_id)
+
+    async def posts_total(self) -> int:
+        return len(self.partitions)
+
+    # ------------------------------------------------------------------ held labels
+    async def hold_label(self, doc: dict, expires: float, max_held: int) -> bool:
+        if doc["id"] in self.held:
+            return True
+        if len(self.held) >= max_held:
+            return False
+        self.held[doc["id"]] = json.loads(json.dumps({**doc, "expires": expires}))
+        self.lease[doc["id"]] = 0.0
+        return True
+
+    async def take_held_labels(self, now: float, lease: float = 60.0, count: int = 10_000):
+        out = []
+        for hid in sorted((h for h, t in self.lease.items() if t <= now), key=lambda h: (self.lease[h], h))[:count]:
+            doc = self.held[hid]
+            part = self.partitions.get(doc["post_id"])
+            if part is not None or doc["expires"] <= now:
+                self.lease[hid] = now + lease
+                out.append((copy.deepcopy(doc), part))
+        return out
+
+    async def drop_held_labels(self, ids: Sequence[str]) -> None:
+        for hid in ids:
+            self.held.pop(hid, None)
+            self.lease.pop(hid, None)
+
+    async def held_labels(self) -> int:
+        return len(self.held)
+
+    # ------------------------------------------------------------------ candidates
+    async def claim_many(self, items: Sequence[tuple[str, str]], owner: str = "-",
+                         messages: Sequence[bytes | str] | None = None,
+                         sets: Sequence[str] | None = None) -> list[bool]:
+        out = []
+        for i, (det, pid) in enumerate(items):
+            which = sets[i] if sets is not None else "queried"
+            first = pid not in self.sets[(det, which)]
+            if first:
+                self.sets[(det, which)].add(pid)
+                msg = messages[i] if messages is not None else b""
+                msg = msg.decode("utf-8") if isinstance(msg, bytes) else msg
+                if msg:
+                    self.flight[det][pid] = (owner, msg)
+                self.count[det][which] += 1
+            out.append(first)
+        return out
+
+    async def sent(self, items: Sequence[tuple[str, str]]) -> None:
+        for det, pid in items:
+            self.flight[det].pop(pid, None)
+
+    async def inflight(self, detector: str) -> dict[str, tuple[str, str]]:
+        return dict(self.flight[detector])
+
+    async def orphans(self, detector: str, me: str) -> dict[str, str]:
+        return {pid: msg for pid, (owner, msg) in self.flight[detector].items()
+                if owner != me and not self._live("worker", owner)}
+
+    async def queried(self, detector: str) -> set[str]:
+        return set(self.sets[(detector, "queried")])
+
+    # ------------------------------------------------------------------ audits
+    async def audited(self, detector: str) -> set[str]:
+        return set(self.sets[(detector, "audited")])
+
+    async def record_audit_verdict(self, msg: LabelMsg) -> None:
+        self.history[msg.detector].append({"post_id": msg.post_id, "label": msg.label, "labeler": msg.labeler,
+                                           "audit": 1, "ts": msg.ts, "received_at": time.time()})
+        self.audits[msg.detector][msg.post_id] = int(msg.label)
+
+    async def audit_ledger(self, detector: str) -> dict[str, int]:
+        return dict(self.audits[detector])
+
+    async def detector_labels(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
+        led = self.entries[detector]
+        return {pid: led[pid]["label"] for pid in post_ids if pid in led}
+
+    # ------------------------------------------------------------------ workers and locks
+    async def heartbeat(self, worker_id: str, ttl: float = 15.0) -> None:
+        self.expiry[("worker", worker_id)] = time.time() + ttl
+
+    async def alive(self, worker_id: str) -> bool:
+        return self._live("worker", worker_id)
+
+    async def lock(self, name: str, owner: str, ttl: float = 60.0) -> bool:
+        if self._live("lock", name):
+            return False
+        self.locks[name] = owner
+        self.expiry[("lock", name)] = time.time() + ttl
+        return True
+
+    async def unlock(self, name: str, owner: str) -> None:
+        if self._live("lock", name) and self.locks.get(name) == owner:
+            self.expiry.pop(("lock", name), None)
+            self.locks.pop(name, None)
+
+    # ------------------------------------------------------------------ verdicts
+    async def record_verdict(self, msg: LabelMsg) -> tuple[int | None, int]:
+        entry = {"label": msg.label, "labeler": msg.labeler, "ts": msg.ts, "received_at": time.time()}
+        prev, overruled, deltas = verdict_change(self.entries[msg.detector].get(msg.post_id), msg)
+        self.history[msg.detector].append({"post_id": msg.post_id, **entry})
+        if not overruled:
+            self.entries[msg.detector][msg.post_id] = entry
+        for name, n in deltas.items():
+            self.count[msg.detector][name] += n
+        return prev, (prev if overruled else msg.label)
+
+    async def ledger(self, detector: str) -> dict[str, int]:
+        return {pid: e["label"] for pid, e in self.entries[detector].items()}
+
+    async def verdict_history(self, detector: str) -> list[dict]:
+        return copy.deepcopy(self.history[detector])
+
+    async def counters(self, detector: str) -> dict[str, int]:
+        return dict(self.count[detector])
+
+    # ------------------------------------------------------------------ seeds
+    async def register_seed(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
+        if seed_id in self.seed_docs[detector]:
+            return False
+        doc = json.dumps({"detector": detector, "id": seed_id, "origin": origin, "text": text,
+                          "vector": vec_to_b64(vector)})
+        self.seed_docs[detector][seed_id] = doc
+        self.seedlog.append((f"{len(self.seedlog) + 1}-0", doc))
+        return True
+
+    async def seeds_arriving(self, detector: str, seconds: float) -> None:
+        self.expiry[("seeds-arriving", detector)] = time.time() + max(0.001, seconds)
+
+    async def seeds_settled(self, detector: str) -> bool:
+        return not self._live("seeds-arriving", detector)
+
+    async def seeds(self, detector: str) -> list[dict]:
+        return [json.loads(v) for v in self.seed_docs[detector].values()]
+
+    async def read_seedlog(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
+        after = _log_id(last_id)
+        deadline = time.monotonic() + (block_ms or 0) / 1000
+        while True:
+            new = [(i, d) for i, d in self.seedlog if _log_id(i) > after][:count]
+            if new or block_ms is None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.01)
+        out = []
+        for entry_id, raw in new:
+            doc = json.loads(raw)
+            doc["vector"] = vec_from_b64(doc["vector"])
+            out.append((entry_id, doc))
+        return out
+
+    # ------------------------------------------------------------------ candidate rounds
+    async def record_sources(self, detector: str, sources: dict[str, str]) -> None:
+        self.source[detector].update(sources)
+        for src in sources.values():
+            self.source_count[detector][f"{src}:queried"] += 1
+
+    async def sources(self, detector: str) -> dict[str, str]:
+        return dict(self.source[detector])
+
+    async def source_of(self, detector: str, post_id: str) -> str | None:
+        return self.source[detector].get(post_id)
+
+    async def count_source_verdict(self, detector: str, source: str, label: int) -> None:
+        self.source_count[detector][f"{source}:answered"] += 1
+        self.source_count[detector][f"{source}:positives"] += int(label)
+
+    async def source_counters(self, detector: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for key, v in self.source_count[detector].items():
+            src, _, what = key.partition(":")
+            out.setdefault(src, {})[what] = int(v)
+        return out
+
+    # ------------------------------------------------------------------ the classifier
+    async def store_labelled_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors[detector].update({pid: vec_to_b64(v) for pid, v in vectors.items()})
+
+    async def labelled_vectors(self, detector: str) -> dict[str, np.ndarray]:
+        return {pid: vec_from_b64(v) for pid, v in self.vectors[detector].items()}
+
+    async def next_model_version(self, detector: str) -> int:
+        self.versions[detector] += 1
+        return self.versions[detector]
+
+    async def publish_model(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
+        cur = self.models.get(detector)
+        if cur is not None and int(cur["version"]) >= int(doc["version"]):
+            return
+        self.models[detector] = json.loads(json.dumps(doc))
+        self.summaries[detector].append(json.loads(json.dumps(summary)))
+        if key is not None:
+            self.keys[detector] = list(key)
+
+    async def model_key(self, detector: str) -> list | None:
+        return self.keys.get(detector)
+
+    async def model(self, detector: str) -> dict | None:
+        return copy.deepcopy(self.models.get(detector))
+
+    async def model_history(self, detector: str) -> list[dict]:
+        return copy.deepcopy(self.summaries[detector])
+
+    # ------------------------------------------------------------------ evaluation
+    async def set_truth_positives(self, detector: str, n: int) -> None:
+        self.truth[detector] = int(n)
+
+    async def truth_positives(self, detector: str) -> int | None:
+        return self.truth.get(detector)
+
+    async def wipe(self, detectors: Iterable[str]) -> None:
+        self._wipe()
