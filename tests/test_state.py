@@ -7,7 +7,6 @@ import time
 import uuid
 
 import numpy as np
-import pytest
 
 from stream_app.worker.state import MemoryState, RedisState
 from synapse_stream.messages import LabelMsg
