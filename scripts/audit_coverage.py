@@ -386,7 +386,7 @@ outside the detector's set, `m_R · p_R`: for a ±10 % relative error on `P_R` o
 400,000 posts: for very rare classes audit sampling alone is expensive, and the audit rate should be
 chosen from the expected prevalence.
 
-The synthetic checks are in `tests/test_policy_audit.py`: the Wilson bounds equal the inverted score
+The synthetic checks are in `tests/core/test_policy_audit.py`: the Wilson bounds equal the inverted score
 test; the exact binomial coverage of the three proportion intervals; the estimator's coverage on 600
 independent Bernoulli streams per setting (computed, within three standard errors plus the intervals'
 known discreteness of the nominal 90 % and 95 %); the width shrinking about as `1 / √m` as the audit

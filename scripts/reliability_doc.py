@@ -23,7 +23,7 @@ Measured with `make chaos` (= `synapse-stream chaos --report docs/reliability/ch
 worker`), 4 partitions, the hashing embedder (the run tests the plumbing, not detection quality; the
 end-to-end test with MiniLM shows the stream equals the core), and a replay oracle answering every candidate.
 The full report is [reliability/chaos-report.json](reliability/chaos-report.json). CI runs the same code in a
-short form (`tests/test_chaos.py`: 1,500 posts, 2 crashes, 5 s outages, 1,000 bad messages).
+short form (`tests/devstack/test_chaos.py`: 1,500 posts, 2 crashes, 5 s outages, 1,000 bad messages).
 
 ```
 {chaos_line(r)}
@@ -85,7 +85,7 @@ Dead letters by reason (got / sent):
   the consumer alive, nothing is committed past the unprocessed messages, and the process never exits.
 * **Liveness.** `GET /healthz` is 503 while starting and when the posts consumer has lag (high-water minus
   the last indexed offset) but has not advanced for `SYNAPSE_HEALTH_STALL_SECONDS` (60 s), which catches an
-  agent that silently stopped; an idle worker with no lag stays healthy (`tests/test_health.py`).
+  agent that silently stopped; an idle worker with no lag stays healthy (`tests/worker/test_health.py`).
 
 ## Rules for hostile input (documented behaviour, not dead letters)
 
@@ -102,7 +102,7 @@ Dead letters by reason (got / sent):
 
 ## Security
 
-* Redis over TLS with a password works end to end (`tests/test_security.py` makes a self-signed certificate,
+* Redis over TLS with a password works end to end (`tests/worker/test_security.py` makes a self-signed certificate,
   runs a worker against `rediss://` with `requirepass`, and checks a wrong password is refused).
 * Kafka SSL and SASL (PLAIN, SCRAM) are settings (`SYNAPSE_BROKER_SECURITY_PROTOCOL`, `_USERNAME`, `_PASSWORD`,
   `_CA_FILE`) passed to Faust and to the worker's own recovery consumers; **they are not tested here**: the

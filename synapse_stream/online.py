@@ -19,7 +19,7 @@ out at once, exactly as it bounds each positive's neighbours per round in the ba
 **Relation to batch IBG.** Batch IBG run to convergence labels the least fixed point "every post
 with cos > τ to a seed or to a confirmed positive". When all posts are indexed before the seeds
 arrive and the oracle answers at once, this engine reaches the same fixed point, so its labelled
-set equals batch IBG's on the same data and parameters (``tests/test_online.py`` checks it);
+set equals batch IBG's on the same data and parameters (``tests/core/test_online.py`` checks it);
 only the order of queries differs (depth-first here, round by round there).
 
 Costs: a post costs O(|V_P| · d) to compare (brute force; for tens of thousands of seeds an index

@@ -100,7 +100,7 @@ class KNNGraph:
         ``post_ids[i]`` (a round passes its snapshot): the new posts' query vectors are taken from it
         instead of read back from the index (``get_items`` costs 30-40 µs of CPU a post: at 1 M posts
         that was 30-40 s and a second copy of every vector in the first round). They are the same
-        vectors, so the graph is the same (``tests/test_rounds.py``).
+        vectors, so the graph is the same (``tests/core/test_rounds.py``).
         """
         if vectors is not None:
             if len(vectors) != len(post_ids):

@@ -32,7 +32,7 @@ def bipartite_batch(P: np.ndarray, XU: np.ndarray, tau: float, d_max: int, chunk
     those (usually a handful) rather than by a partition of its whole row: the same edges as a top
     ``d_max`` of the whole row followed by the τ test (a tie at the ``d_max``-th value is resolved
     by partitioning the whole row, exactly as that would), at a fraction of the cost and memory when
-    the pool is large (``tests/test_rounds.py`` compares both).
+    the pool is large (``tests/core/test_rounds.py`` compares both).
     """
     best = np.full(len(XU), -np.inf, dtype=np.float32)
     if len(XU) == 0 or len(P) == 0:

@@ -1,6 +1,6 @@
 """The worker's shared state: one interface (:class:`State`), two implementations, ``redis.RedisState``
 (production: shared by every worker, survives any one of them) and ``memory.MemoryState`` (one process;
-the service's fast unit tests). ``tests/test_state.py`` runs the same contract over both.
+the service's fast unit tests). ``tests/worker/test_state.py`` runs the same contract over both.
 
 Also the one rule for verdicts (:func:`verdict_change`: a human beats an LLM, otherwise the latest wins),
 which both implementations call.

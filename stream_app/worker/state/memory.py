@@ -1,5 +1,5 @@
 """The shared state in one process's memory: :class:`MemoryState`, the same contract as ``RedisState``
-(``tests/test_state.py`` checks both), for the service's unit tests and single-process tools. Nothing
+(``tests/worker/test_state.py`` checks both), for the service's unit tests and single-process tools. Nothing
 survives the process and nothing is shared with another one.
 
 Time-limited keys (heartbeats, locks, "seeds arriving", leases) expire by the wall clock, as in Redis;

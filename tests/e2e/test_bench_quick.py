@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEYS = ("pipeline_efficiency", "latency_p50_ms", "latency_p99_ms", "backfill_ms", "seed_compare_us", "bytes_per_post",
         "workers", "embedders", "machine", "command", "targets", "hnsw_tuning")
 

@@ -17,7 +17,7 @@ import redis.exceptions as rexc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import service_settings
-from test_messages_fuzz import messages
+from strategies import messages
 
 from stream_app.worker.service import DetectionService, RawMsg, dead_letter_key
 from stream_app.worker.state import MemoryState, RedisState
