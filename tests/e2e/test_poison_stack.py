@@ -13,6 +13,8 @@ import signal
 import time
 
 import pytest
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis import strategies as st
 
 from stream_app.devstack.demo import LiveLoop, gauge
 from stream_app.worker.state import RedisState
@@ -114,6 +116,71 @@ def test_hostile_messages_on_one_partition_then_kill_9_then_sigterm(tmp_path):
         t0 = time.monotonic()
         code = w.stop(timeout=30)
         assert code == 0 and time.monotonic() - t0 < 30
+    finally:
+        asyncio.run(loop.close())
+        loop.stop()
+
+
+@seed(19)
+@settings(max_examples=1, deadline=None, database=None, phases=[Phase.generate],   # one stack, no shrinking
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_generated_hostile_traffic_through_the_stack_is_dead_lettered_once_and_valid_posts_go_on(tmp_path, data):
+    """The fuzzer one layer up: generated messages on posts, labels and seeds through a real worker. Each
+    message the validator rejects, and each label or seed the worker cannot apply (an unknown detector, a
+    post that never comes), is dead-lettered exactly once; every valid post, and the posts after, are indexed."""
+    from strategies import messages
+
+    from synapse_stream.exceptions import MessageError
+    from synapse_stream.messages import parse_label, parse_post, parse_seed
+
+    traffic = [(kind, data.draw(messages(kind))) for kind in ["posts"] * 16 + ["labels"] * 8 + ["seeds"] * 8]
+    data.draw(st.randoms()).shuffle(traffic)
+    parse = {"posts": parse_post, "labels": parse_label, "seeds": parse_seed}
+    accepted = []
+    for kind, raw in traffic:
+        try:
+            accepted.append((kind, parse[kind](raw)))
+        except MessageError:
+            pass
+    valid_posts = {rec.id for kind, rec in accepted if kind == "posts"}
+    # what the worker cannot apply: a label for another detector or for a post that never comes, a seed for
+    # another detector
+    unusable = [rec for kind, rec in accepted if kind != "posts" and (rec.detector != "scam" or (
+        kind == "labels" and rec.post_id not in valid_posts))]
+    expect_dead = len(traffic) - len(accepted) + len(unusable)
+    assume(expect_dead > 8 and len(valid_posts) >= 2)   # Hypothesis tries the simplest traffic first: skip it
+    tail = [f"tail-{i}" for i in range(5)]
+    print(f"{len(traffic)} generated messages: {expect_dead} to dead-letter, {len(valid_posts)} valid posts")
+
+    det = {"name": "scam", "tau": 0.99, "d_max": 5, "candidates": "ibg"}
+    loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2, workers=1,
+                    extra_env={"SYNAPSE_LABEL_HOLD_SECONDS": "3"})
+    loop.start()
+    T = loop.topics
+    try:
+        async def send():
+            for kind, raw in traffic:
+                await loop.send_raw(getattr(T, kind), raw, b"k")
+            for pid in tail:
+                await loop.send_raw(T.posts, post(pid), pid.encode())
+        asyncio.run(send())
+
+        async def dead():
+            return [(m.key, json.loads(m.value)) for m in await loop.read_topic(T.dead_letters)]
+
+        want = len(valid_posts - set(tail)) + len(tail)
+        wait_for(f"{want} posts indexed", lambda: loop.health()["index_size"] == want)
+        dl = wait_for(f"{expect_dead} dead letters",
+                      lambda: (d := asyncio.run(dead())) is not None and len(d) >= expect_dead and d, timeout=90)
+        time.sleep(4)   # nothing more comes
+        dl = asyncio.run(dead())
+        keys = [k for k, _ in dl]
+        assert len(keys) == len(set(keys)) == expect_dead, sorted(d["reason"] for _, d in dl)
+        assert not [d for _, d in dl if d["reason"] == "internal_error"]
+        h = loop.health()
+        assert h["healthy"] and h["recent_crashes"] == 0 and loop.health()["index_size"] == want, h
     finally:
         asyncio.run(loop.close())
         loop.stop()
