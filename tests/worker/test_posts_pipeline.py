@@ -303,7 +303,7 @@ def test_blas_is_limited_inside_the_model_thread(redis_url):
 
     async def go(svc):
         try:
-            return svc.blas_threads, await svc._run(blas)
+            return svc.blas_threads, await svc.in_model_thread(blas)
         finally:
             svc._blas_limiter.restore_original_limits()
     limit, inside = asyncio.run(with_service(redis_url, service_settings(blas_threads=1), go))

@@ -91,27 +91,27 @@ class DetectionService:
         self.embed_executor = (ThreadPoolExecutor(1, thread_name_prefix="synapse-embed") if settings.embed_thread
                                else self.executor)
         self.seedlog_last = "0"
-        self._outbox: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
-        self._ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
+        self.pending: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
+        self.ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
         self.offsets: dict[int, int] = {}        # partition -> highest offset consumed (indexed or dead-lettered)
         self.last_progress = time.monotonic()   # for the health check
         self.started = False
         self.gc_pauses = None   # a metrics.GCPauses, set by the runtime (one per process)
         self.last_indexed: tuple[float, int] | None = None   # (wall time, posts held) after the last new posts
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
-        self._registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
+        self.registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
         salt = settings.audit_salt.get_secret_value()
         self.samplers = {d.name: AuditSampler(d.audit_rate, salt) for d in settings.detectors if d.audit_rate > 0}
-        self._audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
-        self._audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
+        self.audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
+        self.audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
         self.agreement = {name: Agreement() for name in self.engines}   # LLM vs human verdicts (this worker)
         # the classifier: one shared version per detector (trained by whichever worker holds the training
         # lock, in its own thread so embedding goes on), used by the model source and for detections
         self.models: dict[str, ModelVersion] = {}
         self.train_executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-train")
-        self._trained_on: dict[str, tuple[int, int]] = {}     # detector -> (verdicts, seeds) of the last training
-        self._trained_at: dict[str, float] = {}
-        self._detections: deque[tuple[bytes, bytes]] = deque()   # filled by the model thread, drained on the loop
+        self.trained_on: dict[str, tuple[int, int]] = {}     # detector -> (verdicts, seeds) of the last training
+        self.trained_at: dict[str, float] = {}
+        self.detections: deque[tuple[bytes, bytes]] = deque()   # filled by the model thread, drained on the loop
 
         # the service's parts, one responsibility each; they share the data above through ``svc``
         self.boundary = ErrorBoundary(self)
@@ -165,10 +165,10 @@ class DetectionService:
         except Exception as exc:  # noqa: BLE001 - no threadpoolctl / no BLAS found: the library's default
             log.warning("could not limit BLAS threads to %s: %s", n, exc)
 
-    async def _run(self, fn, *args):
+    async def in_model_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
-    async def _embed(self, texts: list[str]):
+    async def embed(self, texts: list[str]):
         return await asyncio.get_running_loop().run_in_executor(self.embed_executor, self.embedder.encode, texts)
 
     async def start(self) -> None:
@@ -176,9 +176,9 @@ class DetectionService:
         for name, eng in self.engines.items():
             eng.labels.update(await self.state.ledger(name))
             eng.queried.update(await self.state.queried(name))
-            self._registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
-            self._audited[name] = await self.state.audited(name)
-            self._audit_labels[name] = await self.state.audit_ledger(name)
+            self.registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
+            self.audited[name] = await self.state.audited(name)
+            self.audit_labels[name] = await self.state.audit_ledger(name)
             if name in self.rounds:   # posts sent by earlier rounds: their verdicts still credit their source
                 self.rounds[name].adopt(await self.state.sources(name))
         await self.trainer.refresh_models()
@@ -191,7 +191,7 @@ class DetectionService:
         self.executor.shutdown(wait=True)
         self.train_executor.shutdown(wait=True)
 
-    def _engine(self, detector: str) -> OnlineIBG:
+    def engine(self, detector: str) -> OnlineIBG:
         eng = self.engines.get(detector)
         if eng is None:
             raise UnknownDetectorError(detector)

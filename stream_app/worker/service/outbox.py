@@ -26,26 +26,26 @@ class CandidateOutbox(ServicePart):
 
     def queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
         """Put found candidates in the outbox at once, before any I/O that could fail and lose them."""
-        self.svc._outbox.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
+        self.svc.pending.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
 
     async def emit(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
         """Claim candidates in Redis (never twice) and build their messages.
 
         Candidates wait in an outbox until the claim succeeds, so a Redis outage delays them but
-        does not lose them; claimed ones wait in ``self.svc._ready`` until a handler returns them
-        (:meth:`_drain`), so a later failure in the same handler cannot drop them either. A claimed
+        does not lose them; claimed ones wait in ``self.svc.ready`` until a handler returns them
+        (:meth:`drain`), so a later failure in the same handler cannot drop them either. A claimed
         candidate stays "in flight" in Redis until the runtime
         confirms the broker acknowledged it (:meth:`confirm`); if this worker dies first, another
         one re-sends it unless it is already on the topic (:meth:`orphans`).
         """
         self.queue(cands, arrival)
-        if not self.svc._outbox:
+        if not self.svc.pending:
             return
-        batch = list(self.svc._outbox)
+        batch = list(self.svc.pending)
         now = time.time()
         values, sets = [], []
         for c, _ in batch:
-            if c.reason != "audit" and c.post_id in self.svc._audited[c.detector]:
+            if c.reason != "audit" and c.post_id in self.svc.audited[c.detector]:
                 # the detector wants a post the audit already sent: never twice to the oracle; the
                 # audit's verdict (now or when it comes) is also the detector's
                 values.append(b"")
@@ -60,30 +60,30 @@ class CandidateOutbox(ServicePart):
             sets.append("audited" if c.reason == "audit" else "queried")
         fresh = await self.svc.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
                                              sets)
-        del self.svc._outbox[:len(batch)]
+        del self.svc.pending[:len(batch)]
         for (c, arrived), value, ok in zip(batch, values, fresh):
             if c.reason == "audit":
-                self.svc._audited[c.detector].add(c.post_id)
+                self.svc.audited[c.detector].add(c.post_id)
             if not ok:
                 continue
             if not value:   # re-using an audit verdict, if it is already known
-                y = self.svc._audit_labels[c.detector].get(c.post_id)
+                y = self.svc.audit_labels[c.detector].get(c.post_id)
                 if y is not None:
                     await self.svc.verdicts.detector_verdict(LabelMsg(c.detector, c.post_id, y, "audit", None))
                 continue
             # claimed: from here on the message must reach the caller even if a later step of the
-            # same handler fails, so it waits in self.svc._ready until a handler returns successfully
-            self.svc._ready.candidates.append((c.post_id.encode(), value))
-            self.svc._ready.claims.append((c.detector, c.post_id))
+            # same handler fails, so it waits in self.svc.ready until a handler returns successfully
+            self.svc.ready.candidates.append((c.post_id.encode(), value))
+            self.svc.ready.claims.append((c.detector, c.post_id))
             self.svc.metrics.candidates.labels(c.detector, c.reason).inc()
             if arrived is not None:
                 self.svc.metrics.latency.observe(max(0.0, now - arrived))
 
     def drain(self, out: Outputs) -> Outputs:
         """Hand every claimed, not yet returned candidate (and detection) to the caller (end of a successful handler)."""
-        ready, self.svc._ready = self.svc._ready, Outputs()
-        while self.svc._detections:
-            ready.detections.append(self.svc._detections.popleft())
+        ready, self.svc.ready = self.svc.ready, Outputs()
+        while self.svc.detections:
+            ready.detections.append(self.svc.detections.popleft())
         return out.extend(ready)
 
     async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:

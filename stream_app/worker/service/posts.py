@@ -180,5 +180,5 @@ class PostsPipeline(ServicePart):
             for pid, p in zip(ids, probs.tolist()):
                 if p >= d.detect_threshold:
                     msg = detection_message(d.name, pid, p, d.detect_threshold, mv.version, now)
-                    self.svc._detections.append((pid.encode(), dumps(msg)))
+                    self.svc.detections.append((pid.encode(), dumps(msg)))
                     self.svc.metrics.detections.labels(d.name).inc()

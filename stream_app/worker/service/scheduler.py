@@ -45,7 +45,7 @@ class RoundScheduler(ServicePart):
                 if limit > 0 and share < 1.0:
                     limit = max(1, math.ceil(limit * share))
             t0 = time.perf_counter()
-            cands = await self.svc._run(rounds.plan, share, now, limit)
+            cands = await self.svc.in_model_thread(rounds.plan, share, now, limit)
             self.svc.metrics.round_seconds.observe(time.perf_counter() - t0)
             if not cands:
                 continue

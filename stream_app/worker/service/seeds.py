@@ -31,7 +31,7 @@ class SeedIntake(ServicePart):
         async def parse(m: RawMsg) -> None:
             s = parse_seed(m.value, max_text_chars=self.svc.settings.max_text_chars,
                            max_bytes=self.svc.settings.max_message_bytes)
-            self.svc._engine(s.detector)
+            self.svc.engine(s.detector)
             good.append((m, s))
         await self.svc.boundary.each(msgs, out, "parse", parse)
         if good:
@@ -39,7 +39,7 @@ class SeedIntake(ServicePart):
             for d in dets:   # every worker's rounds wait until the whole uploaded set is registered
                 await self.svc.state.seeds_arriving(d, 60.0)
             try:
-                vecs = list(await self.svc._embed([s.text for _, s in good]))
+                vecs = list(await self.svc.embed([s.text for _, s in good]))
             except Exception as exc:  # noqa: BLE001 - embedded one by one below, the seed at fault dead-lettered
                 if is_transient(exc):
                     raise
@@ -48,7 +48,7 @@ class SeedIntake(ServicePart):
             async def register(item) -> None:
                 (m, s), v = item
                 if v is None:
-                    v = (await self.svc._embed([s.text]))[0]
+                    v = (await self.svc.embed([s.text]))[0]
                 await self.svc.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
             await self.svc.boundary.each(list(zip(good, vecs)), out, "register", register, msg_of=lambda item: item[0][0])
             for d in dets:
@@ -75,5 +75,5 @@ class SeedIntake(ServicePart):
                     else:
                         self.svc.rounds[doc["detector"]].seed_added(time.time())
             return cands
-        await self.svc.outbox.emit(await self.svc._run(work))
+        await self.svc.outbox.emit(await self.svc.in_model_thread(work))
         return self.svc.outbox.drain(Outputs())

@@ -33,7 +33,7 @@ class ShardKeeper(ServicePart):
                 shard.save(self.path(p))
                 done.append(p)
             return done
-        return await self.svc._run(work)
+        return await self.svc.in_model_thread(work)
 
     async def assign(self, partitions: Sequence[int]) -> Outputs:
         """Take over shards: load their snapshots, then rebuild windows (refill every positive)."""
@@ -57,7 +57,7 @@ class ShardKeeper(ServicePart):
             for r in self.svc.rounds.values():
                 r.forget_graph()
             return self._refill_all()
-        await self.svc.outbox.emit(await self.svc._run(work))
+        await self.svc.outbox.emit(await self.svc.in_model_thread(work))
         return self.svc.outbox.drain(Outputs())
 
     async def revoke(self, partitions: Sequence[int]) -> None:
@@ -70,7 +70,7 @@ class ShardKeeper(ServicePart):
             for r in self.svc.rounds.values():
                 r.forget_graph()
             self._refill_all()  # windows may have pointed into dropped shards
-        await self.svc._run(work)
+        await self.svc.in_model_thread(work)
 
     def _refill_all(self) -> list[Candidate]:
         out = []

@@ -54,12 +54,12 @@ class ClassifierTrainer(ServicePart):
         eng = self.svc.engines[name]
         c = await self.svc.state.counters(name)   # cheap: the ledger itself is read only to train
         key = (c.get("answered", 0), c.get("positives", 0), c.get("overturned", 0), len(eng.seeds))
-        if not len(eng.seeds) or self.svc._trained_on.get(name) == key:
+        if not len(eng.seeds) or self.svc.trained_on.get(name) == key:
             return None
         if await self.svc.state.model_key(name) == list(key):   # another worker already trained on exactly this
-            self.svc._trained_on[name] = key
+            self.svc.trained_on[name] = key
             return None
-        if not force and time.monotonic() - self.svc._trained_at.get(name, -1e9) < self.svc.settings.model_retrain_seconds:
+        if not force and time.monotonic() - self.svc.trained_at.get(name, -1e9) < self.svc.settings.model_retrain_seconds:
             return None
         if not await self.svc.state.lock(f"train:{name}", self.svc.worker_id, ttl=300):
             return None
@@ -68,16 +68,16 @@ class ClassifierTrainer(ServicePart):
             vectors = await self.svc.state.labelled_vectors(name)
             missing = [pid for pid in ledger if pid not in vectors and pid in self.svc.index]
             if missing:   # verdicts recorded before their vector was stored (e.g. across an upgrade)
-                got = await self.svc._run(self.svc.index.get_vectors, missing)
+                got = await self.svc.in_model_thread(self.svc.index.get_vectors, missing)
                 vectors.update(zip(missing, got))
                 await self.svc.state.store_labelled_vectors(name, dict(zip(missing, got)))
             t0 = time.perf_counter()
-            S = await self.svc._run(self._training_seeds, name)   # the model thread owns the seed set
+            S = await self.svc.in_model_thread(self._training_seeds, name)   # the model thread owns the seed set
             version = await self.svc.state.next_model_version(name)
             mv = await asyncio.get_running_loop().run_in_executor(
                 self.svc.train_executor, functools.partial(self._train_sync, name, version, S, ledger, vectors))
-            self.svc._trained_on[name] = key
-            self.svc._trained_at[name] = time.monotonic()
+            self.svc.trained_on[name] = key
+            self.svc.trained_at[name] = time.monotonic()
             if mv is None:
                 return None
             self.svc.metrics.model_train_seconds.observe(time.perf_counter() - t0)

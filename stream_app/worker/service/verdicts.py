@@ -33,7 +33,7 @@ class VerdictApplier(ServicePart):
 
         async def route(m: RawMsg) -> None:
             lab = parse_label(m.value, max_bytes=self.svc.settings.max_message_bytes)
-            self.svc._engine(lab.detector)
+            self.svc.engine(lab.detector)
             part = await self.svc.state.post_partition(lab.post_id)
             if part is not None:
                 out.verdicts.append((part, lab.post_id.encode(), m.value))
@@ -73,10 +73,10 @@ class VerdictApplier(ServicePart):
 
         async def apply(m: RawMsg) -> None:
             lab = parse_label(m.value, max_bytes=self.svc.settings.max_message_bytes)
-            eng = self.svc._engine(lab.detector)
-            if lab.post_id in self.svc._audited[lab.detector]:
+            eng = self.svc.engine(lab.detector)
+            if lab.post_id in self.svc.audited[lab.detector]:
                 await self.svc.state.record_audit_verdict(lab)
-                self.svc._audit_labels[lab.detector][lab.post_id] = lab.label
+                self.svc.audit_labels[lab.detector][lab.post_id] = lab.label
                 if lab.post_id not in eng.queried:   # an audit only: not the detector's (no seed, no precision)
                     self.svc.metrics.verdicts.labels(lab.detector, "audit").inc()
                     return
@@ -97,7 +97,7 @@ class VerdictApplier(ServicePart):
         _, effective = await self.svc.state.record_verdict(lab)   # a human verdict beats an LLM's
         self.svc.agreement[lab.detector].observe({"post_id": lab.post_id, "label": lab.label, "labeler": lab.labeler})
         self.svc.metrics.llm.record_agreement(lab.detector, self.svc.agreement[lab.detector].get())
-        outcome, vec = await self.svc._run(self._apply_verdict_sync, lab.detector, lab.post_id, effective)
+        outcome, vec = await self.svc.in_model_thread(self._apply_verdict_sync, lab.detector, lab.post_id, effective)
         if outcome.changed:
             self.svc.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
             if vec is not None:   # the classifier's training set (every worker trains from Redis)
@@ -133,11 +133,11 @@ class VerdictApplier(ServicePart):
         """
         for name, eng in self.svc.engines.items():
             todo = [pid for pid, y in list(eng.labels.items())
-                    if y == 1 and pid not in self.svc._registered[name] and pid in self.svc.index]
+                    if y == 1 and pid not in self.svc.registered[name] and pid in self.svc.index]
             for pid in todo:
                 vec = self.svc.index.get_vectors([pid])[0]
                 await self.svc.state.register_seed(name, pid, "confirmed", self.svc.index.payload(pid) or "", vec)
-                self.svc._registered[name].add(pid)
+                self.svc.registered[name].add(pid)
                 if pid not in eng.seeds:
-                    self.svc.outbox.queue(await self.svc._run(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
+                    self.svc.outbox.queue(await self.svc.in_model_thread(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
         await self.svc.outbox.emit([])
