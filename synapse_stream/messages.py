@@ -28,6 +28,7 @@ from .exceptions import MessageError
 MAX_MESSAGE_BYTES = 1_000_000   # larger messages are rejected before parsing
 MAX_TEXT_CHARS = 20_000         # posts and seeds longer than this go to the dead-letter topic
 MAX_ID_CHARS = 256
+_MAX_INT_ID = 10 ** MAX_ID_CHARS   # an integer id must have fewer digits
 MAX_DEPTH = 32                  # JSON nesting deeper than this is rejected
 DEAD_LETTER_RAW_BYTES = 64_000  # a dead letter keeps at most this much of the raw value (plus its size and sha256)
 ORIGINS = ("synthetic", "manual")
@@ -163,7 +164,7 @@ def _str(obj: dict, name: str, *, required: bool = True, max_chars: int = MAX_ID
         return None
     v = obj[name]
     if allow_int and isinstance(v, int) and not isinstance(v, bool):
-        if abs(v) >= 10 ** MAX_ID_CHARS:
+        if abs(v) >= _MAX_INT_ID:
             raise MessageError(f"too_long:{name}", f"integer with more than {MAX_ID_CHARS} digits")
         v = str(v)
     if not isinstance(v, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from stream_app.worker.events import RuntimePart
 from stream_app.worker.exceptions import describe, frames
@@ -12,13 +13,17 @@ log = logging.getLogger("synapse.runtime")
 
 
 class Liveness(RuntimePart):
-    """Liveness: failures of agents and background tasks counted, and the health check (``/healthz``) that says"""
+    """Counts failures and answers the health check."""
+
+    def __init__(self, rt) -> None:
+        super().__init__(rt)
+        self.crashes: deque[tuple[float, str]] = deque(maxlen=1000)   # (monotonic time, agent) of each failure
 
     # ------------------------------------------------------------------ failures
     def crashed(self, agent: str, exc: BaseException) -> None:
         """Count a failure of an agent or a background task (it restarts or retries); the health check
         reads the recent ones. Logged with its type and frames, never its message."""
-        self.rt.crashes.append((time.monotonic(), agent))
+        self.crashes.append((time.monotonic(), agent))
         metrics = getattr(self.rt.service, "metrics", None)
         if metrics is not None:
             metrics.agent_crashes.labels(agent).inc()
@@ -35,7 +40,7 @@ class Liveness(RuntimePart):
             from faust.types import TP
 
             consumer = self.rt.app.consumer
-            for p in self.rt.assigned:
+            for p in self.rt.recovery.assigned:
                 hw = consumer.highwater(TP(self.rt.posts_topic_name, p))
                 if hw is not None:
                     lag += max(0, int(hw) - (svc.offsets.get(p, -1) + 1))
@@ -43,16 +48,16 @@ class Liveness(RuntimePart):
             lag = 0
         s, now = self.rt.settings, time.monotonic()
         body["lag"] = lag
-        body["recovering"] = sorted(p for p, ev in self.rt._recovered.items() if not ev.is_set())
-        body["replay_failed"] = {str(p): why for p, why in sorted(self.rt.replay_failed.items())}
-        recent = [agent for t, agent in self.rt.crashes if now - t <= s.health_crash_window]
+        body["recovering"] = sorted(p for p, ev in self.rt.recovery.recovered.items() if not ev.is_set())
+        body["replay_failed"] = {str(p): why for p, why in sorted(self.rt.recovery.replay_failed.items())}
+        recent = [agent for t, agent in self.crashes if now - t <= s.health_crash_window]
         body["recent_crashes"] = len(recent)
         reasons = []
-        slow = sorted(p for p, t0 in self.rt._recovering_since.items() if now - t0 > s.health_recovery_seconds)
+        slow = sorted(p for p, t0 in self.rt.recovery.recovering_since.items() if now - t0 > s.health_recovery_seconds)
         if slow:
             reasons.append(f"shards {slow} still recovering after {s.health_recovery_seconds:g}s")
-        if self.rt.replay_failed:
-            reasons.append(f"replay failed for shards {sorted(self.rt.replay_failed)}")
+        if self.rt.recovery.replay_failed:
+            reasons.append(f"replay failed for shards {sorted(self.rt.recovery.replay_failed)}")
         if len(recent) > s.health_max_crashes:
             agents = sorted(set(recent))
             reasons.append(f"{len(recent)} agent crashes in {s.health_crash_window:g}s ({', '.join(agents)})")

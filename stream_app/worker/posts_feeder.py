@@ -18,7 +18,13 @@ log = logging.getLogger("synapse.runtime")
 
 
 class PostsFeeder(RuntimePart):
-    """The posts agent's two-stage pipeline: begin a micro-batch, finish it in the background, in order"""
+    """Feeds micro-batches of posts through the service's two stages, in order, holding their offsets."""
+
+    def __init__(self, rt) -> None:
+        super().__init__(rt)
+        self.slots: asyncio.Semaphore | None = None   # created on the event loop, at the first batch
+        self.tail: asyncio.Future | None = None       # stage 2 of the last begun batch of posts
+        self.error: BaseException | None = None       # a stage 2 that failed for good, raised by the next call
 
     # ------------------------------------------------------------------ the posts pipeline
     async def submit(self, events) -> None:
@@ -38,22 +44,22 @@ class PostsFeeder(RuntimePart):
         (as the agent's crash did before: the batch is skipped) and the error is raised here, once the
         current batch is on its way, so the agent crashes and restarts as before.
         """
-        if self.rt._posts_slots is None:
-            self.rt._posts_slots = asyncio.Semaphore(max(1, self.rt.settings.posts_pipeline_depth))
-        await self.rt._posts_slots.acquire()
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(max(1, self.rt.settings.posts_pipeline_depth))
+        await self.slots.acquire()
         try:
             svc = await self.rt.get()
             msgs = [raw_from_event(e) for e in events]
             await self.rt.recovery.wait_recovered(msgs)
             batch = await self.rt.retry(svc.begin_posts, msgs, what="handle_posts")
         except BaseException as exc:
-            self.rt._posts_slots.release()
+            self.slots.release()
             if isinstance(exc, Exception):
                 self.rt.liveness.crashed("ingest_posts", exc)
             raise
         for e in events:
             hold_event(e)
-        self.rt._posts_tail = asyncio.ensure_future(self._finish(self.rt._posts_tail, svc, batch, list(events)))
+        self.tail = asyncio.ensure_future(self._finish(self.tail, svc, batch, list(events)))
         self._raise_error()
 
     async def _finish(self, prev, svc: DetectionService, batch, events) -> None:
@@ -65,30 +71,30 @@ class PostsFeeder(RuntimePart):
             if getattr(batch, "ingested_at", None) is not None:
                 svc.metrics.posts_io_seconds.observe(time.monotonic() - batch.ingested_at)
         except asyncio.CancelledError:   # the loop is going away: keep the events unacknowledged (re-consumed)
-            self.rt._posts_slots.release()
+            self.slots.release()
             raise
         except Exception as exc:  # noqa: BLE001 - reported by the next submit_posts / flush_posts
             self.rt.liveness.crashed("ingest_posts", exc)
-            if self.rt._posts_error is None:
-                self.rt._posts_error = exc
+            if self.error is None:
+                self.error = exc
             self._release(events)
-            self.rt._posts_slots.release()
+            self.slots.release()
         else:
             self._release(events)
-            self.rt._posts_slots.release()
+            self.slots.release()
 
     def _release(self, events) -> None:
         for e in events:
             release_event(self.rt.app, e)
 
     def _raise_error(self) -> None:
-        exc, self.rt._posts_error = self.rt._posts_error, None
+        exc, self.error = self.error, None
         if exc is not None:
             raise exc
 
     async def flush(self) -> None:
         """Wait until every begun batch of posts is finished (claimed, published, acknowledged)."""
-        tail = self.rt._posts_tail
+        tail = self.tail
         if tail is not None:
             await asyncio.wait([tail])
         self._raise_error()

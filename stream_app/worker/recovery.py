@@ -14,12 +14,20 @@ log = logging.getLogger("synapse.runtime")
 
 
 class ShardRecovery(RuntimePart):
-    """Rebalances and recovery: shards taken over are loaded from their snapshot and the gap to the group's"""
+    """Rebuilds the shards this worker takes over, and re-sends dead workers' in-flight candidates."""
+
+    def __init__(self, rt) -> None:
+        super().__init__(rt)
+        self.assigned: set[int] = set()                  # partitions of the posts topic this worker holds
+        self.recovered: dict[int, asyncio.Event] = {}     # set once the partition's shard is rebuilt
+        self.recovering_since: dict[int, float] = {}      # partition -> monotonic start of its recovery
+        self.replay_failed: dict[int, str] = {}           # partition -> why its gap replay could not finish
+        self.recovery_seconds: dict[int, float] = {}
 
     async def wait_recovered(self, msgs) -> None:
         """A partition whose shard is being rebuilt (snapshot + replay) is consumed only afterwards."""
         for p in {m.partition for m in msgs}:
-            ev = self.rt._recovered.get(p)
+            ev = self.recovered.get(p)
             if ev is not None:
                 await ev.wait()
 
@@ -27,18 +35,18 @@ class ShardRecovery(RuntimePart):
     async def on_assigned(self, assigned) -> None:
         parts = {tp.partition for tp in assigned if tp.topic == self.rt.posts_topic_name}
         svc = await self.rt.get()
-        gone = sorted(self.rt.assigned - parts)
+        gone = sorted(self.assigned - parts)
         if gone:
             await svc.revoke(gone)
-        new = sorted(parts - self.rt.assigned)
-        self.rt.assigned = parts
+        new = sorted(parts - self.assigned)
+        self.assigned = parts
         for p in new:
-            self.rt._recovered[p] = asyncio.Event()
-            self.rt._recovering_since[p] = time.monotonic()
-            self.rt.replay_failed.pop(p, None)
+            self.recovered[p] = asyncio.Event()
+            self.recovering_since[p] = time.monotonic()
+            self.replay_failed.pop(p, None)
         for p in gone:
-            self.rt._recovering_since.pop(p, None)
-            self.rt.replay_failed.pop(p, None)
+            self.recovering_since.pop(p, None)
+            self.replay_failed.pop(p, None)
         out = await self.rt.retry(svc.assign, sorted(parts), what="assign shards")
         await self.rt.publish(out)
         if new:
@@ -57,21 +65,21 @@ class ShardRecovery(RuntimePart):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the partition is consumed anyway; health says so
-                    self.rt.replay_failed[p] = describe(exc)
+                    self.replay_failed[p] = describe(exc)
                     self.rt.liveness.crashed(f"replay shard {p}", exc)
                     continue
                 finally:
-                    self.rt._recovered[p].set()
-                    self.rt._recovering_since.pop(p, None)
-                self.rt.recovery_seconds[p] = time.monotonic() - t0
+                    self.recovered[p].set()
+                    self.recovering_since.pop(p, None)
+                self.recovery_seconds[p] = time.monotonic() - t0
                 log.info("shard %s recovered: snapshot up to offset %d, %d posts replayed in %.2fs",
-                         p, start - 1, replayed, self.rt.recovery_seconds[p])
+                         p, start - 1, replayed, self.recovery_seconds[p])
             await self.rt.publish(await self.rt.retry(svc.reconcile_confirmed, what="reconcile confirmed seeds"))
         finally:   # whatever happened, no partition waits for a replay that is not running
             for p in partitions:
-                if p in self.rt._recovered:
-                    self.rt._recovered[p].set()
-                self.rt._recovering_since.pop(p, None)
+                if p in self.recovered:
+                    self.recovered[p].set()
+                self.recovering_since.pop(p, None)
 
     async def _replay_partition(self, svc: DetectionService, partition: int, start: int) -> int:
         from aiokafka import AIOKafkaConsumer, TopicPartition

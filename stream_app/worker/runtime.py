@@ -18,7 +18,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from typing import Awaitable, Callable
 
 from stream_app.worker.events import raw_from_event
@@ -46,15 +45,6 @@ class Runtime:
         self.posts_topic_name = posts_topic_name
         self.service: DetectionService | None = None
         self._lock = asyncio.Lock()
-        self.assigned: set[int] = set()
-        self._recovered: dict[int, asyncio.Event] = {}
-        self.recovery_seconds: dict[int, float] = {}
-        self._posts_slots: asyncio.Semaphore | None = None   # created on the event loop, at the first batch
-        self._posts_tail: asyncio.Future | None = None        # stage 2 of the last begun batch of posts
-        self._posts_error: BaseException | None = None
-        self._recovering_since: dict[int, float] = {}   # partition -> monotonic start of its recovery
-        self.replay_failed: dict[int, str] = {}           # partition -> why its gap replay could not finish
-        self.crashes: deque[tuple[float, str]] = deque(maxlen=1000)   # (monotonic time, agent) of each failure
         self._tasks: set[asyncio.Task] = set()
         # the runtime's parts (they share the data above through ``rt``), and the operations the agents call
         self.feeder = PostsFeeder(self)

@@ -20,7 +20,6 @@ def test_two_apps_with_different_settings_in_one_process():
 
 
 def test_importing_the_packages_builds_nothing():
-    code = ("import sys, stream_app, agents, stream_app.worker.app, stream_app.worker.service; "
-            "assert 'faust' not in sys.modules or stream_app._app is None; print(stream_app._app)")
+    code = "import stream_app, agents, stream_app.worker.app, stream_app.worker.service; print(stream_app._app)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "None", out.stderr

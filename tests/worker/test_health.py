@@ -31,7 +31,7 @@ def runtime(offsets, highwater, idle, stall=60.0):
     rt = Runtime(app, s, candidates_topic=None, dead_letters_topic=None, verdicts_topic=None,
                  posts_topic_name="synapse.posts")
     rt.service = FakeService(offsets, idle)
-    rt.assigned = set(offsets)
+    rt.recovery.assigned = set(offsets)
     return rt
 
 
@@ -66,18 +66,18 @@ def test_a_shard_recovering_too_long_is_unhealthy_and_says_which():
 
     rt = runtime({0: 0, 1: 0}, {0: 1, 1: 1}, idle=0)
     rt.settings.health_recovery_seconds = 30
-    rt._recovered = {0: asyncio.Event(), 1: asyncio.Event()}
-    rt._recovering_since = {0: time.monotonic() - 5, 1: time.monotonic() - 31}
+    rt.recovery.recovered = {0: asyncio.Event(), 1: asyncio.Event()}
+    rt.recovery.recovering_since = {0: time.monotonic() - 5, 1: time.monotonic() - 31}
     ok, body = rt.health()
     assert not ok and body["recovering"] == [0, 1] and "shards [1] still recovering" in body["reason"]
-    rt._recovered[1].set()
-    del rt._recovering_since[1]
+    rt.recovery.recovered[1].set()
+    del rt.recovery.recovering_since[1]
     assert rt.health()[0]
 
 
 def test_a_failed_replay_is_unhealthy():
     rt = runtime({0: 0}, {0: 1}, idle=0)
-    rt.replay_failed[0] = "ValueError at x.py:1 in f"
+    rt.recovery.replay_failed[0] = "ValueError at x.py:1 in f"
     ok, body = rt.health()
     assert not ok and body["replay_failed"] == {"0": "ValueError at x.py:1 in f"} and "replay failed" in body["reason"]
 
@@ -91,7 +91,8 @@ def test_more_crashes_than_allowed_within_the_window_is_unhealthy():
     rt.crashed("ingest_posts", KeyError("y"))
     ok, body = rt.health()
     assert not ok and body["recent_crashes"] == 3 and "ingest_posts, route_labels" in body["reason"]
-    rt.crashes = type(rt.crashes)([(t - 61, a) for t, a in rt.crashes], maxlen=rt.crashes.maxlen)   # out of the window
+    crashes = rt.liveness.crashes
+    rt.liveness.crashes = type(crashes)([(t - 61, a) for t, a in crashes], maxlen=crashes.maxlen)   # out of the window
     assert rt.health()[0]
 
 
@@ -106,5 +107,5 @@ def test_a_background_task_that_fails_is_counted_not_lost():
         task = rt.spawn(boom(), "replay")
         await asyncio.wait([task])
         await asyncio.sleep(0)
-        return [a for _, a in rt.crashes]
+        return [a for _, a in rt.liveness.crashes]
     assert asyncio.run(go()) == ["replay"]
