@@ -15,9 +15,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from stream_app.devstack.embedded import EmbeddedStack, FaustWorker, free_port
 from stream_app.worker.kafka_admin import create_topics, read_to_end
@@ -25,6 +25,7 @@ from stream_app.worker.metrics import parse_exposition
 from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
 from stream_app.worker.topics import TopicNames
 from synapse_stream.messages import dumps
+from synapse_stream.sources import registry
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +121,7 @@ class LiveLoop:
         if not self.external_broker:
             self.stack = EmbeddedStack(self.run_dir / "stack").start()
 
-    def start(self, *, timeout: float = 180.0) -> "LiveLoop":
+    def start(self, *, timeout: float = 180.0) -> LiveLoop:
         from stream_app.worker.settings import Settings
 
         self._start_services()
@@ -163,7 +164,7 @@ class LiveLoop:
             self.stack.stop()
         return codes
 
-    def __enter__(self) -> "LiveLoop":
+    def __enter__(self) -> LiveLoop:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -395,7 +396,7 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--dmax", type=int, default=DEMO_DETECTOR["d_max"], help="detector d_max")
     p.add_argument("--audit-rate", type=float, default=DEMO_DETECTOR["audit_rate"],
                    help="share of posts audited to estimate recall without ground truth (0 = none)")
-    p.add_argument("--candidates", default=DEMO_DETECTOR["candidates"], choices=["ibg", "gble", "model", "policy"],
+    p.add_argument("--candidates", default=DEMO_DETECTOR["candidates"], choices=["ibg", "policy", *registry.live_names()],
                    help="candidate source: the policy over IBG, GBLE and the classifier (default), or one of them")
     p.add_argument("--k0", type=int, default=DEMO_DETECTOR["k0"], help="K0 of a round (policy, gble, model)")
     p.add_argument("--max-query-ratio", type=float, default=DEMO_DETECTOR["max_query_ratio"],

@@ -60,6 +60,7 @@ from synapse_stream.index import ShardedIndex
 from synapse_stream.llm_oracle import Agreement
 from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
 from synapse_stream.rounds import SOURCES, LiveRounds
+from synapse_stream.sources import SourceParams
 
 __all__ = ["DetectionService", "Outputs", "PostsBatch", "RawMsg", "dead_letter_key", "held_label_doc",
            "held_label_msg", "seed_id_for"]
@@ -142,9 +143,11 @@ class DetectionService:
                         for d in s.detectors}
         # detectors whose candidates come from rounds (the policy, or one of its sources alone)
         self.rounds: dict[str, LiveRounds] = {
-            d.name: LiveRounds(self.engines[d.name], self.index,
+            d.name: LiveRounds(self.engines[d.name].books, self.index, name=d.name,
                                sources=SOURCES if d.candidates == "policy" else (d.candidates,),
-                               k0=d.k0, gble_k=s.gble_k, gble_iterations=s.gble_iterations)
+                               params=SourceParams(tau=d.tau, d_max=d.d_max, k0=d.k0, gble_k=s.gble_k,
+                                                   gble_iterations=s.gble_iterations),
+                               k0=d.k0)
             for d in s.detectors if d.candidates != "ibg"}
 
     def _init_model_thread(self) -> None:

@@ -32,7 +32,7 @@ class RoundScheduler(ServicePart):
                 continue
             if not await self.svc.state.seeds_settled(name):   # a seed set is still being embedded somewhere
                 continue
-            if rounds.model_source is not None:
+            if rounds.uses_model:
                 await self.svc.trainer.maybe_train(name, force=True)
                 await self.svc.trainer.refresh_models()
             total = await self.svc.state.posts_total()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from stream_app.worker.service.records import (
     Outputs,
@@ -55,7 +55,7 @@ class ShardKeeper(ServicePart):
                                  self.svc.offsets[p])
                 self.svc.index.shard(p)
             for r in self.svc.rounds.values():
-                r.forget_graph()
+                r.forget()
             return self._refill_all()
         await self.svc.outbox.emit(await self.svc.in_model_thread(work))
         return self.svc.outbox.drain(Outputs())
@@ -68,13 +68,12 @@ class ShardKeeper(ServicePart):
                 self.svc.index.drop(p)
                 self.svc.offsets.pop(p, None)
             for r in self.svc.rounds.values():
-                r.forget_graph()
+                r.forget()
             self._refill_all()  # windows may have pointed into dropped shards
         await self.svc.in_model_thread(work)
 
     def _refill_all(self) -> list[Candidate]:
         out = []
         for eng in self.svc.engines.values():
-            for sid in [s.id for s in eng.seeds.seeds]:
-                out += eng._refill(sid)
+            out += eng.refill_all()
         return out

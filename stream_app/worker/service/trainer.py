@@ -33,8 +33,8 @@ class ClassifierTrainer(ServicePart):
                 log.error("classifier version %s of %s unusable: %s", doc.get("version"), name, exc)
                 continue
             self.svc.models[name] = mv
-            if name in self.svc.rounds and self.svc.rounds[name].model_source is not None:
-                self.svc.rounds[name].model_source.model = mv
+            if name in self.svc.rounds:
+                self.svc.rounds[name].use_model(mv)
             self._export_model(name, mv)
 
     def _export_model(self, name: str, mv: ModelVersion) -> None:
