@@ -13,11 +13,13 @@
 The built-in sources register themselves when their module is imported; the registry imports them the
 first time it is asked anything, so nothing is wired at import time. A new source is a module with a
 :class:`~synapse_stream.sources.base.CandidateSource` subclass and a :func:`register` call, plus its module name
-in :data:`BUILTIN` (or an import of it before the registry is used, for a plug-in outside this package).
+in :data:`BUILTIN`; a plug-in outside this package is named in ``SYNAPSE_SOURCE_PLUGINS`` (comma-separated
+module names, imported after the built-ins: the same variable for ``eval`` and for every worker).
 """
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -62,12 +64,22 @@ def unregister(name: str) -> None:
     _specs.pop(name, None)
 
 
+PLUGINS_ENV = "SYNAPSE_SOURCE_PLUGINS"
+
+
 def _load() -> None:
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in BUILTIN:
-            importlib.import_module(f"{__package__}.{module}")
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN:
+        importlib.import_module(f"{__package__}.{module}")
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            _loaded = False
+            raise ConfigError(f"{PLUGINS_ENV}: cannot import candidate source module {module!r}: {exc}") from None
 
 
 def names() -> tuple[str, ...]:
