@@ -50,7 +50,9 @@ _loaded = False
 
 
 def register(spec: SourceSpec, *, replace: bool = False) -> SourceSpec:
-    """Add a source under ``spec.name`` (a name already taken is an error unless ``replace``)."""
+    """Add a source under ``spec.name`` (a name already taken is an error unless ``replace``). The built-ins are
+    registered first, so they keep their place at the head of :func:`names`."""
+    _load()
     if not spec.name or not spec.name.isidentifier():
         raise ConfigError(f"a candidate source needs a plain name, got {spec.name!r}")
     if spec.name in _specs and not replace and _specs[spec.name] != spec:
