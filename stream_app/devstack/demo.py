@@ -219,7 +219,7 @@ class LiveLoop:
         from stream_app.worker.state import RedisState
 
         r = aioredis.from_url(self.redis_url, decode_responses=True)
-        await RedisState(r, "synapse:").set_truth_positives(detector, positives)
+        await RedisState(r, "synapse:").verdicts.set_truth_positives(detector, positives)
         await r.aclose()
 
     async def moderate(self, truth: dict[str, int], stop: asyncio.Event, *, labeler: str = "replay-oracle",

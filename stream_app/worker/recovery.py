@@ -125,7 +125,7 @@ class ShardRecovery(RuntimePart):
         orphans = await svc.orphans()
         if not orphans:
             return 0
-        if not await svc.state.lock("orphans", svc.worker_id, ttl=120):
+        if not await svc.state.workers.lock("orphans", svc.worker_id, ttl=120):
             return 0
         try:
             on_topic = await self._candidates_on_topic()
@@ -144,7 +144,7 @@ class ShardRecovery(RuntimePart):
                             len(done) + len(resend.claims), len(resend.claims), len(done))
             return len(resend.claims)
         finally:
-            await svc.state.unlock("orphans", svc.worker_id)
+            await svc.state.workers.unlock("orphans", svc.worker_id)
 
     async def _candidates_on_topic(self) -> set[tuple[str, str]]:
         """(detector, post id) of every candidate on the candidates topic so far."""

@@ -69,7 +69,7 @@ class Runtime:
         await self.retry(state.ping, what="connect to Redis")
         svc = await asyncio.to_thread(DetectionService, self.settings, state)
         await self.retry(svc.start, what="load shared state")
-        await self.retry(state.heartbeat, svc.worker_id, what="heartbeat")
+        await self.retry(state.workers.heartbeat, svc.worker_id, what="heartbeat")
         if self.settings.gc_freeze:
             t0 = time.perf_counter()
             n = freeze_heap()
@@ -165,7 +165,7 @@ class Runtime:
         if error is not None:
             raise error
         if out.released:   # held labels whose verdicts (or dead letters) are now on their topics
-            await self.service.state.drop_held_labels(out.released)
+            await self.service.state.held.drop(out.released)
             out.released = []
 
 

@@ -50,8 +50,7 @@ _loaded = False
 
 
 def register(spec: SourceSpec, *, replace: bool = False) -> SourceSpec:
-    """Add a source under ``spec.name`` (a name already taken is an error unless ``replace``). The built-ins are
-    registered first, so they keep their place at the head of :func:`names`."""
+    """Add a source under ``spec.name`` (a name already taken is an error unless ``replace``)."""
     _load()
     if not spec.name or not spec.name.isidentifier():
         raise ConfigError(f"a candidate source needs a plain name, got {spec.name!r}")
@@ -85,15 +84,15 @@ def _load() -> None:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered source, built-ins first."""
+    """Every registered source: the built-ins in :data:`BUILTIN`'s order, then the others as registered."""
     _load()
-    return tuple(_specs)
+    order = list(_specs)
+    return tuple(sorted(order, key=lambda n: (BUILTIN.index(n) if n in BUILTIN else len(BUILTIN), order.index(n))))
 
 
 def live_names() -> tuple[str, ...]:
-    """The sources that can run in the worker's live rounds."""
-    _load()
-    return tuple(n for n, s in _specs.items() if s.live is not None)
+    """The sources that can run in the worker's live rounds (in :func:`names`' order)."""
+    return tuple(n for n in names() if _specs[n].live is not None)
 
 
 def spec(name: str) -> SourceSpec:

@@ -177,13 +177,13 @@ class DetectionService:
     async def start(self) -> None:
         """Load the shared state (ledger, queried sets) into the engines."""
         for name, eng in self.engines.items():
-            eng.labels.update(await self.state.ledger(name))
-            eng.queried.update(await self.state.queried(name))
-            self.registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
-            self.audited[name] = await self.state.audited(name)
-            self.audit_labels[name] = await self.state.audit_ledger(name)
+            eng.labels.update(await self.state.verdicts.ledger(name))
+            eng.queried.update(await self.state.claims.queried(name))
+            self.registered[name] = {d["id"] for d in await self.state.seeds.all(name) if d["origin"] == "confirmed"}
+            self.audited[name] = await self.state.claims.audited(name)
+            self.audit_labels[name] = await self.state.verdicts.audit_ledger(name)
             if name in self.rounds:   # posts sent by earlier rounds: their verdicts still credit their source
-                self.rounds[name].adopt(await self.state.sources(name))
+                self.rounds[name].adopt(await self.state.rounds.all(name))
         await self.trainer.refresh_models()
         self.started = True
 

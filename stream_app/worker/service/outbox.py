@@ -58,7 +58,7 @@ class CandidateOutbox(ServicePart):
                 msg = annotate_for_humans(msg, d.oracle_mode, d.llm_audit_rate)
             values.append(dumps(msg))
             sets.append("audited" if c.reason == "audit" else "queried")
-        fresh = await self.svc.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
+        fresh = await self.svc.state.claims.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
                                              sets)
         del self.svc.pending[:len(batch)]
         for (c, arrived), value, ok in zip(batch, values, fresh):
@@ -87,14 +87,14 @@ class CandidateOutbox(ServicePart):
         return out.extend(ready)
 
     async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:
-        await self.svc.state.sent(claims)
+        await self.svc.state.claims.sent(claims)
 
     async def orphans(self) -> dict[str, dict[str, str]]:
         """In-flight candidates of dead workers, per detector: ``{detector: {post id: message}}``."""
-        await self.svc.state.heartbeat(self.svc.worker_id)
+        await self.svc.state.workers.heartbeat(self.svc.worker_id)
         out = {}
         for name in self.svc.engines:
-            o = await self.svc.state.orphans(name, self.svc.worker_id)
+            o = await self.svc.state.claims.orphans(name, self.svc.worker_id)
             if o:
                 out[name] = o
         return out

@@ -57,7 +57,7 @@ class PostsPipeline(ServicePart):
             # the partition map first: a post must never be a candidate (through another agent's backfill)
             # before a verdict for it can be routed to its shard
             try:
-                await self.svc.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
+                await self.svc.state.posts.record({p.id: int(m.partition or 0) for m, p in good})
             except Exception as exc:  # noqa: BLE001 - one post's id broke the batch: record them one by one
                 if is_transient(exc):
                     raise
@@ -66,7 +66,7 @@ class PostsPipeline(ServicePart):
 
                 async def record(item) -> None:
                     m, p = item
-                    await self.svc.state.record_posts({p.id: int(m.partition or 0)})
+                    await self.svc.state.posts.record({p.id: int(m.partition or 0)})
                     good.append(item)
                 await self.svc.boundary.each(one, out, "record", record, msg_of=lambda item: item[0])
         batch.good = good
