@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_app.devstack.chaos import add_chaos_parser
     from stream_app.devstack.demo import add_demo_parser
 
+    from .detectors_cli import add_detectors_parser
     from .seedgen import add_seeds_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_demo_parser(sub)
     add_seeds_parser(sub)
+    add_detectors_parser(sub)
     add_chaos_parser(sub)
     w = sub.add_parser("worker", help="run a Faust worker (settings from SYNAPSE_* env / synapse.env)")
     w.add_argument("-l", "--loglevel", default="info")

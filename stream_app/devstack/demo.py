@@ -126,7 +126,7 @@ class LiveLoop:
 
         self._start_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
-        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s)))
+        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s), configs=self.topics.configs()))
         for i in range(self.n_workers):
             self.web_ports.append(free_port())
             self.start_worker(i, timeout=timeout)

@@ -20,6 +20,7 @@ import random
 import time
 from typing import Awaitable, Callable
 
+from stream_app.worker.detector_feed import DetectorFeed
 from stream_app.worker.events import raw_from_event
 from stream_app.worker.exceptions import transient_errors
 from stream_app.worker.liveness import Liveness
@@ -35,7 +36,7 @@ log = logging.getLogger("synapse.runtime")
 class Runtime:
 
     def __init__(self, app, settings: Settings, *, candidates_topic, dead_letters_topic, verdicts_topic,
-                 posts_topic_name: str, detections_topic=None) -> None:
+                 posts_topic_name: str, detections_topic=None, detectors_topic_name: str = "synapse.detectors") -> None:
         self.app = app
         self.settings = settings
         self.candidates_topic = candidates_topic
@@ -50,6 +51,7 @@ class Runtime:
         self.feeder = PostsFeeder(self)
         self.recovery = ShardRecovery(self)
         self.liveness = Liveness(self)
+        self.detector_feed = DetectorFeed(self, detectors_topic_name)
         self.submit_posts, self.flush_posts = self.feeder.submit, self.feeder.flush
         self.on_assigned, self.recover_orphans = self.recovery.on_assigned, self.recovery.recover_orphans
         self.crashed, self.health = self.liveness.crashed, self.liveness.health

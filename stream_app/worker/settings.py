@@ -37,6 +37,9 @@ class DetectorSettings(BaseModel):
     max_query_ratio: float | None = Field(0.05, gt=0.0, le=1.0)
     # the classifier's probability above which a new post goes to the detections topic (None: no detections)
     detect_threshold: float | None = Field(0.5, gt=0.0, le=1.0)
+    # paused: no candidates, rounds or audits (posts are still indexed, labels still applied); set with
+    # `synapse-stream detectors pause|resume`
+    paused: bool = False
 
 
     @field_validator("candidates")

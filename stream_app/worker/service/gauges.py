@@ -19,8 +19,10 @@ class Gauges(ServicePart):
         self.svc.metrics.posts_indexed.set(total)
         self.svc.metrics.held_labels.set(await self.svc.state.held.count())
         self.svc.metrics.index_size.set(len(self.svc.index))
+        for name, d in list(self.svc.detectors.items()):
+            self.svc.metrics.detector_paused.labels(name).set(int(d.paused))
         self.svc.metrics.shards.set(len(self.svc.index.shards))
-        for name, eng in self.svc.engines.items():
+        for name, eng in list(self.svc.engines.items()):
             c = await self.svc.state.verdicts.counters(name)
             queried, answered, pos = c.get("queried", 0), c.get("answered", 0), c.get("positives", 0)
             self.svc.metrics.queried.labels(name).set(queried)

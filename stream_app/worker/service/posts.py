@@ -156,9 +156,11 @@ class PostsPipeline(ServicePart):
         self.svc.last_indexed = (time.time(), len(self.svc.index))   # one assignment: the health check reads the pair
         ids = [good[i][1].id for i in new_rows]
         cands: list[Candidate] = []
-        for eng in self.svc.engines.values():
+        for eng in list(self.svc.engines.values()):
             cands += eng.on_posts(ids, vecs[new_rows])
-        for name, sampler in self.svc.samplers.items():   # audits: chosen by post id alone, never by the detector
+        for name, sampler in list(self.svc.samplers.items()):   # audits: chosen by post id alone, never by the detector
+            if self.svc.detectors[name].paused:
+                continue
             eng = self.svc.engines[name]
             cands += [Candidate(name, pid, 0.0, (), "audit") for pid in ids
                       if sampler.should_audit(pid) and pid not in eng.queried]
@@ -169,10 +171,10 @@ class PostsPipeline(ServicePart):
         """Model thread, after new posts are indexed: rounds learn there is something new; every
         detector's current classifier scores the posts, and those at or above its threshold are queued
         for the detections topic (drained with the handler's outputs)."""
-        for r in self.svc.rounds.values():
+        for r in list(self.svc.rounds.values()):
             r.touch(len(ids))
         now = time.time()
-        for d in self.svc.settings.detectors:
+        for d in list(self.svc.detectors.values()):
             mv = self.svc.models.get(d.name)
             if mv is None or d.detect_threshold is None:
                 continue

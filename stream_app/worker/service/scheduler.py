@@ -26,9 +26,12 @@ class RoundScheduler(ServicePart):
         """
         s = self.svc.settings
         now = time.time() if now is None else now
-        for name, rounds in self.svc.rounds.items():
+        for name, rounds in list(self.svc.rounds.items()):
             if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
                               outstanding=s.round_outstanding, settle=s.round_settle):
+                continue
+            d = self.svc.detectors.get(name)
+            if d is None or d.paused:   # retired meanwhile, or paused: no rounds
                 continue
             if not await self.svc.state.seeds.settled(name):   # a seed set is still being embedded somewhere
                 continue
@@ -38,8 +41,7 @@ class RoundScheduler(ServicePart):
             total = await self.svc.state.posts.total()
             share = len(self.svc.index) / total if total else 1.0
             limit = None
-            d = s.detector(name)
-            if d is not None and d.max_query_ratio is not None:   # the budget, all workers together
+            if d.max_query_ratio is not None:   # the budget, all workers together
                 queried = (await self.svc.state.verdicts.counters(name)).get("queried", 0)
                 limit = math.floor(d.max_query_ratio * total) - queried
                 if limit > 0 and share < 1.0:

@@ -54,7 +54,7 @@ class ShardKeeper(ServicePart):
                         log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
                                  self.svc.offsets[p])
                 self.svc.index.shard(p)
-            for r in self.svc.rounds.values():
+            for r in list(self.svc.rounds.values()):
                 r.forget()
             return self._refill_all()
         await self.svc.outbox.emit(await self.svc.in_model_thread(work))
@@ -67,13 +67,13 @@ class ShardKeeper(ServicePart):
             for p in partitions:
                 self.svc.index.drop(p)
                 self.svc.offsets.pop(p, None)
-            for r in self.svc.rounds.values():
+            for r in list(self.svc.rounds.values()):
                 r.forget()
             self._refill_all()  # windows may have pointed into dropped shards
         await self.svc.in_model_thread(work)
 
     def _refill_all(self) -> list[Candidate]:
         out = []
-        for eng in self.svc.engines.values():
+        for eng in list(self.svc.engines.values()):
             out += eng.refill_all()
         return out

@@ -22,7 +22,7 @@ class ClassifierTrainer(ServicePart):
 
     async def refresh_models(self) -> None:
         """Load each detector's newest classifier version from Redis (any worker may have trained it)."""
-        for name in self.svc.engines:
+        for name in list(self.svc.engines):
             cur = self.svc.models.get(name)
             doc = await self.svc.state.models.current(name)
             if doc is None or (cur is not None and cur.version >= int(doc.get("version", 0))):

@@ -131,13 +131,14 @@ class VerdictApplier(ServicePart):
         a Redis outage between recording a verdict and registering its seed loses nothing: the next
         call (after the retry, after a restart) finds the positive and finishes the job.
         """
-        for name, eng in self.svc.engines.items():
+        for name, eng in list(self.svc.engines.items()):
+            registered = self.svc.registered.get(name, set())
             todo = [pid for pid, y in list(eng.labels.items())
-                    if y == 1 and pid not in self.svc.registered[name] and pid in self.svc.index]
+                    if y == 1 and pid not in registered and pid in self.svc.index]
             for pid in todo:
                 vec = self.svc.index.get_vectors([pid])[0]
                 await self.svc.state.seeds.register(name, pid, "confirmed", self.svc.index.payload(pid) or "", vec)
-                self.svc.registered[name].add(pid)
+                registered.add(pid)
                 if pid not in eng.seeds:
                     self.svc.outbox.queue(await self.svc.in_model_thread(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
         await self.svc.outbox.emit([])
