@@ -49,7 +49,8 @@ def _settings(args):
         raise ConfigError(f"invalid settings: {exc.errors()[0].get('loc')} {exc.errors()[0].get('msg')}") from None
 
 
-def _check(doc: dict):
+def check_settings(doc: dict):
+    """``doc`` as DetectorSettings, else one ConfigError naming the field."""
     from stream_app.worker.settings import DetectorSettings
 
     try:
@@ -95,6 +96,15 @@ async def publish(settings, name: str, doc: dict | None) -> None:
         await producer.stop()
 
 
+async def create_if_missing(settings, doc: dict) -> bool:
+    """Create the detector ``doc`` unless one of that name exists; True if it was created."""
+    d = check_settings(doc)
+    if d.name in await current(settings):
+        return False
+    await publish(settings, d.name, d.model_dump(mode="json"))
+    return True
+
+
 async def run(args) -> int:
     settings = _settings(args)
     try:
@@ -134,7 +144,7 @@ async def run(args) -> int:
     else:
         doc["paused"] = args.action == "pause"
     doc["name"] = name
-    d = _check(doc)
+    d = check_settings(doc)
     await publish(settings, name, d.model_dump(mode="json"))
     print(f"detector {name} {args.action}d")   # created, updated, paused, resumed
     return 0

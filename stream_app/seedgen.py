@@ -68,6 +68,9 @@ def add_seeds_parser(sub) -> None:
     g.add_argument("--coverage", type=float, default=0.5, help="ACS coverage target c (default 0.5)")
     g.add_argument("--out", metavar="FILE", help="write the seeds to FILE, one per line, and publish nothing")
     g.add_argument("--yes", "-y", action="store_true", help="publish without asking (needed when stdin is not a terminal)")
+    g.add_argument("--create", action="store_true",
+                   help="create the detector (if it does not exist yet) with --describe as its description, then "
+                        "publish its seeds; every worker starts it live")
     llm = g.add_argument_group("LLM (OpenAI-compatible chat completions: OpenAI, vLLM, Ollama...)")
     llm.add_argument("--llm-base-url", help="API root, e.g. https://api.openai.com/v1 or http://localhost:11434/v1 "
                      "(default: SYNAPSE_LLM_BASE_URL, else Ollama's)")
@@ -169,10 +172,10 @@ def cmd_seeds_generate(args) -> int:
         _say("warning: --llm-api-key is visible in the process list and shell history; "
              "prefer SYNAPSE_LLM_API_KEY")
     settings = _settings(args)
-    if publish and settings.detector(detector) is None:
-        _say(f"warning: detector {detector!r} is not in SYNAPSE_DETECTORS here "
-             f"({', '.join(d.name for d in settings.detectors)}); workers that do not run it will dead-letter "
-             "these seeds as unknown_detector")
+    if publish and args.create:
+        from stream_app.detectors_cli import check_settings
+
+        check_settings({"name": detector, "description": args.describe.strip()})   # fails before any LLM call
 
     embedder = make_embedder(args.embedder)
     client = ChatClient(settings.llm_base_url, settings.llm_model, settings.llm_api_key, timeout=args.llm_timeout,
@@ -222,6 +225,11 @@ def cmd_seeds_generate(args) -> int:
                                      f"at {settings.bootstrap_servers()}? [y/N] "):
         _say("nothing published")
         return 1
+    if args.create:
+        from stream_app.detectors_cli import create_if_missing
+
+        made = asyncio.run(create_if_missing(settings, {"name": detector, "description": args.describe.strip()}))
+        _say(f"detector {detector!r} " + ("created" if made else "exists already: its seeds are added"))
     sent = asyncio.run(publish_seeds(settings, detector, chosen))
     _say(f"published {sent} seeds for detector {detector!r} to {topic}")
     return 0

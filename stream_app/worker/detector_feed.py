@@ -1,14 +1,15 @@
 """Every worker follows the whole ``detectors`` topic and applies each change live (no restart).
 
 A plain consumer with no group (each worker must see every record, as Kafka Connect workers read their config
-topic): it reads the topic from the beginning. On the first pass, up to the end offset it found at start:
+topic): it reads the topic from the beginning. On the first pass, up to the end offset it found at start, only
+each detector's latest record counts (what compaction keeps):
 
 * an empty topic is seeded with ``SYNAPSE_DETECTORS`` (once, by whichever worker takes the lock; the others
   then read what it wrote);
 * otherwise the topic wins: the latest record of each detector is applied, and a detector of
   ``SYNAPSE_DETECTORS`` the topic does not have (or has retired) is retired here, with a warning.
 
-Then it follows the topic. A record that cannot be applied changes nothing and becomes a dead letter, sent once
+Then it follows the topic (after a broker outage, from the last record applied). A record that cannot be applied changes nothing and becomes a dead letter, sent once
 for all workers (a Redis claim on its offset). :attr:`DetectorFeed.ready` is set after the first pass.
 """
 from __future__ import annotations
@@ -39,6 +40,8 @@ class DetectorFeed(RuntimePart):
         self.topic = topic
         self.ready = asyncio.Event()
         self.applied = 0
+        self.position = 0          # the next offset to apply
+        self._consumer = None
 
     async def run(self) -> None:
         """Until the worker stops: the first pass, then every new record (reconnecting after broker outages)."""
@@ -53,7 +56,11 @@ class DetectorFeed(RuntimePart):
             try:
                 await c.start()
                 c.assign([tp])
-                await c.seek_to_beginning(tp)
+                if self.ready.is_set():   # a reconnect: on from the last record applied
+                    c.seek(tp, self.position)
+                else:
+                    await c.seek_to_beginning(tp)
+                self._consumer = c
                 if not self.ready.is_set():
                     await self._first_pass(c, tp, svc)
                     self.ready.set()
@@ -69,7 +76,28 @@ class DetectorFeed(RuntimePart):
                     self.rt.crashed("follow_detectors", exc)
                 await asyncio.sleep(2.0)
             finally:
+                self._consumer = None
                 await c.stop()
+
+    async def catch_up(self, timeout: float = 10.0) -> bool:
+        """Wait until every record on the topic now has been applied here (False after ``timeout`` s)."""
+        from aiokafka import TopicPartition
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+            c = self._consumer
+            if c is None:
+                return False
+            end = (await asyncio.wait_for(c.end_offsets([TopicPartition(self.topic, 0)]), timeout))
+            end = next(iter(end.values()))
+            while self.position < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
 
     async def _first_pass(self, c, tp, svc) -> None:
         end = (await c.end_offsets([tp]))[tp]
@@ -80,11 +108,14 @@ class DetectorFeed(RuntimePart):
             await self._seed(svc)
             return
         latest = {}
-        for m in records:
+        for m in records:   # only each detector's latest record counts (what compaction keeps)
+            latest[m.key] = m
+        for m in latest.values():
             await self._apply(svc, m)
-            latest[m.key] = m.value
+        self.position = end
         for d in list(svc.detectors.values()):
-            if latest.get(d.name.encode("utf-8")) is None:
+            m = latest.get(d.name.encode("utf-8"))
+            if m is None or m.value is None:
                 log.warning("detector %s is in SYNAPSE_DETECTORS but not on the %s topic (or retired there): "
                             "retired here; create it with `synapse-stream detectors create`", d.name, self.topic)
                 await svc.catalog.retire(d.name)
@@ -107,6 +138,12 @@ class DetectorFeed(RuntimePart):
         log.info("detectors topic seeded from SYNAPSE_DETECTORS: %s", [d.name for d in self.rt.settings.detectors])
 
     async def _apply(self, svc, m) -> None:
+        try:
+            await self._apply_one(svc, m)
+        finally:
+            self.position = m.offset + 1   # applied, or refused for good (catch_up waits for this)
+
+    async def _apply_one(self, svc, m) -> None:
         try:
             what = await svc.catalog.apply(m.key, m.value)
         except DetectorError as exc:

@@ -70,6 +70,7 @@ class Runtime:
         state = RedisState.from_settings(self.settings)
         await self.retry(state.ping, what="connect to Redis")
         svc = await asyncio.to_thread(DetectionService, self.settings, state)
+        svc.catch_up_detectors = self.detector_feed.catch_up
         await self.retry(svc.start, what="load shared state")
         await self.retry(state.workers.heartbeat, svc.worker_id, what="heartbeat")
         if self.settings.gc_freeze:

@@ -503,3 +503,37 @@ def test_publish_to_embedded_broker(fake, clean_env, tmp_path, capsys):
     for m in msgs:
         assert m == {"detector": "crypto-scam", "text": m["text"], "origin": "synthetic",
                      "id": seed_id("crypto-scam", m["text"])}
+
+
+@pytest.mark.stack
+def test_generate_create_makes_the_detector_then_publishes_its_seeds(fake, clean_env, tmp_path, capsys):
+    from stream_app.detectors_cli import current
+    from stream_app.devstack.embedded import EmbeddedStack
+    from stream_app.worker.kafka_admin import read_to_end
+    from stream_app.worker.settings import Settings
+
+    fake.default = (200, examples_answer(unique_texts(6, start=5000)), {})
+    prefix = "gen-create."
+    with EmbeddedStack(tmp_path / "stack", topics={prefix + "seeds": 1}, with_redis=False) as stack:
+        clean_env.setenv("SYNAPSE_EMBEDDED_BROKER", "true")
+        args = ["seeds", "generate", "--detector", "wallet-drainers", "--describe", "posts asking for a seed phrase",
+                "--n", "6", "--embedder", "hashing", "--llm-base-url", fake.base_url, "--yes", "--create",
+                "--broker", f"kafka://{stack.bootstrap}", "--topic-prefix", prefix]
+        assert run_cli(args) == 0
+        first = capsys.readouterr().err
+        assert run_cli(args) == 0           # again: the detector exists, its seeds are added
+        second = capsys.readouterr().err
+        s = Settings(_env_file=None, broker_url=f"kafka://{stack.bootstrap}", topic_prefix=prefix,
+                     embedded_broker=True)
+        dets = asyncio.run(current(s))
+        seeds = asyncio.run(read_to_end(stack.bootstrap, prefix + "seeds"))
+    assert "detector 'wallet-drainers' created" in first and "exists already" in second
+    assert list(dets) == ["wallet-drainers"] and dets["wallet-drainers"]["description"] == "posts asking for a seed phrase"
+    assert len(seeds) == 12
+
+
+def test_generate_create_refuses_a_bad_detector_name_before_asking_the_llm(fake, clean_env, capsys):
+    code = run_cli(["seeds", "generate", "--detector", "", "--describe", "x", "--n", "3", "--embedder", "hashing",
+                    "--llm-base-url", fake.base_url, "--yes", "--create", "--broker", "kafka://127.0.0.1:1"])
+    assert code == 2 and "name" in capsys.readouterr().err
+    assert fake.requests == []

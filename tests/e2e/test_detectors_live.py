@@ -120,6 +120,16 @@ def test_a_detector_created_paused_and_retired_while_two_workers_run(tmp_path):
         assert run(late_label())
         listed = cli(loop, "list")
         assert "crypto" not in listed.stdout and "scam" in listed.stdout
+
+        # seeds sent the moment their detector is created (as `seeds generate --create` does) are not refused:
+        # the worker reads the detectors topic to its end before calling a detector unknown
+        async def at_once():
+            await loop.send_raw(loop.topics.detectors, json.dumps({"name": "wallets", "tau": 0.5,
+                                                                    "candidates": "ibg"}).encode(), b"wallets", 0)
+            await loop.send_seeds("wallets", ["send your wallet seed phrase to verify"])
+            await asyncio.sleep(3)
+            return [d for d in await _dead(loop, "unknown_detector") or [] if d["source_topic"].endswith("seeds")]
+        assert run(at_once()) == []
         run(loop.close())
 
 

@@ -152,3 +152,24 @@ def test_bad_records_are_refused_with_a_reason(key, value, reason):
 
     before, after = run(go())
     assert before == after
+
+
+def test_a_seed_for_a_detector_created_a_moment_ago_waits_for_the_detectors_topic():
+    """The seeds topic can run ahead of the detectors topic on a worker: before refusing a seed as
+    ``unknown_detector`` the service catches up with the detectors topic (the runtime's hook)."""
+    async def go(with_hook: bool):
+        svc = await service()
+        try:
+            if with_hook:
+                async def catch_up():   # what DetectorFeed.catch_up does: apply what is on the topic now
+                    await svc.catalog.apply(*record("fresh", tau=0.3, candidates="ibg"))
+                svc.catch_up_detectors = catch_up
+            out = await svc.handle_seeds([seed("fresh", "send your seed phrase to recover the wallet")])
+            return [json.loads(v)["reason"] for _, v in out.dead_letters], await svc.state.seeds.all("fresh")
+        finally:
+            await svc.stop()
+
+    dead, seeds = run(go(with_hook=True))
+    assert dead == [] and len(seeds) == 1
+    dead, seeds = run(go(with_hook=False))
+    assert dead == ["unknown_detector"] and seeds == []

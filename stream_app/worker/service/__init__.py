@@ -89,6 +89,9 @@ class DetectionService:
         self.audited: dict[str, set[str]] = {}        # sent as audits
         self.audit_labels: dict[str, dict[str, int]] = {}
         self.agreement: dict[str, Agreement] = {}     # LLM vs human verdicts (this worker)
+        # set by the runtime: waits until the detectors topic is applied to its current end (a few seconds
+        # at most), so a message for a detector created a moment ago is not refused as unknown
+        self.catch_up_detectors = None
         self.blas_threads: int | None = None   # the BLAS thread limit in force in the model thread
         # two threads off the event loop. The embed thread only embeds (a pure function of the texts); the
         # model thread owns the index, the engines, the rounds and the seed sets, and runs every change to

@@ -143,8 +143,12 @@ class DetectorCatalog(ServicePart):
     async def create(self, d: DetectorSettings) -> None:
         svc = self.svc
         await svc.in_model_thread(self.build, d)
-        await self.load(d.name)
-        docs = await svc.state.seeds.all(d.name)   # seeds registered before (a re-created detector)
+        try:
+            await self.load(d.name)
+            docs = await svc.state.seeds.all(d.name)   # seeds registered before (a re-created detector)
+        except BaseException:   # Redis away: not created; the feed applies the record again
+            svc.detectors.pop(d.name, None)
+            raise
         eng = svc.engines[d.name]
 
         def work() -> list[Candidate]:

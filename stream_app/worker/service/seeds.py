@@ -31,6 +31,10 @@ class SeedIntake(ServicePart):
         async def parse(m: RawMsg) -> None:
             s = parse_seed(m.value, max_text_chars=self.svc.settings.max_text_chars,
                            max_bytes=self.svc.settings.max_message_bytes)
+            if s.detector not in self.svc.engines and self.svc.catch_up_detectors is not None:
+                # seeds published right after their detector was created (`seeds generate --create`): the
+                # detectors topic may be a little behind the seeds topic here; read it to its end first
+                await self.svc.catch_up_detectors()
             self.svc.engine(s.detector)
             good.append((m, s))
         await self.svc.boundary.each(msgs, out, "parse", parse)
