@@ -1,9 +1,10 @@
 """The live loop end to end on one machine: ``synapse-stream demo`` (and the end-to-end tests).
 
 :class:`LiveLoop` starts the embedded stack (a broker + Redis; or uses an external Kafka and Redis;
-``broker_kind="tansu"|"kafka"``, default ``$SYNAPSE_DEV_BROKER``, else Tansu), creates the topics, starts Faust workers (``faust -A stream_app worker``) as subprocesses,
-and offers a producer for seeds and posts and a simulated moderator (a replay oracle answering
-from the sample's labels). Everything the demo reports is scraped from the workers' ``/metrics``.
+``broker_kind="tansu"|"kafka"``, default ``$SYNAPSE_DEV_BROKER``, else Tansu), creates the topics,
+starts Faust workers (``faust -A stream_app worker``) as subprocesses, and offers a producer for
+seeds and posts and a simulated moderator (a replay oracle answering from the sample's labels).
+Everything the demo reports is scraped from the workers' ``/metrics``.
 """
 from __future__ import annotations
 
@@ -94,8 +95,8 @@ class LiveLoop:
         return self.external_redis or self.stack.redis_url
 
     @property
-    def tansu(self) -> bool:
-        """True when the embedded Tansu broker runs: clients need its quirk settings."""
+    def tansu_quirks(self) -> bool:
+        """True when the embedded Tansu broker runs: clients need its quirk settings (``worker/tansu.py``)."""
         return not self.external_broker and self.broker_kind == "tansu"
 
     @property
@@ -110,7 +111,7 @@ class LiveLoop:
         env = {
             "SYNAPSE_BROKER_URL": f"kafka://{self.bootstrap}",
             "SYNAPSE_REDIS_URL": self.redis_url,
-            "SYNAPSE_EMBEDDED_BROKER": "1" if self.tansu else "0",
+            "SYNAPSE_EMBEDDED_BROKER": "1" if self.tansu_quirks else "0",
             "SYNAPSE_EMBEDDER": self.embedder,
             "SYNAPSE_PARTITIONS": str(self.partitions),
             "SYNAPSE_TOPIC_PREFIX": self.prefix,
@@ -198,7 +199,7 @@ class LiveLoop:
             self._producer_loop = asyncio.get_running_loop()
             from aiokafka import AIOKafkaProducer
 
-            extra = aiokafka_producer_settings_for_tansu() if self.tansu else {}
+            extra = aiokafka_producer_settings_for_tansu() if self.tansu_quirks else {}
             self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **extra)
             await self._producer.start()
         return self._producer

@@ -23,14 +23,13 @@ from stream_app.devstack.kafka import (
 )
 from stream_app.worker.kafka_admin import create_topics, topic_partitions_sync
 
-pytestmark = [
-    pytest.mark.stack,
-    pytest.mark.skipif(shutil.which("java") is None, reason="java (17+) is not installed: no Apache Kafka broker"),
-]
+pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
 def kafka_jars():
+    if shutil.which("java") is None:
+        pytest.skip("java (17+) is not installed: no Apache Kafka broker")
     return ensure_kafka()
 
 
@@ -204,7 +203,7 @@ def test_stop_frees_port_and_deletes_data(kafka_jars, tmp_path):
 def test_missing_jars_without_install_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNAPSE_KAFKA_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(EmbeddedStackError, match="make kafka"):
-        ApacheKafkaBroker(install=False)
+        ApacheKafkaBroker(install=False, java="java")
 
 
 def test_broker_kind_setting(monkeypatch):
@@ -214,3 +213,65 @@ def test_broker_kind_setting(monkeypatch):
     assert broker_kind() == "kafka" and broker_kind("tansu") == "tansu"
     with pytest.raises(ValueError, match="unknown dev broker"):
         broker_kind("rabbitmq")
+
+
+def test_live_loop_on_kafka_has_no_tansu_quirks(tmp_path):
+    from stream_app.devstack.demo import LiveLoop
+
+    assert LiveLoop(tmp_path / "a", broker_kind="tansu").tansu_quirks
+    assert not LiveLoop(tmp_path / "b", broker_kind="kafka").tansu_quirks
+    assert not LiveLoop(tmp_path / "c", broker_kind="tansu", external_broker="kafka://h:9092").tansu_quirks
+
+
+def test_live_loop_worker_on_kafka(kafka_jars, tmp_path):
+    """A real worker on Apache Kafka: the idempotent producer (no Tansu settings), every post indexed."""
+    from stream_app.devstack.demo import LiveLoop, gauge
+
+    det = {"name": "kf", "tau": 0.9, "d_max": 5, "candidates": "ibg"}
+    loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2, broker_kind="kafka")
+    try:
+        loop.start(timeout=120)
+        assert loop.worker_env(0)["SYNAPSE_EMBEDDED_BROKER"] == "0"
+        assert loop.broker_description.startswith("Apache Kafka ")
+        posts = [{"id": f"p{i}", "text": f"post number {i} about topic {i % 5}"} for i in range(60)]
+
+        async def go():
+            stop = asyncio.Event()
+            mod = asyncio.create_task(loop.moderate({}, stop))
+            await loop.send_seeds(det["name"], ["post about topic 3"])
+            await loop.send_posts(posts)
+            m = await loop.wait_quiet(det["name"], len(posts), timeout=120, settle=2)
+            stop.set()
+            await mod
+            await loop.close()
+            return m
+
+        m = asyncio.run(go())
+        assert gauge(m, "synapse_posts_indexed") == len(posts)
+        assert loop.health(0)["index_size"] == len(posts)
+        log = loop.workers[0].log_text()
+        assert "synapse-kafka://" in log and "IdempotentProducer" in log
+    finally:
+        loop.stop()
+
+
+@pytest.mark.xfail(reason="kafka_admin.read_to_end finds no partitions on Apache Kafka: AIOKafkaConsumer.topics() "
+                          "returns fresh metadata without updating the consumer's own cluster, so "
+                          "partitions_for_topic() is None (Tansu's metadata answers hide this)")
+def test_read_to_end_on_kafka(kafka):
+    from aiokafka import AIOKafkaProducer
+
+    from stream_app.worker.kafka_admin import read_to_end
+
+    async def go():
+        await create_topics(kafka.bootstrap, {"kf-read": 2})
+        p = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+        await p.start()
+        try:
+            for i in range(10):
+                await p.send("kf-read", b"r%d" % i, partition=i % 2)
+        finally:
+            await p.stop()
+        return await read_to_end(kafka.bootstrap, "kf-read", timeout=20)
+
+    assert len(asyncio.run(go())) == 10
