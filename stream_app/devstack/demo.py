@@ -147,7 +147,10 @@ class LiveLoop:
         if on_services is not None:
             on_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
-        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s)))
+        parts = self.topics.partitions(s)
+        asyncio.run(create_topics(self.bootstrap, parts))
+        if self.stack is not None:
+            self.stack.wait_for_leaders(parts)
         for i in range(self.n_workers):
             self.web_ports.append(free_port())
             self.start_worker(i, timeout=timeout)

@@ -747,12 +747,19 @@ class EmbeddedStack(_Managed):
             self.broker.start()
             if self.topics:
                 create_topics_sync(self.broker.bootstrap, self.topics)
+                self.wait_for_leaders(self.topics)
             if self.redis is not None:
                 self.redis.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_for_leaders(self, topics: Sequence[str] | Mapping[str, int]) -> None:
+        """After creating *topics*: until each partition has a leader (Apache Kafka; Tansu needs no wait)."""
+        wait = getattr(self.broker, "wait_for_leaders", None)
+        if wait is not None:
+            wait(list(topics))
 
     def stop(self) -> None:
         if self.redis is not None:

@@ -69,6 +69,7 @@ __all__ = [
     "kafka_libs",
     "kafka_metadata_ready",
     "random_cluster_id",
+    "wait_for_leaders",
 ]
 
 KAFKA_VERSION = "4.4.0"
@@ -245,35 +246,143 @@ def _read_str(buf: bytes, at: int) -> tuple[Optional[str], int]:
     return buf[at:at + n].decode("utf-8", "replace"), at + n
 
 
-def kafka_metadata(host: str, port: int, timeout: float = 1.0) -> Optional[tuple[list[int], int]]:
-    """(broker node ids, controller id) from a Metadata v4 request for no topics, or None on any failure."""
+def _metadata_request(host: str, port: int, topics: Optional[Sequence[str]], timeout: float) -> Optional[bytes]:
+    """A Metadata v4 request (``topics`` None: none) and its response payload, or None on any failure."""
     client_id = b"synapse-embedded"
     correlation = 0x5E7B
-    header = struct.pack(">hhih", 3, 4, correlation, len(client_id)) + client_id
-    body = struct.pack(">i?", 0, False)  # topics: empty array (none), allow_auto_topic_creation: false
-    req = header + body
+    names = list(topics or [])
+    body = struct.pack(">i", len(names))
+    for name in names:
+        raw = name.encode("utf-8")
+        body += struct.pack(">h", len(raw)) + raw
+    body += struct.pack(">?", False)  # allow_auto_topic_creation
+    req = struct.pack(">hhih", 3, 4, correlation, len(client_id)) + client_id + body
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             sock.sendall(struct.pack(">i", len(req)) + req)
             (size,) = struct.unpack(">i", _recv_exact(sock, 4))
             payload = _recv_exact(sock, size)
-        corr, _throttle, n = struct.unpack_from(">iii", payload, 0)
-        if corr != correlation:
-            return None
-        at = 12
-        nodes = []
-        for _ in range(n):
-            (node,) = struct.unpack_from(">i", payload, at)
-            _host, at = _read_str(payload, at + 4)
-            at += 4  # port
-            _rack, at = _read_str(payload, at)
-            nodes.append(node)
-        _cluster, at = _read_str(payload, at)
-        (controller,) = struct.unpack_from(">i", payload, at)
-        return nodes, controller
-    except (OSError, struct.error, ValueError):
+    except OSError:
         return None
+    if len(payload) < 4 or struct.unpack_from(">i", payload, 0)[0] != correlation:
+        return None
+    return payload
+
+
+def _parse_metadata(payload: bytes) -> tuple[list[int], int, dict[str, list[int]]]:
+    """(broker ids, controller id, {topic: leader id per partition}) of a Metadata v4 response."""
+    _throttle, n = struct.unpack_from(">ii", payload, 4)
+    at = 12
+    nodes = []
+    for _ in range(n):
+        (node,) = struct.unpack_from(">i", payload, at)
+        _host, at = _read_str(payload, at + 4)
+        at += 4  # port
+        _rack, at = _read_str(payload, at)
+        nodes.append(node)
+    _cluster, at = _read_str(payload, at)
+    controller, n_topics = struct.unpack_from(">ii", payload, at)
+    at += 8
+    leaders: dict[str, list[int]] = {}
+    for _ in range(n_topics):
+        (err,) = struct.unpack_from(">h", payload, at)
+        name, at = _read_str(payload, at + 2)
+        at += 1  # is_internal
+        (n_parts,) = struct.unpack_from(">i", payload, at)
+        at += 4
+        parts = []
+        for _ in range(n_parts):
+            p_err, _index, leader = struct.unpack_from(">hii", payload, at)
+            at += 10
+            for _array in range(2):  # replica nodes, isr nodes
+                (k,) = struct.unpack_from(">i", payload, at)
+                at += 4 + 4 * max(k, 0)
+            parts.append(leader if p_err == 0 else -1)
+        if err == 0 and name is not None:
+            leaders[name] = parts
+    return nodes, controller, leaders
+
+
+def kafka_metadata(host: str, port: int, timeout: float = 1.0) -> Optional[tuple[list[int], int]]:
+    """(broker node ids, controller id) from a Metadata v4 request for no topics, or None on any failure."""
+    payload = _metadata_request(host, port, None, timeout)
+    if payload is None:
+        return None
+    try:
+        nodes, controller, _ = _parse_metadata(payload)
+    except (struct.error, ValueError):
+        return None
+    return nodes, controller
+
+
+def _request(host: str, port: int, api_key: int, version: int, body: bytes, timeout: float) -> Optional[bytes]:
+    """One Kafka request (header v1) and its response payload after the correlation id, or None."""
+    client_id = b"synapse-embedded"
+    correlation = 0x5E7C
+    req = struct.pack(">hhih", api_key, version, correlation, len(client_id)) + client_id + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(struct.pack(">i", len(req)) + req)
+            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+            payload = _recv_exact(sock, size)
+    except OSError:
+        return None
+    if len(payload) < 4 or struct.unpack_from(">i", payload, 0)[0] != correlation:
+        return None
+    return payload[4:]
+
+
+def _partitions_serving(host: str, port: int, partitions: Mapping[str, int], timeout: float) -> bool:
+    """True if ListOffsets(latest, v1) succeeds on every partition: the broker leads and serves them all."""
+    body = struct.pack(">ii", -1, len(partitions))  # replica_id, topics
+    for name, n in partitions.items():
+        raw = name.encode("utf-8")
+        body += struct.pack(">h", len(raw)) + raw + struct.pack(">i", n)
+        for i in range(n):
+            body += struct.pack(">iq", i, -1)
+    payload = _request(host, port, 2, 1, body, timeout)
+    if payload is None:
+        return False
+    try:
+        (n_topics,) = struct.unpack_from(">i", payload, 0)
+        at, seen = 4, 0
+        for _ in range(n_topics):
+            _name, at = _read_str(payload, at)
+            (n_parts,) = struct.unpack_from(">i", payload, at)
+            at += 4
+            for _ in range(n_parts):
+                _index, err = struct.unpack_from(">ih", payload, at)
+                at += 4 + 2 + 8 + 8
+                if err != 0:
+                    return False
+                seen += 1
+    except (struct.error, ValueError):
+        return False
+    return seen == sum(partitions.values())
+
+
+def wait_for_leaders(host: str, port: int, topics: Sequence[str], timeout: float = 15.0) -> None:
+    """Block until every partition of *topics* has a leader that serves it.
+
+    CreateTopics answers before the broker leads the new partitions, so a producer right after it gets
+    a (retried) NotLeaderForPartition; this closes that gap: the partition counts come from Metadata,
+    then ListOffsets must succeed on every partition. Raises EmbeddedStackError after *timeout* seconds.
+    """
+    deadline = time.monotonic() + timeout
+    missing: list[str] = list(topics)
+    while True:
+        payload = _metadata_request(host, port, list(topics), 1.0)
+        if payload is not None:
+            with contextlib.suppress(struct.error, ValueError):
+                _, _, leaders = _parse_metadata(payload)
+                missing = [t for t in topics if not leaders.get(t) or min(leaders[t]) < 0]
+                if not missing and _partitions_serving(host, port, {t: len(leaders[t]) for t in topics}, 1.0):
+                    return
+        if time.monotonic() > deadline:
+            raise EmbeddedStackError(f"no partition leaders for {missing or list(topics)} within {timeout:.0f}s")
+        time.sleep(0.05)
 
 
 def kafka_metadata_ready(host: str, port: int, node_id: Optional[int] = None, timeout: float = 1.0) -> bool:
@@ -498,6 +607,10 @@ class ApacheKafkaBroker(_Service):
 
     def _ready(self) -> bool:
         return kafka_metadata_ready(self.host, self.port, self.node_id, timeout=1.0)
+
+    def wait_for_leaders(self, topics: Sequence[str], timeout: float = 15.0) -> None:
+        """Block until every partition of *topics* has a leader (call after creating them)."""
+        wait_for_leaders(self.host, self.port, topics, timeout)
 
     def start(self) -> "ApacheKafkaBroker":
         super().start()

@@ -15,6 +15,8 @@ import pytest
 from stream_app.devstack.embedded import EmbeddedStackError, broker_kind
 from stream_app.devstack.kafka import (
     KAFKA_VERSION,
+    _metadata_request,
+    _parse_metadata,
     ApacheKafkaBroker,
     ensure_kafka,
     kafka_libs,
@@ -78,6 +80,11 @@ def test_topic_with_partitions_right_after_start(kafka):
     got = asyncio.run(create_topics(kafka.bootstrap, {"kf-parts": 6, "kf-one": 1}))
     assert got == {"kf-parts": 6, "kf-one": 1}
     assert topic_partitions_sync(kafka.bootstrap, ["kf-parts"]) == {"kf-parts": 6}
+    kafka.wait_for_leaders(["kf-parts", "kf-one"], timeout=15)
+    _, _, leaders = _parse_metadata(_metadata_request("127.0.0.1", kafka.port, ["kf-parts", "kf-one"], 2.0))
+    assert leaders == {"kf-parts": [1] * 6, "kf-one": [1]}
+    with pytest.raises(EmbeddedStackError, match="no partition leaders"):
+        kafka.wait_for_leaders(["kf-missing"], timeout=0.5)
 
 
 def test_no_auto_created_topics(kafka):
