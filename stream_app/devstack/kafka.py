@@ -25,9 +25,10 @@ Measured on this machine (2 cores, 24 GB, OpenJDK 17.0.15, Kafka 4.4.0; ``python
 stream_app.devstack.kafka run --once`` prints the numbers), with another test suite running beside:
 start-up 2.7-4.9 s from nothing to Metadata-ready (storage format 0.9-1.5 s + broker 1.8-4.4 s; up to
 ~10 s with both cores busy; C1-only JIT saves ~2 s against the default tiered JIT). A topic can be
-created right after (0.1 s); the first produce to a new topic may see one retried
-NotLeaderForPartition and the first group one GroupCoordinatorNotAvailable (``__consumer_offsets`` is
-created on first use), both retried by the clients. RSS of the broker JVM: 300-320 MB right after
+created right after (0.1 s); CreateTopics answers before the broker leads the new partitions, so
+:func:`wait_for_leaders` (called by ``EmbeddedStack`` and ``LiveLoop`` after creating topics, 0.1-0.5 s)
+waits until ListOffsets succeeds on each of them; the first consumer group still sees one
+GroupCoordinatorNotAvailable (``__consumer_offsets`` is created on first use), which clients retry. RSS of the broker JVM: 300-320 MB right after
 start-up, 330-360 MB after producing and consuming 50,000 records of 200 bytes (``-Xms256m -Xmx512m``;
 Tansu 0.6.0: 34 MB, ready in 0.1 s). The install (45 jars, 45 MB) takes 6-8 s with an
 empty Maven repository, 0.1 s once done.
