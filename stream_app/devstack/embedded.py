@@ -678,7 +678,7 @@ class EmbeddedStack(_Managed):
 
     ``broker``: ``"tansu"`` (the memory-only Tansu broker, :class:`TansuBroker`) or ``"kafka"``
     (Apache Kafka 4.x in KRaft mode, :class:`stream_app.devstack.kafka.ApacheKafkaBroker`); default
-    ``$SYNAPSE_DEV_BROKER``, else ``tansu``. :attr:`tansu` tells whether clients need the Tansu quirk
+    ``$SYNAPSE_DEV_BROKER``, else ``tansu``. :attr:`tansu_quirks` tells whether clients need the Tansu quirk
     settings (``stream_app.worker.tansu``); :attr:`broker_description` names the broker for people.
     ``topics`` ({name: partitions}) are created right after the broker is up.
     """
@@ -712,7 +712,7 @@ class EmbeddedStack(_Managed):
         )
 
     @property
-    def tansu(self) -> bool:
+    def tansu_quirks(self) -> bool:
         """True on Tansu: clients need ``stream_app.worker.tansu``'s settings (``SYNAPSE_EMBEDDED_BROKER=1``)."""
         return self.broker_kind == "tansu"
 

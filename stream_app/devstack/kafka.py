@@ -614,16 +614,22 @@ class ApacheKafkaBroker(_Service):
         wait_for_leaders(self.host, self.port, topics, timeout)
 
     def start(self) -> "ApacheKafkaBroker":
-        super().start()
+        try:
+            super().start()
+        except BaseException:
+            self._remove_data()
+            raise
         return self
+
+    def _remove_data(self) -> None:
+        if self.data_dir is not None and self._given_data_dir is None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+        self.config_dir = None
 
     def stop(self) -> Optional[int]:
         rc = super().stop()
-        if self.data_dir is not None:
-            if self._given_data_dir is None:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-                self.data_dir = None
-        self.config_dir = None
+        self._remove_data()
         return rc
 
     def rss_bytes(self) -> Optional[int]:

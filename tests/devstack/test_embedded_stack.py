@@ -289,7 +289,7 @@ def test_embedded_stack(tmp_path, kind):
         ensure_kafka()
     with EmbeddedStack(tmp_path, topics={"stk-in": 4, "stk-out": 1}, redis_password="pw", broker=kind) as stack:
         assert stack.log_dir == tmp_path
-        assert stack.broker_kind == kind and stack.tansu == (kind == "tansu")
+        assert stack.broker_kind == kind and stack.tansu_quirks == (kind == "tansu")
         assert stack.broker_description.startswith("Tansu " if kind == "tansu" else "Apache Kafka 4.")
         assert topic_partitions_sync(stack.bootstrap, ["stk-in", "stk-out"]) == {"stk-in": 4, "stk-out": 1}
         assert stack.redis is not None and redis_ping("127.0.0.1", stack.redis.port, "pw")
