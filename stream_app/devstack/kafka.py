@@ -113,13 +113,12 @@ def kafka_cache_dir() -> Path:
 
 def _pom(version: str) -> str:
     deps = [
+        # slf4j-api first: Maven's nearest-then-first-declared rule then picks 2.x over Kafka's 1.7.36
+        ("org.slf4j", "slf4j-api", SLF4J_VERSION),
         ("org.apache.kafka", f"kafka_{SCALA}", version),
-        ("org.slf4j", "slf4j-api", SLF4J_VERSION),  # first: nearest-wins over Kafka's 1.7.36
         ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
         ("org.apache.logging.log4j", "log4j-slf4j2-impl", LOG4J_VERSION),
     ]
-    # slf4j-api is declared before Kafka so that Maven's nearest-first-declared rule picks 2.x
-    deps = [deps[1], deps[0], deps[2], deps[3]]
     body = "\n".join(
         f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
         for g, a, v in deps
