@@ -59,7 +59,7 @@ def register(w) -> None:
         if runtime.service is None:
             return
         try:
-            await runtime.service.state.heartbeat(runtime.service.worker_id)
+            await runtime.service.state.workers.heartbeat(runtime.service.worker_id)
             await runtime.recover_orphans()
         except Exception as exc:  # noqa: BLE001 - Redis or broker down: the next tick tries again
             log.warning("heartbeat/orphan recovery failed: %s", exc)

@@ -301,6 +301,7 @@ def run_size(n: int, *, efc: int, m: int, steady: int, cache: Path | None, build
     from synapse_stream.index import PostIndex, ShardedIndex
     from synapse_stream.online import DetectorConfig, OnlineIBG
     from synapse_stream.rounds import LiveRounds
+    from synapse_stream.sources import SourceParams
     from synapse_stream.seeds import Seed, SeedOrigin
 
     res: dict = {"posts": n, "shards": 2, "dim": DIM, "m": m, "ef_construction": efc, "ef_search": 64,
@@ -351,7 +352,8 @@ def run_size(n: int, *, efc: int, m: int, steady: int, cache: Path | None, build
     rest = np.setdiff1d(np.arange(n), labelled)
     for r in rng.choice(rest, PENDING, replace=False):
         eng.queried.add(pid(int(r)))
-    rounds = LiveRounds(eng, index, k0=K0, gble_k=10, gble_iterations=20, seed=0)
+    rounds = LiveRounds(eng.books, index, name="bench", k0=K0, seed=0,
+                        params=SourceParams(tau=TAU, d_max=D_MAX, k0=K0, gble_k=10, gble_iterations=20))
     timers = Timers()
     instrument(rounds, timers)
 
@@ -365,7 +367,7 @@ def run_size(n: int, *, efc: int, m: int, steady: int, cache: Path | None, build
         X_prov = index.get_vectors([pid(int(r)) for r in prov])
         return train_model("bench", version, data.seeds, X_lab, y_lab, X_prov, folds=folds)
 
-    rounds.model_source.model = train(1, 0)
+    rounds.use_model(train(1, 0))
 
     # first round: builds the kNN graph over every post (or loads the graph a previous run built: --cache)
     gfile = cdir / "graph.npz" if cdir else None
@@ -412,7 +414,7 @@ def run_size(n: int, *, efc: int, m: int, steady: int, cache: Path | None, build
             rounds.observe(c.post_id, lab, first=prev is None)
         version += 1
         t = time.perf_counter()
-        rounds.model_source.model = train(version, 0)
+        rounds.use_model(train(version, 0))
         retrain = time.perf_counter() - t
         t = time.perf_counter()
         insert(index, data, n_now, n_now + NEW_POSTS)

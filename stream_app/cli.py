@@ -13,7 +13,12 @@ from pathlib import Path
 from synapse_stream.exceptions import SynapseError
 
 METHODS = ("ibg", "gble", "knn", "lr", "model", "policy", "random")
-POLICY_SOURCES = ("ibg", "gble", "model", "knn")
+
+
+def _source_names() -> tuple[str, ...]:
+    from synapse_stream.sources import registry
+
+    return registry.names()
 
 
 def _floats(text: str) -> list[float]:
@@ -62,7 +67,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--gble-k", type=int, default=10, help="neighbours per node in GBLE's kNN graph (default 10)")
     p.add_argument("--lr-budget", type=_lr_budgets, default=[None], help="LR inference budget(s) B, or 'full' (default full)")
     p.add_argument("--policy-sources", default="ibg,gble,model",
-                   help=f"candidate sources of the policy, a comma list of {', '.join(POLICY_SOURCES)} "
+                   help=f"candidate sources of the policy, a comma list of {', '.join(_source_names())} "
                         "(default ibg,gble,model; its IBG uses the first --tau and --dmax)")
     p.add_argument("--policy-floor", type=float, default=0.02,
                    help="policy: exploration floor, the least share of each round per source (default 0.02)")
@@ -106,16 +111,15 @@ def _methods(args) -> list:
     if "model" in names:
         out.append(ModelGuided(k0=args.k0, **kw))
     if "policy" in names:
+        from synapse_stream.sources import SourceParams, registry
+
         chosen = [x.strip() for x in args.policy_sources.split(",") if x.strip()]
-        bad = [x for x in chosen if x not in POLICY_SOURCES]
-        if bad or not chosen or len(set(chosen)) != len(chosen):
-            raise SynapseError(f"--policy-sources: give distinct names from {', '.join(POLICY_SOURCES)}, got "
-                               f"{args.policy_sources!r}")
-        make = {"ibg": lambda: IBG(tau=args.tau[0], d_max=args.dmax[0]),
-                "gble": lambda: GBLE(k=args.gble_k, k0=args.k0),
-                "model": lambda: ModelGuided(k0=args.k0, seed=args.seed),
-                "knn": lambda: KNNSearch(k0=args.k0)}
-        out.append(Policy({x: make[x]() for x in chosen}, k0=args.k0, floor=args.policy_floor, **kw))
+        try:
+            sources = registry.build(chosen, SourceParams(tau=args.tau[0], d_max=args.dmax[0], k0=args.k0,
+                                                          gble_k=args.gble_k, seed=args.seed))
+        except SynapseError as exc:
+            raise SynapseError(f"--policy-sources: {exc}") from None
+        out.append(Policy(sources, k0=args.k0, floor=args.policy_floor, **kw))
     return out, "random" in names
 
 
@@ -210,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_app.devstack.chaos import add_chaos_parser
     from stream_app.devstack.demo import add_demo_parser
 
+    from .detectors_cli import add_detectors_parser
     from .seedgen import add_seeds_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
@@ -217,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_demo_parser(sub)
     add_seeds_parser(sub)
+    add_detectors_parser(sub)
     add_chaos_parser(sub)
     w = sub.add_parser("worker", help="run a Faust worker (settings from SYNAPSE_* env / synapse.env)")
     w.add_argument("-l", "--loglevel", default="info")

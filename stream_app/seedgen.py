@@ -111,38 +111,18 @@ def _say(msg: str) -> None:
     print(f"[seeds] {msg}", file=sys.stderr, flush=True)
 
 
-def _producer_kwargs(settings) -> dict:
-    """aiokafka producer options for the configured broker (TLS/SASL, Tansu quirks in dev)."""
-    kw: dict = {"bootstrap_servers": settings.bootstrap_servers(), "acks": "all", "request_timeout_ms": 30000}
-    proto = settings.broker_security_protocol
-    if proto != "PLAINTEXT":
-        kw["security_protocol"] = proto
-        if proto in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            kw["ssl_context"] = create_ssl_context(cafile=settings.broker_ca_file) if settings.broker_ca_file \
-                else create_ssl_context()
-        if proto.startswith("SASL"):
-            kw["sasl_mechanism"] = settings.broker_sasl_mechanism
-            kw["sasl_plain_username"] = settings.broker_username
-            kw["sasl_plain_password"] = settings.broker_password.get_secret_value()
-    if settings.embedded_broker:
-        from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
-
-        kw.update(aiokafka_producer_settings_for_tansu())
-    return kw
-
-
 async def publish_seeds(settings, detector: str, texts: list[str], *, timeout: float = 60.0) -> int:
     """Send one seed message per text to ``{prefix}seeds``; returns how many were acknowledged."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from stream_app.worker.transport import aiokafka_producer_settings
+
     from synapse_stream.messages import dumps
 
     topic = settings.topic("seeds")
     where = settings.bootstrap_servers()
-    producer = AIOKafkaProducer(**_producer_kwargs(settings))
+    producer = AIOKafkaProducer(**aiokafka_producer_settings(settings))
     try:
         await asyncio.wait_for(producer.start(), timeout)
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:

@@ -28,11 +28,12 @@ top); memory is O(|V_P| · (d + d_max)) plus the sets of queried and labelled id
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
+from .books import DetectorBooks
 from .embedders.base import l2_normalise
 from .exceptions import ConfigError, MessageError
 from .index import PostIndex
@@ -45,7 +46,8 @@ class Candidate:
     post_id: str
     score: float                    # highest cosine to a positive whose window holds the post
     matched_seeds: tuple[str, ...]  # those positives, most similar first (at most 5)
-    reason: str                     # "post" | "backfill" (online IBG); a round's source ("ibg" | "gble" | "model"); "audit"
+    reason: str                     # "post" | "backfill" (online IBG); a round's source (a name in
+                                    # synapse_stream.sources.registry); "audit"
 
 
 @dataclass(frozen=True)
@@ -74,22 +76,33 @@ class VerdictOutcome:
 
 
 class OnlineIBG:
-    """One detector's online IBG state over a shared post index."""
+    """One detector's online IBG windows over a shared post index, beside the detector's
+    :class:`~synapse_stream.books.DetectorBooks` (``books``: seeds, labels, queried, retracted)."""
 
-    def __init__(self, config: DetectorConfig, index: PostIndex) -> None:
+    def __init__(self, config: DetectorConfig, index: PostIndex, books: DetectorBooks | None = None) -> None:
         self.config = config
         self.index = index
-        self.seeds = SeedSet(index.dim)
-        self.labels: dict[str, int] = {}              # latest verdict per post
-        self.queried: set[str] = set()                # ever sent to the oracle
+        self.books = books if books is not None else DetectorBooks(index.dim)
         self._window: dict[str, dict[str, float]] = {}  # positive id -> {post id: cos}
         self._owners: dict[str, set[str]] = {}        # post id -> positives whose window holds it
-        self._retracted: set[str] = set()
+
+    # the books, by their names (read through the engine by the streaming layer)
+    @property
+    def seeds(self) -> SeedSet:
+        return self.books.seeds
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return self.books.labels
+
+    @property
+    def queried(self) -> set[str]:
+        return self.books.queried
 
     @property
     def retracted(self) -> frozenset[str]:
         """Confirmed positives overturned to negative (they no longer count as positives)."""
-        return frozenset(self._retracted)
+        return self.books.retracted
 
     @property
     def name(self) -> str:
@@ -113,9 +126,10 @@ class OnlineIBG:
             if pid in self.labels or pid in self.queried:
                 continue
             joined = []
+            retracted = self.books.retracted
             for c in cols_r:
                 sid = self.seeds.seeds[c].id
-                if sid in self._retracted:
+                if sid in retracted:
                     continue
                 w = self._window.setdefault(sid, {})
                 s = float(sims[r, c])
@@ -150,16 +164,14 @@ class OnlineIBG:
         previous = self.labels.get(post_id)
         if previous == label:
             return VerdictOutcome(False, previous)
-        self.labels[post_id] = label
+        self.books.record(post_id, label)
         out: list[Candidate] = []
         for sid in sorted(self._owners.pop(post_id, ())):
             self._window.get(sid, {}).pop(post_id, None)
             out.extend(self._refill(sid))
         if label == 1 and post_id in self.index:
             vec = self.index.get_vectors([post_id])[0]
-            if post_id in self._retracted:  # overturned back to positive: reinstate it
-                self._retracted.discard(post_id)
-                self.seeds.matrix[self.seeds.position(post_id)] = vec
+            if self.books.reinstate(post_id, vec):  # overturned back to positive: it counts again
                 out.extend(self._refill(post_id))
             else:
                 out.extend(self.on_seed(Seed(post_id, "", SeedOrigin.CONFIRMED), vec))
@@ -167,10 +179,17 @@ class OnlineIBG:
             self._retract(post_id)
         return VerdictOutcome(True, previous, _dedupe(out))
 
+    def refill_all(self) -> list[Candidate]:
+        """Recompute every positive's window (the index changed under them: shards added or dropped)."""
+        out: list[Candidate] = []
+        for sid in [s.id for s in self.seeds.seeds]:
+            out += self._refill(sid)
+        return out
+
     # ------------------------------------------------------------------ helpers
     def _refill(self, sid: str) -> list[Candidate]:
         """Recompute positive ``sid``'s window from the index; send what was never sent."""
-        if sid in self._retracted or not self.config.online:
+        if sid in self.books.retracted or not self.config.online:
             return []
         vec = self.seeds.vector(sid)
         found = self.index.search(vec, self.config.d_max, exclude=self.labels, min_sim=self.config.tau)[0]
@@ -185,13 +204,12 @@ class OnlineIBG:
         return out
 
     def _retract(self, sid: str) -> None:
-        """A confirmed positive was overturned: it stops pulling in candidates."""
-        if sid not in self.seeds:
+        """A confirmed positive was overturned: it stops pulling in candidates (its vector is zeroed: cos 0
+        with everything, never > τ ≥ 0)."""
+        if not self.books.retract(sid):
             return
-        self._retracted.add(sid)
         for pid in self._window.pop(sid, {}):
             self._owners.get(pid, set()).discard(sid)
-        self.seeds.matrix[self.seeds.position(sid)] = 0.0  # cos 0 with everything: never > τ ≥ 0
 
     def _candidate(self, pid: str, joined: list[tuple[float, str]], reason: str) -> Candidate:
         self.queried.add(pid)
@@ -200,22 +218,10 @@ class OnlineIBG:
 
     # ------------------------------------------------------------------ state
     def pending(self) -> set[str]:
-        return self.queried - self.labels.keys()
+        return self.books.pending()
 
     def stats(self) -> dict:
-        answered = [self.labels[p] for p in self.queried if p in self.labels]
-        positives = sum(answered)
-        counts = self.seeds.counts()
-        counts["active"] = len(self.seeds) - len(self._retracted)
-        return {
-            "detector": self.name,
-            "seeds": counts,
-            "queried": len(self.queried),
-            "answered": len(answered),
-            "pending": len(self.queried) - len(answered),
-            "confirmed_positives": positives,
-            "precision": positives / len(answered) if answered else None,
-        }
+        return self.books.stats(self.name)
 
 
 def _dedupe(cands: Iterable[Candidate]) -> list[Candidate]:

@@ -408,9 +408,9 @@ async def _check(loop: ChaosLoop, detector: str, posts, truth, bad, metrics, win
     dead_repeats = len(dead_msgs) - len(dead)
     r = aioredis.from_url(loop.redis_url, decode_responses=True)
     st = RedisState(r, "synapse:")
-    ledger = await st.ledger(detector)
-    history = Counter((h["post_id"], h["label"]) for h in await st.verdict_history(detector))
-    seeds = await st.seeds(detector)
+    ledger = await st.verdicts.ledger(detector)
+    history = Counter((h["post_id"], h["label"]) for h in await st.verdicts.history(detector))
+    seeds = await st.seeds.all(detector)
     await r.aclose()
     valid = [x for x in labels if x.get("detector") == detector and isinstance(x.get("label"), int)
              and not isinstance(x.get("label"), bool) and x.get("label") in (0, 1) and x.get("post_id") in truth

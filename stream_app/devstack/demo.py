@@ -16,9 +16,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from stream_app.devstack.embedded import BROKER_ENV_VAR, EmbeddedStack, FaustWorker, broker_kind, free_port
 from stream_app.worker.kafka_admin import create_topics, read_to_end
@@ -26,6 +26,7 @@ from stream_app.worker.metrics import parse_exposition
 from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
 from stream_app.worker.topics import TopicNames
 from synapse_stream.messages import dumps
+from synapse_stream.sources import registry
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +139,7 @@ class LiveLoop:
         if not self.external_broker:
             self.stack = EmbeddedStack(self.run_dir / "stack", broker=self.broker_kind).start()
 
-    def start(self, *, timeout: float = 180.0, on_services=None) -> "LiveLoop":
+    def start(self, *, timeout: float = 180.0, on_services=None) -> LiveLoop:
         """Start the services, create the topics, start the workers; ``on_services()`` is called once the
         broker and Redis are up (before the workers load their model)."""
         from stream_app.worker.settings import Settings
@@ -148,7 +149,7 @@ class LiveLoop:
             on_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
         parts = self.topics.partitions(s)
-        asyncio.run(create_topics(self.bootstrap, parts))
+        asyncio.run(create_topics(self.bootstrap, parts, configs=self.topics.configs()))
         if self.stack is not None:
             self.stack.wait_for_leaders(parts)
         for i in range(self.n_workers):
@@ -188,7 +189,7 @@ class LiveLoop:
             self.stack.stop()
         return codes
 
-    def __enter__(self) -> "LiveLoop":
+    def __enter__(self) -> LiveLoop:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -243,7 +244,7 @@ class LiveLoop:
         from stream_app.worker.state import RedisState
 
         r = aioredis.from_url(self.redis_url, decode_responses=True)
-        await RedisState(r, "synapse:").set_truth_positives(detector, positives)
+        await RedisState(r, "synapse:").verdicts.set_truth_positives(detector, positives)
         await r.aclose()
 
     async def moderate(self, truth: dict[str, int], stop: asyncio.Event, *, labeler: str = "replay-oracle",
@@ -422,7 +423,7 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--dmax", type=int, default=DEMO_DETECTOR["d_max"], help="detector d_max")
     p.add_argument("--audit-rate", type=float, default=DEMO_DETECTOR["audit_rate"],
                    help="share of posts audited to estimate recall without ground truth (0 = none)")
-    p.add_argument("--candidates", default=DEMO_DETECTOR["candidates"], choices=["ibg", "gble", "model", "policy"],
+    p.add_argument("--candidates", default=DEMO_DETECTOR["candidates"], choices=["ibg", "policy", *registry.live_names()],
                    help="candidate source: the policy over IBG, GBLE and the classifier (default), or one of them")
     p.add_argument("--k0", type=int, default=DEMO_DETECTOR["k0"], help="K0 of a round (policy, gble, model)")
     p.add_argument("--max-query-ratio", type=float, default=DEMO_DETECTOR["max_query_ratio"],

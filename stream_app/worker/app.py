@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     t = {n: topic(getattr(names, n)) for n in ("posts", "seeds", "labels", "verdicts", "candidates",
                                                  "dead_letters", "detections")}
     runtime = Runtime(app, s, candidates_topic=t["candidates"], dead_letters_topic=t["dead_letters"],
-                      verdicts_topic=t["verdicts"], posts_topic_name=names.posts, detections_topic=t["detections"])
+                      verdicts_topic=t["verdicts"], posts_topic_name=names.posts, detections_topic=t["detections"],
+                      detectors_topic_name=names.detectors)
     w = Worker(app, s, names, runtime, **t)
     app.synapse = w
 

@@ -35,7 +35,7 @@ class WorkerRater:
         if cached and time.monotonic() - cached[0] < RUBRIC_TTL:
             return cached[1]
         d = self.w.settings.detector(detector)
-        seeds = [s["text"] for s in await svc.state.seeds(detector) if s["origin"] in ("synthetic", "manual")]
+        seeds = [s["text"] for s in await svc.state.seeds.all(detector) if s["origin"] in ("synthetic", "manual")]
         msgs = build_rubric(d.description, seeds)
         self._rubrics[detector] = (time.monotonic(), msgs)
         return msgs

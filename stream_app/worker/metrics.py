@@ -45,6 +45,11 @@ class Metrics:
                                      "or retries)", ["agent"], registry=r)
         self.held_labels = Gauge("synapse_held_labels", "Labels for posts not seen yet, held until the post arrives "
                                  "or the hold expires (all workers)", registry=r)
+        self.detector_changes = Counter("synapse_detector_changes", "Detector changes applied from the detectors "
+                                        "topic (created, updated, paused, resumed, retired)", ["detector", "change"],
+                                        registry=r)
+        self.detector_paused = Gauge("synapse_detector_paused", "1 while a detector is paused", ["detector"],
+                                     registry=r)
         self.seeds = Gauge("synapse_seeds", "Positive seeds by origin", ["detector", "origin"], registry=r)
         self.queried = Gauge("synapse_queried", "Posts sent to the oracle (all workers)", ["detector"], registry=r)
         self.answered = Gauge("synapse_answered", "Queried posts with a verdict (all workers)", ["detector"], registry=r)

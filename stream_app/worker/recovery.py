@@ -9,6 +9,7 @@ import time
 from stream_app.worker.events import RuntimePart
 from stream_app.worker.exceptions import describe
 from stream_app.worker.service import DetectionService, Outputs, RawMsg
+from stream_app.worker.transport import aiokafka_security
 
 log = logging.getLogger("synapse.runtime")
 
@@ -86,7 +87,7 @@ class ShardRecovery(RuntimePart):
 
         tp = TopicPartition(self.rt.posts_topic_name, partition)
         c = AIOKafkaConsumer(bootstrap_servers=self.rt.settings.bootstrap_servers(), group_id=self.rt.settings.app_id,
-                             enable_auto_commit=False, **self.client_security())
+                             enable_auto_commit=False, **aiokafka_security(self.rt.settings))
         await c.start()
         n = 0
         try:
@@ -106,26 +107,13 @@ class ShardRecovery(RuntimePart):
             await c.stop()
         return n
 
-    def client_security(self) -> dict:
-        s = self.rt.settings
-        if s.broker_security_protocol == "PLAINTEXT":
-            return {}
-        from stream_app.worker.transport import broker_credentials
-
-        creds = broker_credentials(s)
-        kw = {"security_protocol": s.broker_security_protocol, "ssl_context": getattr(creds, "ssl_context", None)}
-        if s.broker_security_protocol.startswith("SASL"):
-            kw.update(sasl_mechanism=s.broker_sasl_mechanism, sasl_plain_username=s.broker_username,
-                      sasl_plain_password=s.broker_password.get_secret_value())
-        return kw
-
     async def recover_orphans(self) -> int:
         """Re-send in-flight candidates of dead workers that are not on the candidates topic."""
         svc = await self.rt.get()
         orphans = await svc.orphans()
         if not orphans:
             return 0
-        if not await svc.state.lock("orphans", svc.worker_id, ttl=120):
+        if not await svc.state.workers.lock("orphans", svc.worker_id, ttl=120):
             return 0
         try:
             on_topic = await self._candidates_on_topic()
@@ -144,7 +132,7 @@ class ShardRecovery(RuntimePart):
                             len(done) + len(resend.claims), len(resend.claims), len(done))
             return len(resend.claims)
         finally:
-            await svc.state.unlock("orphans", svc.worker_id)
+            await svc.state.workers.unlock("orphans", svc.worker_id)
 
     async def _candidates_on_topic(self) -> set[tuple[str, str]]:
         """(detector, post id) of every candidate on the candidates topic so far."""
@@ -154,7 +142,7 @@ class ShardRecovery(RuntimePart):
 
         seen = set()
         for m in await read_to_end(self.rt.settings.bootstrap_servers(), self.rt.candidates_topic.get_topic_name(),
-                                   timeout=120.0, **self.client_security()):
+                                   timeout=120.0, **aiokafka_security(self.rt.settings)):
             try:
                 doc = json.loads(m.value)
                 seen.add((doc["detector"], doc["post_id"]))

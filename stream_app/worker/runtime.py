@@ -20,6 +20,7 @@ import random
 import time
 from typing import Awaitable, Callable
 
+from stream_app.worker.detector_feed import DetectorFeed
 from stream_app.worker.events import raw_from_event
 from stream_app.worker.exceptions import transient_errors
 from stream_app.worker.liveness import Liveness
@@ -35,7 +36,7 @@ log = logging.getLogger("synapse.runtime")
 class Runtime:
 
     def __init__(self, app, settings: Settings, *, candidates_topic, dead_letters_topic, verdicts_topic,
-                 posts_topic_name: str, detections_topic=None) -> None:
+                 posts_topic_name: str, detections_topic=None, detectors_topic_name: str = "synapse.detectors") -> None:
         self.app = app
         self.settings = settings
         self.candidates_topic = candidates_topic
@@ -50,6 +51,7 @@ class Runtime:
         self.feeder = PostsFeeder(self)
         self.recovery = ShardRecovery(self)
         self.liveness = Liveness(self)
+        self.detector_feed = DetectorFeed(self, detectors_topic_name)
         self.submit_posts, self.flush_posts = self.feeder.submit, self.feeder.flush
         self.on_assigned, self.recover_orphans = self.recovery.on_assigned, self.recovery.recover_orphans
         self.crashed, self.health = self.liveness.crashed, self.liveness.health
@@ -69,7 +71,7 @@ class Runtime:
         await self.retry(state.ping, what="connect to Redis")
         svc = await asyncio.to_thread(DetectionService, self.settings, state)
         await self.retry(svc.start, what="load shared state")
-        await self.retry(state.heartbeat, svc.worker_id, what="heartbeat")
+        await self.retry(state.workers.heartbeat, svc.worker_id, what="heartbeat")
         if self.settings.gc_freeze:
             t0 = time.perf_counter()
             n = freeze_heap()
@@ -165,7 +167,7 @@ class Runtime:
         if error is not None:
             raise error
         if out.released:   # held labels whose verdicts (or dead letters) are now on their topics
-            await self.service.state.drop_held_labels(out.released)
+            await self.service.state.held.drop(out.released)
             out.released = []
 
 

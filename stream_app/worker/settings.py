@@ -28,15 +28,29 @@ class DetectorSettings(BaseModel):
     llm_audit_rate: float = Field(0.05, ge=0.0, le=1.0)
     # where candidates come from (docs/candidate-policy.md): "ibg" = online IBG, every post compared with the
     # positives as it arrives; "policy" = rounds in which a bandit splits the budget K = k0 / p_prev among
-    # IBG, GBLE and the classifier by their observed precision; "gble" / "model" = rounds of one source
-    candidates: Literal["ibg", "gble", "model", "policy"] = "policy"
+    # the registry's default sources (IBG, GBLE and the classifier) by their observed precision; the name of
+    # one live source (synapse_stream.sources.registry.live_names(), e.g. "gble", "model") = rounds of it alone
+    candidates: str = "policy"
     k0: int = Field(100, ge=1, le=100_000)     # K0 of a round (K = K0 / p_prev, at most 2 K0), all workers together
     # the rounds' oracle budget: they stop when the detector has queried this share of the posts indexed so far,
     # and go on as the stream grows (None: no limit; the moderators' pace is the only one)
     max_query_ratio: float | None = Field(0.05, gt=0.0, le=1.0)
     # the classifier's probability above which a new post goes to the detections topic (None: no detections)
     detect_threshold: float | None = Field(0.5, gt=0.0, le=1.0)
+    # paused: no candidates, rounds or audits (posts are still indexed, labels still applied); set with
+    # `synapse-stream detectors pause|resume`
+    paused: bool = False
 
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, v: str) -> str:
+        from synapse_stream.sources import registry
+
+        if v not in ("ibg", "policy") and v not in registry.live_names():
+            raise ValueError(f"candidates must be 'ibg', 'policy' or a live source "
+                             f"({', '.join(registry.live_names())}), got {v!r}")
+        return v
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

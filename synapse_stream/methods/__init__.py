@@ -1,6 +1,6 @@
 """Candidate-selection methods. All share :class:`~.base.ActiveMethod`'s loop; they differ in ``_select``.
 
-IBG, GBLE, kNN and the model-guided classifier can also act as *candidate sources* (``propose(state, k)``)
+IBG, GBLE, kNN and the model-guided classifier are also *candidate sources* (:mod:`synapse_stream.sources`)
 of the :class:`~.policy.Policy`, which splits the oracle budget among them by observed precision.
 """
 from .base import ActiveMethod, LoopState, RunResult, dynamic_k, new_state

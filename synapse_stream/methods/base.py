@@ -17,8 +17,8 @@ from __future__ import annotations
 import abc
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -133,17 +133,9 @@ class ActiveMethod(abc.ABC):
     def _observe(self, state: LoopState, rows: list[int], labels: list[int]) -> None:
         """Called after each batch has been labelled (and recorded in ``state``)."""
 
-    def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
-        """Up to ``k`` unlabelled rows this method would query next, best first, without querying them.
-
-        This is how a :class:`~.policy.Policy` uses a method as a *candidate source*: every source
-        sees the same shared ``state`` (all labels, whoever obtained them) and only ranks; the policy
-        decides what is sent to the oracle. Call ``prepare(state)`` once before the first proposal.
-        """
-        raise NotImplementedError(f"{type(self).__name__} cannot act as a candidate source")
-
     def prepare(self, state: LoopState) -> None:
-        """Public alias of ``_prepare`` for a method used as a candidate source."""
+        """Public alias of ``_prepare``: a method that is also a
+        :class:`~synapse_stream.sources.base.CandidateSource` is prepared by the policy through it."""
         self._prepare(state)
 
     # -- the loop -------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import ConfigError
+from ..sources.base import CandidateSource
 from .base import ActiveMethod, LoopState, dynamic_k, top_rows
 
 
@@ -26,7 +27,9 @@ def max_sim_to(S: np.ndarray, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
     return out
 
 
-class KNNSearch(ActiveMethod):
+class KNNSearch(ActiveMethod, CandidateSource):
+    """Nearest neighbours of the seeds; also the ``knn`` candidate source."""
+
     name = "knn"
 
     def __init__(self, k0: int = 100, **kw) -> None:

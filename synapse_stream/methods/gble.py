@@ -18,6 +18,7 @@ import numpy as np
 from scipy import sparse
 
 from ..exceptions import ConfigError
+from ..sources.base import CandidateSource
 from .base import ActiveMethod, LoopState, dynamic_k, top_rows
 
 
@@ -56,7 +57,9 @@ def propagate(W: sparse.csr_matrix, y0: np.ndarray, clamp_rows: np.ndarray, clam
     return y
 
 
-class GBLE(ActiveMethod):
+class GBLE(ActiveMethod, CandidateSource):
+    """Graph-Based Label Expansion; also the ``gble`` candidate source on a fixed pool (:mod:`synapse_stream.sources.gble`)."""
+
     name = "gble"
 
     def __init__(self, k: int = 10, k0: int = 100, iterations: int = 20, k_max: int | None = None, **kw) -> None:

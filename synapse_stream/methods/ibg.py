@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import ConfigError
+from ..sources.base import CandidateSource
 from .base import ActiveMethod, LoopState
 
 
@@ -68,8 +69,8 @@ def bipartite_batch(P: np.ndarray, XU: np.ndarray, tau: float, d_max: int, chunk
     return cols, best[cols]
 
 
-class IBG(ActiveMethod):
-    """Iterative Bipartite Graph.
+class IBG(ActiveMethod, CandidateSource):
+    """Iterative Bipartite Graph; also the ``ibg`` candidate source (:mod:`synapse_stream.sources.ibg`).
 
     Parameters: ``tau`` (edge threshold on cosine), ``d_max`` (neighbours kept per positive),
     ``max_rounds`` (T; None = until no new candidates or the budget is spent).

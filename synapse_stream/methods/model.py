@@ -27,11 +27,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import ConfigError
+from ..sources.base import CandidateSource
 from .base import ActiveMethod, LoopState, dynamic_k, top_rows
 
 
-class ModelGuided(ActiveMethod):
+class ModelGuided(ActiveMethod, CandidateSource):
+    """The model-guided method; also the ``model`` candidate source and ranker on a fixed pool."""
+
     name = "model"
+    ranks = True
 
     def __init__(self, k0: int = 100, k_max: int | None = None, provisional: int | None = None,
                  keep_provisional: bool = True, C: float = 1.0, seed_weight: float = 1.0, **kw) -> None:

@@ -1,9 +1,9 @@
 """The candidate policy: several candidate sources, one oracle budget, split by observed precision.
 
-Sources (each an :class:`~.base.ActiveMethod` used through ``propose(state, k)``, so none runs its
-own loop): IBG (Algorithm 2's batch, strongest edge first), GBLE (label propagation on the kNN graph
-with positive and negative verdicts clamped) and the model-guided classifier
-(:class:`~.model.ModelGuided`). All of them read the same shared state: a verdict obtained for one
+Sources (each a :class:`~synapse_stream.sources.base.CandidateSource` used through ``propose(state, k)``,
+so none runs its own loop; by default the registry's ``POLICY_DEFAULT``, :mod:`synapse_stream.sources`): IBG
+(Algorithm 2's batch, strongest edge first), GBLE (label propagation on the kNN graph with positive and
+negative verdicts clamped) and the model-guided classifier (:class:`~.model.ModelGuided`). All of them read the same shared state: a verdict obtained for one
 source's proposal is a label for every source (a confirmed positive is a new IBG positive, a clamped
 GBLE node and a model training example).
 
@@ -54,18 +54,19 @@ sources' own (GBLE's graph O(N k)).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..exceptions import ConfigError
+from ..sources.base import CandidateSource, SourceParams
 from .base import ActiveMethod, LoopState, dynamic_k
 
 
 class Policy(ActiveMethod):
     name = "policy"
 
-    def __init__(self, sources: Mapping[str, ActiveMethod] | None = None, *, k0: int = 100,
+    def __init__(self, sources: Mapping[str, CandidateSource] | None = None, *, k0: int = 100,
                  k_max: int | None = None, floor: float = 0.02, discount: float = 0.7,
                  prior_strength: float = 2.0, draws: int = 2000, growth: float | None = 2.0,
                  ranker: str | None = "model", tau: float = 0.6, d_max: int = 10, gble_k: int = 10,
@@ -82,18 +83,16 @@ class Policy(ActiveMethod):
         if growth is not None and growth < 1:
             raise ConfigError(f"growth must be >= 1 (or None), got {growth}")
         if sources is None:
-            from .gble import GBLE
-            from .ibg import IBG
-            from .model import ModelGuided
+            from ..sources import registry
 
-            sources = {"ibg": IBG(tau=tau, d_max=d_max), "gble": GBLE(k=gble_k, k0=k0),
-                       "model": ModelGuided(k0=k0, seed=self.seed)}
+            sources = registry.build(registry.POLICY_DEFAULT,
+                                     SourceParams(tau=tau, d_max=d_max, k0=k0, gble_k=gble_k, seed=self.seed))
         if not sources:
             raise ConfigError("the policy needs at least one candidate source")
         self.sources = dict(sources)
         self._given = list(self.sources)          # the order the caller gave (the label uses it)
         if ranker is not None and ranker in self.sources:
-            if not hasattr(self.sources[ranker], "last_scores"):
+            if not getattr(self.sources[ranker], "ranks", False):
                 raise ConfigError(f"the ranker {ranker!r} has no scores to rank by")
             # the ranker proposes first each round, so its scores are fresh when the others are re-ranked
             self.sources = {ranker: self.sources[ranker], **{k: v for k, v in self.sources.items() if k != ranker}}
@@ -202,7 +201,7 @@ class Policy(ActiveMethod):
             if not self._active[name]:
                 continue
             props = [(r, s) for r, s in src.propose(state, K) if state.labels[r] < 0]
-            scores = getattr(self.sources[self.ranker], "last_scores", None) if self.ranker else None
+            scores = self.sources[self.ranker].last_scores if self.ranker else None
             if name != self.ranker and scores is not None and props:
                 props.sort(key=lambda rs: -float(scores[rs[0]]))     # stable: ties keep the source's order
             if not props:
@@ -256,6 +255,8 @@ class Policy(ActiveMethod):
             s = self._owner.get(r, "?")
             state.sources.append(s)
             self.credit(s, y)
+        for src in self.sources.values():
+            src.learn(state, rows, labels)
 
 
 def _water_fill(K: int, alloc: dict[str, int], limit: Mapping[str, int], weight: Mapping[str, float],

@@ -19,12 +19,12 @@ from synapse_stream.exceptions import ConfigError
 from synapse_stream.methods import (
     GBLE,
     IBG,
-    ActiveMethod,
     LRBaseline,
     ModelGuided,
     Policy,
     new_state,
 )
+from synapse_stream.sources.base import CandidateSource
 from synapse_stream.methods.base import top_rows
 from synapse_stream.oracles import ReplayOracle
 
@@ -269,19 +269,15 @@ def test_policy_never_queries_a_post_twice(make_detection_data, seed):
     assert res.method == "policy[sources=ibg+gble+model,tau=0.3,dmax=5,K0=10]"
 
 
-class _FakeSource(ActiveMethod):
+class _FakeSource(CandidateSource):
     """Proposes unlabelled posts in a fixed random order; ``good`` ones put the positives first with
     probability ``quality`` per slot."""
 
     name = "fake"
 
     def __init__(self, y, quality, seed):
-        super().__init__()
         self.y, self.quality, self.rng = y, quality, np.random.default_rng(seed)
         self.asked: list[int] = []
-
-    def _select(self, state):
-        return []
 
     def propose(self, state, k):
         self.asked.append(k)
@@ -321,33 +317,26 @@ def test_bandit_shifts_budget_to_the_more_precise_source():
     assert (src == "good").mean() > 0.85
 
 
-class _FakeRanker(ActiveMethod):
+class _FakeRanker(CandidateSource):
     """A 'model' with fixed scores: proposes its top rows and exposes ``last_scores``."""
 
     name = "ranker"
+    ranks = True
 
     def __init__(self, scores):
-        super().__init__()
         self.scores = np.asarray(scores, dtype=np.float32)
         self.last_scores = None
-
-    def _select(self, state):
-        return []
 
     def propose(self, state, k):
         self.last_scores = self.scores.copy()
         return top_rows(self.scores, np.flatnonzero(state.labels < 0), k)
 
 
-class _FixedOrder(ActiveMethod):
+class _FixedOrder(CandidateSource):
     name = "fixed"
 
     def __init__(self, rows):
-        super().__init__()
         self.rows = list(rows)
-
-    def _select(self, state):
-        return []
 
     def propose(self, state, k):
         return [(r, 0.0) for r in self.rows if state.labels[r] < 0][:k]

@@ -12,7 +12,9 @@ from synapse_stream.methods.gble import GBLE, knn_graph
 from synapse_stream.methods.ibg import IBG
 from synapse_stream.methods.policy import Policy
 from synapse_stream.online import DetectorConfig, OnlineIBG
-from synapse_stream.rounds import KNNGraph, LiveModel, LiveRounds
+from synapse_stream.rounds import KNNGraph, LiveRounds
+from synapse_stream.sources import SourceParams
+from synapse_stream.sources.model import LiveModel
 from synapse_stream.seeds import Seed, SeedOrigin
 
 
@@ -36,7 +38,8 @@ def live_setup(X, S, parts=2, tau=0.5, d_max=5, **kw):
     eng = OnlineIBG(DetectorConfig("d", tau, d_max, online=False), index)
     for j, s in enumerate(S):
         eng.on_seed(Seed(f"s{j}", "", SeedOrigin.SYNTHETIC), s)
-    return ids, index, eng, LiveRounds(eng, index, **kw)
+    params = SourceParams(tau=tau, d_max=d_max, k0=kw.get("k0", 100), seed=kw.get("seed", 0))
+    return ids, index, eng, LiveRounds(eng.books, index, name="d", params=params, **kw)
 
 
 def test_engine_offline_emits_nothing_but_keeps_books():
@@ -217,9 +220,8 @@ def test_model_source_and_ranker():
     prov = X[rng.choice(len(X), len(S), replace=False)]
     lab = [ids.index(p) for p in rounds.rounds[-1].sent]
     mv = train_model("d", 1, S, X[lab], y[lab], prov, folds=0)
-    model = rounds.model_source
-    assert isinstance(model, LiveModel)
-    model.model = mv
+    assert rounds.uses_model and isinstance(rounds.policy.sources["model"], LiveModel)
+    rounds.use_model(mv)
     for pid in rounds.rounds[-1].sent:
         prev = eng.labels.get(pid)
         eng.on_verdict(pid, int(y[ids.index(pid)]))

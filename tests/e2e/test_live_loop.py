@@ -44,7 +44,7 @@ async def registered_seeds(loop: LiveLoop, detector: str) -> list[dict]:
     from stream_app.worker.state import RedisState, vec_from_b64
 
     r = aioredis.from_url(loop.redis_url, decode_responses=True)
-    docs = await RedisState(r, "synapse:").seeds(detector)
+    docs = await RedisState(r, "synapse:").seeds.all(detector)
     await r.aclose()
     for d in docs:
         d["vector"] = vec_from_b64(d["vector"])

@@ -81,7 +81,7 @@ def test_hostile_messages_on_one_partition_then_kill_9_then_sigterm(tmp_path):
 
             r = aioredis.from_url(loop.redis_url, decode_responses=True)
             try:
-                return await RedisState(r, "synapse:").ledger("scam")
+                return await RedisState(r, "synapse:").verdicts.ledger("scam")
             finally:
                 await r.aclose()
 

@@ -86,7 +86,7 @@ def test_the_lone_surrogate_post_label_and_seed_are_dead_lettered_and_the_partit
         out_verdicts = await svc.handle_verdicts([RawMsg(VERDICTS, p, i, k, v)
                                                   for i, (p, k, v) in enumerate(out_labels.verdicts)])
         return (out_posts, out_labels, out_seeds, out_verdicts, len(svc.index), dict(svc.offsets),
-                await svc.state.ledger("scam"), await svc.state.seeds("scam"))
+                await svc.state.verdicts.ledger("scam"), await svc.state.seeds.all("scam"))
 
     out_posts, out_labels, out_seeds, out_verdicts, size, offsets, ledger, seeds = run(store, go)
     assert reasons(out_posts) == ["not_utf8:id"] and size == 25 and offsets[0] == 25
@@ -138,15 +138,15 @@ def test_a_model_thread_failure_and_a_redis_encoding_failure_are_internal_errors
                 raise Boom("model thread")
             return real_on_posts(ids, vecs)
         eng.on_posts = on_posts
-        real_record = svc.state.record_posts
+        real_record = svc.state.posts.record
 
         async def record_posts(parts):
             if "r-bad" in parts:
                 raise rexc.DataError("cannot encode")   # what redis-py raises for an unencodable value
             return await real_record(parts)
-        svc.state.record_posts = record_posts
+        svc.state.posts.record = record_posts
         out = await svc.handle_posts([msg(POSTS, post(p)) for p in ("m-ok", "m-bad", "r-bad", "r-ok")])
-        return out, await svc.state.post_partition("r-ok"), await svc.state.post_partition("r-bad")
+        return out, await svc.state.posts.partition_of("r-ok"), await svc.state.posts.partition_of("r-bad")
 
     out, ok_part, bad_part = run(store, go)
     dls = [json.loads(v) for _, v in out.dead_letters]
@@ -161,7 +161,7 @@ def test_a_transient_error_is_not_a_dead_letter_but_leaves_for_the_runtime_to_re
     async def go(svc):
         async def down(*a, **k):
             raise rexc.ConnectionError("redis is down")
-        svc.state.post_partition = down
+        svc.state.posts.partition_of = down
         with pytest.raises(rexc.ConnectionError):
             await svc.handle_labels([msg(LABELS, label("p"))])
         return True
@@ -173,15 +173,15 @@ def test_a_verdict_whose_handling_raises_is_dead_lettered_and_the_next_one_appli
 
     async def go(svc):
         await svc.handle_posts([msg(POSTS, post("x")), msg(POSTS, post("y"))])
-        real = svc.state.record_verdict
+        real = svc.state.verdicts.record
 
         async def record_verdict(lab):
             if lab.post_id == "x":
                 raise KeyError("x")
             return await real(lab)
-        svc.state.record_verdict = record_verdict
+        svc.state.verdicts.record = record_verdict
         out = await svc.handle_verdicts([msg(VERDICTS, label("x")), msg(VERDICTS, label("y"))])
-        return out, await svc.state.ledger("scam")
+        return out, await svc.state.verdicts.ledger("scam")
 
     out, ledger = run(store, go)
     assert reasons(out) == ["internal_error"] and ledger == {"y": 1}
@@ -194,14 +194,14 @@ def test_a_label_before_its_post_is_held_then_routed_when_the_post_arrives(store
     async def go(svc):
         early = await svc.handle_labels([msg(LABELS, label("late-post")), msg(LABELS, label("never"))])
         nothing_yet = await svc.release_held_labels()
-        held = await svc.state.held_labels()
+        held = await svc.state.held.count()
         await svc.handle_posts([msg(POSTS, post("late-post"))])
         routed = await svc.release_held_labels()
         again = await svc.release_held_labels()   # leased: not taken twice while the first taker publishes
-        await svc.state.drop_held_labels(routed.released)
+        await svc.state.held.drop(routed.released)
         expired = await svc.release_held_labels(now=1e12)
-        await svc.state.drop_held_labels(expired.released)
-        return early, nothing_yet, held, routed, again, expired, await svc.state.held_labels()
+        await svc.state.held.drop(expired.released)
+        return early, nothing_yet, held, routed, again, expired, await svc.state.held.count()
 
     early, nothing_yet, held, routed, again, expired, left = run(store, go, label_hold_seconds=60)
     assert early.dead_letters == [] and early.verdicts == [] and held == 2

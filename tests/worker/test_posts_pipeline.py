@@ -266,14 +266,14 @@ def test_pipelined_service_matches_the_sequential_one_and_keeps_offsets(redis_ur
 def test_finish_is_safe_to_retry_after_a_redis_error(redis_url):
     async def go(svc):
         batch = await svc.begin_posts([RawMsg("synapse.posts", 0, 0, b"a", post("a", "send your seed phrase now"))])
-        real, calls = svc.state.claim_many, []
+        real, calls = svc.state.claims.claim_many, []
 
         async def flaky(*a, **kw):
             calls.append(1)
             if len(calls) == 1:
                 raise ConnectionError("redis went away")
             return await real(*a, **kw)
-        svc.state.claim_many = flaky
+        svc.state.claims.claim_many = flaky
         with pytest.raises(ConnectionError):
             await svc.finish_posts(batch)
         assert svc.offsets[0] == -1                  # not claimed: the offset does not move

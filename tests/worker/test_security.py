@@ -70,8 +70,8 @@ def test_redis_tls_with_password_and_the_wrong_password(tls_redis):
         st = RedisState.from_settings(Settings(_env_file=None, redis_url=tls_redis["url"], redis_password=password,
                                                redis_ssl_ca_file=tls_redis["ca"]))
         try:
-            await st.register_seed("d", "s1", "manual", "t", __import__("numpy").ones(4, "float32"))
-            return [x["id"] for x in await st.seeds("d")]
+            await st.seeds.register("d", "s1", "manual", "t", __import__("numpy").ones(4, "float32"))
+            return [x["id"] for x in await st.seeds.all("d")]
         finally:
             await st.close()
 

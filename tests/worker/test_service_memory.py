@@ -52,7 +52,7 @@ def test_seed_post_verdict_confirmed_seed_backfill_without_redis():
             again = await svc.poll_seedlog(block_ms=None)   # the confirmed seed on the seed log: already applied here
             backfill = [json.loads(v) for _, v in applied.candidates + again.candidates]
             return (first, routed.verdicts, applied, backfill,
-                    await svc.state.ledger("scam"), await svc.state.seeds("scam"), await svc.state.counters("scam"))
+                    await svc.state.verdicts.ledger("scam"), await svc.state.seeds.all("scam"), await svc.state.verdicts.counters("scam"))
         finally:
             await svc.stop()
 

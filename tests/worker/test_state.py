@@ -28,11 +28,11 @@ def run(store, fn):
 
 def test_a_human_verdict_beats_an_llm_verdict_and_the_ledger_keeps_both(store):
     async def go(st):
-        out = [await st.record_verdict(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # LLM first
-               await st.record_verdict(LabelMsg("d", "p1", 0, "moderator:ana", None)),  # human overrides
-               await st.record_verdict(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # a later LLM does not
-               await st.record_verdict(LabelMsg("d", "p1", 1, "moderator:bo", None))]   # a later human does
-        return out, await st.ledger("d"), await st.verdict_history("d"), await st.counters("d")
+        out = [await st.verdicts.record(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # LLM first
+               await st.verdicts.record(LabelMsg("d", "p1", 0, "moderator:ana", None)),  # human overrides
+               await st.verdicts.record(LabelMsg("d", "p1", 1, "llm:gpt", None)),     # a later LLM does not
+               await st.verdicts.record(LabelMsg("d", "p1", 1, "moderator:bo", None))]   # a later human does
+        return out, await st.verdicts.ledger("d"), await st.verdicts.history("d"), await st.verdicts.counters("d")
 
     out, ledger, history, counters = run(store, go)
     assert out == [(None, 1), (1, 0), (0, 0), (0, 1)]
@@ -43,11 +43,11 @@ def test_a_human_verdict_beats_an_llm_verdict_and_the_ledger_keeps_both(store):
 
 def test_claims_are_first_wins_and_in_flight_until_sent(store):
     async def go(st):
-        first = await st.claim_many([("d", "a"), ("d", "b")], "w1", [b'{"x":1}', b'{"x":2}'])
-        again = await st.claim_many([("d", "a"), ("d", "c")], "w2", [b'{"x":1}', b'{"x":3}'])
-        inflight = await st.inflight("d")
-        await st.sent([("d", "a"), ("d", "b")])
-        return first, again, inflight, await st.inflight("d"), await st.counters("d")
+        first = await st.claims.claim_many([("d", "a"), ("d", "b")], "w1", [b'{"x":1}', b'{"x":2}'])
+        again = await st.claims.claim_many([("d", "a"), ("d", "c")], "w2", [b'{"x":1}', b'{"x":3}'])
+        inflight = await st.claims.inflight("d")
+        await st.claims.sent([("d", "a"), ("d", "b")])
+        return first, again, inflight, await st.claims.inflight("d"), await st.verdicts.counters("d")
 
     first, again, inflight, after, counters = run(store, go)
     assert first == [True, True] and again == [False, True]
@@ -57,21 +57,21 @@ def test_claims_are_first_wins_and_in_flight_until_sent(store):
 
 def test_orphans_are_in_flight_claims_of_workers_without_a_heartbeat(store):
     async def go(st):
-        await st.heartbeat("alive", ttl=30)
-        await st.claim_many([("d", "a"), ("d", "b")], "alive", [b"m1", b"m2"])
-        await st.claim_many([("d", "c")], "dead", [b"m3"])
-        return await st.orphans("d", me="me")
+        await st.workers.heartbeat("alive", ttl=30)
+        await st.claims.claim_many([("d", "a"), ("d", "b")], "alive", [b"m1", b"m2"])
+        await st.claims.claim_many([("d", "c")], "dead", [b"m3"])
+        return await st.claims.orphans("d", me="me")
 
     assert run(store, go) == {"c": "m3"}
 
 
 def test_round_sources_and_per_source_counters(store):
     async def go(st):
-        await st.record_sources("d", {"a": "gble", "b": "model", "c": "model"})
-        await st.count_source_verdict("d", "model", 1)
-        await st.count_source_verdict("d", "model", 0)
-        await st.count_source_verdict("d", "gble", 1)
-        return await st.sources("d"), await st.source_of("d", "b"), await st.source_counters("d")
+        await st.rounds.record("d", {"a": "gble", "b": "model", "c": "model"})
+        await st.rounds.count_verdict("d", "model", 1)
+        await st.rounds.count_verdict("d", "model", 0)
+        await st.rounds.count_verdict("d", "gble", 1)
+        return await st.rounds.all("d"), await st.rounds.source_of("d", "b"), await st.rounds.counters("d")
 
     sources, b, counters = run(store, go)
     assert sources == {"a": "gble", "b": "model", "c": "model"} and b == "model"
@@ -83,12 +83,12 @@ def test_classifier_versions_never_go_back_and_keep_a_history(store):
     import numpy as np
 
     async def go(st):
-        v1, v2 = await st.next_model_version("d"), await st.next_model_version("d")
-        await st.store_labelled_vectors("d", {"p": np.array([0.6, 0.8], np.float32)})
-        await st.publish_model("d", {"version": v2, "w": 2}, {"version": v2}, key=[3, 1, 0, 5])
-        await st.publish_model("d", {"version": v1, "w": 1}, {"version": v1})   # late, older: ignored
-        return ((v1, v2), await st.model("d"), await st.model_history("d"), await st.model_key("d"),
-                await st.labelled_vectors("d"))
+        v1, v2 = await st.models.next_version("d"), await st.models.next_version("d")
+        await st.models.store_vectors("d", {"p": np.array([0.6, 0.8], np.float32)})
+        await st.models.publish("d", {"version": v2, "w": 2}, {"version": v2}, key=[3, 1, 0, 5])
+        await st.models.publish("d", {"version": v1, "w": 1}, {"version": v1})   # late, older: ignored
+        return ((v1, v2), await st.models.current("d"), await st.models.history("d"), await st.models.key("d"),
+                await st.models.vectors("d"))
 
     (v1, v2), doc, history, key, vecs = run(store, go)
     assert (v1, v2) == (1, 2) and doc == {"version": 2, "w": 2} and history == [{"version": 2}]
@@ -101,17 +101,17 @@ def test_held_labels_are_leased_to_one_taker_and_dropped_once_sent(store):
            "key": None, "value": "e30=", "timestamp": None}
 
     async def go(st):
-        held = [await st.hold_label(doc, 1000.0, 10), await st.hold_label(doc, 1000.0, 10),
-                await st.hold_label({**doc, "id": "x", "post_id": "other"}, 1000.0, 2),
-                await st.hold_label({**doc, "id": "y"}, 1000.0, 2)]   # full
-        before = await st.take_held_labels(now=10.0)                  # no post yet, not expired
-        await st.record_posts({"late": 3})
-        taken = await st.take_held_labels(now=10.0)
-        again = await st.take_held_labels(now=20.0)                   # leased (60 s)
-        after_lease = await st.take_held_labels(now=71.0)             # the taker died: another takes it
-        await st.drop_held_labels([d["id"] for d, _ in after_lease])
-        expired = await st.take_held_labels(now=2000.0)
-        return held, before, taken, again, after_lease, expired, await st.held_labels()
+        held = [await st.held.hold(doc, 1000.0, 10), await st.held.hold(doc, 1000.0, 10),
+                await st.held.hold({**doc, "id": "x", "post_id": "other"}, 1000.0, 2),
+                await st.held.hold({**doc, "id": "y"}, 1000.0, 2)]   # full
+        before = await st.held.take(now=10.0)                  # no post yet, not expired
+        await st.posts.record({"late": 3})
+        taken = await st.held.take(now=10.0)
+        again = await st.held.take(now=20.0)                   # leased (60 s)
+        after_lease = await st.held.take(now=71.0)             # the taker died: another takes it
+        await st.held.drop([d["id"] for d, _ in after_lease])
+        expired = await st.held.take(now=2000.0)
+        return held, before, taken, again, after_lease, expired, await st.held.count()
 
     held, before, taken, again, after_lease, expired, left = run(store, go)
     assert held == [True, True, True, False] and before == [] and again == []
@@ -123,20 +123,20 @@ def test_held_labels_are_leased_to_one_taker_and_dropped_once_sent(store):
 def test_the_seed_log_is_read_in_order_after_the_last_id_and_waits_for_new_entries(store):
     async def go(st):
         v = np.ones(4, np.float32) / 2
-        assert await st.register_seed("d", "s1", "synthetic", "one", v)
-        assert not await st.register_seed("d", "s1", "synthetic", "one", v)   # once per id
-        await st.register_seed("d", "s2", "manual", "two", v)
-        first = await st.read_seedlog("0", block_ms=None)
+        assert await st.seeds.register("d", "s1", "synthetic", "one", v)
+        assert not await st.seeds.register("d", "s1", "synthetic", "one", v)   # once per id
+        await st.seeds.register("d", "s2", "manual", "two", v)
+        first = await st.seeds.read_log("0", block_ms=None)
         t0 = time.monotonic()
-        empty = await st.read_seedlog(first[-1][0], block_ms=200)
+        empty = await st.seeds.read_log(first[-1][0], block_ms=200)
 
         async def later():
             await asyncio.sleep(0.1)
-            await st.register_seed("d", "s3", "confirmed", "three", v)
+            await st.seeds.register("d", "s3", "confirmed", "three", v)
         task = asyncio.ensure_future(later())
-        woke = await st.read_seedlog(first[-1][0], block_ms=5000)
+        woke = await st.seeds.read_log(first[-1][0], block_ms=5000)
         await task
-        return first, empty, time.monotonic() - t0, woke, sorted(s["id"] for s in await st.seeds("d"))
+        return first, empty, time.monotonic() - t0, woke, sorted(s["id"] for s in await st.seeds.all("d"))
 
     first, empty, waited, woke, ids = run(store, go)
     assert [d["id"] for _, d in first] == ["s1", "s2"] and np.allclose(first[0][1]["vector"], 0.5)
@@ -146,16 +146,16 @@ def test_the_seed_log_is_read_in_order_after_the_last_id_and_waits_for_new_entri
 
 def test_locks_expire_and_only_their_owner_unlocks(store):
     async def go(st):
-        got = [await st.lock("train:d", "w1", ttl=0.2), await st.lock("train:d", "w2", ttl=0.2)]
-        await st.unlock("train:d", "w2")                 # not the owner: still locked
-        still = await st.lock("train:d", "w2", ttl=0.2)
+        got = [await st.workers.lock("train:d", "w1", ttl=0.2), await st.workers.lock("train:d", "w2", ttl=0.2)]
+        await st.workers.unlock("train:d", "w2")                 # not the owner: still locked
+        still = await st.workers.lock("train:d", "w2", ttl=0.2)
         await asyncio.sleep(0.3)
-        expired = await st.lock("train:d", "w2", ttl=5)
-        await st.unlock("train:d", "w2")
-        free = await st.lock("train:d", "w3", ttl=5)
-        await st.seeds_arriving("d", 0.2)
-        settling = await st.seeds_settled("d")
+        expired = await st.workers.lock("train:d", "w2", ttl=5)
+        await st.workers.unlock("train:d", "w2")
+        free = await st.workers.lock("train:d", "w3", ttl=5)
+        await st.seeds.arriving("d", 0.2)
+        settling = await st.seeds.settled("d")
         await asyncio.sleep(0.3)
-        return got, still, expired, free, settling, await st.seeds_settled("d")
+        return got, still, expired, free, settling, await st.seeds.settled("d")
 
     assert run(store, go) == ([True, False], False, True, True, False, True)

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.service.boundary import ErrorBoundary
+from stream_app.worker.service.catalog import DetectorCatalog
 from stream_app.worker.service.gauges import Gauges
 from stream_app.worker.service.outbox import CandidateOutbox
 from stream_app.worker.service.posts import PostsPipeline
@@ -50,7 +51,7 @@ from stream_app.worker.service.seeds import SeedIntake
 from stream_app.worker.service.shards import ShardKeeper
 from stream_app.worker.service.trainer import ClassifierTrainer
 from stream_app.worker.service.verdicts import VerdictApplier
-from stream_app.worker.settings import Settings
+from stream_app.worker.settings import DetectorSettings, Settings
 from stream_app.worker.state import State
 from synapse_stream.audit import AuditSampler
 from synapse_stream.classifier import ModelVersion
@@ -58,8 +59,8 @@ from synapse_stream.embedders import Embedder, make_embedder
 from synapse_stream.exceptions import UnknownDetectorError
 from synapse_stream.index import ShardedIndex
 from synapse_stream.llm_oracle import Agreement
-from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
-from synapse_stream.rounds import SOURCES, LiveRounds
+from synapse_stream.online import Candidate, OnlineIBG
+from synapse_stream.rounds import LiveRounds
 
 __all__ = ["DetectionService", "Outputs", "PostsBatch", "RawMsg", "dead_letter_key", "held_label_doc",
            "held_label_msg", "seed_id_for"]
@@ -79,8 +80,15 @@ class DetectionService:
                                                   threads=settings.model_threads())
         self.index = ShardedIndex(self.embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                                   ef_search=settings.hnsw_ef_search)
+        # per detector (created, changed and retired live by the catalog, from the ``detectors`` topic)
+        self.detectors: dict[str, DetectorSettings] = {}
         self.engines: dict[str, OnlineIBG] = {}
-        self._build_engines()
+        self.rounds: dict[str, LiveRounds] = {}
+        self.samplers: dict[str, AuditSampler] = {}
+        self.registered: dict[str, set[str]] = {}     # confirmed seeds in Redis
+        self.audited: dict[str, set[str]] = {}        # sent as audits
+        self.audit_labels: dict[str, dict[str, int]] = {}
+        self.agreement: dict[str, Agreement] = {}     # LLM vs human verdicts (this worker)
         self.blas_threads: int | None = None   # the BLAS thread limit in force in the model thread
         # two threads off the event loop. The embed thread only embeds (a pure function of the texts); the
         # model thread owns the index, the engines, the rounds and the seed sets, and runs every change to
@@ -99,12 +107,6 @@ class DetectionService:
         self.gc_pauses = None   # a metrics.GCPauses, set by the runtime (one per process)
         self.last_indexed: tuple[float, int] | None = None   # (wall time, posts held) after the last new posts
         self.worker_id = uuid.uuid4().hex[:12]   # owner of this process's in-flight candidates
-        self.registered: dict[str, set[str]] = {name: set() for name in self.engines}  # confirmed seeds in Redis
-        salt = settings.audit_salt.get_secret_value()
-        self.samplers = {d.name: AuditSampler(d.audit_rate, salt) for d in settings.detectors if d.audit_rate > 0}
-        self.audited: dict[str, set[str]] = {name: set() for name in self.engines}        # sent as audits
-        self.audit_labels: dict[str, dict[str, int]] = {name: {} for name in self.engines}
-        self.agreement = {name: Agreement() for name in self.engines}   # LLM vs human verdicts (this worker)
         # the classifier: one shared version per detector (trained by whichever worker holds the training
         # lock, in its own thread so embedding goes on), used by the model source and for detections
         self.models: dict[str, ModelVersion] = {}
@@ -123,6 +125,9 @@ class DetectionService:
         self.trainer = ClassifierTrainer(self)
         self.shards = ShardKeeper(self)
         self.gauges = Gauges(self)
+        self.catalog = DetectorCatalog(self)
+        for d in settings.detectors:   # SYNAPSE_DETECTORS; the detectors topic then rules (detector_feed.py)
+            self.catalog.build(d)
         # the operations the runtime and the agents call, each one part's method
         self.handle_posts, self.begin_posts, self.finish_posts = self.posts.handle, self.posts.begin, self.posts.finish
         self.handle_seeds, self.poll_seedlog = self.seeds.handle, self.seeds.poll_log
@@ -134,18 +139,6 @@ class DetectionService:
         self.snapshot, self.assign, self.revoke = self.shards.snapshot, self.shards.assign, self.shards.revoke
         self.confirm, self.orphans = self.outbox.confirm, self.outbox.orphans
         self.refresh_gauges = self.gauges.refresh
-
-    def _build_engines(self) -> None:
-        s = self.settings
-        self.engines = {d.name: OnlineIBG(DetectorConfig(d.name, d.tau, d.d_max, online=d.candidates == "ibg"),
-                                          self.index)
-                        for d in s.detectors}
-        # detectors whose candidates come from rounds (the policy, or one of its sources alone)
-        self.rounds: dict[str, LiveRounds] = {
-            d.name: LiveRounds(self.engines[d.name], self.index,
-                               sources=SOURCES if d.candidates == "policy" else (d.candidates,),
-                               k0=d.k0, gble_k=s.gble_k, gble_iterations=s.gble_iterations)
-            for d in s.detectors if d.candidates != "ibg"}
 
     def _init_model_thread(self) -> None:
         """Runs once, in the model thread: limit numpy's BLAS (the seed comparison) to ``blas_threads``.
@@ -173,14 +166,8 @@ class DetectionService:
 
     async def start(self) -> None:
         """Load the shared state (ledger, queried sets) into the engines."""
-        for name, eng in self.engines.items():
-            eng.labels.update(await self.state.ledger(name))
-            eng.queried.update(await self.state.queried(name))
-            self.registered[name] = {d["id"] for d in await self.state.seeds(name) if d["origin"] == "confirmed"}
-            self.audited[name] = await self.state.audited(name)
-            self.audit_labels[name] = await self.state.audit_ledger(name)
-            if name in self.rounds:   # posts sent by earlier rounds: their verdicts still credit their source
-                self.rounds[name].adopt(await self.state.sources(name))
+        for name in list(self.engines):
+            await self.catalog.load(name)
         await self.trainer.refresh_models()
         self.started = True
 

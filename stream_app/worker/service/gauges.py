@@ -15,13 +15,15 @@ class Gauges(ServicePart):
     async def refresh(self) -> None:
         if self.svc.gc_pauses is not None:
             self.svc.gc_pauses.drain(self.svc.metrics.gc_pause)
-        total = await self.svc.state.posts_total()
+        total = await self.svc.state.posts.total()
         self.svc.metrics.posts_indexed.set(total)
-        self.svc.metrics.held_labels.set(await self.svc.state.held_labels())
+        self.svc.metrics.held_labels.set(await self.svc.state.held.count())
         self.svc.metrics.index_size.set(len(self.svc.index))
+        for name, d in list(self.svc.detectors.items()):
+            self.svc.metrics.detector_paused.labels(name).set(int(d.paused))
         self.svc.metrics.shards.set(len(self.svc.index.shards))
-        for name, eng in self.svc.engines.items():
-            c = await self.svc.state.counters(name)
+        for name, eng in list(self.svc.engines.items()):
+            c = await self.svc.state.verdicts.counters(name)
             queried, answered, pos = c.get("queried", 0), c.get("answered", 0), c.get("positives", 0)
             self.svc.metrics.queried.labels(name).set(queried)
             self.svc.metrics.answered.labels(name).set(answered)
@@ -31,11 +33,11 @@ class Gauges(ServicePart):
             for origin, n in eng.seeds.counts().items():
                 self.svc.metrics.seeds.labels(name, origin).set(n)
             if name in self.svc.rounds:
-                for src, c in (await self.svc.state.source_counters(name)).items():
+                for src, c in (await self.svc.state.rounds.counters(name)).items():
                     self.svc.metrics.source_queried.labels(name, src).set(c.get("queried", 0))
                     if c.get("answered"):
                         self.svc.metrics.source_precision.labels(name, src).set(c.get("positives", 0) / c["answered"])
-            truth = await self.svc.state.truth_positives(name)
+            truth = await self.svc.state.verdicts.truth_positives(name)
             if truth:
                 self.svc.metrics.recall.labels(name).set(pos / truth)
             if name in self.svc.samplers:
@@ -49,8 +51,8 @@ class Gauges(ServicePart):
 
     async def recall_estimate(self, name: str, posts: int, answered: int, positives: int) -> dict:
         """Recall from the audit (stratified estimator, ``synapse_stream.audit``), from Redis state."""
-        audits = await self.svc.state.audit_ledger(name)
-        detector = await self.svc.state.detector_labels(name, list(audits))
+        audits = await self.svc.state.verdicts.audit_ledger(name)
+        detector = await self.svc.state.verdicts.labels_of(name, list(audits))
         est = RecallEstimator(confidence=self.svc.settings.audit_confidence)
         est.set_posts(posts)
         est.set_detector(answered, positives)

@@ -41,7 +41,9 @@ class CandidateOutbox(ServicePart):
         self.queue(cands, arrival)
         if not self.svc.pending:
             return
-        batch = list(self.svc.pending)
+        taken = list(self.svc.pending)
+        # candidates of a detector retired since they were found are dropped (its books are gone here)
+        batch = [(c, t) for c, t in taken if c.detector in self.svc.audited]
         now = time.time()
         values, sets = [], []
         for c, _ in batch:
@@ -53,14 +55,14 @@ class CandidateOutbox(ServicePart):
                 continue
             text = self.svc.index.payload(c.post_id) if c.post_id in self.svc.index else None
             msg = candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds, c.reason, now)
-            d = self.svc.settings.detector(c.detector)
+            d = self.svc.detectors.get(c.detector)
             if d is not None and d.oracle_mode != "human":
                 msg = annotate_for_humans(msg, d.oracle_mode, d.llm_audit_rate)
             values.append(dumps(msg))
             sets.append("audited" if c.reason == "audit" else "queried")
-        fresh = await self.svc.state.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
+        fresh = await self.svc.state.claims.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
                                              sets)
-        del self.svc.pending[:len(batch)]
+        del self.svc.pending[:len(taken)]
         for (c, arrived), value, ok in zip(batch, values, fresh):
             if c.reason == "audit":
                 self.svc.audited[c.detector].add(c.post_id)
@@ -87,14 +89,14 @@ class CandidateOutbox(ServicePart):
         return out.extend(ready)
 
     async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:
-        await self.svc.state.sent(claims)
+        await self.svc.state.claims.sent(claims)
 
     async def orphans(self) -> dict[str, dict[str, str]]:
         """In-flight candidates of dead workers, per detector: ``{detector: {post id: message}}``."""
-        await self.svc.state.heartbeat(self.svc.worker_id)
+        await self.svc.state.workers.heartbeat(self.svc.worker_id)
         out = {}
-        for name in self.svc.engines:
-            o = await self.svc.state.orphans(name, self.svc.worker_id)
+        for name in list(self.svc.engines):
+            o = await self.svc.state.claims.orphans(name, self.svc.worker_id)
             if o:
                 out[name] = o
         return out

@@ -57,7 +57,7 @@ class PostsPipeline(ServicePart):
             # the partition map first: a post must never be a candidate (through another agent's backfill)
             # before a verdict for it can be routed to its shard
             try:
-                await self.svc.state.record_posts({p.id: int(m.partition or 0) for m, p in good})
+                await self.svc.state.posts.record({p.id: int(m.partition or 0) for m, p in good})
             except Exception as exc:  # noqa: BLE001 - one post's id broke the batch: record them one by one
                 if is_transient(exc):
                     raise
@@ -66,7 +66,7 @@ class PostsPipeline(ServicePart):
 
                 async def record(item) -> None:
                     m, p = item
-                    await self.svc.state.record_posts({p.id: int(m.partition or 0)})
+                    await self.svc.state.posts.record({p.id: int(m.partition or 0)})
                     good.append(item)
                 await self.svc.boundary.each(one, out, "record", record, msg_of=lambda item: item[0])
         batch.good = good
@@ -156,9 +156,11 @@ class PostsPipeline(ServicePart):
         self.svc.last_indexed = (time.time(), len(self.svc.index))   # one assignment: the health check reads the pair
         ids = [good[i][1].id for i in new_rows]
         cands: list[Candidate] = []
-        for eng in self.svc.engines.values():
+        for eng in list(self.svc.engines.values()):
             cands += eng.on_posts(ids, vecs[new_rows])
-        for name, sampler in self.svc.samplers.items():   # audits: chosen by post id alone, never by the detector
+        for name, sampler in list(self.svc.samplers.items()):   # audits: chosen by post id alone, never by the detector
+            if self.svc.detectors[name].paused:
+                continue
             eng = self.svc.engines[name]
             cands += [Candidate(name, pid, 0.0, (), "audit") for pid in ids
                       if sampler.should_audit(pid) and pid not in eng.queried]
@@ -169,10 +171,10 @@ class PostsPipeline(ServicePart):
         """Model thread, after new posts are indexed: rounds learn there is something new; every
         detector's current classifier scores the posts, and those at or above its threshold are queued
         for the detections topic (drained with the handler's outputs)."""
-        for r in self.svc.rounds.values():
+        for r in list(self.svc.rounds.values()):
             r.touch(len(ids))
         now = time.time()
-        for d in self.svc.settings.detectors:
+        for d in list(self.svc.detectors.values()):
             mv = self.svc.models.get(d.name)
             if mv is None or d.detect_threshold is None:
                 continue

@@ -26,21 +26,23 @@ class RoundScheduler(ServicePart):
         """
         s = self.svc.settings
         now = time.time() if now is None else now
-        for name, rounds in self.svc.rounds.items():
+        for name, rounds in list(self.svc.rounds.items()):
             if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
                               outstanding=s.round_outstanding, settle=s.round_settle):
                 continue
-            if not await self.svc.state.seeds_settled(name):   # a seed set is still being embedded somewhere
+            d = self.svc.detectors.get(name)
+            if d is None or d.paused:   # retired meanwhile, or paused: no rounds
                 continue
-            if rounds.model_source is not None:
+            if not await self.svc.state.seeds.settled(name):   # a seed set is still being embedded somewhere
+                continue
+            if rounds.uses_model:
                 await self.svc.trainer.maybe_train(name, force=True)
                 await self.svc.trainer.refresh_models()
-            total = await self.svc.state.posts_total()
+            total = await self.svc.state.posts.total()
             share = len(self.svc.index) / total if total else 1.0
             limit = None
-            d = s.detector(name)
-            if d is not None and d.max_query_ratio is not None:   # the budget, all workers together
-                queried = (await self.svc.state.counters(name)).get("queried", 0)
+            if d.max_query_ratio is not None:   # the budget, all workers together
+                queried = (await self.svc.state.verdicts.counters(name)).get("queried", 0)
                 limit = math.floor(d.max_query_ratio * total) - queried
                 if limit > 0 and share < 1.0:
                     limit = max(1, math.ceil(limit * share))
@@ -56,6 +58,6 @@ class RoundScheduler(ServicePart):
                     rounds.rounds[-1].alloc.get(src, 0) / max(1, len(cands)))
             log.info("round %d of %s: %d candidates %s in %.2fs", rounds.rounds[-1].number, name, len(cands),
                      rounds.rounds[-1].alloc, rounds.rounds[-1].seconds)
-            await self.svc.state.record_sources(name, {c.post_id: c.reason for c in cands})
+            await self.svc.state.rounds.record(name, {c.post_id: c.reason for c in cands})
             await self.svc.outbox.emit([])
         return self.svc.outbox.drain(Outputs())

@@ -37,7 +37,7 @@ class SeedIntake(ServicePart):
         if good:
             dets = {s.detector for _, s in good if s.detector in self.svc.rounds}
             for d in dets:   # every worker's rounds wait until the whole uploaded set is registered
-                await self.svc.state.seeds_arriving(d, 60.0)
+                await self.svc.state.seeds.arriving(d, 60.0)
             try:
                 vecs = list(await self.svc.embed([s.text for _, s in good]))
             except Exception as exc:  # noqa: BLE001 - embedded one by one below, the seed at fault dead-lettered
@@ -49,16 +49,16 @@ class SeedIntake(ServicePart):
                 (m, s), v = item
                 if v is None:
                     v = (await self.svc.embed([s.text]))[0]
-                await self.svc.state.register_seed(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
+                await self.svc.state.seeds.register(s.detector, s.id or seed_id_for(s.detector, s.text), s.origin, s.text, v)
             await self.svc.boundary.each(list(zip(good, vecs)), out, "register", register, msg_of=lambda item: item[0][0])
             for d in dets:
-                await self.svc.state.seeds_arriving(d, self.svc.settings.round_settle)
+                await self.svc.state.seeds.arriving(d, self.svc.settings.round_settle)
         self.svc.last_progress = time.monotonic()
         return self.svc.outbox.drain(out)
 
     async def poll_log(self, block_ms: int | None = 1000) -> Outputs:
         """Apply seed events from the broadcast log (every worker reads all of them)."""
-        entries = await self.svc.state.read_seedlog(self.svc.seedlog_last, block_ms=block_ms)
+        entries = await self.svc.state.seeds.read_log(self.svc.seedlog_last, block_ms=block_ms)
         if not entries:
             return self.svc.outbox.drain(Outputs())
         self.svc.seedlog_last = entries[-1][0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from stream_app.worker.service.records import (
     Outputs,
@@ -54,8 +54,8 @@ class ShardKeeper(ServicePart):
                         log.info("shard %s restored from snapshot: %d posts up to offset %s", p, len(shard),
                                  self.svc.offsets[p])
                 self.svc.index.shard(p)
-            for r in self.svc.rounds.values():
-                r.forget_graph()
+            for r in list(self.svc.rounds.values()):
+                r.forget()
             return self._refill_all()
         await self.svc.outbox.emit(await self.svc.in_model_thread(work))
         return self.svc.outbox.drain(Outputs())
@@ -67,14 +67,13 @@ class ShardKeeper(ServicePart):
             for p in partitions:
                 self.svc.index.drop(p)
                 self.svc.offsets.pop(p, None)
-            for r in self.svc.rounds.values():
-                r.forget_graph()
+            for r in list(self.svc.rounds.values()):
+                r.forget()
             self._refill_all()  # windows may have pointed into dropped shards
         await self.svc.in_model_thread(work)
 
     def _refill_all(self) -> list[Candidate]:
         out = []
-        for eng in self.svc.engines.values():
-            for sid in [s.id for s in eng.seeds.seeds]:
-                out += eng._refill(sid)
+        for eng in list(self.svc.engines.values()):
+            out += eng.refill_all()
         return out

@@ -22,9 +22,9 @@ class ClassifierTrainer(ServicePart):
 
     async def refresh_models(self) -> None:
         """Load each detector's newest classifier version from Redis (any worker may have trained it)."""
-        for name in self.svc.engines:
+        for name in list(self.svc.engines):
             cur = self.svc.models.get(name)
-            doc = await self.svc.state.model(name)
+            doc = await self.svc.state.models.current(name)
             if doc is None or (cur is not None and cur.version >= int(doc.get("version", 0))):
                 continue
             try:
@@ -33,8 +33,8 @@ class ClassifierTrainer(ServicePart):
                 log.error("classifier version %s of %s unusable: %s", doc.get("version"), name, exc)
                 continue
             self.svc.models[name] = mv
-            if name in self.svc.rounds and self.svc.rounds[name].model_source is not None:
-                self.svc.rounds[name].model_source.model = mv
+            if name in self.svc.rounds:
+                self.svc.rounds[name].use_model(mv)
             self._export_model(name, mv)
 
     def _export_model(self, name: str, mv: ModelVersion) -> None:
@@ -52,28 +52,28 @@ class ClassifierTrainer(ServicePart):
         since the last training (and, unless ``force``, ``model_retrain_seconds`` have passed). Only the
         worker holding the training lock trains; the others load the version from Redis."""
         eng = self.svc.engines[name]
-        c = await self.svc.state.counters(name)   # cheap: the ledger itself is read only to train
+        c = await self.svc.state.verdicts.counters(name)   # cheap: the ledger itself is read only to train
         key = (c.get("answered", 0), c.get("positives", 0), c.get("overturned", 0), len(eng.seeds))
         if not len(eng.seeds) or self.svc.trained_on.get(name) == key:
             return None
-        if await self.svc.state.model_key(name) == list(key):   # another worker already trained on exactly this
+        if await self.svc.state.models.key(name) == list(key):   # another worker already trained on exactly this
             self.svc.trained_on[name] = key
             return None
         if not force and time.monotonic() - self.svc.trained_at.get(name, -1e9) < self.svc.settings.model_retrain_seconds:
             return None
-        if not await self.svc.state.lock(f"train:{name}", self.svc.worker_id, ttl=300):
+        if not await self.svc.state.workers.lock(f"train:{name}", self.svc.worker_id, ttl=300):
             return None
         try:
-            ledger = await self.svc.state.ledger(name)
-            vectors = await self.svc.state.labelled_vectors(name)
+            ledger = await self.svc.state.verdicts.ledger(name)
+            vectors = await self.svc.state.models.vectors(name)
             missing = [pid for pid in ledger if pid not in vectors and pid in self.svc.index]
             if missing:   # verdicts recorded before their vector was stored (e.g. across an upgrade)
                 got = await self.svc.in_model_thread(self.svc.index.get_vectors, missing)
                 vectors.update(zip(missing, got))
-                await self.svc.state.store_labelled_vectors(name, dict(zip(missing, got)))
+                await self.svc.state.models.store_vectors(name, dict(zip(missing, got)))
             t0 = time.perf_counter()
             S = await self.svc.in_model_thread(self._training_seeds, name)   # the model thread owns the seed set
-            version = await self.svc.state.next_model_version(name)
+            version = await self.svc.state.models.next_version(name)
             mv = await asyncio.get_running_loop().run_in_executor(
                 self.svc.train_executor, functools.partial(self._train_sync, name, version, S, ledger, vectors))
             self.svc.trained_on[name] = key
@@ -82,13 +82,13 @@ class ClassifierTrainer(ServicePart):
                 return None
             self.svc.metrics.model_train_seconds.observe(time.perf_counter() - t0)
             summary = {k: v for k, v in mv.to_dict().items() if k != "coef"}
-            await self.svc.state.publish_model(name, mv.to_dict(), summary, key=list(key))
+            await self.svc.state.models.publish(name, mv.to_dict(), summary, key=list(key))
             log.info("classifier %s v%d: %d seeds, %d/%d labelled +/-, %d provisional; CV precision %s recall %s",
                      name, mv.version, mv.n_seeds, mv.n_positives, mv.n_negatives, mv.n_provisional,
                      mv.cv_precision, mv.cv_recall)
             return mv
         finally:
-            await self.svc.state.unlock(f"train:{name}", self.svc.worker_id)
+            await self.svc.state.workers.unlock(f"train:{name}", self.svc.worker_id)
 
     def _training_seeds(self, name: str) -> np.ndarray:
         """The synthetic and manual seeds (confirmed posts are training rows through the ledger)."""

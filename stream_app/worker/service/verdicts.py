@@ -34,7 +34,7 @@ class VerdictApplier(ServicePart):
         async def route(m: RawMsg) -> None:
             lab = parse_label(m.value, max_bytes=self.svc.settings.max_message_bytes)
             self.svc.engine(lab.detector)
-            part = await self.svc.state.post_partition(lab.post_id)
+            part = await self.svc.state.posts.partition_of(lab.post_id)
             if part is not None:
                 out.verdicts.append((part, lab.post_id.encode(), m.value))
             elif not await self._hold_label(m, lab):
@@ -49,7 +49,7 @@ class VerdictApplier(ServicePart):
         s = self.svc.settings
         if s.label_hold_seconds <= 0:
             return False
-        return await self.svc.state.hold_label(held_label_doc(m, lab.post_id), time.time() + s.label_hold_seconds,
+        return await self.svc.state.held.hold(held_label_doc(m, lab.post_id), time.time() + s.label_hold_seconds,
                                            s.label_hold_max)
 
     async def release_held_labels(self, now: float | None = None) -> Outputs:
@@ -57,7 +57,7 @@ class VerdictApplier(ServicePart):
         Every worker may call it: each held label is taken by exactly one (an atomic removal in Redis)."""
         out = Outputs()
         now = time.time() if now is None else now
-        for doc, part in await self.svc.state.take_held_labels(now):
+        for doc, part in await self.svc.state.held.take(now):
             m = held_label_msg(doc)
             out.released.append(doc["id"])
             if part is not None:
@@ -75,7 +75,7 @@ class VerdictApplier(ServicePart):
             lab = parse_label(m.value, max_bytes=self.svc.settings.max_message_bytes)
             eng = self.svc.engine(lab.detector)
             if lab.post_id in self.svc.audited[lab.detector]:
-                await self.svc.state.record_audit_verdict(lab)
+                await self.svc.state.verdicts.record_audit(lab)
                 self.svc.audit_labels[lab.detector][lab.post_id] = lab.label
                 if lab.post_id not in eng.queried:   # an audit only: not the detector's (no seed, no precision)
                     self.svc.metrics.verdicts.labels(lab.detector, "audit").inc()
@@ -94,21 +94,21 @@ class VerdictApplier(ServicePart):
 
     async def detector_verdict(self, lab: LabelMsg):
         """Record a verdict in the detector's ledger and apply it to its engine."""
-        _, effective = await self.svc.state.record_verdict(lab)   # a human verdict beats an LLM's
+        _, effective = await self.svc.state.verdicts.record(lab)   # a human verdict beats an LLM's
         self.svc.agreement[lab.detector].observe({"post_id": lab.post_id, "label": lab.label, "labeler": lab.labeler})
         self.svc.metrics.llm.record_agreement(lab.detector, self.svc.agreement[lab.detector].get())
         outcome, vec = await self.svc.in_model_thread(self._apply_verdict_sync, lab.detector, lab.post_id, effective)
         if outcome.changed:
             self.svc.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
             if vec is not None:   # the classifier's training set (every worker trains from Redis)
-                await self.svc.state.store_labelled_vectors(lab.detector, {lab.post_id: vec})
+                await self.svc.state.models.store_vectors(lab.detector, {lab.post_id: vec})
         rounds = self.svc.rounds.get(lab.detector)
         if rounds is not None and outcome.previous is None and outcome.changed:
             src = rounds.observe(lab.post_id, effective, first=True)
             if src is None:   # sent by another worker's round (a rebalance): Redis knows its source
-                src = await self.svc.state.source_of(lab.detector, lab.post_id)
+                src = await self.svc.state.rounds.source_of(lab.detector, lab.post_id)
             if src is not None:
-                await self.svc.state.count_source_verdict(lab.detector, src, effective)
+                await self.svc.state.rounds.count_verdict(lab.detector, src, effective)
         elif rounds is not None and outcome.changed:
             rounds.touch()
         await self.svc.outbox.emit(outcome.candidates)
@@ -131,13 +131,14 @@ class VerdictApplier(ServicePart):
         a Redis outage between recording a verdict and registering its seed loses nothing: the next
         call (after the retry, after a restart) finds the positive and finishes the job.
         """
-        for name, eng in self.svc.engines.items():
+        for name, eng in list(self.svc.engines.items()):
+            registered = self.svc.registered.get(name, set())
             todo = [pid for pid, y in list(eng.labels.items())
-                    if y == 1 and pid not in self.svc.registered[name] and pid in self.svc.index]
+                    if y == 1 and pid not in registered and pid in self.svc.index]
             for pid in todo:
                 vec = self.svc.index.get_vectors([pid])[0]
-                await self.svc.state.register_seed(name, pid, "confirmed", self.svc.index.payload(pid) or "", vec)
-                self.svc.registered[name].add(pid)
+                await self.svc.state.seeds.register(name, pid, "confirmed", self.svc.index.payload(pid) or "", vec)
+                registered.add(pid)
                 if pid not in eng.seeds:
                     self.svc.outbox.queue(await self.svc.in_model_thread(eng.on_seed, Seed(pid, "", SeedOrigin.CONFIRMED), vec))
         await self.svc.outbox.emit([])

@@ -24,13 +24,10 @@ def _log_id(entry_id: str) -> tuple[int, ...]:
     return tuple(int(x) for x in entry_id.split("-"))
 
 
-class MemoryState(State):
-    """Dictionaries behind the :class:`~stream_app.worker.state.base.State` interface (one event loop)."""
+class _Data:
+    """Every store's dictionaries (one object shared by the stores, as Redis is shared by the Redis stores)."""
 
     def __init__(self) -> None:
-        self._wipe()
-
-    def _wipe(self) -> None:
         self.partitions: dict[str, int] = {}
         self.held: dict[str, dict] = {}            # id -> held label document (with "expires")
         self.lease: dict[str, float] = {}          # id -> leased until (0: free)
@@ -53,164 +50,181 @@ class MemoryState(State):
         self.summaries: dict[str, list[dict]] = defaultdict(list)
         self.truth: dict[str, int] = {}
 
-    def _live(self, kind: str, name: str) -> bool:
+    def live(self, kind: str, name: str) -> bool:
+        """A time-limited key (heartbeat, lock, "seeds arriving") that has not expired yet."""
         return self.expiry.get((kind, name), 0.0) > time.time()
 
-    # ------------------------------------------------------------------ posts
-    async def ping(self) -> bool:
-        return True
 
-    async def close(self) -> None:
-        return None
+class _Store:
+    def __init__(self, data: _Data) -> None:
+        self.d = data
 
-    async def record_posts(self, partitions: dict[str, int]) -> None:
-        self.partitions.update({pid: int(p) for pid, p in partitions.items()})
 
-    async def post_partition(self, post_id: str) -> int | None:
-        return self.partitions.get(post_id)
+class MemoryPosts(_Store):
+    """Post id -> partition."""
 
-    async def posts_total(self) -> int:
-        return len(self.partitions)
+    async def record(self, partitions: dict[str, int]) -> None:
+        self.d.partitions.update({pid: int(p) for pid, p in partitions.items()})
 
-    # ------------------------------------------------------------------ held labels
-    async def hold_label(self, doc: dict, expires: float, max_held: int) -> bool:
-        if doc["id"] in self.held:
+    async def partition_of(self, post_id: str) -> int | None:
+        return self.d.partitions.get(post_id)
+
+    async def total(self) -> int:
+        return len(self.d.partitions)
+
+
+class MemoryHeldLabels(_Store):
+    """Held label documents and their leases."""
+
+    async def hold(self, doc: dict, expires: float, max_held: int) -> bool:
+        if doc["id"] in self.d.held:
             return True
-        if len(self.held) >= max_held:
+        if len(self.d.held) >= max_held:
             return False
-        self.held[doc["id"]] = json.loads(json.dumps({**doc, "expires": expires}))
-        self.lease[doc["id"]] = 0.0
+        self.d.held[doc["id"]] = json.loads(json.dumps({**doc, "expires": expires}))
+        self.d.lease[doc["id"]] = 0.0
         return True
 
-    async def take_held_labels(self, now: float, lease: float = 60.0, count: int = 10_000):
+    async def take(self, now: float, lease: float = 60.0, count: int = 10_000):
         out = []
-        for hid in sorted((h for h, t in self.lease.items() if t <= now), key=lambda h: (self.lease[h], h))[:count]:
-            doc = self.held[hid]
-            part = self.partitions.get(doc["post_id"])
+        for hid in sorted((h for h, t in self.d.lease.items() if t <= now), key=lambda h: (self.d.lease[h], h))[:count]:
+            doc = self.d.held[hid]
+            part = self.d.partitions.get(doc["post_id"])
             if part is not None or doc["expires"] <= now:
-                self.lease[hid] = now + lease
+                self.d.lease[hid] = now + lease
                 out.append((copy.deepcopy(doc), part))
         return out
 
-    async def drop_held_labels(self, ids: Sequence[str]) -> None:
+    async def drop(self, ids: Sequence[str]) -> None:
         for hid in ids:
-            self.held.pop(hid, None)
-            self.lease.pop(hid, None)
+            self.d.held.pop(hid, None)
+            self.d.lease.pop(hid, None)
 
-    async def held_labels(self) -> int:
-        return len(self.held)
+    async def count(self) -> int:
+        return len(self.d.held)
 
-    # ------------------------------------------------------------------ candidates
+
+class MemoryClaims(_Store):
+    """The queried and audited sets, candidates in flight."""
+
     async def claim_many(self, items: Sequence[tuple[str, str]], owner: str = "-",
                          messages: Sequence[bytes | str] | None = None,
                          sets: Sequence[str] | None = None) -> list[bool]:
         out = []
         for i, (det, pid) in enumerate(items):
             which = sets[i] if sets is not None else "queried"
-            first = pid not in self.sets[(det, which)]
+            first = pid not in self.d.sets[(det, which)]
             if first:
-                self.sets[(det, which)].add(pid)
+                self.d.sets[(det, which)].add(pid)
                 msg = messages[i] if messages is not None else b""
                 msg = msg.decode("utf-8") if isinstance(msg, bytes) else msg
                 if msg:
-                    self.flight[det][pid] = (owner, msg)
-                self.count[det][which] += 1
+                    self.d.flight[det][pid] = (owner, msg)
+                self.d.count[det][which] += 1
             out.append(first)
         return out
 
     async def sent(self, items: Sequence[tuple[str, str]]) -> None:
         for det, pid in items:
-            self.flight[det].pop(pid, None)
+            self.d.flight[det].pop(pid, None)
 
     async def inflight(self, detector: str) -> dict[str, tuple[str, str]]:
-        return dict(self.flight[detector])
+        return dict(self.d.flight[detector])
 
     async def orphans(self, detector: str, me: str) -> dict[str, str]:
-        return {pid: msg for pid, (owner, msg) in self.flight[detector].items()
-                if owner != me and not self._live("worker", owner)}
+        return {pid: msg for pid, (owner, msg) in self.d.flight[detector].items()
+                if owner != me and not self.d.live("worker", owner)}
 
     async def queried(self, detector: str) -> set[str]:
-        return set(self.sets[(detector, "queried")])
+        return set(self.d.sets[(detector, "queried")])
 
-    # ------------------------------------------------------------------ audits
     async def audited(self, detector: str) -> set[str]:
-        return set(self.sets[(detector, "audited")])
+        return set(self.d.sets[(detector, "audited")])
 
-    async def record_audit_verdict(self, msg: LabelMsg) -> None:
-        self.history[msg.detector].append({"post_id": msg.post_id, "label": msg.label, "labeler": msg.labeler,
-                                           "audit": 1, "ts": msg.ts, "received_at": time.time()})
-        self.audits[msg.detector][msg.post_id] = int(msg.label)
 
-    async def audit_ledger(self, detector: str) -> dict[str, int]:
-        return dict(self.audits[detector])
+class MemoryWorkers(_Store):
+    """Heartbeats and locks that expire by the wall clock."""
 
-    async def detector_labels(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
-        led = self.entries[detector]
-        return {pid: led[pid]["label"] for pid in post_ids if pid in led}
-
-    # ------------------------------------------------------------------ workers and locks
     async def heartbeat(self, worker_id: str, ttl: float = 15.0) -> None:
-        self.expiry[("worker", worker_id)] = time.time() + ttl
+        self.d.expiry[("worker", worker_id)] = time.time() + ttl
 
     async def alive(self, worker_id: str) -> bool:
-        return self._live("worker", worker_id)
+        return self.d.live("worker", worker_id)
 
     async def lock(self, name: str, owner: str, ttl: float = 60.0) -> bool:
-        if self._live("lock", name):
+        if self.d.live("lock", name):
             return False
-        self.locks[name] = owner
-        self.expiry[("lock", name)] = time.time() + ttl
+        self.d.locks[name] = owner
+        self.d.expiry[("lock", name)] = time.time() + ttl
         return True
 
     async def unlock(self, name: str, owner: str) -> None:
-        if self._live("lock", name) and self.locks.get(name) == owner:
-            self.expiry.pop(("lock", name), None)
-            self.locks.pop(name, None)
+        if self.d.live("lock", name) and self.d.locks.get(name) == owner:
+            self.d.expiry.pop(("lock", name), None)
+            self.d.locks.pop(name, None)
 
-    # ------------------------------------------------------------------ verdicts
-    async def record_verdict(self, msg: LabelMsg) -> tuple[int | None, int]:
+
+class MemoryVerdicts(_Store):
+    """Ledger, history, counters, audit verdicts, true positives."""
+
+    async def record(self, msg: LabelMsg) -> tuple[int | None, int]:
         entry = {"label": msg.label, "labeler": msg.labeler, "ts": msg.ts, "received_at": time.time()}
-        prev, overruled, deltas = verdict_change(self.entries[msg.detector].get(msg.post_id), msg)
-        self.history[msg.detector].append({"post_id": msg.post_id, **entry})
+        prev, overruled, deltas = verdict_change(self.d.entries[msg.detector].get(msg.post_id), msg)
+        self.d.history[msg.detector].append({"post_id": msg.post_id, **entry})
         if not overruled:
-            self.entries[msg.detector][msg.post_id] = entry
+            self.d.entries[msg.detector][msg.post_id] = entry
         for name, n in deltas.items():
-            self.count[msg.detector][name] += n
+            self.d.count[msg.detector][name] += n
         return prev, (prev if overruled else msg.label)
 
     async def ledger(self, detector: str) -> dict[str, int]:
-        return {pid: e["label"] for pid, e in self.entries[detector].items()}
+        return {pid: e["label"] for pid, e in self.d.entries[detector].items()}
 
-    async def verdict_history(self, detector: str) -> list[dict]:
-        return copy.deepcopy(self.history[detector])
+    async def labels_of(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
+        led = self.d.entries[detector]
+        return {pid: led[pid]["label"] for pid in post_ids if pid in led}
+
+    async def history(self, detector: str) -> list[dict]:
+        return copy.deepcopy(self.d.history[detector])
 
     async def counters(self, detector: str) -> dict[str, int]:
-        return dict(self.count[detector])
+        return dict(self.d.count[detector])
 
-    # ------------------------------------------------------------------ seeds
-    async def register_seed(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
-        if seed_id in self.seed_docs[detector]:
+    async def record_audit(self, msg: LabelMsg) -> None:
+        self.d.history[msg.detector].append({"post_id": msg.post_id, "label": msg.label, "labeler": msg.labeler,
+                                           "audit": 1, "ts": msg.ts, "received_at": time.time()})
+        self.d.audits[msg.detector][msg.post_id] = int(msg.label)
+
+    async def audit_ledger(self, detector: str) -> dict[str, int]:
+        return dict(self.d.audits[detector])
+
+    async def set_truth_positives(self, detector: str, n: int) -> None:
+        self.d.truth[detector] = int(n)
+
+    async def truth_positives(self, detector: str) -> int | None:
+        return self.d.truth.get(detector)
+
+
+class MemorySeeds(_Store):
+    """Seed documents and the seed log."""
+
+    async def register(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
+        if seed_id in self.d.seed_docs[detector]:
             return False
         doc = json.dumps({"detector": detector, "id": seed_id, "origin": origin, "text": text,
                           "vector": vec_to_b64(vector)})
-        self.seed_docs[detector][seed_id] = doc
-        self.seedlog.append((f"{len(self.seedlog) + 1}-0", doc))
+        self.d.seed_docs[detector][seed_id] = doc
+        self.d.seedlog.append((f"{len(self.d.seedlog) + 1}-0", doc))
         return True
 
-    async def seeds_arriving(self, detector: str, seconds: float) -> None:
-        self.expiry[("seeds-arriving", detector)] = time.time() + max(0.001, seconds)
+    async def all(self, detector: str) -> list[dict]:
+        return [json.loads(v) for v in self.d.seed_docs[detector].values()]
 
-    async def seeds_settled(self, detector: str) -> bool:
-        return not self._live("seeds-arriving", detector)
-
-    async def seeds(self, detector: str) -> list[dict]:
-        return [json.loads(v) for v in self.seed_docs[detector].values()]
-
-    async def read_seedlog(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
+    async def read_log(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
         after = _log_id(last_id)
         deadline = time.monotonic() + (block_ms or 0) / 1000
         while True:
-            new = [(i, d) for i, d in self.seedlog if _log_id(i) > after][:count]
+            new = [(i, d) for i, d in self.d.seedlog if _log_id(i) > after][:count]
             if new or block_ms is None or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.01)
@@ -221,64 +235,90 @@ class MemoryState(State):
             out.append((entry_id, doc))
         return out
 
-    # ------------------------------------------------------------------ candidate rounds
-    async def record_sources(self, detector: str, sources: dict[str, str]) -> None:
-        self.source[detector].update(sources)
-        for src in sources.values():
-            self.source_count[detector][f"{src}:queried"] += 1
+    async def arriving(self, detector: str, seconds: float) -> None:
+        self.d.expiry[("seeds-arriving", detector)] = time.time() + max(0.001, seconds)
 
-    async def sources(self, detector: str) -> dict[str, str]:
-        return dict(self.source[detector])
+    async def settled(self, detector: str) -> bool:
+        return not self.d.live("seeds-arriving", detector)
+
+
+class MemoryRoundSources(_Store):
+    """Post -> source of the round that sent it; per-source counts."""
+
+    async def record(self, detector: str, sources: dict[str, str]) -> None:
+        self.d.source[detector].update(sources)
+        for src in sources.values():
+            self.d.source_count[detector][f"{src}:queried"] += 1
+
+    async def all(self, detector: str) -> dict[str, str]:
+        return dict(self.d.source[detector])
 
     async def source_of(self, detector: str, post_id: str) -> str | None:
-        return self.source[detector].get(post_id)
+        return self.d.source[detector].get(post_id)
 
-    async def count_source_verdict(self, detector: str, source: str, label: int) -> None:
-        self.source_count[detector][f"{source}:answered"] += 1
-        self.source_count[detector][f"{source}:positives"] += int(label)
+    async def count_verdict(self, detector: str, source: str, label: int) -> None:
+        self.d.source_count[detector][f"{source}:answered"] += 1
+        self.d.source_count[detector][f"{source}:positives"] += int(label)
 
-    async def source_counters(self, detector: str) -> dict[str, dict[str, int]]:
+    async def counters(self, detector: str) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for key, v in self.source_count[detector].items():
+        for key, v in self.d.source_count[detector].items():
             src, _, what = key.partition(":")
             out.setdefault(src, {})[what] = int(v)
         return out
 
-    # ------------------------------------------------------------------ the classifier
-    async def store_labelled_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
-        self.vectors[detector].update({pid: vec_to_b64(v) for pid, v in vectors.items()})
 
-    async def labelled_vectors(self, detector: str) -> dict[str, np.ndarray]:
-        return {pid: vec_from_b64(v) for pid, v in self.vectors[detector].items()}
+class MemoryModels(_Store):
+    """Training vectors and classifier versions."""
 
-    async def next_model_version(self, detector: str) -> int:
-        self.versions[detector] += 1
-        return self.versions[detector]
+    async def store_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
+        self.d.vectors[detector].update({pid: vec_to_b64(v) for pid, v in vectors.items()})
 
-    async def publish_model(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
-        cur = self.models.get(detector)
+    async def vectors(self, detector: str) -> dict[str, np.ndarray]:
+        return {pid: vec_from_b64(v) for pid, v in self.d.vectors[detector].items()}
+
+    async def next_version(self, detector: str) -> int:
+        self.d.versions[detector] += 1
+        return self.d.versions[detector]
+
+    async def publish(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
+        cur = self.d.models.get(detector)
         if cur is not None and int(cur["version"]) >= int(doc["version"]):
             return
-        self.models[detector] = json.loads(json.dumps(doc))
-        self.summaries[detector].append(json.loads(json.dumps(summary)))
+        self.d.models[detector] = json.loads(json.dumps(doc))
+        self.d.summaries[detector].append(json.loads(json.dumps(summary)))
         if key is not None:
-            self.keys[detector] = list(key)
+            self.d.keys[detector] = list(key)
 
-    async def model_key(self, detector: str) -> list | None:
-        return self.keys.get(detector)
+    async def key(self, detector: str) -> list | None:
+        return self.d.keys.get(detector)
 
-    async def model(self, detector: str) -> dict | None:
-        return copy.deepcopy(self.models.get(detector))
+    async def current(self, detector: str) -> dict | None:
+        return copy.deepcopy(self.d.models.get(detector))
 
-    async def model_history(self, detector: str) -> list[dict]:
-        return copy.deepcopy(self.summaries[detector])
+    async def history(self, detector: str) -> list[dict]:
+        return copy.deepcopy(self.d.summaries[detector])
 
-    # ------------------------------------------------------------------ evaluation
-    async def set_truth_positives(self, detector: str, n: int) -> None:
-        self.truth[detector] = int(n)
 
-    async def truth_positives(self, detector: str) -> int | None:
-        return self.truth.get(detector)
+class MemoryState(State):
+    """Dictionaries behind the :class:`~stream_app.worker.state.base.State` interface (one event loop)."""
+
+    def __init__(self) -> None:
+        self.data = _Data()
+        self._build()
+
+    def _build(self) -> None:
+        data = self.data
+        self.posts, self.held, self.claims = MemoryPosts(data), MemoryHeldLabels(data), MemoryClaims(data)
+        self.workers, self.verdicts, self.seeds = MemoryWorkers(data), MemoryVerdicts(data), MemorySeeds(data)
+        self.rounds, self.models = MemoryRoundSources(data), MemoryModels(data)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
 
     async def wipe(self, detectors: Iterable[str]) -> None:
-        self._wipe()
+        self.data = _Data()
+        self._build()

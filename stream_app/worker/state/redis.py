@@ -1,5 +1,6 @@
 """The shared state in Redis (the production implementation of :class:`~stream_app.worker.state.base.State`):
-what must be common to all workers and survive any one of them.
+what must be common to all workers and survive any one of them. One class per store (posts, held labels,
+claims, workers, verdicts, seeds, round sources, models) over one client and one key prefix.
 
 Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 
@@ -34,54 +35,42 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from stream_app.worker.state.base import (
-    State,
-    vec_from_b64,
-    vec_to_b64,
-    verdict_change,
-)
+from stream_app.worker.state.base import State, vec_from_b64, vec_to_b64, verdict_change
 from synapse_stream.messages import LabelMsg
 
 
-class RedisState(State):
-    def __init__(self, redis, prefix: str = "synapse:") -> None:
+class _Store:
+    """One store: the shared client and key prefix."""
+
+    def __init__(self, redis, prefix: str) -> None:
         self.r = redis  # a redis.asyncio.Redis with decode_responses=True
         self.p = prefix
-
-    @classmethod
-    def from_settings(cls, settings) -> "RedisState":
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10,
-                                   socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True,
-                                   **settings.redis_kwargs())
-        return cls(client, settings.redis_prefix)
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
 
-    async def ping(self) -> bool:
-        return bool(await self.r.ping())
 
-    async def close(self) -> None:
-        await self.r.aclose()
+class RedisPosts(_Store):
+    """``Ppost-partition``."""
 
-    # ------------------------------------------------------------------ posts
-    async def record_posts(self, partitions: dict[str, int]) -> None:
+    async def record(self, partitions: dict[str, int]) -> None:
         if not partitions:
             return
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.hset(self.k("post-partition"), mapping=partitions)
             await pipe.execute()
 
-    async def post_partition(self, post_id: str) -> int | None:
+    async def partition_of(self, post_id: str) -> int | None:
         v = await self.r.hget(self.k("post-partition"), post_id)
         return int(v) if v is not None else None
 
-    async def posts_total(self) -> int:
+    async def total(self) -> int:
         return int(await self.r.hlen(self.k("post-partition")))
 
-    # ------------------------------------------------------------------ labels held for posts not seen yet
+
+class RedisHeldLabels(_Store):
+    """``Pheld-labels`` (HASH id -> document) and ``Pheld-labels:lease`` (ZSET id -> leased until; 0: free)."""
+
     # A held label is a JSON document in the hash ``held-labels`` (by its source coordinates) and an entry in
     # the sorted set ``held-labels:lease`` whose score is the time until which a worker has taken it (0: free).
     _HOLD = """
@@ -93,7 +82,7 @@ class RedisState(State):
     """
     # Take (lease) every free held label whose post has arrived or whose hold has expired; one call, atomic,
     # so each label goes to exactly one worker. The taker drops it once its verdict or dead letter is sent
-    # (drop_held_labels); if the taker dies first, the lease runs out and another worker takes it.
+    # (drop); if the taker dies first, the lease runs out and another worker takes it.
     _TAKE = """
     local now, lease, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
     local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
@@ -114,21 +103,21 @@ class RedisState(State):
     return out
     """
 
-    async def hold_label(self, doc: dict, expires: float, max_held: int) -> bool:
+    async def hold(self, doc: dict, expires: float, max_held: int) -> bool:
         """Hold a label (``doc`` from ``service.held_label_doc``) until ``expires``; False if ``max_held`` are held."""
         doc = {**doc, "expires": expires}
         ok = await self.r.eval(self._HOLD, 2, self.k("held-labels"), self.k("held-labels", "lease"), doc["id"],
                                json.dumps(doc), max_held)
         return bool(ok)
 
-    async def take_held_labels(self, now: float, lease: float = 60.0, count: int = 10_000) -> list[tuple[dict, int | None]]:
+    async def take(self, now: float, lease: float = 60.0, count: int = 10_000) -> list[tuple[dict, int | None]]:
         """``(doc, partition)`` of the held labels whose post arrived (partition known) or whose hold expired
         (partition None), leased to the caller for ``lease`` seconds."""
         raw = await self.r.eval(self._TAKE, 3, self.k("held-labels"), self.k("held-labels", "lease"),
                                 self.k("post-partition"), now, lease, count)
         return [(json.loads(raw[i]), int(raw[i + 1]) if raw[i + 1] != "" else None) for i in range(0, len(raw), 2)]
 
-    async def drop_held_labels(self, ids: Sequence[str]) -> None:
+    async def drop(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         async with self.r.pipeline(transaction=True) as pipe:
@@ -136,10 +125,17 @@ class RedisState(State):
             pipe.zrem(self.k("held-labels", "lease"), *ids)
             await pipe.execute()
 
-    async def held_labels(self) -> int:
+    async def count(self) -> int:
         return int(await self.r.hlen(self.k("held-labels")))
 
-    # ------------------------------------------------------------------ candidates
+
+class RedisClaims(_Store):
+    """``P{D}:queried``, ``P{D}:audited``, ``P{D}:inflight`` and the ``queried`` / ``audited`` counters."""
+
+    def __init__(self, redis, prefix: str, workers: RedisWorkers) -> None:
+        super().__init__(redis, prefix)
+        self.workers = workers
+
     # One round trip, atomic: claim each post (SADD) and, where this call is the first, record the
     # candidate message as in flight (owner worker + message) and count it.
     _CLAIM = """
@@ -179,27 +175,6 @@ class RedisState(State):
         res = await self.r.eval(self._CLAIM, 1, self.p, *argv)
         return [bool(x) for x in res]
 
-    async def audited(self, detector: str) -> set[str]:
-        return set(await self.r.smembers(self.k(detector, "audited")))
-
-    async def record_audit_verdict(self, msg: LabelMsg) -> None:
-        """An audit verdict: kept apart from the detector's ledger (it never counts in its precision)."""
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.k(msg.detector, "verdicts"), {"post_id": msg.post_id, "label": json.dumps(msg.label),
-                                                         "labeler": json.dumps(msg.labeler), "audit": "1",
-                                                         "ts": json.dumps(msg.ts), "received_at": json.dumps(time.time())})
-            pipe.hset(self.k(msg.detector, "audit-ledger"), msg.post_id, msg.label)
-            await pipe.execute()
-
-    async def audit_ledger(self, detector: str) -> dict[str, int]:
-        return {k: int(v) for k, v in (await self.r.hgetall(self.k(detector, "audit-ledger"))).items()}
-
-    async def detector_labels(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
-        if not post_ids:
-            return {}
-        vals = await self.r.hmget(self.k(detector, "ledger"), list(post_ids))
-        return {pid: json.loads(v)["label"] for pid, v in zip(post_ids, vals) if v is not None}
-
     async def sent(self, items: Sequence[tuple[str, str]]) -> None:
         """The broker acknowledged these candidates: they are no longer in flight."""
         if not items:
@@ -213,13 +188,6 @@ class RedisState(State):
         raw = await self.r.hgetall(self.k(detector, "inflight"))
         return {pid: tuple(v.split("|", 1)) for pid, v in raw.items()}
 
-    # ------------------------------------------------------------------ workers
-    async def heartbeat(self, worker_id: str, ttl: float = 15.0) -> None:
-        await self.r.set(self.k("worker", worker_id), str(time.time()), px=int(ttl * 1000))
-
-    async def alive(self, worker_id: str) -> bool:
-        return bool(await self.r.exists(self.k("worker", worker_id)))
-
     async def orphans(self, detector: str, me: str) -> dict[str, str]:
         """In-flight candidates whose owner is dead (no heartbeat) or is this worker's earlier life."""
         out = {}
@@ -228,10 +196,26 @@ class RedisState(State):
             if owner == me:
                 continue
             if owner not in owners:
-                owners[owner] = await self.alive(owner)
+                owners[owner] = await self.workers.alive(owner)
             if not owners[owner]:
                 out[pid] = msg
         return out
+
+    async def queried(self, detector: str) -> set[str]:
+        return set(await self.r.smembers(self.k(detector, "queried")))
+
+    async def audited(self, detector: str) -> set[str]:
+        return set(await self.r.smembers(self.k(detector, "audited")))
+
+
+class RedisWorkers(_Store):
+    """``Pworker:<id>`` (heartbeats) and ``Plock:<name>``, both with a time to live."""
+
+    async def heartbeat(self, worker_id: str, ttl: float = 15.0) -> None:
+        await self.r.set(self.k("worker", worker_id), str(time.time()), px=int(ttl * 1000))
+
+    async def alive(self, worker_id: str) -> bool:
+        return bool(await self.r.exists(self.k("worker", worker_id)))
 
     async def lock(self, name: str, owner: str, ttl: float = 60.0) -> bool:
         return bool(await self.r.set(self.k("lock", name), owner, nx=True, px=int(ttl * 1000)))
@@ -240,11 +224,12 @@ class RedisState(State):
         if await self.r.get(self.k("lock", name)) == owner:
             await self.r.delete(self.k("lock", name))
 
-    async def queried(self, detector: str) -> set[str]:
-        return set(await self.r.smembers(self.k(detector, "queried")))
 
-    # ------------------------------------------------------------------ verdicts
-    async def record_verdict(self, msg: LabelMsg) -> tuple[int | None, int]:
+class RedisVerdicts(_Store):
+    """``P{D}:ledger``, ``P{D}:verdicts`` (history), ``P{D}:counters``, ``P{D}:audit-ledger``,
+    ``P{D}:truth_positives``."""
+
+    async def record(self, msg: LabelMsg) -> tuple[int | None, int]:
         """Append to the history stream and update the ledger; returns ``(previous, effective)`` labels.
 
         Precedence: a human verdict always wins over an LLM's (labelers ``llm:<model>``): an LLM verdict
@@ -269,7 +254,13 @@ class RedisState(State):
         raw = await self.r.hgetall(self.k(detector, "ledger"))
         return {pid: json.loads(v)["label"] for pid, v in raw.items()}
 
-    async def verdict_history(self, detector: str) -> list[dict]:
+    async def labels_of(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
+        if not post_ids:
+            return {}
+        vals = await self.r.hmget(self.k(detector, "ledger"), list(post_ids))
+        return {pid: json.loads(v)["label"] for pid, v in zip(post_ids, vals) if v is not None}
+
+    async def history(self, detector: str) -> list[dict]:
         out = []
         for _id, fields in await self.r.xrange(self.k(detector, "verdicts")):
             out.append({"post_id": fields["post_id"], **{k: json.loads(v) for k, v in fields.items() if k != "post_id"}})
@@ -279,8 +270,30 @@ class RedisState(State):
         raw = await self.r.hgetall(self.k(detector, "counters"))
         return {k: int(v) for k, v in raw.items()}
 
-    # ------------------------------------------------------------------ seeds
-    async def register_seed(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
+    async def record_audit(self, msg: LabelMsg) -> None:
+        """An audit verdict: kept apart from the detector's ledger (it never counts in its precision)."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.k(msg.detector, "verdicts"), {"post_id": msg.post_id, "label": json.dumps(msg.label),
+                                                         "labeler": json.dumps(msg.labeler), "audit": "1",
+                                                         "ts": json.dumps(msg.ts), "received_at": json.dumps(time.time())})
+            pipe.hset(self.k(msg.detector, "audit-ledger"), msg.post_id, msg.label)
+            await pipe.execute()
+
+    async def audit_ledger(self, detector: str) -> dict[str, int]:
+        return {k: int(v) for k, v in (await self.r.hgetall(self.k(detector, "audit-ledger"))).items()}
+
+    async def set_truth_positives(self, detector: str, n: int) -> None:
+        await self.r.set(self.k(detector, "truth_positives"), int(n))
+
+    async def truth_positives(self, detector: str) -> int | None:
+        v = await self.r.get(self.k(detector, "truth_positives"))
+        return int(v) if v is not None else None
+
+
+class RedisSeeds(_Store):
+    """``P{D}:seeds``, ``Pseedlog`` (the broadcast) and ``P{D}:seeds-arriving``."""
+
+    async def register(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
         """Add a seed to the registry and the broadcast log; False if the id was already registered."""
         doc = {"detector": detector, "id": seed_id, "origin": origin, "text": text, "vector": vec_to_b64(vector)}
         if not await self.r.hsetnx(self.k(detector, "seeds"), seed_id, json.dumps(doc)):
@@ -288,17 +301,10 @@ class RedisState(State):
         await self.r.xadd(self.k("seedlog"), {"doc": json.dumps(doc)})
         return True
 
-    async def seeds_arriving(self, detector: str, seconds: float) -> None:
-        """Seeds for ``detector`` are being embedded or were just registered: rounds wait ``seconds``."""
-        await self.r.set(self.k(detector, "seeds-arriving"), "1", px=max(1, int(seconds * 1000)))
-
-    async def seeds_settled(self, detector: str) -> bool:
-        return not await self.r.exists(self.k(detector, "seeds-arriving"))
-
-    async def seeds(self, detector: str) -> list[dict]:
+    async def all(self, detector: str) -> list[dict]:
         return [json.loads(v) for v in (await self.r.hgetall(self.k(detector, "seeds"))).values()]
 
-    async def read_seedlog(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
+    async def read_log(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
         """New seed events after ``last_id``: ``[(entry_id, doc), ...]`` (waits up to ``block_ms``)."""
         res = await self.r.xread({self.k("seedlog"): last_id}, count=count, block=block_ms)
         out = []
@@ -309,8 +315,18 @@ class RedisState(State):
                 out.append((entry_id, doc))
         return out
 
-    # ------------------------------------------------------------------ candidate rounds
-    async def record_sources(self, detector: str, sources: dict[str, str]) -> None:
+    async def arriving(self, detector: str, seconds: float) -> None:
+        """Seeds for ``detector`` are being embedded or were just registered: rounds wait ``seconds``."""
+        await self.r.set(self.k(detector, "seeds-arriving"), "1", px=max(1, int(seconds * 1000)))
+
+    async def settled(self, detector: str) -> bool:
+        return not await self.r.exists(self.k(detector, "seeds-arriving"))
+
+
+class RedisRoundSources(_Store):
+    """``P{D}:sources`` and ``P{D}:source-counters``."""
+
+    async def record(self, detector: str, sources: dict[str, str]) -> None:
         """Posts a round sent, with their source (claimed ones only)."""
         if not sources:
             return
@@ -320,42 +336,45 @@ class RedisState(State):
                 pipe.hincrby(self.k(detector, "source-counters"), f"{src}:queried", 1)
             await pipe.execute()
 
-    async def sources(self, detector: str) -> dict[str, str]:
+    async def all(self, detector: str) -> dict[str, str]:
         return await self.r.hgetall(self.k(detector, "sources"))
 
     async def source_of(self, detector: str, post_id: str) -> str | None:
         return await self.r.hget(self.k(detector, "sources"), post_id)
 
-    async def count_source_verdict(self, detector: str, source: str, label: int) -> None:
+    async def count_verdict(self, detector: str, source: str, label: int) -> None:
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.k(detector, "source-counters"), f"{source}:answered", 1)
             pipe.hincrby(self.k(detector, "source-counters"), f"{source}:positives", int(label))
             await pipe.execute()
 
-    async def source_counters(self, detector: str) -> dict[str, dict[str, int]]:
+    async def counters(self, detector: str) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for key, v in (await self.r.hgetall(self.k(detector, "source-counters"))).items():
             src, _, what = key.partition(":")
             out.setdefault(src, {})[what] = int(v)
         return out
 
-    # ------------------------------------------------------------------ the classifier
-    async def store_labelled_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
+
+class RedisModels(_Store):
+    """``P{D}:labelled-vectors``, ``P{D}:model``, ``P{D}:model-version``, ``P{D}:model-key``, ``P{D}:models``."""
+
+    async def store_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
         if vectors:
             await self.r.hset(self.k(detector, "labelled-vectors"),
                               mapping={pid: vec_to_b64(v) for pid, v in vectors.items()})
 
-    async def labelled_vectors(self, detector: str) -> dict[str, np.ndarray]:
+    async def vectors(self, detector: str) -> dict[str, np.ndarray]:
         raw = await self.r.hgetall(self.k(detector, "labelled-vectors"))
         return {pid: vec_from_b64(v) for pid, v in raw.items()}
 
-    async def next_model_version(self, detector: str) -> int:
+    async def next_version(self, detector: str) -> int:
         return int(await self.r.incr(self.k(detector, "model-version")))
 
-    async def publish_model(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
+    async def publish(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
         """Make ``doc`` the detector's current classifier, unless a newer version is already current.
         ``key``: what it was trained on (counters and seeds), so other workers do not train it again."""
-        cur = await self.model(detector)
+        cur = await self.current(detector)
         if cur is not None and int(cur["version"]) >= int(doc["version"]):
             return
         async with self.r.pipeline(transaction=True) as pipe:
@@ -365,24 +384,47 @@ class RedisState(State):
                 pipe.set(self.k(detector, "model-key"), json.dumps(key))
             await pipe.execute()
 
-    async def model_key(self, detector: str) -> list | None:
+    async def key(self, detector: str) -> list | None:
         raw = await self.r.get(self.k(detector, "model-key"))
         return json.loads(raw) if raw else None
 
-    async def model(self, detector: str) -> dict | None:
+    async def current(self, detector: str) -> dict | None:
         raw = await self.r.get(self.k(detector, "model"))
         return json.loads(raw) if raw else None
 
-    async def model_history(self, detector: str) -> list[dict]:
+    async def history(self, detector: str) -> list[dict]:
         return [json.loads(v) for v in await self.r.lrange(self.k(detector, "models"), 0, -1)]
 
-    # ------------------------------------------------------------------ evaluation
-    async def set_truth_positives(self, detector: str, n: int) -> None:
-        await self.r.set(self.k(detector, "truth_positives"), int(n))
 
-    async def truth_positives(self, detector: str) -> int | None:
-        v = await self.r.get(self.k(detector, "truth_positives"))
-        return int(v) if v is not None else None
+class RedisState(State):
+    """Every store over one ``redis.asyncio.Redis`` client (``decode_responses=True``) and one key prefix."""
+
+    def __init__(self, redis, prefix: str = "synapse:") -> None:
+        self.r = redis
+        self.p = prefix
+        self.posts = RedisPosts(redis, prefix)
+        self.held = RedisHeldLabels(redis, prefix)
+        self.workers = RedisWorkers(redis, prefix)
+        self.claims = RedisClaims(redis, prefix, self.workers)
+        self.verdicts = RedisVerdicts(redis, prefix)
+        self.seeds = RedisSeeds(redis, prefix)
+        self.rounds = RedisRoundSources(redis, prefix)
+        self.models = RedisModels(redis, prefix)
+
+    @classmethod
+    def from_settings(cls, settings) -> "RedisState":
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10,
+                                   socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True,
+                                   **settings.redis_kwargs())
+        return cls(client, settings.redis_prefix)
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    async def close(self) -> None:
+        await self.r.aclose()
 
     async def wipe(self, detectors: Iterable[str]) -> None:
         """Delete this prefix's keys (tests and demo only)."""

@@ -1,0 +1,145 @@
+"""An incremental symmetric kNN graph over a worker's posts and the seeds (GBLE's graph in the live rounds).
+
+Cost of an update: O(Δn (log n + m) d) for the Δn new posts (HNSW searches) and m seeds (brute force); memory
+O(n k). ``tests/core/test_rounds.py`` checks it equals the core's ``knn_graph`` up to HNSW's recall.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+
+from .embedders.base import l2_normalise
+from .exceptions import ConfigError
+from .index import ShardedIndex
+from .methods.gble import row_normalise
+
+
+class KNNGraph:
+    """A symmetric binary kNN graph over posts and seeds that grows node by node.
+
+    Nodes are numbered in order of arrival (posts by id; seeds by ``"seed:" + id``). A new node's
+    ``k`` nearest neighbours are found among *all* current nodes (posts through the index, seeds by
+    brute force, new nodes included); existing nodes keep their lists, and symmetrisation gives them
+    the new node's edges (as ``knn_graph`` symmetrises). Building it in one call over a fixed set of
+    nodes gives the core's exact graph up to the index's recall.
+
+    >>> import numpy as np
+    >>> from synapse_stream.index import ShardedIndex
+    >>> idx = ShardedIndex(2); _ = idx.add(0, ["a", "b", "c"], np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32))
+    >>> g = KNNGraph(k=1)
+    >>> g.update(idx, ["a", "b", "c"], {"s": np.array([0.1, 1.0], np.float32)})
+    4
+    >>> sorted(g.neighbours("c"))
+    ['seed:s']
+    """
+
+    def __init__(self, k: int = 10) -> None:
+        if k < 1:
+            raise ConfigError("the kNN graph needs k >= 1")
+        self.k = int(k)
+        self.node_of: dict[str, int] = {}
+        self.names: list[str] = []
+        self._rows: list[np.ndarray] = []
+        self._cols: list[np.ndarray] = []
+        self._seed_names: list[str] = []
+        self._seed_vecs: list[np.ndarray] = []
+        self._W: sparse.csr_matrix | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def reset(self) -> None:
+        self.__init__(self.k)
+
+    def update(self, index: ShardedIndex, post_ids: Sequence[str], seeds: dict[str, np.ndarray],
+               vectors: np.ndarray | None = None) -> int:
+        """Add the posts (already in ``index``) and seeds not yet in the graph; returns how many were new.
+
+        ``vectors``: optionally the posts' unit vectors as ``index.vectors()`` returns them, row i for
+        ``post_ids[i]`` (a round passes its snapshot): the new posts' query vectors are taken from it
+        instead of read back from the index (``get_items`` costs 30-40 µs of CPU a post: at 1 M posts
+        that was 30-40 s and a second copy of every vector in the first round). They are the same
+        vectors, so the graph is the same (``tests/core/test_rounds.py``).
+        """
+        if vectors is not None:
+            if len(vectors) != len(post_ids):
+                raise ConfigError(f"{len(vectors)} vectors for {len(post_ids)} posts")
+            fresh = [i for i, p in enumerate(post_ids) if p not in self.node_of]
+            new_posts = [post_ids[i] for i in fresh]
+        else:
+            new_posts = [p for p in post_ids if p not in self.node_of]
+        new_seeds = [(s, v) for s, v in seeds.items() if "seed:" + s not in self.node_of]
+        if not new_posts and not new_seeds:
+            return 0
+        for p in new_posts:
+            self._add_name(p)
+        for s, v in new_seeds:
+            self._add_name("seed:" + s)
+            self._seed_names.append("seed:" + s)
+            self._seed_vecs.append(l2_normalise(np.asarray(v, np.float32)[None, :])[0])
+        S = np.vstack(self._seed_vecs) if self._seed_vecs else np.zeros((0, index.dim), np.float32)
+        if not new_posts:
+            queries = np.zeros((0, index.dim), np.float32)
+        elif vectors is not None:
+            queries = np.asarray(vectors if len(fresh) == len(post_ids) else vectors[fresh], np.float32)
+        else:
+            queries = index.get_vectors(new_posts)
+        seed_q = (l2_normalise(np.vstack([np.asarray(v, np.float32) for _, v in new_seeds])) if new_seeds
+                  else np.zeros((0, index.dim), np.float32))
+        n_posts = len(new_posts)
+        names = list(new_posts) + ["seed:" + s for s, _ in new_seeds]
+        k = self.k
+        for start in range(0, len(names), 2048):
+            rows, cols = [], []
+            stop = min(start + 2048, len(names))
+            # the chunk's query rows: posts then seeds (no stacked copy of all the posts' vectors)
+            if stop <= n_posts:
+                q = queries[start:stop]
+            elif start >= n_posts:
+                q = seed_q[start - n_posts:stop - n_posts]
+            else:
+                q = np.vstack([queries[start:], seed_q[:stop - n_posts]])
+            found = index.knn(q, k + 1) if len(index) else [[] for _ in range(len(q))]
+            seed_sims = q @ S.T if len(S) else np.zeros((len(q), 0), np.float32)
+            ks = min(k + 1, seed_sims.shape[1])   # only the k + 1 nearest seeds can make a row's top k
+            top_seeds = (np.argpartition(-seed_sims, ks - 1, axis=1)[:, :ks] if ks
+                         else np.zeros((len(q), 0), np.int64))
+            for j, name in enumerate(names[start:start + 2048]):
+                cand = [(s, pid) for pid, s in found[j] if pid != name and pid in self.node_of]
+                cand += [(float(seed_sims[j, c]), self._seed_names[c]) for c in top_seeds[j].tolist()
+                         if self._seed_names[c] != name]
+                cand.sort(key=lambda t: (-t[0], self.node_of[t[1]]))
+                me = self.node_of[name]
+                for _, other in cand[:k]:
+                    rows.append(me)
+                    cols.append(self.node_of[other])
+            if rows:     # as arrays per chunk: no list of n·k Python ints at 1 M posts
+                self._rows.append(np.asarray(rows, np.int64))
+                self._cols.append(np.asarray(cols, np.int64))
+        self._W = None
+        return len(names)
+
+    def _add_name(self, name: str) -> None:
+        self.node_of[name] = len(self.names)
+        self.names.append(name)
+
+    def neighbours(self, name: str) -> set[str]:
+        i = self.node_of[name]
+        A = self.adjacency()
+        return {self.names[j] for j in A.indices[A.indptr[i]:A.indptr[i + 1]]}
+
+    def adjacency(self) -> sparse.csr_matrix:
+        n = len(self.names)
+        if not self._rows:
+            return sparse.csr_matrix((n, n), dtype=np.float32)
+        r, c = np.concatenate(self._rows), np.concatenate(self._cols)
+        A = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
+        return ((A + A.T) > 0).astype(np.float32).tocsr()
+
+    def transition(self) -> sparse.csr_matrix:
+        """Row-normalised adjacency (GBLE's W), cached until the next update."""
+        if self._W is None:
+            self._W = row_normalise(self.adjacency())
+        return self._W
