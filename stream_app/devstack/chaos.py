@@ -101,6 +101,7 @@ class ChaosLoop(LiveLoop):
     """A :class:`LiveLoop` whose broker and Redis sit behind fault-injecting proxies."""
 
     def _start_services(self) -> None:
+        self.broker_kind = "tansu"  # always Tansu here (whatever $SYNAPSE_DEV_BROKER says): its quirk settings apply
         self.broker_proxy = TcpProxy(0)  # its target is set once the broker has a port
         self.tansu = TansuBroker(log_dir=self.run_dir / "stack", advertised_port=self.broker_proxy.port).start()
         self.broker_proxy.target = ("127.0.0.1", self.tansu.port)

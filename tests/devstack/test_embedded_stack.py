@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import textwrap
 import time
@@ -276,16 +277,27 @@ def test_redis_password_rejects_unauthenticated(tmp_path):
     assert not r.running
 
 
-def test_embedded_stack(tmp_path):
-    with EmbeddedStack(tmp_path, topics={"stk-in": 4, "stk-out": 1}, redis_password="pw") as stack:
+@pytest.mark.parametrize("kind", [
+    "tansu",
+    pytest.param("kafka", marks=pytest.mark.skipif(shutil.which("java") is None,
+                                                   reason="java (17+) is not installed: no Apache Kafka broker")),
+])
+def test_embedded_stack(tmp_path, kind):
+    if kind == "kafka":
+        from stream_app.devstack.kafka import ensure_kafka
+
+        ensure_kafka()
+    with EmbeddedStack(tmp_path, topics={"stk-in": 4, "stk-out": 1}, redis_password="pw", broker=kind) as stack:
         assert stack.log_dir == tmp_path
+        assert stack.broker_kind == kind and stack.tansu_quirks == (kind == "tansu")
+        assert stack.broker_description.startswith("Tansu " if kind == "tansu" else "Apache Kafka 4.")
         assert topic_partitions_sync(stack.bootstrap, ["stk-in", "stk-out"]) == {"stk-in": 4, "stk-out": 1}
         assert stack.redis is not None and redis_ping("127.0.0.1", stack.redis.port, "pw")
         assert stack.kafka_url.startswith("kafka://127.0.0.1:")
         assert stack.redis_url is not None and stack.redis_url.startswith("redis://:pw@127.0.0.1:")
         procs = [stack.broker.proc, stack.redis.proc]
     assert all(p is not None and p.poll() is not None for p in procs)
-    assert any(tmp_path.glob("tansu-*.log")) and any(tmp_path.glob("redis-*.log"))
+    assert any(tmp_path.glob(f"{kind}-*.log")) and any(tmp_path.glob("redis-*.log"))
 
 
 # ---------------------------------------------------------------------------
