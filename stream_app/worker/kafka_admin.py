@@ -67,19 +67,26 @@ async def create_topics(
                     errors.append(f"{name}: error {code} {msg or ''}".strip())
             if errors:
                 raise TopicAdminError("CreateTopics failed: " + "; ".join(errors))
-        return await _describe(admin, list(topics), timeout)
+        return await _describe(admin, list(topics), timeout, wait=True)
     finally:
         await admin.close()
 
 
-async def _describe(admin: Any, names: Iterable[str], timeout: float) -> dict[str, int]:
+async def _describe(admin: Any, names: Iterable[str], timeout: float, *, wait: bool = False) -> dict[str, int]:
+    """``{topic: partitions}`` of the topics that exist. ``wait``: topics just created may take a moment to appear in
+    the broker's metadata (Apache Kafka answers CreateTopics before that): ask again until all do, at most
+    ``timeout`` seconds."""
     wanted = list(names)
-    desc = await asyncio.wait_for(admin.describe_topics(wanted), timeout)
-    out: dict[str, int] = {}
-    for t in desc:
-        if t.get("error_code", 0) == 0:
-            out[t["topic"]] = len(t.get("partitions") or [])
-    return out
+    deadline = time.monotonic() + timeout
+    while True:
+        desc = await asyncio.wait_for(admin.describe_topics(wanted), timeout)
+        out: dict[str, int] = {}
+        for t in desc:
+            if t.get("error_code", 0) == 0 and t.get("partitions"):
+                out[t["topic"]] = len(t["partitions"])
+        if not wait or len(out) == len(wanted) or time.monotonic() > deadline:
+            return out
+        await asyncio.sleep(0.1)
 
 
 async def topic_partitions(
@@ -108,8 +115,10 @@ async def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, **cl
     await c.start()
     out: list = []
     try:
-        await c.topics()  # fetch metadata
-        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        # the cluster's metadata as the broker reports it now (``c.topics()`` does not update the consumer's own
+        # view on Apache Kafka, so ``c.partitions_for_topic`` would be None there)
+        cluster = await c._client.fetch_all_metadata()
+        parts = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
         if not parts:
             return out
         c.assign(parts)
