@@ -117,7 +117,13 @@ def main(argv=None) -> int:
 
     tmp = tempfile.TemporaryDirectory(prefix="onnx-parity-")
     cache = Path(args.cache_dir) if args.cache_dir else Path(tmp.name)
-    res: dict = {"args": vars(args), "export": {}}
+    from importlib.metadata import version
+
+    res: dict = {"args": vars(args), "export": {},
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+                 "command": "python bench/onnx_parity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                 "versions": {m: version(m) for m in ("onnx", "onnxruntime", "torch", "sentence-transformers",
+                                                      "tokenizers", "safetensors")}}
     t = time.perf_counter()
     fp32_path = ensure_onnx(variant="fp32", cache_dir=cache)
     res["export"]["fp32_s"] = time.perf_counter() - t
@@ -187,8 +193,10 @@ def main(argv=None) -> int:
     base = res["speed"]["minilm"]["posts_per_s"]
     for name, r in res["speed"].items():
         print(f"{name:42s} {r['posts_per_s']:8.0f} posts/s  {r['posts_per_s'] / base:4.2f}x torch  rounds {r['seconds']} s")
+    res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"\nload average {res['loadavg_start']} -> {res['loadavg_end']} (2 shared cores)")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     tmp.cleanup()
     return 0
 
