@@ -26,7 +26,7 @@ import onnxruntime as ort  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from synapse_stream.embedders import bert_onnx  # noqa: E402
-from synapse_stream.embedders.onnx import OnnxEmbedder, _fingerprint, ensure_onnx  # noqa: E402
+from synapse_stream.embedders.onnx import OnnxEmbedder, _exporter, _fingerprint, export_fp32  # noqa: E402
 from synapse_stream.exceptions import EmbedderError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,6 +240,27 @@ def test_fingerprint_names_the_exporter(tmp_path):
     """A torch.onnx file (old name, no exporter part) is never taken for a bert_onnx file, and vice versa."""
     folder, _ = write_tiny(tmp_path / "tiny")
     assert _fingerprint(folder) == _fingerprint(folder, "bert_onnx") != _fingerprint(folder, "torch")
+
+
+def test_only_plain_bert_folders_skip_torch(tmp_path):
+    folder, _ = write_tiny(tmp_path / "bert")
+    assert _exporter(folder) == "bert_onnx"
+    other, _ = write_tiny(tmp_path / "roberta", dict(TINY, model_type="roberta"))
+    assert _exporter(other) == "torch"
+    (folder / "model.safetensors").rename(folder / "weights.bin")   # no safetensors: only torch can read it
+    assert _exporter(folder) == "torch"
+
+
+def test_fallback_without_torch_says_why(tmp_path):
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        pytest.skip("torch and transformers are installed: the fallback would run")
+    except ImportError:
+        pass
+    other, _ = write_tiny(tmp_path / "roberta", dict(TINY, model_type="roberta"))
+    with pytest.raises(EmbedderError, match="without torch.*model_type 'roberta'"):
+        export_fp32(other, tmp_path / "x.onnx")
 
 
 # ---------------------------------------------------------------------- the real all-MiniLM-L6-v2
