@@ -80,7 +80,7 @@ def compare(a: np.ndarray, ref: np.ndarray) -> dict:
     largest absolute difference of one coordinate of the float32 unit vectors."""
     a64, r64 = a.astype(np.float64), ref.astype(np.float64)
     cos = (a64 * r64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(r64, axis=1))
-    return {"n": int(len(cos)), "cos_min": float(cos.min()), "cos_p01": float(np.percentile(cos, 1)),
+    return {"n": len(cos), "cos_min": float(cos.min()), "cos_p01": float(np.percentile(cos, 1)),
             "cos_mean": float(cos.mean()), "max_abs_diff": float(np.abs(a - ref).max())}
 
 
@@ -116,7 +116,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from synapse_stream.embedders import make_embedder
-    from synapse_stream.embedders.onnx import OnnxEmbedder, ensure_onnx, export_fp32_torch
+    from synapse_stream.embedders.onnx import (
+        OnnxEmbedder,
+        ensure_onnx,
+        export_fp32_torch,
+    )
 
     tmp = tempfile.TemporaryDirectory(prefix="onnx-parity-")
     cache = Path(args.cache_dir) if args.cache_dir else Path(tmp.name)
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
         models["minilm-onnx-torchexport"] = emb
 
     groups = load_posts(find_data(), args.sst2, args.offensive, args.long, args.seed)
-    print(f"posts: " + ", ".join(f"{k} {len(v)}" for k, v in groups.items()), flush=True)
+    print("posts: " + ", ".join(f"{k} {len(v)}" for k, v in groups.items()), flush=True)
     vecs = {name: {g: encode(m, texts, f"{name}/{g}") for g, texts in groups.items()} for name, m in models.items()}
 
     res["parity"] = {}

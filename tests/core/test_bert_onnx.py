@@ -21,13 +21,18 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("safetensors")
 
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from safetensors.numpy import load_file, save_file  # noqa: E402
+import onnx
+import onnxruntime as ort
+from safetensors.numpy import load_file, save_file
 
-from synapse_stream.embedders import bert_onnx  # noqa: E402
-from synapse_stream.embedders.onnx import OnnxEmbedder, _exporter, _fingerprint, export_fp32  # noqa: E402
-from synapse_stream.exceptions import EmbedderError  # noqa: E402
+from synapse_stream.embedders import bert_onnx
+from synapse_stream.embedders.onnx import (
+    OnnxEmbedder,
+    _exporter,
+    _fingerprint,
+    export_fp32,
+)
+from synapse_stream.exceptions import EmbedderError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"model_type": "bert", "hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2,
@@ -172,7 +177,7 @@ def test_tiny_reference_detects_a_wrong_graph(tmp_path):
 
 
 def test_tiny_graph_interface_and_padding(tmp_path):
-    folder, w = write_tiny(tmp_path / "tiny")
+    folder, _ = write_tiny(tmp_path / "tiny")
     path = bert_onnx.export_bert_onnx(folder, tmp_path / "tiny.onnx")
     m = onnx.load(str(path))
     assert m.opset_import[0].version == 17
@@ -224,7 +229,8 @@ def test_ensure_onnx_exports_and_quantises_without_torch(tmp_path):
         "bad = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
         "assert not bad, bad\n"
         "print(p8.name)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith(".int8.onnx")
     fp32 = sorted((tmp_path / "cache").glob("*.fp32.onnx"))
@@ -266,8 +272,7 @@ def test_fallback_without_torch_says_why(tmp_path):
 # ---------------------------------------------------------------------- the real all-MiniLM-L6-v2
 def mixed_texts() -> list[str]:
     """50 made-up texts: one letter, short and mid-length phrases, and two long enough to be truncated at 256."""
-    words = ("free crypto giveaway tonight only the film was dull but the cast tried hard weather in lisbon "
-             "is mild click here to claim your prize I loved every minute of it unsubscribe").split()
+    words = ["free", "crypto", "giveaway", "tonight", "only", "the", "film", "was", "dull", "but", "the", "cast", "tried", "hard", "weather", "in", "lisbon", "is", "mild", "click", "here", "to", "claim", "your", "prize", "I", "loved", "every", "minute", "of", "it", "unsubscribe"]
     rng = np.random.default_rng(3)
     texts = ["a", "I", "ok!", "ünïcödé ✓ text", "Limited offer: double your crypto now " * 60,
              " ".join(rng.choice(words, 400))]
