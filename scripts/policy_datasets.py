@@ -129,7 +129,7 @@ def setup(args, seed_set: Path, prevalence: float):
     from synapse_stream.evaluation import choose_seeds
 
     if "emb" not in _SETUP:                      # reading the cache takes a minute or two: once per process
-        _SETUP["emb"] = CachedEmbedder(make_embedder("minilm"), args.cache_dir)
+        _SETUP["emb"] = CachedEmbedder(make_embedder("minilm-onnx"), args.cache_dir)
         _SETUP["pool"] = load_pool(args.pool)
     emb = _SETUP["emb"]
     pool = make_imbalanced(_SETUP["pool"], prevalence, seed=args.seed)

@@ -85,7 +85,7 @@ def add_seeds_parser(sub) -> None:
     llm.add_argument("--temperature", type=float, default=0.9, help="sampling temperature (default 0.9)")
     llm.add_argument("--dedupe-threshold", type=float, default=0.92,
                      help="cosine at or above which two examples count as copies (default 0.92)")
-    g.add_argument("--embedder", default="minilm",
+    g.add_argument("--embedder", default="minilm-onnx",
                    help="for de-duplication and ACS: minilm (default), minilm-int8, a model path, or hashing (tests only)")
     kafka = g.add_argument_group("Kafka (default: SYNAPSE_* settings)")
     kafka.add_argument("--broker", metavar="URL", help="bootstrap, e.g. kafka://localhost:9092 (default: SYNAPSE_BROKER_URL)")

@@ -88,10 +88,10 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm():
-    """The real all-MiniLM-L6-v2 embedder (fp32), loaded once per test session."""
+    """The real all-MiniLM-L6-v2 embedder (ONNX Runtime fp32, the default), loaded once per test session."""
     from synapse_stream.embedders import make_embedder
 
-    return make_embedder("minilm")
+    return make_embedder("minilm-onnx")
 
 
 @pytest.fixture(scope="module")

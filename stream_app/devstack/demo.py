@@ -64,7 +64,7 @@ class Moderated:
 
 class LiveLoop:
     def __init__(self, run_dir: str | os.PathLike | None = None, *, detectors: Sequence[dict] = (DEMO_DETECTOR,),
-                 embedder: str = "minilm", partitions: int = 2, workers: int = 1, prefix: str = "synapse.",
+                 embedder: str = "minilm-onnx", partitions: int = 2, workers: int = 1, prefix: str = "synapse.",
                  external_broker: str | None = None, external_redis: str | None = None,
                  extra_env: dict | None = None, broker_kind: str | None = None) -> None:
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="synapse-run-"))
@@ -428,7 +428,8 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--k0", type=int, default=DEMO_DETECTOR["k0"], help="K0 of a round (policy, gble, model)")
     p.add_argument("--max-query-ratio", type=float, default=DEMO_DETECTOR["max_query_ratio"],
                    help="the rounds' oracle budget, as a share of the posts")
-    p.add_argument("--embedder", default="minilm", help="minilm (default), minilm-int8, or hashing (smoke tests only)")
+    p.add_argument("--embedder", default="minilm-onnx",
+                   help="minilm-onnx (default), minilm-onnx-int8, minilm (torch extra), or hashing (smoke tests only)")
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rate", type=float, default=None, help="posts per second (default: as fast as possible)")

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     redis_prefix: str = "synapse:"
 
     # -- model and method ----------------------------------------------------
-    embedder: str = "minilm"
+    embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md)
     # torch intra-op threads of the model thread; None = one core left for the event loop (cores - 1, at
     # least 1), measured in docs/benchmarks.md section 1
     torch_threads: int | None = Field(None, ge=1, le=256)

@@ -57,8 +57,13 @@ class SentenceTransformerEmbedder(Embedder):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import torch
-        from sentence_transformers import SentenceTransformer
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise EmbedderError("the torch embedders (minilm, minilm-int8, st:...) need the torch extra: "
+                                "`make torch` or pip install 'synapse-stream[torch]'; minilm-onnx gives the same "
+                                "vectors without torch") from None
 
         if threads:
             torch.set_num_threads(int(threads))

@@ -181,7 +181,7 @@ def test_eval_real_model_on_sst2_sample(shared_dir, tmp_path, capsys):
 
     def run(out):
         rc = main(["eval", "--pool", str(dev), "--seeds", str(seeds), "--sample", "400", "--method", "ibg,knn,random",
-                   "--tau", "0.6,0.4", "--embedder", "minilm", "--cache-dir", str(cache), "--out", str(tmp_path / out), "--no-progress"])
+                   "--tau", "0.6,0.4", "--embedder", "minilm-onnx", "--cache-dir", str(cache), "--out", str(tmp_path / out), "--no-progress"])
         assert rc == 0, capsys.readouterr().err
         return json.loads((tmp_path / out / "metrics.json").read_text())
 

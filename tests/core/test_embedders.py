@@ -146,6 +146,14 @@ def test_cache_empty_input(tmp_path):
 
 
 # ---------------------------------------------------------------------- the real model
+def test_torch_embedders_without_torch_say_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)   # as if the torch extra were not installed
+    with pytest.raises(EmbedderError, match="torch extra"):
+        make_embedder("minilm")
+
+
 def test_unknown_variant_raises():
     with pytest.raises(EmbedderError):
         make_embedder("minilm", variant="fp8")
@@ -153,6 +161,7 @@ def test_unknown_variant_raises():
 
 @pytest.mark.slow
 def test_unknown_model_path_raises(tmp_path):
+    pytest.importorskip("sentence_transformers", reason="a model path is a sentence-transformers model: `make torch`")
     with pytest.raises(EmbedderError):
         make_embedder(str(tmp_path / "no-such-model"))
     empty = tmp_path / "empty-model-folder"
@@ -197,6 +206,7 @@ def test_minilm_huge_text_is_truncated_by_max_chars(minilm):
 
 @pytest.mark.slow
 def test_minilm_int8_close_to_fp32(minilm):
+    pytest.importorskip("sentence_transformers", reason="minilm-int8 is torch's dynamic int8: `make torch`")
     texts = ["The cat sat on the mat.", "Stocks fell sharply after the announcement.",
              "I really loved this movie, the acting was superb.", "How do I reset my password?",
              "Free crypto giveaway, click the link now!", "The weather will be mild and sunny tomorrow."]

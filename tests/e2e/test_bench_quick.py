@@ -86,7 +86,7 @@ def test_onnx_int8_close_to_fp32(tmp_path):
     texts = ["Send 0.1 BTC and get 1 BTC back, guaranteed!", "the weather in lisbon is mild today",
              "a gorgeous, witty, seductive movie .", "I hated every minute of this film", "",
              "Limited offer: double your crypto now " * 40]  # long: truncated as sentence-transformers does
-    ref = make_embedder("minilm").encode(texts)
+    ref = make_embedder("minilm-onnx", cache_dir=tmp_path).encode(texts)   # fp32, the default
     e = OnnxEmbedder(variant="int8", cache_dir=tmp_path)
     v = e.encode(texts)
     assert v.shape == ref.shape and v.dtype == np.float32

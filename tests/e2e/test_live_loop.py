@@ -59,7 +59,7 @@ def test_stream_equals_core_engine_on_real_sample(tmp_path):
     posts = load_demo_posts()[:800]
     seeds = load_demo_seeds()
     truth = {p["id"]: p["label"] for p in posts}
-    loop = LiveLoop(tmp_path, detectors=[det], embedder="minilm", partitions=2,
+    loop = LiveLoop(tmp_path, detectors=[det], embedder="minilm-onnx", partitions=2,
                     extra_env={"SYNAPSE_HNSW_EF_SEARCH": "2000", "SYNAPSE_EMBED_BATCH_SIZE": "32"})
     with loop:
         metrics, moderated = run(drive(loop, det["name"], seeds, posts, truth))

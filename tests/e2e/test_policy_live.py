@@ -67,13 +67,13 @@ def test_gble_rounds_through_kafka_equal_the_core(tmp_path):
     # MiniLM, not the hashing embedder: hashing vectors of short texts tie exactly (127 of these 410 nodes
     # have a tie at their 10th neighbour), so "the" kNN graph would not be defined; MiniLM's smallest gap
     # there is 3.5e-6, and the core's answer is the same with any batching of the embedder
-    loop = LiveLoop(tmp_path, detectors=[det], embedder="minilm", partitions=1,
+    loop = LiveLoop(tmp_path, detectors=[det], embedder="minilm-onnx", partitions=1,
                     extra_env={"SYNAPSE_HNSW_EF_SEARCH": "500", "SYNAPSE_ROUND_MIN_INTERVAL": "0.5",
                                "SYNAPSE_ROUND_SETTLE": "3"})   # the first round sees all 10 seeds
     with loop:
         metrics, cands, _ = run_loop(loop, posts, seeds, "g", truth)
 
-    emb = make_embedder("minilm")
+    emb = make_embedder("minilm-onnx")
     X, S = emb.encode([p["text"] for p in posts]), emb.encode(seeds)
     ids = [p["id"] for p in posts]
     core = Policy({"gble": GBLE(k=10, k0=15, iterations=20)}, k0=15, max_query_ratio=0.15)

