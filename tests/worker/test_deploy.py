@@ -137,8 +137,10 @@ def test_compose_has_the_services(services):
 
 
 def test_kafka_is_single_node_kraft(services):
+    from stream_app.devstack.kafka import KAFKA_VERSION
+
     kafka = services["kafka"]
-    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"     # the Apache Kafka the tests run on
     env = env_of(kafka)
     assert "controller" in env["KAFKA_PROCESS_ROLES"].split(",")
     assert "broker" in env["KAFKA_PROCESS_ROLES"].split(",")
