@@ -79,9 +79,11 @@ class DetectorFeed(RuntimePart):
                 self._consumer = None
                 await c.stop()
 
-    async def catch_up(self, timeout: float = 10.0) -> bool:
-        """Wait until every record on the topic now has been applied here (False after ``timeout`` s)."""
+    async def catch_up(self, timeout: float = 3.0) -> bool:
+        """Wait until every record on the topic now has been applied here (False after ``timeout`` s, or if the
+        broker cannot say where the topic ends)."""
         from aiokafka import TopicPartition
+        from aiokafka.errors import KafkaError
 
         deadline = asyncio.get_running_loop().time() + timeout
         try:
@@ -96,7 +98,7 @@ class DetectorFeed(RuntimePart):
                     return False
                 await asyncio.sleep(0.05)
             return True
-        except (asyncio.TimeoutError, TimeoutError):
+        except (asyncio.TimeoutError, TimeoutError, KafkaError, OSError):   # best effort: the broker is away
             return False
 
     async def _first_pass(self, c, tp, svc) -> None:

@@ -188,7 +188,7 @@ def test_eval_real_model_on_sst2_sample(shared_dir, tmp_path, capsys):
     first = run("out1")
     files = sorted(p for p in cache.rglob("*") if p.is_file())
     assert files, "the embedding cache is empty after a run"
-    assert first["dataset"]["posts"] == 400 and first["dataset"]["embedder"].startswith("st:all-MiniLM-L6-v2")
+    assert first["dataset"]["posts"] == 400 and first["dataset"]["embedder"].startswith("onnx:all-MiniLM-L6-v2")
     assert set(first["methods"]) == {"random", "ibg[tau=0.6,dmax=10]", "ibg[tau=0.4,dmax=10]", "knn"}
     for name, rep in first["methods"].items():
         _check_curve(rep, 400, first["dataset"]["positives"], may_be_empty=name.startswith("ibg[tau=0.6"))

@@ -27,13 +27,17 @@ class SeedIntake(ServicePart):
     async def handle(self, msgs: Sequence[RawMsg]) -> Outputs:
         out = Outputs()
         good: list[tuple[RawMsg, object]] = []
+        caught_up = False
 
         async def parse(m: RawMsg) -> None:
+            nonlocal caught_up
             s = parse_seed(m.value, max_text_chars=self.svc.settings.max_text_chars,
                            max_bytes=self.svc.settings.max_message_bytes)
-            if s.detector not in self.svc.engines and self.svc.catch_up_detectors is not None:
+            if s.detector not in self.svc.engines and self.svc.catch_up_detectors is not None and not caught_up:
                 # seeds published right after their detector was created (`seeds generate --create`): the
-                # detectors topic may be a little behind the seeds topic here; read it to its end first
+                # detectors topic may be a little behind the seeds topic here; read it to its end first (once a
+                # batch, a few seconds at most: seeds for detectors that never exist must not stall the agent)
+                caught_up = True
                 await self.svc.catch_up_detectors()
             self.svc.engine(s.detector)
             good.append((m, s))
