@@ -10,5 +10,5 @@ def register(w) -> None:
     """Register the agents, timers and signal handlers on worker ``w`` (a ``stream_app.worker.app.Worker``)."""
     for module in (posts, seeds, labels, timers, detectors):
         module.register(w)
-    if any(d.oracle_mode != "human" for d in w.settings.detectors):
+    if w.settings.llm_rater or any(d.oracle_mode != "human" for d in w.settings.detectors):
         llm_oracle.register(w)

@@ -1,5 +1,6 @@
 """candidates -> the LLM rater -> labels, for detectors whose oracle_mode is "llm" or "llm_then_human"
-(``stream_app.worker.llm_rating``). Registered only when some detector uses an LLM (``agents/__init__.py``)."""
+(``stream_app.worker.llm_rating``). Registered when some detector uses an LLM at start, or with
+``SYNAPSE_LLM_RATER=true`` for detectors created later (``agents/__init__.py``)."""
 from stream_app.worker.llm_rating import WorkerRater
 
 

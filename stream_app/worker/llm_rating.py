@@ -34,7 +34,7 @@ class WorkerRater:
         cached = self._rubrics.get(detector)
         if cached and time.monotonic() - cached[0] < RUBRIC_TTL:
             return cached[1]
-        d = self.w.settings.detector(detector)
+        d = svc.detectors[detector]
         seeds = [s["text"] for s in await svc.state.seeds.all(detector) if s["origin"] in ("synthetic", "manual")]
         msgs = build_rubric(d.description, seeds)
         self._rubrics[detector] = (time.monotonic(), msgs)
@@ -46,10 +46,10 @@ class WorkerRater:
             cand = json.loads(value)
         except ValueError:
             return
-        d = self.w.settings.detector(cand.get("detector", "")) if isinstance(cand, dict) else None
+        svc = await self.w.runtime.get()
+        d = svc.detectors.get(cand.get("detector", "")) if isinstance(cand, dict) else None   # the live settings
         if d is None or d.oracle_mode == "human" or not route(d.oracle_mode, cand, d.llm_audit_rate)["llm"]:
             return
-        svc = await self.w.runtime.get()
         rubric = await self.w.runtime.retry(self.rubric, svc, d.name, what="build rubric")
         verdict = await self.rater(svc).rate(cand, rubric)
         if verdict is not None:

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     llm_base_url: str = "http://localhost:11434/v1"   # Ollama's default; OpenAI: https://api.openai.com/v1
     llm_model: str = "llama3.1"
     llm_api_key: SecretStr | None = None
+    # run the LLM rater agent even when no detector of SYNAPSE_DETECTORS uses an LLM at start (for detectors created
+    # later with oracle_mode "llm" / "llm_then_human"; without it their candidates wait for moderators)
+    llm_rater: bool = False
     llm_calls_per_minute: float | None = Field(None, gt=0)   # the LLM rater's budget (None = unlimited)
     llm_max_calls: int | None = Field(None, ge=0)
 

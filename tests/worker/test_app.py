@@ -17,6 +17,8 @@ def test_two_apps_with_different_settings_in_one_process():
     assert sorted(b.agents) == sorted([*a.agents, "llm_rate"])   # the LLM rater only where a detector uses it
     assert a.synapse.runtime is not b.synapse.runtime and a.conf.id != b.conf.id
     assert a.synapse.posts.get_topic_name() == "synapse.posts" and b.synapse.posts.get_topic_name() == "b.posts"
+    c = create_app(Settings(_env_file=None, data_dir=tempfile.mkdtemp(), app_id="third", llm_rater=True))
+    assert "llm_rate" in c.agents        # for detectors created later with an LLM oracle_mode
 
 
 def test_importing_the_packages_builds_nothing():

@@ -2,25 +2,20 @@
 
 The compacted ``detectors`` topic is the source of truth (key = detector name, value = its settings as JSON, a
 tombstone retires it), read whole by every worker (``stream_app/worker/detector_feed.py``), the way Kafka
-Connect keeps its configuration; ``SYNAPSE_DETECTORS`` only seeds the topic on first start. A change:
+Connect keeps its configuration; ``SYNAPSE_DETECTORS`` only seeds the topic on first start. What a change does:
 
-======================  ==================================================================================
-create                  the detector's books are loaded from Redis (ledger, posts sent, seeds registered
-                        earlier: a re-created detector keeps its history), its engine and rounds are built,
-                        every seed backfills its window (online IBG) or the next round plans over the posts
-                        already indexed
-update ``tau``/``d_max`` the engine (and its rounds) are rebuilt over the same books: windows refilled with
-/``candidates``          the new τ, the bandit starts from its prior
-update ``k0``            the rounds are rebuilt (K0 is the policy's); the books and the classifier stay
-update the rest          read where used: ``max_query_ratio`` at the next round, ``detect_threshold`` at the
-                        next post, ``oracle_mode`` / ``llm_audit_rate`` at the next candidate,
-                        ``audit_rate`` at the next post (the sampler is rebuilt), ``description`` in prompts
-pause / resume          ``paused``: no candidates, no rounds, no audits (posts are still indexed and labels
-                        still applied); on resume every window is refilled (backfill over the posts that came
-                        meanwhile) and the rounds plan again
-retire (a tombstone)    the engine, rounds, sampler and classifier are dropped from this worker; the ledger,
-                        verdict history and seeds stay in Redis (the audit trail, and a later re-create)
-======================  ==================================================================================
+* **create**: the detector's books are loaded from Redis (ledger, posts sent, seeds registered earlier: a
+  re-created detector keeps its history), its engine and rounds are built, every seed backfills its window
+  (online IBG) or the next round plans over the posts already indexed;
+* **update** of ``tau``, ``d_max`` or ``candidates``: the engine (and its rounds) are rebuilt over the same books,
+  windows refilled with the new values, the bandit starts from its prior; of ``k0``: the rounds are rebuilt (K0 is
+  the policy's), the books and the classifier stay; of anything else: read where it is used
+  (``max_query_ratio`` at the next round, ``detect_threshold`` and ``audit_rate`` at the next post,
+  ``oracle_mode`` and ``llm_audit_rate`` at the next candidate, ``description`` in the LLM's prompts);
+* **pause / resume** (``paused``): no candidates, rounds or audits, while posts are still indexed and labels
+  applied; on resume every window is refilled (a backfill over the posts that came meanwhile) and rounds plan again;
+* **retire** (a tombstone): the engine, rounds, sampler and classifier leave this worker; the ledger, the verdict
+  history and the seeds stay in Redis (the audit trail, and a later re-create).
 
 A record that does not parse or validate changes nothing and becomes a dead letter (reason
 ``bad_detector:<field>``), sent once for all workers.
