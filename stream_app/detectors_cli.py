@@ -68,7 +68,7 @@ async def current(settings) -> dict[str, dict]:
 
     topic = settings.topic("detectors")
     await create_topics(settings.bootstrap_servers(), {topic: 1}, settings.replication,
-                        configs={topic: {"cleanup.policy": "compact"}})
+                        configs={topic: {"cleanup.policy": "compact"}}, **aiokafka_security(settings))
     out: dict[str, dict] = {}
     for m in await read_to_end(settings.bootstrap_servers(), topic, **aiokafka_security(settings)):
         name = (m.key or b"").decode("utf-8", "replace")

@@ -19,7 +19,8 @@ import json
 import logging
 
 from stream_app.worker.events import RuntimePart
-from stream_app.worker.exceptions import is_transient
+from stream_app.worker.kafka_admin import create_topics
+from stream_app.worker.exceptions import TopicAdminError, is_transient
 from stream_app.worker.service.catalog import DetectorError
 from stream_app.worker.service.records import Outputs, RawMsg, dead_letter_key
 from stream_app.worker.transport import aiokafka_producer_settings, aiokafka_security
@@ -54,6 +55,13 @@ class DetectorFeed(RuntimePart):
             c = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers(), group_id=None, enable_auto_commit=False,
                                  **aiokafka_security(s))
             try:
+                if not self.ready.is_set():   # an upgraded deployment may not have the topic yet
+                    try:
+                        await create_topics(s.bootstrap_servers(), {self.topic: 1}, s.replication,
+                                            configs={self.topic: {"cleanup.policy": "compact"}},
+                                            **aiokafka_security(s))
+                    except TopicAdminError as exc:   # e.g. no right to create topics: it may exist all the same
+                        log.warning("cannot create the %s topic (%s); reading it as it is", self.topic, exc)
                 await c.start()
                 c.assign([tp])
                 if self.ready.is_set():   # a reconnect: on from the last record applied

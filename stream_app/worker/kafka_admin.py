@@ -41,8 +41,10 @@ async def create_topics(
     *,
     timeout: float = 15.0,
     configs: Optional[Mapping[str, Mapping[str, str]]] = None,
+    **client: Any,
 ) -> dict[str, int]:
-    """Create ``{name: partitions}`` topics; already-existing topics are fine.
+    """Create ``{name: partitions}`` topics; already-existing topics are fine. ``client``: extra aiokafka admin
+    settings (security, :func:`stream_app.worker.transport.aiokafka_security`).
 
     Returns ``{name: partitions}`` as the broker reports them afterwards (an
     existing topic keeps its partition count). Raises TopicAdminError on any
@@ -50,7 +52,7 @@ async def create_topics(
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **client)
     await asyncio.wait_for(admin.start(), timeout)
     try:
         new = [
