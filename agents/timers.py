@@ -43,6 +43,16 @@ def register(w) -> None:
             saved = await runtime.service.snapshot()
             log.info("snapshot of shards %s saved on shutdown", saved)
 
+    @app.timer(interval=settings.retention_check_seconds)
+    async def expire_window():
+        """Drop the segments that left the retention window, and what is keyed by their posts."""
+        if runtime.service is None:
+            return
+        try:
+            await runtime.publish(await runtime.retry(runtime.service.expire_window, what="expire window"))
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
+            runtime.crashed("expire_window", exc)
+
     @app.timer(interval=1.0)
     async def release_held_labels():
         """Route labels held for posts that have now arrived; dead-letter those whose hold expired."""

@@ -121,6 +121,30 @@ class KNNGraph:
         self._W = None
         return len(names)
 
+    def drop(self, post_ids) -> int:
+        """Remove posts that left the window (and their edges); the others keep their numbering order.
+
+        A remaining node whose list pointed at a dropped post keeps its other edges (it is not searched
+        again: its nearest neighbours are the window's, less the departed). Cost O(n + edges). Returns how
+        many nodes went."""
+        gone = {self.node_of[p] for p in post_ids if p in self.node_of}
+        if not gone:
+            return 0
+        keep = np.ones(len(self.names), bool)
+        keep[list(gone)] = False
+        new_of = np.cumsum(keep) - 1             # old node -> new node (where kept)
+        rows, cols = [], []
+        for r, c in zip(self._rows, self._cols):
+            ok = keep[r] & keep[c]
+            if ok.any():
+                rows.append(new_of[r[ok]])
+                cols.append(new_of[c[ok]])
+        self._rows, self._cols = rows, cols
+        self.names = [n for n, k in zip(self.names, keep.tolist()) if k]
+        self.node_of = {n: i for i, n in enumerate(self.names)}
+        self._W = None
+        return len(gone)
+
     def _add_name(self, name: str) -> None:
         self.node_of[name] = len(self.names)
         self.names.append(name)

@@ -356,14 +356,19 @@ class ShardedIndex:
     (['a', 'b'], 2)
     """
 
-    def __init__(self, dim: int, **index_options) -> None:
+    def __init__(self, dim: int, retention=None, **index_options) -> None:
+        from .segments import Retention
         self.dim = int(dim)
+        self.retention = retention or Retention()
         self.index_options = index_options
         self.shards: dict[object, PostIndex] = {}
 
-    def shard(self, key) -> PostIndex:
+    def shard(self, key):
+        """The shard for ``key`` (a :class:`~synapse_stream.segments.SegmentedIndex` under this index's
+        retention), created empty if there is none."""
         if key not in self.shards:
-            self.shards[key] = PostIndex(self.dim, **self.index_options)
+            from .segments import SegmentedIndex
+            self.shards[key] = SegmentedIndex(self.dim, self.retention, **self.index_options)
         return self.shards[key]
 
     def attach(self, key, index: PostIndex) -> None:
@@ -386,14 +391,33 @@ class ShardedIndex:
                 return key
         return None
 
-    def add(self, key, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[str | None] | None = None) -> int:
+    def add(self, key, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[str | None] | None = None,
+            ts: Sequence[float | None] | None = None) -> int:
+        """Add posts to shard ``key`` (``ts``: their event times, for the retention window); ids held by any
+        shard are skipped. Returns how many were new."""
         vectors = l2_normalise(vectors)
         others = [s for k, s in list(self.shards.items()) if k != key]
         keep = [i for i, pid in enumerate(ids) if not any(str(pid) in s for s in others)]
         if not keep:
             return 0
-        return self.shard(key).add([ids[i] for i in keep], vectors[keep],
-                                   [payloads[i] for i in keep] if payloads is not None else None)
+        shard = self.shard(key)
+        args = ([ids[i] for i in keep], vectors[keep], [payloads[i] for i in keep] if payloads is not None else None)
+        if isinstance(shard, PostIndex):      # a plain shard attached by hand: no window
+            return shard.add(*args)
+        return shard.add(*args, ts=[ts[i] for i in keep] if ts is not None else None)
+
+    def expirable(self) -> dict:
+        """Per shard key, the segments due to leave the window and their posts (only shards with some)."""
+        out = {}
+        for key, s in list(self.shards.items()):
+            if hasattr(s, "expirable"):
+                due = s.expirable()
+                if due:
+                    out[key] = due
+        return out
+
+    def segment_count(self) -> int:
+        return sum(len(getattr(s, "segments", [s])) for s in list(self.shards.values()))
 
     def payload(self, post_id: str) -> str | None:
         key = self.locate(str(post_id))

@@ -179,6 +179,19 @@ class OnlineIBG:
             self._retract(post_id)
         return VerdictOutcome(True, previous, _dedupe(out))
 
+    def forget_posts(self, post_ids: Iterable[str]) -> list[Candidate]:
+        """Posts left the index (their segment expired): every window that held one is refilled from what is
+        left; returns the candidates that releases. The books keep their verdicts and what was sent."""
+        touched: set[str] = set()
+        for pid in post_ids:
+            for sid in self._owners.pop(pid, ()):
+                self._window.get(sid, {}).pop(pid, None)
+                touched.add(sid)
+        out: list[Candidate] = []
+        for sid in sorted(touched):
+            out += self._refill(sid)
+        return _dedupe(out)
+
     def refill_all(self) -> list[Candidate]:
         """Recompute every positive's window (the index changed under them: shards added or dropped)."""
         out: list[Candidate] = []

@@ -162,6 +162,13 @@ class LiveRounds:
         for src in self.policy.sources.values():
             src.forget()
 
+    def expire(self, post_ids: Sequence[str]) -> None:
+        """Posts left the window: the kNN graph drops them (no rebuild), the sources drop what they built
+        over the old node numbering; what was sent stays in ``owner`` (a late verdict still credits its source)."""
+        if self.graph.drop(post_ids):
+            for src in self.policy.sources.values():
+                src.forget()
+
     # ------------------------------------------------------------------ scheduling
     def due(self, now: float, *, min_interval: float, timeout: float, outstanding: float,
             settle: float = 0.0) -> bool:

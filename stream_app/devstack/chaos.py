@@ -440,11 +440,11 @@ async def _check(loop: ChaosLoop, detector: str, posts, truth, bad, metrics, win
 
 
 def _check_shards(loop: ChaosLoop, posts) -> dict:
-    from synapse_stream.index import PostIndex
+    from synapse_stream.segments import SegmentedIndex
 
     ids = Counter()
     for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json")):
-        for pid in PostIndex.load(p).ids():
+        for pid in SegmentedIndex.load(p).ids():
             ids[pid] += 1
     expected = {p["id"] for p in posts}
     return {"missing": len(expected - set(ids)), "posts_in_two_shards": sum(1 for n in ids.values() if n > 1),
@@ -456,9 +456,10 @@ def _reference(loop: ChaosLoop, det: dict, seeds, truth, report) -> dict:
     from stream_app.worker.state import vec_from_b64
     from synapse_stream.index import PostIndex
     from synapse_stream.online import DetectorConfig, OnlineIBG
+    from synapse_stream.segments import SegmentedIndex
     from synapse_stream.seeds import Seed
 
-    shards = [PostIndex.load(p) for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json"))]
+    shards = [SegmentedIndex.load(p) for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json"))]
     index = PostIndex(shards[0].dim, ef_search=400)
     for s in shards:
         ids = [i for i in s.ids() if i in truth]

@@ -72,6 +72,11 @@ class Metrics:
                                       ["detector"], registry=r)
         self.posts_indexed = Gauge("synapse_posts_indexed", "Posts indexed by all workers", registry=r)
         self.index_size = Gauge("synapse_index_size", "Posts held in this worker's HNSW shards", registry=r)
+        self.posts_late = Counter("synapse_posts_late", "Posts older than the retention window when they arrived "
+                                  "(a replay from an old offset): not indexed", registry=r)
+        self.posts_expired = Counter("synapse_posts_expired", "Posts dropped from this worker's shards with their "
+                                     "segment when it left the retention window", registry=r)
+        self.segments = Gauge("synapse_index_segments", "HNSW segments held by this worker (all shards)", registry=r)
         self.shards = Gauge("synapse_index_shards", "HNSW shards (partitions) held by this worker", registry=r)
         self.embed_seconds = Histogram("synapse_embed_batch_seconds", "Time to embed one micro-batch",
                                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)

@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synapse_stream.exceptions import ConfigError
+from synapse_stream.segments import Retention, parse_duration
+
 
 class DetectorSettings(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -115,6 +118,15 @@ class Settings(BaseSettings):
     max_text_chars: int = 20_000
     max_message_bytes: int = 1_000_000
 
+    # -- retention: the window over an endless stream (docs/retention.md) -------------------------
+    # by the posts' event time (``ts``; the broker's timestamp when missing): "7d", "12h", "600s"; "off": keep all
+    retention: str = "7d"
+    retention_posts: int | None = Field(None, ge=1)   # and at most this many posts per shard (oldest segments first)
+    segment_posts: int | None = Field(None, ge=1)     # a segment seals at this many posts (default: cap/8 or 100,000)
+    segment_seconds: str | None = None                # ... or once it spans this much event time (default: window/8)
+    event_time_max_skew: float = Field(300.0, ge=0)   # a ts later than arrival + this is taken as the arrival time
+    retention_check_seconds: float = Field(5.0, gt=0, le=3600)   # how often segments are checked for expiry
+
     # -- candidate rounds (detectors with candidates != "ibg") and the classifier ------------------
     round_check_interval: float = Field(1.0, gt=0, le=600)   # seconds between checks whether a round is due
     round_min_interval: float = Field(2.0, ge=0, le=86_400)  # at least this long between two rounds
@@ -152,6 +164,15 @@ class Settings(BaseSettings):
     label_hold_max: int = Field(100_000, ge=0)            # at most this many held (all workers); beyond: unknown_post
     log_level: str = "info"
 
+    @field_validator("retention", "segment_seconds")
+    @classmethod
+    def _duration(cls, v):
+        try:
+            parse_duration(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     @field_validator("detectors")
     @classmethod
     def _unique_detectors(cls, v):
@@ -181,6 +202,11 @@ class Settings(BaseSettings):
         except (AttributeError, OSError):
             cores = os.cpu_count() or 1
         return max(1, cores - 1)
+
+    def retention_policy(self) -> Retention:
+        """What every shard keeps (:class:`~synapse_stream.segments.Retention`)."""
+        return Retention(seconds=parse_duration(self.retention), max_posts=self.retention_posts,
+                         segment_posts=self.segment_posts, segment_seconds=parse_duration(self.segment_seconds))
 
     def detector(self, name: str) -> DetectorSettings | None:
         return next((d for d in self.detectors if d.name == name), None)

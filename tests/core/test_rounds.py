@@ -106,13 +106,14 @@ def _vectors_reference(index: ShardedIndex):
 
     ids, mats = [], []
     for key in sorted(index.shards, key=str):
-        shard = index.shards[key]
-        n = len(shard)
-        st = shard._index.__getstate__()[0]
-        size, off = st["size_data_per_element"], st["offset_data"]
-        raw = np.asarray(st["data_level0"])[: n * size].reshape(n, size)
-        ids += shard.ids()
-        mats.append(l2_normalise(raw[:, off:off + 4 * shard.dim].copy().view("<f4")))
+        for seg in index.shards[key].segments:     # each shard's segments, oldest first
+            shard = seg.index
+            n = len(shard)
+            st = shard._index.__getstate__()[0]
+            size, off = st["size_data_per_element"], st["offset_data"]
+            raw = np.asarray(st["data_level0"])[: n * size].reshape(n, size)
+            ids += shard.ids()
+            mats.append(l2_normalise(raw[:, off:off + 4 * shard.dim].copy().view("<f4")))
     return ids, np.vstack(mats)
 
 

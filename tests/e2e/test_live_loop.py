@@ -18,6 +18,7 @@ from synapse_stream.embedders import HashingEmbedder
 from synapse_stream.index import PostIndex
 from synapse_stream.online import DetectorConfig, OnlineIBG
 from synapse_stream.seeds import Seed
+from synapse_stream.segments import SegmentedIndex
 
 pytestmark = pytest.mark.stack
 
@@ -73,7 +74,7 @@ def test_stream_equals_core_engine_on_real_sample(tmp_path):
     assert dead == []
 
     # the core engine on the worker's own vectors
-    shards = [PostIndex.load(p) for p in sorted(Path(tmp_path).glob("worker-0/shard-*/index.json"))]
+    shards = [SegmentedIndex.load(p) for p in sorted(Path(tmp_path).glob("worker-0/shard-*/index.json"))]
     assert sum(len(s) for s in shards) == len(posts)
     index = PostIndex(shards[0].dim, ef_search=2000)
     for s in shards:

@@ -46,6 +46,7 @@ from stream_app.worker.service.records import (
     held_label_msg,
     seed_id_for,
 )
+from stream_app.worker.service.retention import RetentionKeeper
 from stream_app.worker.service.scheduler import RoundScheduler
 from stream_app.worker.service.seeds import SeedIntake
 from stream_app.worker.service.shards import ShardKeeper
@@ -78,8 +79,8 @@ class DetectionService:
         self.metrics = metrics or Metrics()
         self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.embed_batch_size,
                                                   threads=settings.model_threads())
-        self.index = ShardedIndex(self.embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
-                                  ef_search=settings.hnsw_ef_search)
+        self.index = ShardedIndex(self.embedder.dim, settings.retention_policy(), m=settings.hnsw_m,
+                                  ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search)
         # per detector (created, changed and retired live by the catalog, from the ``detectors`` topic)
         self.detectors: dict[str, DetectorSettings] = {}
         self.engines: dict[str, OnlineIBG] = {}
@@ -129,6 +130,7 @@ class DetectionService:
         self.shards = ShardKeeper(self)
         self.gauges = Gauges(self)
         self.catalog = DetectorCatalog(self)
+        self.retention = RetentionKeeper(self)
         for d in settings.detectors:   # SYNAPSE_DETECTORS; the detectors topic then rules (detector_feed.py)
             self.catalog.build(d)
         # the operations the runtime and the agents call, each one part's method
@@ -142,6 +144,7 @@ class DetectionService:
         self.snapshot, self.assign, self.revoke = self.shards.snapshot, self.shards.assign, self.shards.revoke
         self.confirm, self.orphans = self.outbox.confirm, self.outbox.orphans
         self.refresh_gauges = self.gauges.refresh
+        self.expire_window = self.retention.expire
 
     def _init_model_thread(self) -> None:
         """Runs once, in the model thread: limit numpy's BLAS (the seed comparison) to ``blas_threads``.

@@ -22,6 +22,7 @@ class Gauges(ServicePart):
         for name, d in list(self.svc.detectors.items()):
             self.svc.metrics.detector_paused.labels(name).set(int(d.paused))
         self.svc.metrics.shards.set(len(self.svc.index.shards))
+        self.svc.metrics.segments.set(self.svc.index.segment_count())
         for name, eng in list(self.svc.engines.items()):
             c = await self.svc.state.verdicts.counters(name)
             queried, answered, pos = c.get("queried", 0), c.get("answered", 0), c.get("positives", 0)

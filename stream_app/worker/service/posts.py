@@ -141,12 +141,18 @@ class PostsPipeline(ServicePart):
         for i, (m, _) in enumerate(good):
             by_part.setdefault(int(m.partition or 0), []).append(i)
         new_rows = []
+        times = self._event_times(good)
         for part, rows in by_part.items():
             shard = self.svc.index.shard(part)
             ids = [good[i][1].id for i in rows]
             fresh = [i for i, pid in zip(rows, ids) if pid not in self.svc.index]
             if fresh:
-                shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh])
+                late = shard.late
+                shard.add([good[i][1].id for i in fresh], vecs[fresh], [good[i][1].text for i in fresh],
+                          ts=[times[i] for i in fresh])
+                if shard.late != late:   # older than the window when they arrived (a replay): not indexed
+                    self.svc.metrics.posts_late.inc(shard.late - late)
+                    fresh = [i for i in fresh if good[i][1].id in shard]
                 new_rows += fresh
         self.svc.metrics.posts.inc(len(new_rows))
         if compare_all:
@@ -166,6 +172,17 @@ class PostsPipeline(ServicePart):
                       if sampler.should_audit(pid) and pid not in eng.queried]
         self._after_index(ids, vecs[new_rows])
         return cands
+
+    def _event_times(self, good: list[tuple[RawMsg, PostMsg]]) -> list[float]:
+        """Each post's event time for the window: its ``ts``, else the broker's timestamp (else now); a ts
+        later than the arrival by more than ``event_time_max_skew`` (a clock gone wrong, or a hostile post
+        trying to push the window forward) is taken as the arrival time."""
+        now, skew = time.time(), self.svc.settings.event_time_max_skew
+        out = []
+        for m, p in good:
+            arrival = m.timestamp or now
+            out.append(arrival if p.ts is None or p.ts > arrival + skew else float(p.ts))
+        return out
 
     def _after_index(self, ids: list[str], vecs) -> None:
         """Model thread, after new posts are indexed: rounds learn there is something new; every

@@ -12,7 +12,7 @@ from stream_app.worker.service.records import (
     ServicePart,
 )
 from synapse_stream.exceptions import PostIndexError
-from synapse_stream.index import PostIndex
+from synapse_stream.segments import SegmentedIndex
 from synapse_stream.online import Candidate
 
 log = logging.getLogger("synapse.service")
@@ -45,7 +45,8 @@ class ShardKeeper(ServicePart):
                 self.svc.offsets[p] = -1
                 if path.exists():
                     try:
-                        shard = PostIndex.load(path, ef_search=self.svc.settings.hnsw_ef_search)
+                        shard = SegmentedIndex.load(path, self.svc.index.retention,
+                                                    ef_search=self.svc.settings.hnsw_ef_search)
                     except PostIndexError as exc:  # a damaged snapshot: rebuild the shard from the topic
                         log.error("shard %s snapshot unusable (%s): replaying the partition", p, exc)
                     else:

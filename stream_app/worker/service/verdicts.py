@@ -98,6 +98,8 @@ class VerdictApplier(ServicePart):
         self.svc.agreement[lab.detector].observe({"post_id": lab.post_id, "label": lab.label, "labeler": lab.labeler})
         self.svc.metrics.llm.record_agreement(lab.detector, self.svc.agreement[lab.detector].get())
         outcome, vec = await self.svc.in_model_thread(self._apply_verdict_sync, lab.detector, lab.post_id, effective)
+        if outcome.changed and vec is None and lab.post_id not in self.svc.index:
+            vec = await self._parked_verdict(lab.detector, lab.post_id, effective)
         if outcome.changed:
             self.svc.metrics.verdicts.labels(lab.detector, str(lab.label)).inc()
             if vec is not None:   # the classifier's training set (every worker trains from Redis)
@@ -113,6 +115,23 @@ class VerdictApplier(ServicePart):
             rounds.touch()
         await self.svc.outbox.emit(outcome.candidates)
         return outcome
+
+    async def _parked_verdict(self, detector: str, post_id: str, label: int):
+        """A verdict for a candidate that left the window before it was answered: its vector was parked
+        (retention.py). A positive still becomes a seed (registered, broadcast, in the engine); the vector is
+        returned for the classifier's training set. None if nothing was parked (an older verdict took it)."""
+        got = await self.svc.state.posts.parked(detector, post_id)
+        if got is None:
+            return None
+        vec, text = got
+        if label == 1:
+            await self.svc.state.seeds.register(detector, post_id, "confirmed", text, vec)
+            self.svc.registered.setdefault(detector, set()).add(post_id)
+            eng = self.svc.engines[detector]
+            self.svc.outbox.queue(await self.svc.in_model_thread(
+                eng.on_seed, Seed(post_id, "", SeedOrigin.CONFIRMED), vec))
+        await self.svc.state.posts.unpark(detector, post_id)
+        return vec
 
     def _apply_verdict_sync(self, detector: str, post_id: str, label: int):
         """Model thread, one hop: apply the verdict to the engine; the post's vector if it changed and is here."""

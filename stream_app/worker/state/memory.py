@@ -29,6 +29,8 @@ class _Data:
 
     def __init__(self) -> None:
         self.partitions: dict[str, int] = {}
+        self.seen = 0                              # posts ever recorded
+        self.parked: dict[str, dict[str, tuple]] = defaultdict(dict)   # detector -> post -> (vector, text)
         self.held: dict[str, dict] = {}            # id -> held label document (with "expires")
         self.lease: dict[str, float] = {}          # id -> leased until (0: free)
         self.sets: dict[tuple[str, str], set[str]] = defaultdict(set)       # (detector, queried|audited)
@@ -64,13 +66,29 @@ class MemoryPosts(_Store):
     """Post id -> partition."""
 
     async def record(self, partitions: dict[str, int]) -> None:
+        self.d.seen += sum(1 for pid in partitions if pid not in self.d.partitions)
         self.d.partitions.update({pid: int(p) for pid, p in partitions.items()})
 
     async def partition_of(self, post_id: str) -> int | None:
         return self.d.partitions.get(post_id)
 
     async def total(self) -> int:
-        return len(self.d.partitions)
+        return self.d.seen
+
+    async def forget(self, post_ids: Sequence[str]) -> None:
+        for pid in post_ids:
+            self.d.partitions.pop(pid, None)
+
+    async def park(self, detector: str, items: dict[str, tuple[np.ndarray, str]]) -> None:
+        for pid, (v, t) in items.items():
+            self.d.parked[detector][pid] = (np.asarray(v, np.float32).copy(), str(t))
+
+    async def parked(self, detector: str, post_id: str) -> tuple[np.ndarray, str] | None:
+        got = self.d.parked[detector].get(post_id)
+        return None if got is None else (got[0].copy(), got[1])
+
+    async def unpark(self, detector: str, post_id: str) -> None:
+        self.d.parked[detector].pop(post_id, None)
 
 
 class MemoryHeldLabels(_Store):

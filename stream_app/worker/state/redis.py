@@ -16,7 +16,9 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 ``P{D}:counters``              HASH queried / answered / positives / duplicates_ignored ...
 ``P{D}:truth_positives``       STRING, set only by a replay (evaluation) oracle: enables true recall
 ``Pseedlog``                   STREAM of seed events (every detector) that every worker reads: broadcast
-``Ppost-partition``            HASH post id -> partition holding it (verdict routing; its size is the query-ratio denominator)
+``Ppost-partition``            HASH post id -> partition holding it (verdict routing), while the post is in the window
+``Pposts-seen``                STRING count of posts ever recorded (the query-ratio denominator; never decreases)
+``P{D}:parked``                HASH post id -> vector and text of a candidate that left the window unanswered
 ``P{D}:sources``               HASH post id -> candidate source of a round ("ibg", "gble", "model")
 ``P{D}:source-counters``       HASH "<source>:queried" / "<source>:answered" / "<source>:positives"
 ``P{D}:labelled-vectors``      HASH post id -> unit vector (base64 float32) of every post with a verdict (the classifier's training set)
@@ -51,21 +53,51 @@ class _Store:
 
 
 class RedisPosts(_Store):
-    """``Ppost-partition``."""
+    """``Ppost-partition``, ``Pposts-seen`` and ``P{D}:parked``."""
+
+    # One round trip, atomic: record where the posts are and count the ones never seen before (HSET returns
+    # how many fields are new). A deployment from before the counter starts it at the map's size.
+    _RECORD = """
+    if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], redis.call('HLEN', KEYS[1])) end
+    local new = redis.call('HSET', KEYS[1], unpack(ARGV))
+    return redis.call('INCRBY', KEYS[2], new)
+    """
 
     async def record(self, partitions: dict[str, int]) -> None:
         if not partitions:
             return
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(self.k("post-partition"), mapping=partitions)
-            await pipe.execute()
+        items = list(partitions.items())
+        for i in range(0, len(items), 2_000):      # Lua's unpack takes a few thousand values at most
+            argv = [x for pid, part in items[i:i + 2_000] for x in (pid, int(part))]
+            await self.r.eval(self._RECORD, 2, self.k("post-partition"), self.k("posts-seen"), *argv)
 
     async def partition_of(self, post_id: str) -> int | None:
         v = await self.r.hget(self.k("post-partition"), post_id)
         return int(v) if v is not None else None
 
     async def total(self) -> int:
-        return int(await self.r.hlen(self.k("post-partition")))
+        v = await self.r.get(self.k("posts-seen"))
+        return int(v) if v is not None else int(await self.r.hlen(self.k("post-partition")))
+
+    async def forget(self, post_ids: Sequence[str]) -> None:
+        """Posts that left the window: no verdict will be routed to them (their count stays in ``posts-seen``)."""
+        for i in range(0, len(post_ids), 10_000):
+            await self.r.hdel(self.k("post-partition"), *post_ids[i:i + 10_000])
+
+    async def park(self, detector: str, items: dict[str, tuple[np.ndarray, str]]) -> None:
+        if items:
+            await self.r.hset(self.k(detector, "parked"), mapping={
+                pid: json.dumps({"v": vec_to_b64(v), "text": t}) for pid, (v, t) in items.items()})
+
+    async def parked(self, detector: str, post_id: str) -> tuple[np.ndarray, str] | None:
+        raw = await self.r.hget(self.k(detector, "parked"), post_id)
+        if raw is None:
+            return None
+        doc = json.loads(raw)
+        return vec_from_b64(doc["v"]), doc.get("text", "")
+
+    async def unpark(self, detector: str, post_id: str) -> None:
+        await self.r.hdel(self.k(detector, "parked"), post_id)
 
 
 class RedisHeldLabels(_Store):
