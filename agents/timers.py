@@ -53,6 +53,16 @@ def register(w) -> None:
         except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
             runtime.crashed("expire_window", exc)
 
+    @app.timer(interval=5.0)
+    async def send_waiting_candidates():
+        """Send the candidates that waited for room in a detector's hourly budget, once the hour has room."""
+        if runtime.service is None or not runtime.service.pending:
+            return
+        try:
+            await runtime.publish(await runtime.retry(runtime.service.send_waiting, what="send waiting candidates"))
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
+            runtime.crashed("send_waiting_candidates", exc)
+
     @app.timer(interval=1.0)
     async def release_held_labels():
         """Route labels held for posts that have now arrived; dead-letter those whose hold expired."""

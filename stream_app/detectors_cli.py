@@ -16,7 +16,8 @@ from synapse_stream.exceptions import ConfigError, SynapseError
 
 #: the fields ``create`` and ``update`` take as flags (``--d-max`` for ``d_max``, ...)
 FIELDS = {"tau": float, "d_max": int, "k0": int, "candidates": str, "description": str, "audit_rate": float,
-          "oracle_mode": str, "llm_audit_rate": float, "max_query_ratio": float, "detect_threshold": float}
+          "oracle_mode": str, "llm_audit_rate": float, "max_query_ratio": float, "detect_threshold": float,
+          "max_candidates_per_hour": int}
 
 
 def add_detectors_parser(sub) -> None:

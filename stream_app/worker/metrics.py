@@ -98,6 +98,14 @@ class Metrics:
         self.rounds = Counter("synapse_rounds", "Candidate rounds planned by this worker", ["detector"], registry=r)
         self.round_seconds = Histogram("synapse_round_seconds", "Time to plan one candidate round (this worker)",
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.rate_spent = Gauge("synapse_rate_budget_spent", "Candidates sent in the last hour (all workers), "
+                                "counted against max_candidates_per_hour", ["detector"], registry=r)
+        self.rate_limit = Gauge("synapse_rate_budget_limit", "max_candidates_per_hour (absent without one)",
+                                ["detector"], registry=r)
+        self.rate_used = Gauge("synapse_rate_budget_used", "Share of the hourly candidate budget used (all workers)",
+                               ["detector"], registry=r)
+        self.deferred = Gauge("synapse_candidates_deferred", "Candidates found and waiting in this worker's outbox "
+                              "for room in the hourly budget", ["detector"], registry=r)
         self.source_share = Gauge("synapse_policy_share", "Share of this worker's last round given to each source",
                                   ["detector", "source"], registry=r)
         self.source_precision = Gauge("synapse_source_precision",

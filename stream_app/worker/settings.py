@@ -38,6 +38,10 @@ class DetectorSettings(BaseModel):
     # the rounds' oracle budget: they stop when the detector has queried this share of the posts indexed so far,
     # and go on as the stream grows (None: no limit; the moderators' pace is the only one)
     max_query_ratio: float | None = Field(0.05, gt=0.0, le=1.0)
+    # the moderators' capacity: at most this many candidates per hour (a sliding hour, all workers together;
+    # audits count but are never held back). Beyond it, rounds plan no more and found candidates wait in the
+    # outbox, best first, until the hour has room (None: no rate limit)
+    max_candidates_per_hour: int | None = Field(None, ge=1, le=10_000_000)
     # the classifier's probability above which a new post goes to the detections topic (None: no detections)
     detect_threshold: float | None = Field(0.5, gt=0.0, le=1.0)
     # paused: no candidates, rounds or audits (posts are still indexed, labels still applied); set with

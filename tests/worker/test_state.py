@@ -79,6 +79,24 @@ def test_round_sources_and_per_source_counters(store):
                         "model": {"queried": 2, "answered": 2, "positives": 1}}
 
 
+def test_the_rate_budget_grants_what_is_left_of_the_hour_and_forgets_older_minutes(store):
+    t = 1_700_000_000.0
+
+    async def go(st):
+        first = await st.rate.reserve("d", 30, 50, now=t)
+        second = await st.rate.reserve("d", 30, 50, now=t + 600)      # only 20 left this hour
+        none = await st.rate.reserve("d", 5, 50, now=t + 1200)
+        await st.rate.refund("d", 8, now=t + 1200)                  # 8 of the grants were not sent
+        back = await st.rate.reserve("d", 10, 50, now=t + 1300)
+        spent = await st.rate.spent("d", now=t + 1300)
+        other = await st.rate.spent("e", now=t + 1300)
+        later = await st.rate.spent("d", now=t + 3600 + 60)         # the first minute left the hour
+        much_later = await st.rate.reserve("d", 70, 50, now=t + 3 * 3600)
+        return first, second, none, back, spent, other, later, much_later
+
+    assert run(store, go) == (30, 20, 0, 8, 50, 0, 20, 50)
+
+
 def test_classifier_versions_never_go_back_and_keep_a_history(store):
     import numpy as np
 

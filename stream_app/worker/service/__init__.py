@@ -142,7 +142,7 @@ class DetectionService:
         self.run_rounds = self.scheduler.run
         self.maybe_train, self.refresh_models = self.trainer.maybe_train, self.trainer.refresh_models
         self.snapshot, self.assign, self.revoke = self.shards.snapshot, self.shards.assign, self.shards.revoke
-        self.confirm, self.orphans = self.outbox.confirm, self.outbox.orphans
+        self.confirm, self.orphans, self.send_waiting = self.outbox.confirm, self.outbox.orphans, self.outbox.send_waiting
         self.refresh_gauges = self.gauges.refresh
         self.expire_window = self.retention.expire
 

@@ -10,7 +10,7 @@ Connect keeps its configuration; ``SYNAPSE_DETECTORS`` only seeds the topic on f
 * **update** of ``tau``, ``d_max`` or ``candidates``: the engine (and its rounds) are rebuilt over the same books,
   windows refilled with the new values, the bandit starts from its prior; of ``k0``: the rounds are rebuilt (K0 is
   the policy's), the books and the classifier stay; of anything else: read where it is used
-  (``max_query_ratio`` at the next round, ``detect_threshold`` and ``audit_rate`` at the next post,
+  (``max_query_ratio`` at the next round, ``max_candidates_per_hour`` at the next round and candidate, ``detect_threshold`` and ``audit_rate`` at the next post,
   ``oracle_mode`` and ``llm_audit_rate`` at the next candidate, ``description`` in the LLM's prompts);
 * **pause / resume** (``paused``): no candidates, rounds or audits, while posts are still indexed and labels
   applied; on resume every window is refilled (a backfill over the posts that came meanwhile) and rounds plan again;

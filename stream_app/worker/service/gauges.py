@@ -38,6 +38,12 @@ class Gauges(ServicePart):
                     self.svc.metrics.source_queried.labels(name, src).set(c.get("queried", 0))
                     if c.get("answered"):
                         self.svc.metrics.source_precision.labels(name, src).set(c.get("positives", 0) / c["answered"])
+            d = self.svc.detectors.get(name)
+            if d is not None and d.max_candidates_per_hour is not None:
+                spent = await self.svc.state.rate.spent(name)
+                self.svc.metrics.rate_spent.labels(name).set(spent)
+                self.svc.metrics.rate_limit.labels(name).set(d.max_candidates_per_hour)
+                self.svc.metrics.rate_used.labels(name).set(spent / d.max_candidates_per_hour)
             truth = await self.svc.state.verdicts.truth_positives(name)
             if truth:
                 self.svc.metrics.recall.labels(name).set(pos / truth)

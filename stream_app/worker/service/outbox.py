@@ -44,6 +44,7 @@ class CandidateOutbox(ServicePart):
         taken = list(self.svc.pending)
         # candidates of a detector retired since they were found are dropped (its books are gone here)
         batch = [(c, t) for c, t in taken if c.detector in self.svc.audited]
+        batch, deferred, grants = await self._within_rate(batch)
         now = time.time()
         values, sets = [], []
         for c, _ in batch:
@@ -62,10 +63,13 @@ class CandidateOutbox(ServicePart):
             sets.append("audited" if c.reason == "audit" else "queried")
         fresh = await self.svc.state.claims.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
                                              sets)
-        del self.svc.pending[:len(taken)]
+        self.svc.pending[:len(taken)] = deferred   # waiting for room in the hour, in the order found
+        unused: dict[str, int] = {}
         for (c, arrived), value, ok in zip(batch, values, fresh):
             if c.reason == "audit":
                 self.svc.audited[c.detector].add(c.post_id)
+            if (not ok or not value) and c.detector in grants:
+                unused[c.detector] = unused.get(c.detector, 0) + 1
             if not ok:
                 continue
             if not value:   # re-using an audit verdict, if it is already known
@@ -80,6 +84,55 @@ class CandidateOutbox(ServicePart):
             self.svc.metrics.candidates.labels(c.detector, c.reason).inc()
             if arrived is not None:
                 self.svc.metrics.latency.observe(max(0.0, now - arrived))
+
+        for det, n in unused.items():   # not sent after all (claimed before, or an audit's verdict reused)
+            await self.svc.state.rate.refund(det, n)
+        if grants or deferred:
+            self._count_deferred()
+
+    async def _within_rate(self, batch: list) -> tuple[list, list, dict[str, int]]:
+        """Split the batch by the detectors' hourly budgets (``max_candidates_per_hour``, all workers
+        together): what Redis grants goes out now, the rest stays in the outbox (``deferred``) for a later
+        call. Audits are counted but never held back (they are the recall estimate's random sample)."""
+        wanted: dict[str, list[int]] = {}
+        audits: dict[str, int] = {}
+        for i, (c, _) in enumerate(batch):
+            d = self.svc.detectors.get(c.detector)
+            if d is None or d.max_candidates_per_hour is None:
+                continue
+            if c.reason == "audit":
+                audits[c.detector] = audits.get(c.detector, 0) + 1
+            else:
+                wanted.setdefault(c.detector, []).append(i)
+        if not wanted and not audits:
+            return batch, [], {}
+        grants: dict[str, int] = {}
+        held: set[int] = set()
+        rate = self.svc.state.rate
+        for det in sorted(set(wanted) | set(audits)):
+            got = await rate.reserve(det, audits[det], None) if det in audits else 0
+            idx = wanted.get(det, [])
+            if idx:
+                granted = await rate.reserve(det, len(idx), self.svc.detectors[det].max_candidates_per_hour)
+                held.update(idx[granted:])
+                got += granted
+            grants[det] = got
+        return ([x for i, x in enumerate(batch) if i not in held], [x for i, x in enumerate(batch) if i in held],
+                grants)
+
+    def _count_deferred(self) -> None:
+        counts: dict[str, int] = {name: 0 for name, d in self.svc.detectors.items() if d.max_candidates_per_hour}
+        for c, _ in self.svc.pending:
+            if c.detector in counts:
+                counts[c.detector] += 1
+        for det, n in counts.items():
+            self.svc.metrics.deferred.labels(det).set(n)
+
+    async def send_waiting(self) -> Outputs:
+        """Claim and hand out what waits in the outbox (candidates held for the hourly budget; those a Redis
+        outage delayed)."""
+        await self.emit([])
+        return self.drain(Outputs())
 
     def drain(self, out: Outputs) -> Outputs:
         """Hand every claimed, not yet returned candidate (and detection) to the caller (end of a successful handler)."""

@@ -1,7 +1,8 @@
 """The retention window: segments whose posts left it are dropped, and with them what is keyed by those posts.
 
 In this order, so that a crash at any point leaves nothing behind (the same segments are due again after a
-restart, and each step is idempotent): the vectors of candidates still waiting for a verdict are parked in
+restart, and each step is idempotent): candidates found but not sent yet (waiting for room in the hourly
+budget) are let go with their posts; the vectors of candidates still waiting for a verdict are parked in
 Redis (a late positive verdict still makes a seed); the routing of posts no detector sent is forgotten (a
 verdict may still come for a sent one, so theirs stays: it grows with the candidates, not with the stream);
 then, on the model thread, the segments go, the online windows that held their posts are refilled, and the
@@ -23,7 +24,11 @@ class RetentionKeeper(ServicePart):
         due = await self.svc.in_model_thread(self.svc.index.expirable)
         if due:
             ids = [pid for e in due.values() for pid in e.ids]
-            parked, sent = await self.svc.in_model_thread(self._sent_sync, ids)
+            idset = set(ids)
+            # found but never sent (waiting for room in the hourly budget): they leave with their posts
+            unsent = {(c.detector, c.post_id) for c, _ in self.svc.pending if c.post_id in idset}
+            self.svc.pending[:] = [(c, t) for c, t in self.svc.pending if c.post_id not in idset]
+            parked, sent = await self.svc.in_model_thread(self._sent_sync, ids, unsent)
             for det, items in parked.items():
                 await self.svc.state.posts.park(det, items)
             await self.svc.state.posts.forget([pid for pid in ids if pid not in sent])
@@ -35,14 +40,14 @@ class RetentionKeeper(ServicePart):
             await self.svc.outbox.emit(cands)
         return self.svc.outbox.drain(Outputs())
 
-    def _sent_sync(self, ids: list[str]) -> tuple[dict[str, dict], set[str]]:
+    def _sent_sync(self, ids: list[str], unsent: set[tuple[str, str]]) -> tuple[dict[str, dict], set[str]]:
         """Model thread: per detector, the vectors and texts of the expiring posts sent and not answered yet;
-        and every expiring post sent by any detector or as an audit."""
+        and every expiring post sent by any detector or as an audit (``unsent``: found, never sent)."""
         idset = set(ids)
         parked: dict[str, dict] = {}
         sent: set[str] = set()
         for name, eng in list(self.svc.engines.items()):
-            mine = idset & eng.queried
+            mine = {pid for pid in idset & eng.queried if (name, pid) not in unsent}
             sent |= mine | (idset & self.svc.audited.get(name, set()))
             waiting = sorted(pid for pid in mine if pid not in eng.labels)
             if waiting:

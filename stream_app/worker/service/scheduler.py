@@ -1,5 +1,5 @@
-"""Candidate rounds: for every detector whose round is due, the budget (all workers together) and the
-plan (``synapse_stream.rounds.LiveRounds``, the core policy over this worker's shards)."""
+"""Candidate rounds: for every detector whose round is due, the budget (``max_query_ratio`` of the posts
+seen and ``max_candidates_per_hour``, all workers together) and the plan (``synapse_stream.rounds.LiveRounds``, the core policy over this worker's shards)."""
 from __future__ import annotations
 
 import logging
@@ -46,6 +46,11 @@ class RoundScheduler(ServicePart):
                 limit = math.floor(d.max_query_ratio * total) - queried
                 if limit > 0 and share < 1.0:
                     limit = max(1, math.ceil(limit * share))
+            if d.max_candidates_per_hour is not None:   # the moderators' capacity, all workers together
+                room = d.max_candidates_per_hour - await self.svc.state.rate.spent(name)
+                if room > 0 and share < 1.0:
+                    room = max(1, math.ceil(room * share))
+                limit = room if limit is None else min(limit, room)
             t0 = time.perf_counter()
             cands = await self.svc.in_model_thread(rounds.plan, share, now, limit)
             self.svc.metrics.round_seconds.observe(time.perf_counter() - t0)

@@ -133,6 +133,17 @@ class RoundSources(Protocol):
     async def counters(self, detector: str) -> dict[str, dict[str, int]]: ...
 
 
+class RateBudget(Protocol):
+    """Candidates sent per detector over the last hour, all workers together (the moderators' capacity):
+    ``reserve`` grants at most what is left of ``per_hour`` (atomically, so two workers never both take the
+    last slots) and counts it (``per_hour=None``: all of ``n``, counted, e.g. audits); ``refund`` gives back a grant that was not used; ``spent`` reads the count.
+    Bounded: one counter per minute of the last hour."""
+
+    async def reserve(self, detector: str, n: int, per_hour: int | None, now: float | None = None) -> int: ...
+    async def refund(self, detector: str, n: int, now: float | None = None) -> None: ...
+    async def spent(self, detector: str, now: float | None = None) -> int: ...
+
+
 class Models(Protocol):
     """The classifier: its training vectors, its versions (one current, a history of summaries)."""
 
@@ -155,6 +166,7 @@ class State(Protocol):
     verdicts: Verdicts
     seeds: SeedRegistry
     rounds: RoundSources
+    rate: RateBudget
     models: Models
 
     async def ping(self) -> bool: ...

@@ -51,6 +51,7 @@ class _Data:
         self.keys: dict[str, list] = {}
         self.summaries: dict[str, list[dict]] = defaultdict(list)
         self.truth: dict[str, int] = {}
+        self.rate: dict[str, dict[int, int]] = defaultdict(dict)          # detector -> minute -> candidates
 
     def live(self, kind: str, name: str) -> bool:
         """A time-limited key (heartbeat, lock, "seeds arriving") that has not expired yet."""
@@ -286,6 +287,32 @@ class MemoryRoundSources(_Store):
         return out
 
 
+class MemoryRateBudget(_Store):
+    """Candidates per minute over the last hour (the same rule as Redis: minutes older than 60 are dropped)."""
+
+    def _window(self, detector: str, now: float | None) -> tuple[int, int]:
+        minute = int((time.time() if now is None else now) // 60)
+        buckets = self.d.rate[detector]
+        for m in [m for m in buckets if m <= minute - 60]:
+            del buckets[m]
+        return minute, sum(buckets.values())
+
+    async def reserve(self, detector: str, n: int, per_hour: int | None, now: float | None = None) -> int:
+        minute, used = self._window(detector, now)
+        grant = int(n) if per_hour is None else max(0, min(int(n), int(per_hour) - used))
+        if grant:
+            self.d.rate[detector][minute] = self.d.rate[detector].get(minute, 0) + grant
+        return grant
+
+    async def refund(self, detector: str, n: int, now: float | None = None) -> None:
+        if n > 0:
+            minute, _ = self._window(detector, now)
+            self.d.rate[detector][minute] = self.d.rate[detector].get(minute, 0) - int(n)
+
+    async def spent(self, detector: str, now: float | None = None) -> int:
+        return self._window(detector, now)[1]
+
+
 class MemoryModels(_Store):
     """Training vectors and classifier versions."""
 
@@ -329,7 +356,7 @@ class MemoryState(State):
         data = self.data
         self.posts, self.held, self.claims = MemoryPosts(data), MemoryHeldLabels(data), MemoryClaims(data)
         self.workers, self.verdicts, self.seeds = MemoryWorkers(data), MemoryVerdicts(data), MemorySeeds(data)
-        self.rounds, self.models = MemoryRoundSources(data), MemoryModels(data)
+        self.rounds, self.models, self.rate = MemoryRoundSources(data), MemoryModels(data), MemoryRateBudget(data)
 
     async def ping(self) -> bool:
         return True

@@ -1,6 +1,6 @@
 """The shared state in Redis (the production implementation of :class:`~stream_app.worker.state.base.State`):
 what must be common to all workers and survive any one of them. One class per store (posts, held labels,
-claims, workers, verdicts, seeds, round sources, models) over one client and one key prefix.
+claims, workers, verdicts, seeds, round sources, rate budget, models) over one client and one key prefix.
 
 Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 
@@ -21,6 +21,7 @@ Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
 ``P{D}:parked``                HASH post id -> vector and text of a candidate that left the window unanswered
 ``P{D}:sources``               HASH post id -> candidate source of a round ("ibg", "gble", "model")
 ``P{D}:source-counters``       HASH "<source>:queried" / "<source>:answered" / "<source>:positives"
+``P{D}:rate``                  HASH minute -> candidates sent (the per-hour rate budget; minutes older than an hour removed)
 ``P{D}:labelled-vectors``      HASH post id -> unit vector (base64 float32) of every post with a verdict (the classifier's training set)
 ``P{D}:model``                 STRING the current classifier version (JSON, ``ModelVersion.to_dict``)
 ``P{D}:model-version``         STRING counter of classifier versions
@@ -388,6 +389,45 @@ class RedisRoundSources(_Store):
         return out
 
 
+class RedisRateBudget(_Store):
+    """``P{D}:rate``: candidates per minute over the last hour; a grant is read, capped and counted atomically."""
+
+    # KEYS[1] the hash; ARGV: the current minute, the candidates wanted, the hourly cap (-1: none, only count).
+    # Returns {granted, spent in the last hour including the grant}.
+    _RESERVE = """
+    local minute = tonumber(ARGV[1])
+    local used = 0
+    local h = redis.call('HGETALL', KEYS[1])
+    for i = 1, #h, 2 do
+      if tonumber(h[i]) <= minute - 60 then redis.call('HDEL', KEYS[1], h[i]) else used = used + tonumber(h[i + 1]) end
+    end
+    local grant = tonumber(ARGV[2])
+    local cap = tonumber(ARGV[3])
+    if cap >= 0 then grant = math.max(0, math.min(grant, cap - used)) end
+    if grant ~= 0 then
+      redis.call('HINCRBY', KEYS[1], ARGV[1], grant)
+      redis.call('EXPIRE', KEYS[1], 7200)
+    end
+    return {grant, used + grant}
+    """
+
+    @staticmethod
+    def _minute(now: float | None) -> int:
+        return int((time.time() if now is None else now) // 60)
+
+    async def reserve(self, detector: str, n: int, per_hour: int | None, now: float | None = None) -> int:
+        cap = -1 if per_hour is None else max(0, int(per_hour))
+        got = await self.r.eval(self._RESERVE, 1, self.k(detector, "rate"), self._minute(now), int(n), cap)
+        return int(got[0])
+
+    async def refund(self, detector: str, n: int, now: float | None = None) -> None:
+        if n > 0:
+            await self.r.eval(self._RESERVE, 1, self.k(detector, "rate"), self._minute(now), -int(n), -1)
+
+    async def spent(self, detector: str, now: float | None = None) -> int:
+        return int((await self.r.eval(self._RESERVE, 1, self.k(detector, "rate"), self._minute(now), 0, -1))[1])
+
+
 class RedisModels(_Store):
     """``P{D}:labelled-vectors``, ``P{D}:model``, ``P{D}:model-version``, ``P{D}:model-key``, ``P{D}:models``."""
 
@@ -441,6 +481,7 @@ class RedisState(State):
         self.verdicts = RedisVerdicts(redis, prefix)
         self.seeds = RedisSeeds(redis, prefix)
         self.rounds = RedisRoundSources(redis, prefix)
+        self.rate = RedisRateBudget(redis, prefix)
         self.models = RedisModels(redis, prefix)
 
     @classmethod
