@@ -149,7 +149,7 @@ class LiveLoop:
             on_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
         parts = self.topics.partitions(s)
-        asyncio.run(create_topics(self.bootstrap, parts, configs=self.topics.configs()))
+        asyncio.run(create_topics(self.bootstrap, parts, configs=self.topics.configs(s)))
         if self.stack is not None:
             self.stack.wait_for_leaders(parts)
         for i in range(self.n_workers):

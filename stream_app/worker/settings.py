@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     segment_seconds: str | None = None                # ... or once it spans this much event time (default: window/8)
     event_time_max_skew: float = Field(300.0, ge=0)   # a ts later than arrival + this is taken as the arrival time
     retention_check_seconds: float = Field(5.0, gt=0, le=3600)   # how often segments are checked for expiry
+    # Kafka keeps what the window needs: posts (a worker without a snapshot rebuilds its shard from them),
+    # candidates, labels, verdicts and detections for the window plus this margin (downtime, late verdicts);
+    # seeds and detectors for ever; dead letters for dead_letter_retention. Set when topics are created
+    topic_retention_margin: str = "1d"
+    dead_letter_retention: str = "30d"
 
     # -- candidate rounds (detectors with candidates != "ibg") and the classifier ------------------
     round_check_interval: float = Field(1.0, gt=0, le=600)   # seconds between checks whether a round is due
@@ -168,7 +173,7 @@ class Settings(BaseSettings):
     label_hold_max: int = Field(100_000, ge=0)            # at most this many held (all workers); beyond: unknown_post
     log_level: str = "info"
 
-    @field_validator("retention", "segment_seconds")
+    @field_validator("retention", "segment_seconds", "topic_retention_margin", "dead_letter_retention")
     @classmethod
     def _duration(cls, v):
         try:

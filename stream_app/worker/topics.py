@@ -33,9 +33,31 @@ class TopicNames:
                 self.candidates: s.partitions, self.detections: s.partitions, self.seeds: 1, self.dead_letters: 1,
                 self.detectors: 1}
 
-    def configs(self) -> dict[str, dict[str, str]]:
-        """Topic configurations: the detectors topic is compacted (the latest settings of each detector)."""
-        return {self.detectors: {"cleanup.policy": "compact"}}
+    def configs(self, s: Settings | None = None) -> dict[str, dict[str, str]]:
+        """Topic configurations: the detectors topic is compacted (the latest settings of each detector); with
+        ``s``, retention by the window (:meth:`retention_ms`)."""
+        out: dict[str, dict[str, str]] = {self.detectors: {"cleanup.policy": "compact"}}
+        if s is not None:
+            for name, ms in self.retention_ms(s).items():
+                out.setdefault(name, {})["retention.ms"] = str(ms)
+        return out
+
+    def retention_ms(self, s: Settings) -> dict[str, int]:
+        """``retention.ms`` per topic: the window plus ``topic_retention_margin`` for the stream topics (a worker
+        without a snapshot replays its partition to rebuild the window; a verdict may come late), for ever
+        (-1) for seeds (they never expire), ``dead_letter_retention`` for dead letters. Without a time
+        window (``retention=off``), only seeds and dead letters are set; the broker's default rules the rest."""
+        from synapse_stream.segments import parse_duration
+
+        out = {self.seeds: -1}
+        dl = parse_duration(s.dead_letter_retention)
+        out[self.dead_letters] = -1 if dl is None else int(dl * 1000)
+        window = parse_duration(s.retention)
+        if window is not None:
+            keep = int((window + (parse_duration(s.topic_retention_margin) or 0.0)) * 1000)
+            for name in (self.posts, self.candidates, self.labels, self.verdicts, self.detections):
+                out[name] = keep
+        return out
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
@@ -44,5 +66,5 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
 
     names = TopicNames.from_settings(settings)
     wanted = names.partitions(settings)
-    create_topics_sync(settings.bootstrap_servers(), wanted, replication=settings.replication, configs=names.configs())
+    create_topics_sync(settings.bootstrap_servers(), wanted, replication=settings.replication, configs=names.configs(settings))
     return topic_partitions_sync(settings.bootstrap_servers(), list(wanted))
