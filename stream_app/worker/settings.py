@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024)
     replication: int = Field(1, ge=1)
     app_id: str = "synapse-stream"
+    # static group membership (Kafka's group.instance.id, e.g. the pod name of a StatefulSet): a worker that
+    # restarts with the same id gets its partitions back at once, without waiting for its old session to time
+    # out or moving them to the others meanwhile. Unique per worker; None: dynamic membership
+    worker_instance_id: str | None = Field(None, min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
 
     # -- Redis ---------------------------------------------------------------
     redis_url: str = "redis://localhost:6379/0"

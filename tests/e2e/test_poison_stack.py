@@ -156,7 +156,9 @@ def test_generated_hostile_traffic_through_the_stack_is_dead_lettered_once_and_v
 
     det = {"name": "scam", "tau": 0.99, "d_max": 5, "candidates": "ibg"}
     loop = LiveLoop(tmp_path, detectors=[det], embedder="hashing-64", partitions=2, workers=1,
-                    extra_env={"SYNAPSE_LABEL_HOLD_SECONDS": "3"})
+                    # no retention window: a generated post may carry any event time (ts=2, 1970), which the
+                    # window would rightly count as late or expire (tests/worker/test_retention_service.py)
+                    extra_env={"SYNAPSE_LABEL_HOLD_SECONDS": "3", "SYNAPSE_RETENTION": "off"})
     loop.start()
     T = loop.topics
     try:
