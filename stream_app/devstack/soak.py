@@ -23,7 +23,6 @@ of them, so that one garbage-collector swing does not count as growth).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
