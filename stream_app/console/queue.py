@@ -109,7 +109,7 @@ class MemoryReviewQueue:
             free = sorted((k for k, t in self.available.items() if t <= now and k not in mine and k not in skipped
                            and _wanted(k, want)), key=lambda k: (self.available[k], self.arrival[k]))
             for k in free[:n - len(out)]:
-                self._give(moderator, k, now, now + len(out) * 1e-6)
+                self._give(moderator, k, now, now + len(out) * 1e-5)
                 out.append(Lease(self.items[k], moderator, self.available[k]))
         return out
 

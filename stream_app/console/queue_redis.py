@@ -30,7 +30,8 @@ for i = 2, #ARGV, 2 do
     if redis.call('SISMEMBER', KEYS[3], k) == 0 and not redis.call('ZSCORE', KEYS[1], k)
        and redis.call('HEXISTS', KEYS[4], k) == 0 then
         redis.call('HSET', KEYS[2], k, ARGV[i + 1])
-        redis.call('ZADD', KEYS[1], tonumber(ARGV[1]), k)
+        -- 10 us apart, the last at ``now``: the order of arrival (equal scores would sort by key: p1, p10, p2)
+        redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + n * 0.00001, k)
         n = n + 1
     end
 end
@@ -72,7 +73,7 @@ while #out < n * 2 and scanned < limit do
         if ok(k) and redis.call('SISMEMBER', KEYS[5], k) == 0 and not redis.call('ZSCORE', KEYS[4], k) then
             redis.call('ZADD', KEYS[1], now + ttl, k)
             redis.call('HSET', KEYS[3], k, me)
-            redis.call('ZADD', KEYS[4], now + (#out / 2) * 0.000001, k)
+            redis.call('ZADD', KEYS[4], now + (#out / 2) * 0.00001, k)
             out[#out + 1] = k
             out[#out + 1] = redis.call('HGET', KEYS[2], k)
             offset = offset - 1     -- this one is no longer free: the next page starts one earlier
@@ -215,7 +216,7 @@ class RedisReviewQueue:
             return 0
         n = 0
         for i in range(0, len(items), 500):
-            argv: list = [now]
+            argv: list = [now - (len(items) - n) * 0.00001]   # the last one free at ``now``
             for it in items[i:i + 500]:
                 argv += [it.key, it.to_json()]
             n += int(await self._scripts["add"](keys=[self.k("queue"), self.k("items"), self.k("done"),

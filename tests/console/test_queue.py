@@ -54,6 +54,14 @@ def test_two_moderators_never_hold_the_same_candidate(store):
     assert keys(a) == ["p0", "p1"] and keys(b) == ["p2", "p3"] and keys(c) == ["p4"]
 
 
+def test_candidates_come_in_their_order_of_arrival(store):
+    async def go(q):
+        await q.add(items(12), T0)
+        return await q.lease("ana", 12, T0)
+
+    assert keys(run(store, go)) == [f"p{i}" for i in range(12)]
+
+
 def test_a_moderator_gets_their_own_leases_back_first_renewed(store):
     async def go(q):
         await q.add(items(4), T0)

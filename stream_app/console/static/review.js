@@ -43,6 +43,7 @@
   function fmt(v, digits) { return (v === null || v === undefined) ? "–" : Number(v).toFixed(digits); }
 
   function render(it) {
+    $("item").dataset.key = it.key;
     $("item-detector").textContent = it.detector;
     const post = $("post-text");
     post.textContent = it.text || "(the worker sent no text for this post)";
