@@ -1,7 +1,7 @@
 """The review queue in Redis (:class:`RedisReviewQueue`): shared by every console process, survives a restart.
 The rules are in ``queue.py``; every change is one Lua script, so leases are atomic across processes.
 
-Keys (``P`` = the Redis prefix + ``console:``; a key ``K`` of a candidate is ``"<detector>\\n<post id>"``):
+Keys (``P`` = the Redis prefix + ``console/``, which no detector name can clash with; a key ``K`` of a candidate is ``"<detector>\\n<post id>"``):
 
 ==========================  ======================================================================
 ``Pqueue``                  ZSET K -> free from (arrival time; a lease's expiry while leased)
@@ -201,7 +201,7 @@ class RedisReviewQueue:
     def __init__(self, redis, prefix: str = "synapse:", lease_seconds: float = 120.0,
                  grace_seconds: float = 10.0) -> None:
         self.r = redis
-        self.p = prefix + "console:"
+        self.p = prefix + "console/"   # "/" is never in a detector name: no clash with the workers' keys
         self.lease_seconds = float(lease_seconds)
         self.grace_seconds = float(grace_seconds)
         self._scripts = {name: redis.register_script(src) for name, src in (

@@ -134,11 +134,11 @@ class MemoryRecords:
 
 
 class RedisRecords:
-    """``Pconsole:samples:<detector>`` and ``Pconsole:detections:<detector>``: capped lists, newest first."""
+    """``Pconsole/samples:<detector>`` and ``Pconsole/detections:<detector>``: capped lists, newest first."""
 
     def __init__(self, redis, prefix: str = "synapse:") -> None:
         self.r = redis
-        self.p = prefix + "console:"
+        self.p = prefix + "console/"   # "/" is never in a detector name: no clash with the workers' keys
 
     async def _push(self, key: str, doc: dict, cap: int) -> None:
         async with self.r.pipeline(transaction=True) as pipe:
