@@ -65,9 +65,10 @@ class DetectorReport:
 
     @property
     def budget_used(self) -> float | None:
-        """Share of the oracle budget (``max_query_ratio`` of the posts seen) used; None without a budget."""
+        """Share of the oracle budget (``max_query_ratio`` of the posts seen, the rounds' limit) used; None without a
+        budget or rounds (online IBG: ``d_max`` per positive bounds it instead)."""
         cap = self.settings.get("max_query_ratio")
-        if not cap or not self.posts:
+        if not cap or not self.posts or self.settings.get("candidates") == "ibg":
             return None
         return self.queried / (float(cap) * self.posts)
 
