@@ -32,7 +32,9 @@ async def login(request: Request, _user) -> Response:
     form = await request.form()
     name, password = str(form.get("user") or "").strip(), str(form.get("password") or "")
     now = time.monotonic()
-    recent = [t for t in _failures[name] if now - t < 300]
+    if len(_failures) > 10_000:      # many names tried: forget them rather than grow
+        _failures.clear()
+    recent = [t for t in _failures.get(name, []) if now - t < 300]
     _failures[name] = recent
     user = await asyncio.to_thread(parts(request).users.authenticate, name, password)
     if user is None:
