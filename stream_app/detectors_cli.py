@@ -65,7 +65,7 @@ def check_settings(doc: dict):
 async def current(settings) -> dict[str, dict]:
     """Every detector on the topic, its latest settings (retired ones left out)."""
     from stream_app.worker.kafka_admin import create_topics, read_to_end
-    from stream_app.worker.transport import aiokafka_security
+    from stream_app.worker.kafka_clients import aiokafka_security
 
     topic = settings.topic("detectors")
     await create_topics(settings.bootstrap_servers(), {topic: 1}, settings.replication,
@@ -86,7 +86,7 @@ async def current(settings) -> dict[str, dict]:
 async def publish(settings, name: str, doc: dict | None) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.worker.transport import aiokafka_producer_settings
+    from stream_app.worker.kafka_clients import aiokafka_producer_settings
 
     producer = AIOKafkaProducer(**aiokafka_producer_settings(settings))
     await producer.start()

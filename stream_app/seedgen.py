@@ -119,7 +119,7 @@ async def publish_seeds(settings, detector: str, texts: list[str], *, timeout: f
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from stream_app.worker.transport import aiokafka_producer_settings
+    from stream_app.worker.kafka_clients import aiokafka_producer_settings
 
     from synapse_stream.messages import dumps
 

@@ -254,6 +254,39 @@ def candidate_message(detector: str, post_id: str, text: str, score: float, matc
             "emitted_at": emitted_at if emitted_at is not None else time.time()}
 
 
+def parse_candidate(raw, *, max_text_chars: int = MAX_TEXT_CHARS, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    """A ``candidates`` message (what :func:`candidate_message` builds), checked, as a dict: ``detector`` and
+    ``post_id`` strings, ``text`` a string (possibly empty: a worker that lost the text sends ``""``), ``score`` a
+    finite number, ``matched_seeds`` a list of strings, ``reason`` a string; other fields (``why``,
+    ``human_audit``, ...) are kept as they are. Raises :class:`MessageError` like the other parsers.
+
+    >>> parse_candidate(b'{"detector": "d", "post_id": 7, "text": "hi", "reason": "ibg"}')["post_id"]
+    '7'
+    """
+    obj = _object(raw, max_bytes)
+    out = dict(obj)
+    out["detector"] = _str(obj, "detector")
+    out["post_id"] = _str(obj, "post_id", allow_int=True)
+    t = obj.get("text", "")
+    if not isinstance(t, str):
+        raise MessageError("wrong_type:text", f"expected a string, got {type(t).__name__}")
+    if len(t) > max_text_chars:
+        raise MessageError("text_too_long", f"{len(t)} chars > {max_text_chars}")
+    _encodable(t, "text")
+    out["text"] = t
+    s = obj.get("score", 0.0)
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(float(s)):
+        raise MessageError("wrong_type:score", "expected a finite number")
+    out["score"] = float(s)
+    seeds = obj.get("matched_seeds") or []
+    if not isinstance(seeds, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in seeds):
+        raise MessageError("wrong_type:matched_seeds", "expected a list of seed ids")
+    out["matched_seeds"] = [str(x) for x in seeds]
+    out["reason"] = _str(obj, "reason", required=False) or ""
+    _check_strings(obj, "candidate")
+    return out
+
+
 def detection_message(detector: str, post_id: str, probability: float, threshold: float, model_version: int,
                       detected_at: float | None = None) -> dict:
     """A post the detector's classifier scored at or above its threshold (the ``detections`` topic).

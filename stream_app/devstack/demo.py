@@ -9,6 +9,7 @@ Everything the demo reports is scraped from the workers' ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -30,7 +31,9 @@ from synapse_stream.sources import registry
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 REPO = Path(__file__).resolve().parents[2]
-DEMO_DETECTOR = {"name": "positive-reviews", "tau": 0.55, "d_max": 10, "audit_rate": 0.02, "candidates": "policy",
+DEMO_DETECTOR = {"name": "positive-reviews", "description": "Movie reviews that praise the film: the reviewer liked it "
+                 "(SST-2's positive class). A mixed review that is mostly praise counts; a negative one does not.",
+                 "tau": 0.55, "d_max": 10, "audit_rate": 0.02, "candidates": "policy",
                  "k0": 50, "max_query_ratio": 0.1, "detect_threshold": 0.5}
 
 
@@ -311,6 +314,92 @@ class LiveLoop:
             await asyncio.sleep(1.0)
 
 
+DEMO_USERS = (("moderator", "moderator-demo", "moderator"), ("analyst", "analyst-demo", "analyst"))
+
+
+class DemoConsole:
+    """The review console (``stream_app.console``) in the demo's own event loop, on the loop's broker and Redis, with
+    two demo users; the simulated moderator reviews through its queue too, so a person logged in takes part in
+    the same loop (leases keep the two apart)."""
+
+    def __init__(self, loop: LiveLoop, port: int = 8088, host: str = "127.0.0.1") -> None:
+        import socket
+
+        from stream_app.console.settings import ConsoleSettings
+
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                port = free_port()
+        self.loop = loop
+        self.settings = ConsoleSettings(
+            _env_file=None, broker_url=f"kafka://{loop.bootstrap}", redis_url=loop.redis_url,
+            embedded_broker=loop.tansu_quirks, topic_prefix=loop.prefix, partitions=loop.partitions,
+            console_host=host, console_port=port, console_users_file=str(loop.run_dir / "console-users.json"),
+            console_lease_seconds=30.0,   # a candidate left open in a browser holds the demo's round up 30 s at most
+            embedder=loop.embedder, data_dir=str(loop.run_dir / "console"))
+        self.url = f"http://{host}:{port}/"
+        self._server = None
+        self._task = None
+        self._redis = None
+
+    async def start(self) -> "DemoConsole":
+        import uvicorn
+
+        from stream_app.console.app import build_parts, create_app
+
+        parts = build_parts(self.settings)
+        for name, password, role in DEMO_USERS:
+            parts.users.add(name, password, role)
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):   # Ctrl-C stops the whole demo, not only the console
+                yield
+
+        self._server = Server(uvicorn.Config(create_app(self.settings, parts), host=self.settings.console_host,
+                                             port=self.settings.console_port, log_level="warning"))
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+            await asyncio.sleep(0.05)
+        return self
+
+    async def moderate(self, truth: dict[str, int], stop: asyncio.Event, *, name: str = "simulated",
+                       rate: float = 20.0) -> Moderated:
+        """The simulated moderator as a console user: one lease at a time, answered from ``truth`` at most ``rate``
+        a second, no undo grace (published at once by the console as ``moderator:simulated``)."""
+        import redis.asyncio as aioredis
+
+        from stream_app.console.queue_redis import RedisReviewQueue
+
+        self._redis = aioredis.from_url(self.settings.redis_url, decode_responses=True)
+        q = RedisReviewQueue(self._redis, self.settings.redis_prefix, self.settings.console_lease_seconds, 0.0)
+        out = Moderated()
+        while not stop.is_set():
+            leases = await q.lease(name, 1, time.time())
+            if not leases:
+                await asyncio.sleep(0.2)
+                continue
+            it = leases[0].item
+            out.candidates.append(it.doc)
+            y = truth.get(it.post_id)
+            if y is None:
+                await q.skip(name, it.key, time.time())
+            elif await q.decide(name, it.key, int(y), time.time()):
+                out.labels_sent += 1
+            await asyncio.sleep(1.0 / rate)
+        return out
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            await self._task
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
 def summary_line(m: dict[str, float], detector: str) -> str:
     posts = int(gauge(m, "synapse_posts_indexed") or 0)
     queried = int(gauge(m, "synapse_queried", detector=detector) or 0)
@@ -339,6 +428,7 @@ async def _demo(args) -> int:
         print(f"[demo] {msg}", flush=True)
 
     say(f"run directory {loop.run_dir}")
+    console = None
     embedded = "Apache Kafka" if loop.broker_kind == "kafka" else "Tansu"
     say("starting " + ("external Kafka/Redis" if args.external else f"the embedded {embedded} broker and Redis")
         + f", {args.workers} Faust worker(s) (loading the model)...")
@@ -349,7 +439,14 @@ async def _demo(args) -> int:
             say(f"worker {i}: metrics at {loop.metrics_url(i)}  health at {loop.health_url(i)}")
         await loop.set_truth(det["name"], sum(truth.values()))
         stop = asyncio.Event()
-        moderator = asyncio.create_task(loop.moderate(truth, stop))
+        if args.console:
+            console = await DemoConsole(loop, args.console_port).start()
+            say(f"console at {console.url}  log in as " + " or ".join(
+                f"{n} / {pw} ({r})" for n, pw, r in DEMO_USERS) + "; a simulated moderator reviews beside you "
+                f"({args.moderator_rate:g} a second)")
+            moderator = asyncio.create_task(console.moderate(truth, stop, rate=args.moderator_rate))
+        else:
+            moderator = asyncio.create_task(loop.moderate(truth, stop))
         say(f"publishing {len(seeds)} LLM-written seeds to {loop.topics.seeds}")
         await loop.send_seeds(det["name"], seeds)
         say(f"replaying {len(posts)} posts ({sum(truth.values())} positive) to {loop.topics.posts}")
@@ -403,8 +500,13 @@ async def _demo(args) -> int:
         if shares:
             say("queried per candidate source: " + ", ".join(f"{k} {v}" for k, v in sorted(shares.items())))
         print(summary_line(m, det["name"]), flush=True)
+        if console is not None and args.hold:
+            say(f"the console stays up at {console.url} (Ctrl-C to stop)")
+            await asyncio.Event().wait()
         return 0
     finally:
+        if console is not None:
+            await console.stop()
         await loop.close()
         codes = await asyncio.to_thread(loop.stop)
         if any(c not in (0, None) for c in codes):
@@ -440,6 +542,12 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--broker-kind", choices=["tansu", "kafka"], default=None,
                    help=f"the embedded stack's broker: tansu (memory-only, fast) or kafka (Apache Kafka 4.x, "
                         f"KRaft); default ${BROKER_ENV_VAR}, else tansu")
+    p.add_argument("--no-console", dest="console", action="store_false",
+                   help="no review console: the simulated moderator reads the candidates topic itself")
+    p.add_argument("--console-port", type=int, default=8088, help="the console's port (default 8088, else a free one)")
+    p.add_argument("--moderator-rate", type=float, default=20.0,
+                   help="with the console: the simulated moderator's decisions per second (default 20)")
+    p.add_argument("--hold", action="store_true", help="keep the stack and the console running after the summary")
     p.add_argument("--broker", default=os.environ.get("SYNAPSE_BROKER_URL", "kafka://localhost:9092"))
     p.add_argument("--redis", default=os.environ.get("SYNAPSE_REDIS_URL", "redis://localhost:6379/0"))
     p.set_defaults(func=lambda args: asyncio.run(_demo(args)))

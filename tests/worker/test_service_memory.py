@@ -59,6 +59,10 @@ def test_seed_post_verdict_confirmed_seed_backfill_without_redis():
     t0 = time.perf_counter()
     first, routed, applied, backfill, ledger, seeds, counters = asyncio.run(go())
     assert [(c["post_id"], c["reason"]) for c in first] == [("a0", "post")]
+    # why it was suggested, for the console: the nearest seeds with their similarity (the score is the best one)
+    (why,) = [c["why"] for c in first]
+    assert len(why["seeds"]) == 1 and why["seeds"][0][1] == round(first[0]["score"], 4)
+    assert [s[0] for s in backfill[0]["why"]["seeds"]][0] == "a0"
     assert [(p, k) for p, k, _ in routed] == [(0, b"a0")] and applied.dead_letters == []
     assert [(c["post_id"], c["reason"], c["matched_seeds"]) for c in backfill] == [("a1", "backfill", ["a0"])]
     assert ledger == {"a0": 1} and sorted(s["origin"] for s in seeds) == ["confirmed", "synthetic"]

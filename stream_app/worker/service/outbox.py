@@ -10,6 +10,7 @@ from stream_app.worker.service.records import (
     Outputs,
     ServicePart,
 )
+from synapse_stream.explain import evidence
 from synapse_stream.llm_oracle import annotate_for_humans
 from synapse_stream.messages import (
     LabelMsg,
@@ -47,6 +48,7 @@ class CandidateOutbox(ServicePart):
         batch, deferred, grants = await self._within_rate(batch)
         now = time.time()
         values, sets = [], []
+        why = self._why([c for c, _ in batch])
         for c, _ in batch:
             if c.reason != "audit" and c.post_id in self.svc.audited[c.detector]:
                 # the detector wants a post the audit already sent: never twice to the oracle; the
@@ -56,6 +58,8 @@ class CandidateOutbox(ServicePart):
                 continue
             text = self.svc.index.payload(c.post_id) if c.post_id in self.svc.index else None
             msg = candidate_message(c.detector, c.post_id, text or "", c.score, c.matched_seeds, c.reason, now)
+            if (c.detector, c.post_id) in why:
+                msg["why"] = why[(c.detector, c.post_id)]
             d = self.svc.detectors.get(c.detector)
             if d is not None and d.oracle_mode != "human":
                 msg = annotate_for_humans(msg, d.oracle_mode, d.llm_audit_rate)
@@ -133,6 +137,27 @@ class CandidateOutbox(ServicePart):
         outage delayed)."""
         await self.emit([])
         return self.drain(Outputs())
+
+    def _why(self, cands: Sequence[Candidate]) -> dict[tuple[str, str], dict]:
+        """Why each candidate was suggested (``synapse_stream.explain``: its nearest seeds, the classifier's
+        probability), for the reviewers; best effort: a failure here never holds a candidate back."""
+        out: dict[tuple[str, str], dict] = {}
+        try:
+            known = [c for c in cands if c.detector in self.svc.engines and c.post_id in self.svc.index]
+            if not known:
+                return out
+            vecs = self.svc.index.get_vectors([c.post_id for c in known])
+            seeds: dict[str, tuple[list[str], object, frozenset]] = {}
+            for c, v in zip(known, vecs):
+                if c.detector not in seeds:
+                    eng = self.svc.engines[c.detector]
+                    ids = [s.id for s in eng.seeds.seeds]
+                    seeds[c.detector] = (ids, eng.seeds.matrix, eng.retracted)
+                ids, mat, retracted = seeds[c.detector]
+                out[(c.detector, c.post_id)] = evidence(v, ids, mat, retracted, self.svc.models.get(c.detector))
+        except Exception as exc:  # noqa: BLE001 - an explanation is optional
+            log.warning("no explanation for %d candidates: %s: %s", len(cands), type(exc).__name__, exc)
+        return out
 
     def drain(self, out: Outputs) -> Outputs:
         """Hand every claimed, not yet returned candidate (and detection) to the caller (end of a successful handler)."""
