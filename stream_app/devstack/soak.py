@@ -131,8 +131,10 @@ def summarise(r: SoakReport) -> dict:
 
     restart_t = r.restart.get("killed_at")
     lat = [(t, s) for t, s in r.latencies if restart_t is None or not (restart_t <= t <= restart_t + 120)]
-    inside = [s for t, s in lat if in_round(t)]
-    outside = [s for t, s in lat if not in_round(t)]
+    # by the time the post was sent: a post that arrives while a round plans is the one a round would hold up
+    # (its candidate is emitted after the round, if the round blocks ingestion)
+    inside = [s for t, s in lat if in_round(t - s)]
+    outside = [s for t, s in lat if not in_round(t - s)]
     return {
         "posts": r.posts, "window": r.window,
         "rss_growth_pct": growth("rss_mb"), "redis_growth_pct": growth("redis_mb"),
