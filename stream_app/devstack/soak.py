@@ -18,7 +18,7 @@ Writes the samples and the summary to JSON and a plot (PNG), and ends with one l
     soak: posts=N window=N rss_growth_pct=X redis_growth_pct=X round_p99_s=X latency_p99_ms=X
     latency_p99_in_rounds_ms=X restart_s=X
 
-Growth is measured from the samples after 2× the window to the end (medians of the first and last tenth
+Growth is measured from the samples after 2× the window to the kill (medians of the first and last tenth
 of them, so that one garbage-collector swing does not count as growth).
 """
 from __future__ import annotations
@@ -110,7 +110,8 @@ def _pct(xs, q):
 
 def summarise(r: SoakReport) -> dict:
     """The summary line's figures from the samples, the rounds and the latencies (see the module docstring)."""
-    after = [s for s in r.samples if s["posts_sent"] >= 2 * r.window and not s.get("restarting")]
+    killed = r.restart.get("killed_at") or float("inf")   # growth up to the kill (a restart starts afresh)
+    after = [s for s in r.samples if s["posts_sent"] >= 2 * r.window and s["t"] < killed]
     tenth = max(1, len(after) // 10)
 
     def growth(key: str) -> float:
@@ -145,7 +146,8 @@ def summarise(r: SoakReport) -> dict:
         "answered": r.answered, "dead_letters": sum(r.dead_letters.values()),
         "rss_mb_end": after[-1]["rss_mb"] if after else float("nan"),
         "redis_mb_end": after[-1]["redis_mb"] if after else float("nan"),
-        "index_size_max": max((s["index_size"] for s in r.samples), default=0),
+        "index_size_max": max((s["index_size"] for s in r.samples if s["t"] < killed), default=0),
+        "index_size_max_after_restart": max((s["index_size"] for s in r.samples if s["t"] >= killed), default=0),
     }
 
 
