@@ -111,3 +111,46 @@ def test_a_negative_late_verdict_counts_and_makes_no_seed():
     assert applied.dead_letters == [] and ledger == {"c0": 0}
     assert [s["origin"] for s in seeds] == ["synthetic"] and parked is None
     assert ids == ["n0", "n1"]
+
+
+def test_a_crash_while_a_segment_is_dropped_leaves_it_due_and_the_retry_finishes_the_job(monkeypatch):
+    """Expiry cleans Redis first, then drops: a failure in the drop (a crash, here an exception in the model
+    thread) leaves the same segments due, and the next check does the whole job once (parking is idempotent)."""
+    from synapse_stream.segments import SegmentedIndex
+
+    settings = service_settings(retention="1h", segment_posts=2)
+
+    async def go():
+        svc = DetectionService(settings, MemoryState())
+        try:
+            await svc.start()
+            await svc.assign([0])
+            await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps(
+                {"detector": "scam", "text": SEED}).encode())])
+            await svc.poll_seedlog(block_ms=None)
+            out = await svc.handle_posts([post("c0", NEAR, T0), post("u1", unrelated(1), T0 + 1, off=1)])
+            await svc.confirm(out.claims)
+            await svc.handle_posts([post("n0", unrelated(5), T0 + 9000, off=2), post("n1", unrelated(6), T0 + 9001, off=3)])
+            real_drop = SegmentedIndex.drop
+            monkeypatch.setattr(SegmentedIndex, "drop", lambda self, names: (_ for _ in ()).throw(OSError("crash")))
+            try:
+                await svc.expire_window()
+                crashed = False
+            except OSError:
+                crashed = True
+            mid = (sorted(svc.index.shards[0].ids()), await svc.state.posts.parked("scam", "c0") is not None,
+                   await svc.state.posts.partition_of("u1"))
+            monkeypatch.setattr(SegmentedIndex, "drop", real_drop)
+            await svc.expire_window()
+            after = (sorted(svc.index.shards[0].ids()), await svc.state.posts.partition_of("u1"),
+                     await svc.state.posts.partition_of("c0"))
+            applied = await _verdict(svc, "c0", 1)
+            return crashed, mid, after, applied, await svc.state.seeds.all("scam")
+        finally:
+            await svc.stop()
+
+    crashed, mid, after, applied, seeds = asyncio.run(go())
+    assert crashed
+    assert mid == (["c0", "n0", "n1", "u1"], True, None)   # Redis cleaned, the posts still here: due again
+    assert after == (["n0", "n1"], None, 0)
+    assert applied.dead_letters == [] and sorted(s["origin"] for s in seeds) == ["confirmed", "synthetic"]
