@@ -48,7 +48,8 @@ class CandidateOutbox(ServicePart):
         batch, deferred, grants = await self._within_rate(batch)
         now = time.time()
         values, sets = [], []
-        why = self._why([c for c, _ in batch])
+        # on the model thread: it reads the index and the seed sets, which that thread owns (and it is numpy work)
+        why = await self.svc.in_model_thread(self._why, [c for c, _ in batch]) if batch else {}
         for c, _ in batch:
             if c.reason != "audit" and c.post_id in self.svc.audited[c.detector]:
                 # the detector wants a post the audit already sent: never twice to the oracle; the
