@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from service_helpers import service_settings
+from service_helpers import seeded_service, service_settings
 
-from stream_app.worker.service import DetectionService, RawMsg
+from stream_app.worker.service import RawMsg
 from stream_app.worker.settings import DetectorSettings
 from stream_app.worker.state import MemoryState
 
@@ -28,12 +28,7 @@ def sent(out) -> list[str]:
 
 
 async def _worker(settings, state, parts):
-    svc = DetectionService(settings, state)
-    await svc.start()
-    await svc.assign(parts)
-    await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps({"detector": "scam", "text": SEED}).encode())])
-    await svc.poll_seedlog(block_ms=None)
-    return svc
+    return await seeded_service(settings, state, parts, seed=SEED)
 
 
 def test_two_workers_share_the_hourly_budget_and_the_rest_waits_for_room(monkeypatch):

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from service_helpers import service_settings
+from service_helpers import seeded_service, service_settings
 
-from stream_app.worker.service import DetectionService, RawMsg
-from stream_app.worker.state import MemoryState
+from stream_app.worker.service import RawMsg
 
 SEED = "urgent wallet recovery scam alert"
 NEAR = "urgent wallet recovery scam alert send seed phrase now"
@@ -42,13 +41,8 @@ def test_window_drops_old_segments_parks_unanswered_candidates_and_late_verdicts
     settings = service_settings(retention="1h", segment_posts=3)
 
     async def go():
-        svc = DetectionService(settings, MemoryState())
+        svc = await seeded_service(settings, seed=SEED)
         try:
-            await svc.start()
-            await svc.assign([0])
-            await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps(
-                {"detector": "scam", "text": SEED}).encode())])
-            await svc.poll_seedlog(block_ms=None)
             # an hour's first segment: the candidate (sent, no verdict yet) and two posts nobody sent
             old = await svc.handle_posts([post("c0", NEAR, T0), post("u1", unrelated(1), T0 + 1, off=1),
                                           post("u2", unrelated(2), T0 + 2, off=2)])
@@ -90,13 +84,8 @@ def test_a_negative_late_verdict_counts_and_makes_no_seed():
     settings = service_settings(retention="1h", segment_posts=2)
 
     async def go():
-        svc = DetectionService(settings, MemoryState())
+        svc = await seeded_service(settings, seed=SEED)
         try:
-            await svc.start()
-            await svc.assign([0])
-            await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps(
-                {"detector": "scam", "text": SEED}).encode())])
-            await svc.poll_seedlog(block_ms=None)
             out = await svc.handle_posts([post("c0", NEAR, T0), post("u1", unrelated(1), T0 + 1, off=1)])
             await svc.confirm(out.claims)
             await svc.handle_posts([post("n0", unrelated(5), T0 + 9000, off=2), post("n1", unrelated(6), T0 + 9001, off=3)])
@@ -121,13 +110,8 @@ def test_a_crash_while_a_segment_is_dropped_leaves_it_due_and_the_retry_finishes
     settings = service_settings(retention="1h", segment_posts=2)
 
     async def go():
-        svc = DetectionService(settings, MemoryState())
+        svc = await seeded_service(settings, seed=SEED)
         try:
-            await svc.start()
-            await svc.assign([0])
-            await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps(
-                {"detector": "scam", "text": SEED}).encode())])
-            await svc.poll_seedlog(block_ms=None)
             out = await svc.handle_posts([post("c0", NEAR, T0), post("u1", unrelated(1), T0 + 1, off=1)])
             await svc.confirm(out.claims)
             await svc.handle_posts([post("n0", unrelated(5), T0 + 9000, off=2), post("n1", unrelated(6), T0 + 9001, off=3)])
