@@ -5,7 +5,11 @@ O(n k). ``tests/core/test_rounds.py`` checks it equals the core's ``knn_graph`` 
 """
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from scipy import sparse
@@ -46,6 +50,7 @@ class KNNGraph:
         self._seed_names: list[str] = []
         self._seed_vecs: list[np.ndarray] = []
         self._W: sparse.csr_matrix | None = None
+        self._waiting: dict[str, list[str]] = {}   # name not a node yet -> loaded nodes whose row points at it
 
     def __len__(self) -> int:
         return len(self.names)
@@ -142,12 +147,69 @@ class KNNGraph:
         self._rows, self._cols = rows, cols
         self.names = [n for n, k in zip(self.names, keep.tolist()) if k]
         self.node_of = {n: i for i, n in enumerate(self.names)}
+        if self._waiting:
+            dropped = set(post_ids)
+            self._waiting = {t: [w for w in ws if w not in dropped] for t, ws in self._waiting.items()
+                             if t not in dropped}
         self._W = None
         return len(gone)
 
     def _add_name(self, name: str) -> None:
         self.node_of[name] = len(self.names)
         self.names.append(name)
+        waiting = self._waiting.pop(name, None)
+        if waiting:   # rows loaded from a share that point at this node: their edges exist now
+            me = self.node_of[name]
+            src = [self.node_of[w] for w in waiting if w in self.node_of]
+            self._rows.append(np.asarray(src, np.int64))
+            self._cols.append(np.full(len(src), me, np.int64))
+            self._W = None
+
+    # ------------------------------------------------------------------ shares of sealed segments
+    def share(self, post_ids: Sequence[str]) -> tuple[list[str], np.ndarray, list[str], np.ndarray] | None:
+        """The rows of these posts (a sealed segment's posts) as ``(own, src, names, dst)``: edge i goes from
+        ``own[src[i]]`` to ``names[dst[i]]``; None while a post is not a node yet. Cost O(edges)."""
+        if not post_ids or any(p not in self.node_of for p in post_ids):
+            return None
+        own = list(post_ids)
+        mine = np.full(len(self.names), -1, np.int64)
+        mine[[self.node_of[p] for p in own]] = np.arange(len(own))
+        src, dst = [], []
+        for r, c in zip(self._rows, self._cols):
+            ok = mine[r] >= 0
+            src.append(mine[r[ok]])
+            dst.append(c[ok])
+        src_a = np.concatenate(src) if src else np.zeros(0, np.int64)
+        dst_a = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+        nodes, inverse = np.unique(dst_a, return_inverse=True)
+        return own, src_a.astype(np.int32), [self.names[i] for i in nodes.tolist()], inverse.astype(np.int32)
+
+    def add_share(self, own: Sequence[str], src: np.ndarray, names: Sequence[str], dst: np.ndarray) -> bool:
+        """Add posts with the rows :meth:`share` gave (loaded after a restart: they are not searched again).
+        An edge to a name that is not a node yet is kept until that node arrives (a newer post, a seed); posts
+        already in the graph keep the rows they have. Returns False (nothing added) if every post is known."""
+        new = [i for i, p in enumerate(own) if p not in self.node_of]
+        if not new:
+            return False
+        fresh = np.zeros(len(own), bool)
+        fresh[new] = True
+        for i in new:
+            self._add_name(own[i])
+        keep = fresh[src]
+        rows, cols = [], []
+        for s_, d_ in zip(src[keep].tolist(), dst[keep].tolist()):
+            me, other = own[s_], names[d_]
+            j = self.node_of.get(other)
+            if j is None:
+                self._waiting.setdefault(other, []).append(me)
+            else:
+                rows.append(self.node_of[me])
+                cols.append(j)
+        if rows:
+            self._rows.append(np.asarray(rows, np.int64))
+            self._cols.append(np.asarray(cols, np.int64))
+        self._W = None
+        return True
 
     def neighbours(self, name: str) -> set[str]:
         i = self.node_of[name]
@@ -167,3 +229,59 @@ class KNNGraph:
         if self._W is None:
             self._W = row_normalise(self.adjacency())
         return self._W
+
+
+class GraphShares:
+    """Sealed segments' shares of a detector's kNN graph on disk, beside the segments' snapshots.
+
+    One file per (shard, segment, detector): ``<root>/shard-<key>/segment-<segment>.graph-<detector>.k<k>.npz``
+    with the :meth:`KNNGraph.share` arrays (names as fixed-width unicode: no pickle). A segment is sealed once and
+    never changes, so its share is written once (atomically: a temporary file, then a rename); a restart or a
+    rebalance loads it instead of searching the segment's posts again. Files of segments no longer held are
+    removed (:meth:`prune`, and with the segment's own snapshot). A share built with another ``k`` is not used.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def path(self, key, segment: str, detector: str, k: int) -> Path:
+        return self.root / f"shard-{key}" / f"segment-{segment}.graph-{quote(detector, safe='')}.k{int(k)}.npz"
+
+    def save(self, key, segment: str, detector: str, k: int, own, src, names, dst) -> Path:
+        path = self.path(key, segment, detector, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp.npz")
+        np.savez(tmp, own=np.asarray(own, dtype=str), src=np.asarray(src, np.int32),
+                 names=np.asarray(names, dtype=str), dst=np.asarray(dst, np.int32))
+        os.replace(tmp, path)
+        return path
+
+    def load(self, key, segment: str, detector: str, k: int):
+        """The saved share, or None (none saved, another k, or an unreadable file: the posts are searched)."""
+        path = self.path(key, segment, detector, k)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                own, src, names, dst = z["own"].tolist(), z["src"], z["names"].tolist(), z["dst"]
+        except (OSError, ValueError, KeyError):
+            return None
+        if len(src) != len(dst) or (len(src) and (src.max() >= len(own) or dst.max() >= len(names))):
+            return None
+        return own, src, names, dst
+
+    def prune(self, key, detector: str, keep: set[str]) -> int:
+        """Remove this detector's shares of segments of shard ``key`` not in ``keep``; returns how many."""
+        gone = 0
+        folder = self.root / f"shard-{key}"
+        tag = f".graph-{quote(detector, safe='')}.k"
+        for f in folder.glob("segment-*.graph-*.npz") if folder.exists() else ():
+            name = f.name
+            if tag not in name:
+                continue
+            seg = name[len("segment-"):name.index(".graph-")]
+            if seg not in keep:
+                try:
+                    f.unlink()
+                    gone += 1
+                except OSError:
+                    pass
+        return gone

@@ -157,6 +157,10 @@ class PostIndex:
         out = np.empty((n, self.dim), dtype=np.float32)
         return self.vectors_into(out, n), out
 
+    def parts(self) -> list[tuple["PostIndex", int]]:
+        """The indexes holding the posts and how many each holds now (one: this one; see ``SegmentedIndex``)."""
+        return [(self, len(self._ids))]
+
     def vectors_into(self, out: np.ndarray, n: int) -> list[str]:
         """Write the unit vectors of the first ``n`` posts into ``out`` [n, dim] float32; returns their ids.
 
@@ -445,12 +449,12 @@ class ShardedIndex:
         Each shard writes its rows straight into one matrix (no per-shard copies to stack); a shard
         that grows meanwhile contributes the posts it held when the read started.
         """
-        shards = [self.shards[key] for key in sorted(self.shards, key=str)]
-        counts = [len(s) for s in shards]
-        out = np.empty((sum(counts), self.dim), dtype=np.float32)
+        shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]   # another thread may drop one
+        parts = [p for s in shards if s is not None for p in s.parts()]
+        out = np.empty((sum(c for _, c in parts), self.dim), dtype=np.float32)
         ids: list[str] = []
         start = 0
-        for s, c in zip(shards, counts):
+        for s, c in parts:     # each part locked only while it is copied (a write waits for one segment at most)
             ids += s.vectors_into(out[start:start + c], c)
             start += c
         return ids, out

@@ -39,6 +39,7 @@ O(n k) for the graph.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .books import DetectorBooks
-from .graph import KNNGraph
+from .graph import GraphShares, KNNGraph
 from .index import ShardedIndex
 from .methods.base import LoopState
 from .methods.policy import Policy
@@ -57,7 +58,7 @@ from .sources.base import CandidateSource, LiveView, SourceParams
 
 #: the sources of a detector with ``candidates = "policy"``
 SOURCES = registry.POLICY_DEFAULT
-__all__ = ["SOURCES", "KNNGraph", "LiveRounds", "RoundRecord"]
+__all__ = ["SOURCES", "KNNGraph", "LiveRounds", "RoundInput", "RoundOutput", "RoundRecord"]
 
 
 @dataclass
@@ -109,6 +110,12 @@ class LiveRounds:
         self.planned = 0                         # rounds planned so far
         self.changes = 0                         # posts, seeds or verdicts since the last round
         self.last_seed_at = float("-inf")        # when the last seed arrived (rounds wait for the seed set to settle)
+        # asked for by the owner's thread (expiry, rebalance), applied by the next compute (see gather/compute/commit)
+        self._lock = threading.Lock()
+        self._reset = False
+        self._drops: list[str] = []
+        self.shares: GraphShares | None = None   # where sealed segments' shares of the kNN graph are kept
+        self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
 
     @property
     def sources(self) -> list[str]:
@@ -157,15 +164,29 @@ class LiveRounds:
                 self.owner.setdefault(pid, src)
 
     def forget(self) -> None:
-        """Shards were dropped or replaced: the kNN graph and what sources built over the old posts go."""
-        self.graph.reset()
-        for src in self.policy.sources.values():
-            src.forget()
+        """Shards were dropped or replaced: the kNN graph and what sources built over the old posts go (at the
+        start of the next :meth:`compute`, which may be running in another thread now)."""
+        with self._lock:
+            self._reset = True
+            self._drops = []
 
     def expire(self, post_ids: Sequence[str]) -> None:
-        """Posts left the window: the kNN graph drops them (no rebuild), the sources drop what they built
-        over the old node numbering; what was sent stays in ``owner`` (a late verdict still credits its source)."""
-        if self.graph.drop(post_ids):
+        """Posts left the window: the kNN graph drops them (no rebuild) and the sources drop what they built
+        over the old node numbering, at the start of the next :meth:`compute`; what was sent stays in
+        ``owner`` (a late verdict still credits its source)."""
+        with self._lock:
+            if not self._reset:
+                self._drops.extend(post_ids)
+
+    def _apply_changes(self) -> None:
+        """Compute side: the resets and drops asked for since the last compute."""
+        with self._lock:
+            reset, drops = self._reset, self._drops
+            self._reset, self._drops = False, []
+        if reset:
+            self.graph.reset()
+            self._shares_done.clear()
+        if reset or (drops and self.graph.drop(drops)):
             for src in self.policy.sources.values():
                 src.forget()
 
@@ -186,96 +207,185 @@ class LiveRounds:
         return last.outstanding <= math.floor(outstanding * len(last.sent)) or age >= timeout
 
     # ------------------------------------------------------------------ the round
+    # A round is three steps so that the heavy one runs off the thread that owns the books and the index's writes:
+    # gather (owner's thread, O(labels + queried + seeds): copies of the books), compute (any one thread at a
+    # time: the snapshot, the graph, the sources, the policy) and commit (owner's thread: the batch is marked
+    # queried, less what was answered, sent or dropped meanwhile). ``plan`` runs the three in one call.
+    def gather(self, share: float = 1.0, now: float | None = None, limit: int | None = None) -> RoundInput | None:
+        """Step 1 (the thread that owns the books): what the round needs of them, copied; None if the budget is
+        spent."""
+        now = time.time() if now is None else now
+        self.changes = 0
+        if limit is not None and limit <= 0:
+            return None     # nothing to do until the stream grows (new posts touch it again)
+        verdicts, self._verdicts = self._verdicts, {}
+        fresh, self.fresh = self.fresh, {s: [0.0, 0.0] for s in self.fresh}
+        return self._read_books(share, now, limit, verdicts, fresh)
+
+    def _read_books(self, share, now, limit, verdicts, fresh) -> RoundInput:
+        books = self.books
+        retracted = frozenset(books.retracted)
+        seeds = books.seeds
+        external = {s.id: seeds.matrix[i].copy() for i, s in enumerate(seeds.seeds) if s.id not in retracted}
+        last = None
+        if self.rounds and self.rounds[-1].answered:
+            rec = self.rounds[-1]
+            last = {"round": rec.number, "queried": rec.answered, "positives": rec.positives}
+        return RoundInput(share, now, limit, dict(books.labels), frozenset(books.queried), retracted, external,
+                          verdicts, fresh, last, time.perf_counter())
+
+    def compute(self, inp: RoundInput) -> RoundOutput:
+        """Step 2 (one thread at a time, not necessarily the owner's): the policy's batch on a snapshot of the
+        shards. Reads the index through its locks; writes only the graph, the sources and the policy."""
+        t0 = time.perf_counter()
+        self._apply_changes()
+        state, ext = self._snapshot(inp)
+        if state.n == 0:
+            return RoundOutput(inp, [], [], time.perf_counter() - t0)
+        self._prepare_sources(state, ext, inp)
+        # the bandit: discount once per round, then count the verdicts since the last one (the core's order)
+        self.policy.decay()
+        for s, (a, b) in inp.fresh.items():
+            self.policy.counts[s][0] += a
+            self.policy.counts[s][1] += b
+        k0 = max(1, round(self.k0 * min(1.0, max(inp.share, 0.0))))
+        self.policy.k0, self.policy.k_max = k0, max(k0, round(self.k_max * k0 / self.k0))
+        batch = self.policy.plan(state)
+        if inp.limit is not None:
+            batch = batch[:inp.limit]
+        self._save_shares()
+        return RoundOutput(inp, state.ids, batch, time.perf_counter() - t0)
+
+    def commit(self, out: RoundOutput) -> list[Candidate]:
+        """Step 3 (the owner's thread): mark the batch queried and record the round. A post answered, sent or
+        gone from the shards since ``gather`` is left out."""
+        books = self.books
+        rec = RoundRecord(self.planned + 1, out.input.now)
+        cands = []
+        for r, score, src in out.batch:
+            pid = out.ids[r]
+            if pid in books.labels or pid in books.queried or pid not in self.index:
+                continue
+            books.queried.add(pid)
+            self.owner[pid] = src
+            rec.sent[pid] = src
+            cands.append(Candidate(self.name, pid, float(score), (), src))
+        rec.alloc = {s: sum(1 for v in rec.sent.values() if v == s) for s in self.policy.sources}
+        rec.seconds = out.seconds
+        if cands:
+            self.planned += 1
+            self.rounds.append(rec)
+        return cands
+
+    def plan(self, share: float = 1.0, now: float | None = None, limit: int | None = None) -> list[Candidate]:
+        """Choose one round's batch (the posts are marked queried in the books); ``share``: this
+        worker's fraction of all posts (scales K0); ``limit``: the oracle budget left (the batch is cut
+        to it, best first, as the core loop cuts its last batch). :meth:`gather`, :meth:`compute` and
+        :meth:`commit` in one call."""
+        inp = self.gather(share, now, limit)
+        return [] if inp is None else self.commit(self.compute(inp))
+
     def snapshot(self) -> LoopState:
         """The loop state of this worker's posts now (vectors, labels, pending, seeds not held here)."""
-        return self._snapshot()[0]
+        return self._snapshot(self._read_books(1.0, time.time(), None, {}, {}))[0]
 
-    def _snapshot(self) -> tuple[LoopState, dict[str, np.ndarray]]:
-        """:meth:`snapshot` and the positives outside it (its ``S``, by seed id)."""
-        books = self.books
+    def _snapshot(self, inp: RoundInput) -> tuple[LoopState, dict[str, np.ndarray]]:
+        """The loop state and the positives outside it (its ``S``, by seed id): synthetic and manual seeds and
+        posts confirmed on other workers (overturned ones excluded)."""
         ids, X = self.index.vectors()
         row_of = {p: i for i, p in enumerate(ids)}
         labels = np.full(len(ids), -1, np.int8)
-        for pid, y in books.labels.items():
+        for pid, y in inp.labels.items():
             r = row_of.get(pid)
             if r is not None:
                 labels[r] = y
         pending = np.zeros(len(ids), bool)
-        for pid in books.queried:
+        for pid in inp.queried:
             r = row_of.get(pid)
             if r is not None and labels[r] < 0:
                 pending[r] = True
-        S = self._external_positives(row_of)
+        S = {sid: v for sid, v in inp.external.items() if sid not in row_of}
         state = LoopState(X=X, S=np.vstack(list(S.values())) if S else np.zeros((0, self.index.dim), np.float32),
                           ids=ids, labels=labels, rng=self.rng, pending=pending)
-        if self.rounds and self.rounds[-1].answered:
-            last = self.rounds[-1]
-            state.rounds = [{"round": last.number, "queried": last.answered, "positives": last.positives}]
+        if inp.last is not None:
+            state.rounds = [inp.last]
         return state, S
 
-    def _external_positives(self, row_of: dict[str, int]) -> dict[str, np.ndarray]:
-        """Positives that are not rows of this worker's snapshot: synthetic and manual seeds, and
-        confirmed posts held by other workers (overturned ones excluded)."""
-        books = self.books
-        retracted = books.retracted
-        out = {}
-        for i, s in enumerate(books.seeds.seeds):
-            if s.id in row_of or s.id in retracted:
-                continue
-            out[s.id] = books.seeds.matrix[i]
-        return out
-
-    def _prepare_sources(self, state: LoopState, external: dict[str, np.ndarray]) -> None:
+    def _prepare_sources(self, state: LoopState, external: dict[str, np.ndarray], inp: RoundInput) -> None:
         """The live view (the graph updated first if a source needs it), then the verdicts since the last round."""
         if self._needs_graph:
+            self._load_shares()
             self.graph.update(self.index, state.ids, external, state.X)
-        view = LiveView(self.index, state.ids, state.X, external, self.books.retracted,
+        view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
                         self.graph if self._needs_graph else None)
-        row_of = {p: i for i, p in enumerate(state.ids)} if self._verdicts else {}
-        got = [(row_of[p], y) for p, y in self._verdicts.items() if p in row_of]
-        self._verdicts = {}
+        row_of = {p: i for i, p in enumerate(state.ids)} if inp.verdicts else {}
+        got = [(row_of[p], y) for p, y in inp.verdicts.items() if p in row_of]
         rows, ys = [r for r, _ in got], [y for _, y in got]
         for src in self.policy.sources.values():
             src.refresh(view)
             if rows:
                 src.learn(state, rows, ys)
 
-    def plan(self, share: float = 1.0, now: float | None = None, limit: int | None = None) -> list[Candidate]:
-        """Choose one round's batch (the posts are marked queried in the books); ``share``: this
-        worker's fraction of all posts (scales K0); ``limit``: the oracle budget left (the batch is cut
-        to it, best first, as the core loop cuts its last batch)."""
-        t0 = time.perf_counter()
-        now = time.time() if now is None else now
-        if limit is not None and limit <= 0:
-            self.changes = 0     # nothing to do until the stream grows (new posts touch it again)
-            return []
-        state, ext = self._snapshot()
-        self.changes = 0
-        if state.n == 0:
-            return []
-        self._prepare_sources(state, ext)
-        # the bandit: discount once per round, then count the verdicts since the last one (the core's order)
-        self.policy.decay()
-        for s, (a, b) in self.fresh.items():
-            self.policy.counts[s][0] += a
-            self.policy.counts[s][1] += b
-        self.fresh = {s: [0.0, 0.0] for s in self.fresh}
-        k0 = max(1, round(self.k0 * min(1.0, max(share, 0.0))))
-        self.policy.k0, self.policy.k_max = k0, max(k0, round(self.k_max * k0 / self.k0))
-        batch = self.policy.plan(state)
-        if limit is not None:
-            batch = batch[:limit]
-        rec = RoundRecord(self.planned + 1, now)
-        out = []
-        for r, score, src in batch:
-            pid = state.ids[r]
-            self.books.queried.add(pid)
-            self.owner[pid] = src
-            rec.sent[pid] = src
-            out.append(Candidate(self.name, pid, float(score), (), src))
-        rec.alloc = {s: sum(1 for v in rec.sent.values() if v == s) for s in self.policy.sources}
-        rec.seconds = time.perf_counter() - t0
-        if out:
-            self.planned += 1
-            self.rounds.append(rec)
-        return out
+    # ------------------------------------------------------------------ the graph's shares of sealed segments
+    def _sealed_segments(self):
+        """(shard key, segment) for every sealed segment of the shards (segmented shards only)."""
+        for key, shard in list(self.index.shards.items()):
+            for seg in list(getattr(shard, "segments", ())):
+                if seg.sealed:
+                    yield key, seg
+
+    def _load_shares(self) -> None:
+        """Before the graph update: the saved shares of sealed segments not in the graph yet (after a restart or
+        a rebalance), so their posts are not searched again."""
+        if self.shares is None:
+            return
+        for key, seg in self._sealed_segments():
+            if (key, seg.name) in self._shares_done:
+                continue
+            share = self.shares.load(key, seg.name, self.name, self.graph.k)
+            if share is not None and self.graph.add_share(*share):
+                self._shares_done.add((key, seg.name))
+
+    def _save_shares(self) -> None:
+        """After the round: each sealed segment whose posts all have their graph rows is saved once."""
+        if self.shares is None or not self._needs_graph:
+            return
+        held = {key: {seg.name for seg in list(getattr(shard, "segments", ()))}
+                for key, shard in list(self.index.shards.items())}
+        for key, names in held.items():   # shares of segments dropped since (the round thread owns these files)
+            self.shares.prune(key, self.name, names)
+        self._shares_done = {(k, n) for k, n in self._shares_done if n in held.get(k, ())}
+        for key, seg in self._sealed_segments():
+            if (key, seg.name) in self._shares_done:
+                continue
+            share = self.graph.share(seg.index.ids())
+            if share is not None:
+                self.shares.save(key, seg.name, self.name, self.graph.k, *share)
+                self._shares_done.add((key, seg.name))
+
+
+@dataclass
+class RoundInput:
+    """What :meth:`LiveRounds.gather` copies from the books for one round."""
+
+    share: float
+    now: float
+    limit: int | None
+    labels: dict[str, int]
+    queried: frozenset[str]
+    retracted: frozenset[str]
+    external: dict[str, np.ndarray]     # seeds (and posts confirmed elsewhere) by id, overturned ones left out
+    verdicts: dict[str, int]            # since the last round (the sources' learn)
+    fresh: dict[str, list[float]]       # per source, verdicts since the last round (the bandit's counts)
+    last: dict | None                   # the previous round's answers (p_prev)
+    started: float
+
+
+@dataclass
+class RoundOutput:
+    """What :meth:`LiveRounds.compute` chose: ``(row, score, source)`` of ``ids``, in sending order."""
+
+    input: RoundInput
+    ids: list[str]
+    batch: list[tuple[int, float, str]]
+    seconds: float

@@ -296,6 +296,12 @@ class SegmentedIndex:
                 raise PostIndexError(f"the shard holds {start} posts, not {n}")
         return ids
 
+    def parts(self) -> list[tuple[PostIndex, int]]:
+        """Each segment and how many posts it holds now, oldest first: a reader copies them one by one without
+        holding the shard (a segment dropped meanwhile is still whole; new posts only append)."""
+        with self._lock.read():
+            return [(s.index, len(s.index)) for s in self.segments]
+
     def vectors(self) -> tuple[list[str], np.ndarray]:
         n = len(self)
         out = np.empty((n, self.dim), dtype=np.float32)
@@ -433,7 +439,8 @@ def _remove_snapshot(manifest: Path) -> None:
         man = _read_manifest(manifest)
     except PostIndexError:
         man = {}
-    for f in [manifest.parent / man[k] for k in ("graph", "ids") if k in man] + [manifest]:
+    extras = list(manifest.parent.glob(f"{manifest.stem}.graph-*.npz"))   # the kNN graph's shares (graph.GraphShares)
+    for f in [manifest.parent / man[k] for k in ("graph", "ids") if k in man] + [manifest] + extras:
         try:
             f.unlink()
         except OSError:

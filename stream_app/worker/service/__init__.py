@@ -16,7 +16,8 @@ made of parts with one responsibility each, one module per part:
 * ``gauges.py`` :class:`Gauges`: gauges from Redis and the recall estimate.
 
 Model and index work runs in one model thread (``_run``), never on the event loop, and that single
-thread serialises every change to the core's engines; embedding runs in its own thread. Only transient
+thread serialises every change to the core's engines; embedding runs in its own thread, and the heavy step of
+a candidate round (``LiveRounds.compute``) in a third one, reading the index through its locks. Only transient
 errors (Redis or broker connections) leave a ``handle_*`` operation, for the runtime to retry; every
 other failure of one message becomes its dead letter (see ``boundary.py``), keyed by its source
 coordinates so a replay's repeat has the same key.
@@ -102,6 +103,11 @@ class DetectionService:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-model", initializer=self._init_model_thread)
         self.embed_executor = (ThreadPoolExecutor(1, thread_name_prefix="synapse-embed") if settings.embed_thread
                                else self.executor)
+        # the rounds' heavy step (snapshot, graph, sources, policy: ``LiveRounds.compute``) runs in a third thread,
+        # so a round never stops the model thread from indexing; only its gather and commit (copies of the
+        # books, marking the batch queried) run on the model thread
+        self.round_executor = ThreadPoolExecutor(1, thread_name_prefix="synapse-round",
+                                                 initializer=self._init_model_thread)
         self.seedlog_last = "0"
         self.pending: list[tuple[Candidate, float | None]] = []  # found but not yet claimed/emitted
         self.ready = Outputs()   # claimed in Redis, not yet handed to the runtime for publishing
@@ -167,6 +173,9 @@ class DetectionService:
     async def in_model_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
+    async def in_round_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.round_executor, functools.partial(fn, *args))
+
     async def embed(self, texts: list[str]):
         return await asyncio.get_running_loop().run_in_executor(self.embed_executor, self.embedder.encode, texts)
 
@@ -181,6 +190,7 @@ class DetectionService:
         if self.gc_pauses is not None:
             self.gc_pauses.uninstall()
         self.embed_executor.shutdown(wait=True)
+        self.round_executor.shutdown(wait=True)
         self.executor.shutdown(wait=True)
         self.train_executor.shutdown(wait=True)
 

@@ -33,6 +33,7 @@ from stream_app.worker.settings import DetectorSettings
 from stream_app.worker.state.base import vec_from_b64
 from synapse_stream.audit import AuditSampler
 from synapse_stream.exceptions import MessageError
+from synapse_stream.graph import GraphShares
 from synapse_stream.llm_oracle import Agreement
 from synapse_stream.online import Candidate, DetectorConfig, OnlineIBG
 from synapse_stream.rounds import SOURCES, LiveRounds
@@ -93,6 +94,7 @@ class DetectorCatalog(ServicePart):
                 eng.books, svc.index, name=d.name, sources=SOURCES if d.candidates == "policy" else (d.candidates,),
                 params=SourceParams(tau=d.tau, d_max=d.d_max, k0=d.k0, gble_k=s.gble_k,
                                     gble_iterations=s.gble_iterations), k0=d.k0)
+            svc.rounds[d.name].shares = GraphShares(s.data_dir)   # sealed segments' graph rows, beside their snapshots
             if d.name in svc.models:
                 svc.rounds[d.name].use_model(svc.models[d.name])
         self._sampler(d)

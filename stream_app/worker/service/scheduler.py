@@ -52,7 +52,14 @@ class RoundScheduler(ServicePart):
                     room = max(1, math.ceil(room * share))
                 limit = room if limit is None else min(limit, room)
             t0 = time.perf_counter()
-            cands = await self.svc.in_model_thread(rounds.plan, share, now, limit)
+            # gather and commit on the model thread (the books), the heavy step in the round thread
+            inp = await self.svc.in_model_thread(rounds.gather, share, now, limit)
+            if inp is None:
+                continue
+            out = await self.svc.in_round_thread(rounds.compute, inp)
+            if self.svc.rounds.get(name) is not rounds:   # rebuilt or retired meanwhile: its batch is void
+                continue
+            cands = await self.svc.in_model_thread(rounds.commit, out)
             self.svc.metrics.round_seconds.observe(time.perf_counter() - t0)
             if not cands:
                 continue
