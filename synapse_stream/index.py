@@ -449,15 +449,23 @@ class ShardedIndex:
         Each shard writes its rows straight into one matrix (no per-shard copies to stack); a shard
         that grows meanwhile contributes the posts it held when the read started.
         """
+        ids, out, _ = self.vectors_parts()
+        return ids, out
+
+    def vectors_parts(self) -> tuple[list[str], np.ndarray, list[tuple["PostIndex", int, int]]]:
+        """:meth:`vectors` and where each part (a shard, or a segment of one) is: ``(part, first row, rows)``. A
+        part only ever appends, so a reader that saw its first ``rows`` posts knows the next ones are new."""
         shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]   # another thread may drop one
         parts = [p for s in shards if s is not None for p in s.parts()]
         out = np.empty((sum(c for _, c in parts), self.dim), dtype=np.float32)
         ids: list[str] = []
+        where = []
         start = 0
         for s, c in parts:     # each part locked only while it is copied (a write waits for one segment at most)
             ids += s.vectors_into(out[start:start + c], c)
+            where.append((s, start, c))
             start += c
-        return ids, out
+        return ids, out, where
 
     def knn(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Batch top-``k`` over all shards, merged (best first, ties by id)."""

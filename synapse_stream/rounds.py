@@ -116,6 +116,7 @@ class LiveRounds:
         self._drops: list[str] = []
         self.shares: GraphShares | None = None   # where sealed segments' shares of the kNN graph are kept
         self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
+        self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
 
     @property
     def sources(self) -> list[str]:
@@ -251,6 +252,7 @@ class LiveRounds:
         k0 = max(1, round(self.k0 * min(1.0, max(inp.share, 0.0))))
         self.policy.k0, self.policy.k_max = k0, max(k0, round(self.k_max * k0 / self.k0))
         batch = self.policy.plan(state)
+        self._parts = []       # no reference to dropped segments beyond the round
         if inp.limit is not None:
             batch = batch[:inp.limit]
         self._save_shares()
@@ -292,7 +294,7 @@ class LiveRounds:
     def _snapshot(self, inp: RoundInput) -> tuple[LoopState, dict[str, np.ndarray]]:
         """The loop state and the positives outside it (its ``S``, by seed id): synthetic and manual seeds and
         posts confirmed on other workers (overturned ones excluded)."""
-        ids, X = self.index.vectors()
+        ids, X, self._parts = self.index.vectors_parts()
         row_of = {p: i for i, p in enumerate(ids)}
         labels = np.full(len(ids), -1, np.int8)
         for pid, y in inp.labels.items():
@@ -317,7 +319,7 @@ class LiveRounds:
             self._load_shares()
             self.graph.update(self.index, state.ids, external, state.X)
         view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
-                        self.graph if self._needs_graph else None)
+                        self.graph if self._needs_graph else None, self._parts)
         row_of = {p: i for i, p in enumerate(state.ids)} if inp.verdicts else {}
         got = [(row_of[p], y) for p, y in inp.verdicts.items() if p in row_of]
         rows, ys = [r for r, _ in got], [y for _, y in got]

@@ -55,7 +55,8 @@ class LiveView:
     state's rows); ``external``: positives that are not rows of the state (seeds, and posts confirmed on other
     workers), by id; ``retracted``: confirmed positives overturned since; ``graph``: the worker's incremental
     kNN graph over posts and external positives (:class:`~synapse_stream.graph.KNNGraph`), kept up to date
-    only when a source sets ``uses_graph``.
+    only when a source sets ``uses_graph``; ``parts``: ``(part, first row, rows)`` for each segment of the shards
+    (``ShardedIndex.vectors_parts``): segments only append, so a source can tell the rows new since its last look.
     """
 
     index: object
@@ -64,6 +65,7 @@ class LiveView:
     external: dict[str, np.ndarray] = field(default_factory=dict)
     retracted: frozenset[str] = frozenset()
     graph: object | None = None
+    parts: list = field(default_factory=list)   # (part, first row, rows): the index's segments in the state's rows
 
 
 class CandidateSource(abc.ABC):

@@ -1,0 +1,276 @@
+"""Live rounds in three steps (gather / compute / commit) and the kNN graph's shares of sealed segments."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from synapse_stream.graph import GraphShares, KNNGraph
+from synapse_stream.index import ShardedIndex
+from synapse_stream.online import DetectorConfig, OnlineIBG
+from synapse_stream.rounds import LiveRounds
+from synapse_stream.seeds import Seed, SeedOrigin
+from synapse_stream.segments import Retention, SegmentedIndex
+from synapse_stream.sources import SourceParams
+
+DIM = 16
+
+
+def data(n=360, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, DIM))
+    X = centres[rng.integers(0, 4, n)] + rng.normal(scale=0.8, size=(n, DIM))
+    S = centres[0] + rng.normal(scale=0.5, size=(5, DIM))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    S /= np.linalg.norm(S, axis=1, keepdims=True)
+    return X.astype(np.float32), S.astype(np.float32)
+
+
+def segmented(X, parts=2, seal=50):
+    """Posts spread over ``parts`` segmented shards (sealed every ``seal`` posts), event time = row number."""
+    index = ShardedIndex(DIM, Retention(segment_posts=seal), ef_search=200, ef_construction=200)
+    ids = [f"p{i}" for i in range(len(X))]
+    for p in range(parts):
+        rows = list(range(p, len(X), parts))
+        index.add(p, [ids[i] for i in rows], X[rows], ts=[float(i) for i in rows])
+    return ids, index
+
+
+def rounds_for(index, S, shares=None, sources=("gble",), name="d"):
+    eng = OnlineIBG(DetectorConfig(name, 0.5, 5, online=False), index)
+    for j, s in enumerate(S):
+        eng.on_seed(Seed(f"s{j}", "", SeedOrigin.SYNTHETIC), s)
+    r = LiveRounds(eng.books, index, name=name, sources=sources, params=SourceParams(tau=0.5, d_max=5, k0=20),
+                   k0=20)
+    r.shares = shares
+    return eng, r
+
+
+def edges_by_name(g: KNNGraph) -> set[tuple[str, str]]:
+    A = g.adjacency().tocoo()
+    return {(g.names[i], g.names[j]) for i, j in zip(A.row.tolist(), A.col.tolist())}
+
+
+def test_plan_is_gather_compute_commit():
+    X, S = data()
+    _, index = segmented(X)
+    _, a = rounds_for(index, S, sources=("ibg", "gble"))
+    _, b = rounds_for(index, S, sources=("ibg", "gble"))
+    one = a.plan()
+    inp = b.gather()
+    two = b.commit(b.compute(inp))
+    assert one and [(c.post_id, c.reason, c.score) for c in one] == [(c.post_id, c.reason, c.score) for c in two]
+
+
+def test_commit_leaves_out_what_changed_meanwhile(tmp_path):
+    X, S = data()
+    ids, index = segmented(X)
+    eng, r = rounds_for(index, S, sources=("ibg",))
+    out = r.compute(r.gather())
+    chosen = [out.ids[row] for row, _, _ in out.batch]
+    assert len(chosen) >= 3
+    answered, gone = chosen[0], chosen[1]
+    eng.on_verdict(answered, 0)                        # a verdict came in while the round was computed
+    shard = index.shards[index.locate(gone)]
+    seg = next(s for s in shard.segments if gone in s.index)
+    seg.sealed = True
+    shard.drop([seg.name])                             # and the post's segment left the window
+    sent = [c.post_id for c in r.commit(out)]
+    assert answered not in sent and gone not in sent
+    assert set(sent) == {p for p in chosen if p in index and p != answered}
+    assert set(sent) <= eng.books.queried
+
+
+def test_expire_and_forget_apply_at_the_next_compute():
+    X, S = data()
+    ids, index = segmented(X)
+    _, r = rounds_for(index, S)
+    r.plan()
+    n = len(r.graph)
+    shard = index.shards[0]
+    oldest = shard.segments[0]
+    gone = oldest.index.ids()
+    shard.drop([oldest.name])           # as retention does: the segment first, then the rounds are told
+    r.expire(gone)
+    assert len(r.graph) == n            # asked for, not applied: a compute may be reading the graph now
+    r.compute(r.gather())
+    assert len(r.graph) == n - len(gone) and not set(gone) & set(r.graph.node_of)
+    r.forget()
+    r.expire(ids[10:20])                # after a forget nothing is left to drop
+    r._apply_changes()
+    assert len(r.graph) == 0
+
+
+def test_sealed_segment_shares_are_saved_once_and_restore_the_graph(tmp_path):
+    X, S = data()
+    ids, index = segmented(X)
+    store = GraphShares(tmp_path)
+    _, r = rounds_for(index, S, store)
+    r.plan()
+    sealed = [(k, s.name) for k, sh in index.shards.items() for s in sh.segments if s.sealed]
+    files = sorted(tmp_path.rglob("*.npz"))
+    assert len(files) == len(sealed) > 0
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    r.touch()
+    r.plan()
+    assert {f: f.stat().st_mtime_ns for f in sorted(tmp_path.rglob("*.npz"))} == mtimes   # written once
+
+    # a restart: the same shards, a new rounds object; only the growing segments' posts are searched again
+    _, again = rounds_for(index, S, store)
+    searched = []
+    real_knn = index.knn
+
+    def counting(q, k):
+        searched.append(len(q))
+        return real_knn(q, k)
+
+    index.knn = counting
+    try:
+        again.plan()
+    finally:
+        index.knn = real_knn
+    growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
+    assert sum(searched) == growing + len(S)
+    assert edges_by_name(again.graph) == edges_by_name(r.graph)
+
+
+def test_shares_of_dropped_segments_are_removed(tmp_path):
+    X, S = data()
+    ids, index = segmented(X)
+    store = GraphShares(tmp_path)
+    _, r = rounds_for(index, S, store)
+    r.plan()
+    shard = index.shards[0]
+    oldest = shard.segments[0]
+    assert store.path(0, oldest.name, "d", r.graph.k).exists()
+    r.expire(oldest.index.ids())
+    shard.drop([oldest.name])
+    r.touch()
+    r.plan()
+    assert not store.path(0, oldest.name, "d", r.graph.k).exists()
+
+
+def test_a_share_with_another_k_or_damaged_is_not_used(tmp_path):
+    X, S = data(n=120)
+    ids, index = segmented(X, parts=1, seal=40)
+    store = GraphShares(tmp_path)
+    _, r = rounds_for(index, S, store)
+    r.plan()
+    seg = index.shards[0].segments[0]
+    assert store.load(0, seg.name, "d", r.graph.k) is not None
+    assert store.load(0, seg.name, "d", r.graph.k + 1) is None
+    store.path(0, seg.name, "d", r.graph.k).write_bytes(b"not a zip")
+    assert store.load(0, seg.name, "d", r.graph.k) is None
+
+
+def test_share_round_trip_keeps_edges_to_nodes_that_come_later():
+    X, S = data(n=60)
+    _, index = segmented(X, parts=1, seal=30)
+    g = KNNGraph(k=4)
+    ids = index.shards[0].ids()
+    g.update(index, ids, {"s0": S[0]})
+    first, second = ids[:30], ids[30:]
+    h = KNNGraph(k=4)
+    assert h.add_share(*g.share(first))                 # edges into the second half wait for its nodes
+    assert h.add_share(*g.share(second))
+    h.update(index, ids, {"s0": S[0]})                  # the seed node: searched, and edges to it resolved
+    assert edges_by_name(h) == edges_by_name(g)
+    assert not h.add_share(*g.share(first))             # already known: nothing added
+
+
+def test_compute_in_another_thread_while_posts_are_added():
+    X, S = data(n=2000)
+    ids, index = SegmentedIndexFixture.build(X[:600])
+    _, r = rounds_for(index, S, sources=("ibg", "gble"))
+    errors: list[BaseException] = []
+
+    def writer():
+        try:
+            for start in range(600, 2000, 50):
+                index.add(0, [f"p{i}" for i in range(start, start + 50)], X[start:start + 50],
+                          ts=[float(i) for i in range(start, start + 50)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    planned = 0
+    while t.is_alive() or planned == 0:
+        r.touch()
+        planned += len(r.commit(r.compute(r.gather())))
+    t.join()
+    assert not errors and planned > 0 and len(index) == 2000
+
+
+class SegmentedIndexFixture:
+    @staticmethod
+    def build(X):
+        index = ShardedIndex(DIM, Retention(segment_posts=200), ef_search=100, ef_construction=100)
+        ids = [f"p{i}" for i in range(len(X))]
+        index.add(0, ids, X, ts=[float(i) for i in range(len(X))])
+        assert isinstance(index.shards[0], SegmentedIndex)
+        return ids, index
+
+
+class Linear:
+    """A stand-in classifier version: a fixed direction's cosine, squashed to (0, 1)."""
+
+    def __init__(self, w):
+        self.w = np.asarray(w, np.float32)
+
+    def predict_proba(self, X):
+        return 1 / (1 + np.exp(-4 * (np.asarray(X) @ self.w)))
+
+
+def test_model_source_scores_each_post_once_per_version_and_matches_full_scoring():
+    X, S = data(n=1200)
+    ids, index = SegmentedIndexFixture.build(X[:600])
+    eng, r = rounds_for(index, S, sources=("model",))
+    src = r.policy.sources["model"]
+    src.keep = 100
+    m1 = Linear(S[0])
+    r.use_model(m1)
+
+    def expected():
+        st = r.snapshot()
+        free = np.flatnonzero(st.unlabelled_mask())
+        scores = m1.predict_proba(st.X[free])
+        return [st.ids[row] for row, _ in sorted(zip(free.tolist(), scores.tolist()), key=lambda t: (-t[1], t[0]))]
+
+    best = expected()
+    first = r.plan()
+    assert src.scored == 600 and len(first) == 20
+    assert [c.post_id for c in first] == best[:20]
+    for c in first:                                   # every proposal answered
+        eng.on_verdict(c.post_id, 0)
+        r.observe(c.post_id, 0, True)
+    index.add(0, [f"p{i}" for i in range(600, 800)], X[600:800], ts=[float(i) for i in range(600, 800)])
+    r.touch()
+    best = expected()
+    second = r.plan()
+    assert src.scored == 800                          # only the 200 new posts were scored
+    assert [c.post_id for c in second] == best[:len(second)]
+    m2 = Linear(-S[0])
+    r.use_model(m2)
+    r.touch()
+    r.plan()
+    assert src.scored == 800 + 800 - len(first) - len(second)   # a new version scores the open posts once
+
+
+def test_model_source_rescores_when_its_kept_best_are_answered():
+    X, S = data(n=400)
+    ids, index = SegmentedIndexFixture.build(X)
+    eng, r = rounds_for(index, S, sources=("model",))
+    src = r.policy.sources["model"]
+    src.keep = 1                                      # at least 4 k are kept: k = K0 = 20 -> 80
+    r.use_model(Linear(S[0]))
+    seen: set[str] = set()
+    for _ in range(6):                                # 6 rounds of 20-40 answered: beyond the 80 kept
+        batch = r.plan()
+        assert len(batch) >= 20 and not {c.post_id for c in batch} & seen
+        for c in batch:
+            seen.add(c.post_id)
+            eng.on_verdict(c.post_id, 0)
+            r.observe(c.post_id, 0, True)
+        r.touch()
+    assert src.scored > 400                           # the window was scored again once the kept list ran short
