@@ -1,18 +1,143 @@
 """IBG as a candidate source: the top of the round's Algorithm-2 batch, by strongest kept edge.
 
-The same :class:`~synapse_stream.methods.ibg.IBG` object serves both forms: on a live round's state its V_P is
-the seeds and positives outside the worker's shards (``state.S``) plus every confirmed row of the snapshot.
+* batch: :class:`~synapse_stream.methods.ibg.IBG` itself (V_P: the seeds plus every positive of the state; each
+  round compares every positive with every unlabelled post);
+* live: :class:`LiveIBG`, the same batch kept **incrementally** over the worker's window: each positive keeps
+  its best ``d_max + slack`` unlabelled posts with cos > τ; a round compares only the posts new since the last
+  one (``LiveView.parts``) with every positive, and only the positives new since then with the window. A
+  positive whose kept list has fewer than ``d_max`` open posts (not answered, pending or expired) above the best
+  one it left out is compared with the window again. Cost of a round: O(Δn · p · d) for Δn new posts and p positives,
+  plus O(n · d) per new or exhausted positive, instead of O(p · n · d); memory O(p · (d_max + slack)).
+
+The batch is the same as the batch form's on the same state (``tests/core/test_rounds.py``: live rounds equal
+core rounds), up to ties at a positive's ``d_max``-th similarity.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from ..methods.base import LoopState
 from ..methods.ibg import IBG
-from .base import SourceParams
+from .base import CandidateSource, LiveView, SourceParams
 from .registry import SourceSpec, register
+
+
+class LiveIBG(CandidateSource):
+    """Algorithm 2's batch over the live window, kept incrementally (see the module docstring)."""
+
+    name = "ibg"
+
+    def __init__(self, tau: float = 0.6, d_max: int = 10, slack: int | None = None) -> None:
+        self.tau = float(tau)
+        self.d_max = int(d_max)
+        self.slack = int(slack) if slack is not None else 2 * self.d_max
+        # positive -> (its kept posts, best first; the best similarity of a post left out, -inf if none)
+        self.lists: dict[str, tuple[list[tuple[float, str]], float]] = {}
+        self._vecs: dict[str, np.ndarray] = {}    # positive -> its unit vector
+        self._done: dict[int, tuple[object, int]] = {}   # id(part) -> (part, rows of it compared)
+        self._parts: list = []
+        self._external: list[str] = []
+        self.compared = 0     # post x positive comparisons so far (the cost, for tests)
+
+    def refresh(self, view: LiveView) -> None:
+        self._parts = list(view.parts)
+        self._external = list(view.external)     # the ids of the state's S rows, in order
+
+    def forget(self) -> None:
+        self.lists, self._vecs, self._done = {}, {}, {}
+
+    # ------------------------------------------------------------------ upkeep
+    def _keep(self, sims: np.ndarray, ids: list[str], limit: int) -> tuple[list[tuple[float, str]], float]:
+        """The best ``limit`` of these (similarity, post) pairs above τ, best first; and the best similarity
+        left out (-inf: none), below which the kept list is not the whole story."""
+        above = np.flatnonzero(sims > self.tau)
+        bound = -np.inf
+        if len(above) > limit:
+            part = np.argpartition(-sims[above], limit - 1)
+            bound = float(sims[above[part[limit:]]].max())
+            above = above[part[:limit]]
+        return sorted(((float(sims[i]), ids[i]) for i in above.tolist()), key=lambda t: (-t[0], t[1])), bound
+
+    def _scan(self, name: str, v: np.ndarray, state: LoopState, rows: np.ndarray) -> None:
+        sims = state.X[rows] @ v
+        self.compared += len(rows)
+        self.lists[name] = self._keep(sims, [state.ids[r] for r in rows.tolist()], self.d_max + self.slack)
+
+    def _update(self, state: LoopState) -> None:
+        free = state.unlabelled_mask()
+        names = self._external if len(self._external) == len(state.S) else [f"#{i}" for i in range(len(state.S))]
+        positives = {"seed:" + n: v for n, v in zip(names, state.S)}     # seeds and posts confirmed elsewhere
+        positives.update({state.ids[r]: state.X[r] for r in state.positive_rows().tolist()})
+        for name in [p for p in self.lists if p not in positives]:     # no longer a positive (overturned)
+            self.lists.pop(name)
+            self._vecs.pop(name, None)
+        for name in [p for p in self._vecs if p in positives and not np.array_equal(self._vecs[p], positives[p])]:
+            self.lists.pop(name)                       # the same name, another vector (no ids known): again
+        parts = self._parts or [(None, 0, state.n)]
+        if parts[0][0] is None:   # no parts known (a batch state): everything is new every time
+            self._done = {}
+        new_rows, done = [], {}
+        for part, start, count in parts:
+            seen = self._done.get(id(part), (part, 0))[1] if part is not None else 0
+            if count > seen:
+                new_rows.append(np.arange(start + seen, start + count))
+            done[id(part)] = (part, max(seen, count))
+        known = [p for p in positives if p in self.lists]
+        rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
+        rows = rows[free[rows]]
+        if known and len(rows) and not (parts[0][0] is None):
+            P = np.vstack([positives[p] for p in known])
+            sims = P @ state.X[rows].T
+            self.compared += sims.size
+            ids = [state.ids[r] for r in rows.tolist()]
+            limit = self.d_max + self.slack
+            for i, name in enumerate(known):
+                kept, bound = self.lists[name]
+                add, more = self._keep(sims[i], ids, limit)
+                if add:
+                    merged = sorted(kept + add, key=lambda t: (-t[0], t[1]))
+                    if len(merged) > limit:
+                        bound = max(bound, merged[limit][0])
+                    self.lists[name] = (merged[:limit], max(bound, more))
+        self._done = done
+        open_rows = np.flatnonzero(free)
+        for name, v in positives.items():
+            if name not in self.lists or parts[0][0] is None:
+                self._scan(name, v, state, open_rows)
+            self._vecs[name] = v
+
+    # ------------------------------------------------------------------ the batch
+    def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
+        if k <= 0:
+            return []
+        self._update(state)
+        row_of = {p: i for i, p in enumerate(state.ids)}
+        free = state.unlabelled_mask()
+        open_rows = None
+        best: dict[int, float] = {}
+        for name in list(self.lists):
+            kept, bound = self.lists[name]
+            live = [(s, p) for s, p in kept if p in row_of and free[row_of[p]]]
+            # only the kept posts above everything left out are surely this positive's best: fewer than
+            # d_max of them while something was left out, and the positive is compared with the window again
+            if bound > -np.inf and sum(1 for s, _ in live if s > bound) < self.d_max:
+                if open_rows is None:
+                    open_rows = np.flatnonzero(free)
+                self._scan(name, self._vecs[name], state, open_rows)
+                kept, bound = self.lists[name]
+                live = [(s, p) for s, p in kept if p in row_of and free[row_of[p]]]
+            self.lists[name] = (live, bound)
+            for s, p in live[:self.d_max]:
+                r = row_of[p]
+                if s > best.get(r, -np.inf):
+                    best[r] = s
+        order = sorted(best.items(), key=lambda t: (-t[1], t[0]))
+        return [(r, float(s)) for r, s in order[:k]]
 
 
 def _ibg(p: SourceParams) -> IBG:
     return IBG(tau=p.tau, d_max=p.d_max)
 
 
-register(SourceSpec("ibg", batch=_ibg, live=_ibg,
+register(SourceSpec("ibg", batch=_ibg, live=lambda p: LiveIBG(tau=p.tau, d_max=p.d_max),
                     summary="Algorithm 2's batch: unlabelled posts with cos > tau to a positive, d_max per positive"))

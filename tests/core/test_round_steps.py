@@ -274,3 +274,43 @@ def test_model_source_rescores_when_its_kept_best_are_answered():
             r.observe(c.post_id, 0, True)
         r.touch()
     assert src.scored > 400                           # the window was scored again once the kept list ran short
+
+
+def test_live_ibg_is_the_batch_ibg_on_a_growing_window_and_compares_only_what_is_new():
+    from synapse_stream.methods.ibg import IBG
+
+    X, S = data(n=900, seed=2)
+    ids, index = SegmentedIndexFixture.build(X[:300])
+    eng, r = rounds_for(index, S, sources=("ibg",))
+    live = r.policy.sources["ibg"]
+    core = IBG(tau=0.5, d_max=5)
+    rng = np.random.default_rng(0)
+    n = 300
+    for step in range(5):
+        state = r.snapshot()
+        expected = [(state.ids[row], round(s, 5)) for row, s in core._select(state)]
+        r.touch()
+        batch = r.plan()
+        got = [(c.post_id, round(c.score, 5)) for c in batch]
+        assert got == expected[:len(got)] and got, step
+        for c in batch:                           # answers: some confirmed (new positives), the rest not
+            y = int(rng.random() < 0.3)
+            eng.on_verdict(c.post_id, y)
+            r.observe(c.post_id, y, True)
+        index.add(0, [f"p{i}" for i in range(n, n + 100)], X[n:n + 100], ts=[float(i) for i in range(n, n + 100)])
+        n += 100
+
+
+def test_live_ibg_cost_grows_with_the_new_posts_not_the_window():
+    X, S = data(n=2400, seed=4)
+    ids, index = SegmentedIndexFixture.build(X[:2000])
+    eng, r = rounds_for(index, S, sources=("ibg",))
+    live = r.policy.sources["ibg"]
+    r.plan()
+    first = live.compared                         # every seed against the window
+    assert first >= len(S) * 1900
+    index.add(0, [f"p{i}" for i in range(2000, 2100)], X[2000:2100], ts=[float(i) for i in range(2000, 2100)])
+    r.touch()
+    before = live.compared
+    r.plan()                                      # nothing answered: no new positive, nothing ran short
+    assert live.compared - before == len(S) * 100
