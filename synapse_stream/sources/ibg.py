@@ -58,10 +58,19 @@ class LiveIBG(CandidateSource):
             above = above[part[:limit]]
         return sorted(((float(sims[i]), ids[i]) for i in above.tolist()), key=lambda t: (-t[0], t[1])), bound
 
-    def _scan(self, name: str, v: np.ndarray, state: LoopState, rows: np.ndarray) -> None:
-        sims = state.X[rows] @ v
-        self.compared += len(rows)
-        self.lists[name] = self._keep(sims, [state.ids[r] for r in rows.tolist()], self.d_max + self.slack)
+    def _scan(self, names: list[str], state: LoopState, rows: np.ndarray, chunk: int = 256) -> None:
+        """Compare these positives with ``rows`` (the open posts) and keep their best: one product per chunk."""
+        if not names:
+            return
+        XU = state.X[rows]
+        ids = [state.ids[r] for r in rows.tolist()]
+        limit = self.d_max + self.slack
+        for lo in range(0, len(names), chunk):
+            part = names[lo:lo + chunk]
+            sims = np.vstack([self._vecs[n] for n in part]) @ XU.T
+            self.compared += sims.size
+            for i, name in enumerate(part):
+                self.lists[name] = self._keep(sims[i], ids, limit)
 
     def _update(self, state: LoopState) -> None:
         free = state.unlabelled_mask()
@@ -100,11 +109,10 @@ class LiveIBG(CandidateSource):
                         bound = max(bound, merged[limit][0])
                     self.lists[name] = (merged[:limit], max(bound, more))
         self._done = done
-        open_rows = np.flatnonzero(free)
         for name, v in positives.items():
-            if name not in self.lists or parts[0][0] is None:
-                self._scan(name, v, state, open_rows)
             self._vecs[name] = v
+        self._scan([n for n in positives if n not in self.lists or parts[0][0] is None], state,
+                   np.flatnonzero(free))
 
     # ------------------------------------------------------------------ the batch
     def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
@@ -113,20 +121,19 @@ class LiveIBG(CandidateSource):
         self._update(state)
         row_of = {p: i for i, p in enumerate(state.ids)}
         free = state.unlabelled_mask()
-        open_rows = None
         best: dict[int, float] = {}
+        short = []
         for name in list(self.lists):
             kept, bound = self.lists[name]
             live = [(s, p) for s, p in kept if p in row_of and free[row_of[p]]]
+            self.lists[name] = (live, bound)
             # only the kept posts above everything left out are surely this positive's best: fewer than
             # d_max of them while something was left out, and the positive is compared with the window again
             if bound > -np.inf and sum(1 for s, _ in live if s > bound) < self.d_max:
-                if open_rows is None:
-                    open_rows = np.flatnonzero(free)
-                self._scan(name, self._vecs[name], state, open_rows)
-                kept, bound = self.lists[name]
-                live = [(s, p) for s, p in kept if p in row_of and free[row_of[p]]]
-            self.lists[name] = (live, bound)
+                short.append(name)
+        self._scan(short, state, np.flatnonzero(free))
+        for name in list(self.lists):
+            live = self.lists[name][0]
             for s, p in live[:self.d_max]:
                 r = row_of[p]
                 if s > best.get(r, -np.inf):
