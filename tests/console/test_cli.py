@@ -29,6 +29,13 @@ def test_add_list_and_remove_users(tmp_path, monkeypatch, capsys):
     assert main(["console", "--users-file", str(users), "remove-user", "ana"]) == 2
 
 
+def test_detectors_create_refuses_a_reserved_name_before_asking_the_broker(capsys):
+    # port 1: nothing listens there, so reaching the broker would be a different (and slow) error
+    assert main(["detectors", "--broker", "kafka://127.0.0.1:1", "create", "new", "--tau", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "'new' is reserved" in err and "cannot read the detectors topic" not in err
+
+
 def test_the_console_does_not_import_faust():
     code = ("import sys, stream_app.console.app, stream_app.console.cli, stream_app.console.feed, "
             "stream_app.console.publisher, stream_app.console.catalog, stream_app.worker.state, "
