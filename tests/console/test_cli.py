@@ -13,7 +13,8 @@ from stream_app.console.auth import UserStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_add_list_and_remove_users(tmp_path, monkeypatch, capsys):
+def test_add_list_and_remove_users(tmp_path, monkeypatch, capsys, redis_url):
+    monkeypatch.setenv("SYNAPSE_REDIS_URL", redis_url)        # remove-user ends the user's sessions there
     users = tmp_path / "users.json"
     monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough password\n"))
     assert main(["console", "--users-file", str(users), "add-user", "ana", "--role", "analyst", "--password-stdin"]) == 0
