@@ -15,7 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from stream_app.console import routes_auth, routes_detectors, routes_review
+from stream_app.console import routes_auth, routes_detectors, routes_health, routes_review
 from stream_app.console.routes_review import ItemViews
 from stream_app.console.settings import ConsoleSettings
 from stream_app.console.web import HERE, SECURITY_HEADERS, Parts, templates
@@ -68,7 +68,7 @@ def create_app(settings: ConsoleSettings, parts: Parts) -> Starlette:
                     await close()
 
     app = Starlette(
-        routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes,
+        routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes, *routes_health.routes,
                 Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static")],
         middleware=[Middleware(SecurityHeaders),
                     Middleware(SessionMiddleware, secret_key=settings.session_secret(), session_cookie="synapse_console",

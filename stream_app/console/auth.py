@@ -3,9 +3,10 @@ written by ``synapse-stream console add-user``), and the per-session CSRF token 
 :func:`csrf_ok`).
 
 Roles: a ``moderator`` reviews candidates; an ``analyst`` also sees the detector pages and creates and changes
-detectors. Sessions live in signed cookies (Starlette's ``SessionMiddleware``: HttpOnly, SameSite=strict,
-``Secure`` with ``SYNAPSE_CONSOLE_SECURE_COOKIES``); every request that changes anything carries the session's
-CSRF token (a form field or the ``X-CSRF-Token`` header), checked in constant time.
+detectors. The signed cookie (Starlette's ``SessionMiddleware``: HttpOnly, SameSite=strict, ``Secure`` with
+``SYNAPSE_CONSOLE_SECURE_COOKIES``) holds a session id, looked up server-side (``sessions.py``), and the CSRF
+token; every request that changes anything carries that token (a form field or the ``X-CSRF-Token`` header),
+checked in constant time.
 """
 from __future__ import annotations
 

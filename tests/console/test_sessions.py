@@ -180,6 +180,7 @@ def _cli(con, *args: str) -> int:
 def test_revoke_sessions_ends_a_users_sessions_in_the_running_console(redis_console, client_for, capsys):
     con = redis_console
     c = client_for(con)                                     # one client (one event loop), three cookies
+    assert c.get("/healthz").json() == {"ok": True}         # Redis answers the ping
     cookies = {}
     for name in ("ana", "bo", "ana"):
         cookies.setdefault(name, []).append(_log_in_fresh(c, name))
@@ -223,3 +224,19 @@ def test_an_empty_secret_is_no_secret_not_an_empty_key(monkeypatch):
     assert s.console_secret is None and len(s.session_secret()) >= 32
     monkeypatch.setenv("SYNAPSE_CONSOLE_SECRET", "a-real-secret")
     assert ConsoleSettings(_env_file=None).session_secret() == "a-real-secret"
+
+
+def test_healthz_answers_without_log_in_and_fails_when_the_session_store_is_away(make_console, client_for):
+    con = make_console()
+    c = client_for(con)
+    r = c.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"ok": True} and "set-cookie" not in r.headers
+
+    class Away(MemorySessions):
+        async def ping(self):
+            raise ConnectionError("redis is down")
+
+    con.parts.sessions = Away(60)
+    r = c.get("/healthz")
+    assert r.status_code == 503 and r.json() == {"ok": False, "sessions": "ConnectionError"}
+    assert "redis is down" not in r.text
