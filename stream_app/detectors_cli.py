@@ -59,7 +59,7 @@ def check_settings(doc: dict):
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"detector {doc.get('name')!r}: {'.'.join(map(str, err.get('loc', ())))}: "
-                          f"{err.get('msg')}") from None
+                          f"{str(err.get('msg', '')).removeprefix('Value error, ')}") from None
 
 
 async def current(settings) -> dict[str, dict]:
@@ -108,6 +108,8 @@ async def create_if_missing(settings, doc: dict) -> bool:
 
 async def run(args) -> int:
     settings = _settings(args)
+    if args.action == "create":
+        check_settings({"name": args.name})      # a bad or reserved name fails here, before the broker is asked
     try:
         dets = await asyncio.wait_for(current(settings), 60)
     except (OSError, asyncio.TimeoutError, TimeoutError) as exc:

@@ -15,7 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from stream_app.console import routes_auth, routes_detectors, routes_review
+from stream_app.console import routes_auth, routes_detectors, routes_health, routes_review
 from stream_app.console.routes_review import ItemViews
 from stream_app.console.settings import ConsoleSettings
 from stream_app.console.web import HERE, SECURITY_HEADERS, Parts, templates
@@ -68,13 +68,17 @@ def create_app(settings: ConsoleSettings, parts: Parts) -> Starlette:
                     await close()
 
     app = Starlette(
-        routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes,
+        routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes, *routes_health.routes,
                 Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static")],
         middleware=[Middleware(SecurityHeaders),
                     Middleware(SessionMiddleware, secret_key=settings.session_secret(), session_cookie="synapse_console",
                                max_age=int(settings.console_session_hours * 3600), same_site="strict",
                                https_only=settings.console_secure_cookies)],
         lifespan=lifespan)
+    if parts.sessions is None:
+        from stream_app.console.sessions import MemorySessions
+
+        parts.sessions = MemorySessions(settings.console_session_hours * 3600)
     app.state.settings = settings
     app.state.parts = parts
     app.state.templates = templates()
@@ -106,6 +110,7 @@ def build_parts(settings: ConsoleSettings) -> Parts:
     from stream_app.console.publisher import KafkaLabelSink, Publisher
     from stream_app.console.queue_redis import RedisReviewQueue
     from stream_app.console.seeding import SeedSuggester
+    from stream_app.console.sessions_redis import RedisSessions
     from stream_app.console.stats import RedisRecords, Sampler
     from stream_app.worker.state import RedisState
 
@@ -129,6 +134,7 @@ def build_parts(settings: ConsoleSettings) -> Parts:
                                               _every(settings.console_stats_seconds, sampler.sample, "sampler")]
     return Parts(queue=queue, catalog=catalog, users=UserStore(settings.users_path()), state=state, records=records,
                  suggester=SeedSuggester(settings) if settings.llm_seeds() else None, services=services,
+                 sessions=RedisSessions(client, settings.redis_prefix, settings.console_session_hours * 3600),
                  closers=[sink.stop, client.aclose])
 
 

@@ -3,9 +3,10 @@ written by ``synapse-stream console add-user``), and the per-session CSRF token 
 :func:`csrf_ok`).
 
 Roles: a ``moderator`` reviews candidates; an ``analyst`` also sees the detector pages and creates and changes
-detectors. Sessions live in signed cookies (Starlette's ``SessionMiddleware``: HttpOnly, SameSite=strict,
-``Secure`` with ``SYNAPSE_CONSOLE_SECURE_COOKIES``); every request that changes anything carries the session's
-CSRF token (a form field or the ``X-CSRF-Token`` header), checked in constant time.
+detectors. The signed cookie (Starlette's ``SessionMiddleware``: HttpOnly, SameSite=strict, ``Secure`` with
+``SYNAPSE_CONSOLE_SECURE_COOKIES``) holds a session id, looked up server-side (``sessions.py``), and the CSRF
+token; every request that changes anything carries that token (a form field or the ``X-CSRF-Token`` header),
+checked in constant time.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import re
 import secrets
 import tempfile
 import threading
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +37,7 @@ MIN_PASSWORD = 8
 class User:
     name: str
     role: str
+    stamp: str = field(default="", compare=False)   # changes with the password hash (see UserStore.stamp)
 
     @property
     def is_analyst(self) -> bool:
@@ -99,9 +102,17 @@ class UserStore:
             self._save(users)
         return True
 
+    @staticmethod
+    def stamp(password_hash: str) -> str:
+        """A short digest of a user's stored hash: every ``add`` (a new salt) changes it, so a session made before a
+        new password, or before the name was removed and added again, no longer matches."""
+        return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
+
     def get(self, name: str) -> User | None:
         u = self._load().get(name)
-        return User(name, u["role"]) if isinstance(u, dict) and u.get("role") in ROLES else None
+        if not isinstance(u, dict) or u.get("role") not in ROLES:
+            return None
+        return User(name, u["role"], self.stamp(str(u.get("hash", ""))))
 
     def names(self) -> list[str]:
         return sorted(self._load())
@@ -117,12 +128,13 @@ class UserStore:
         if stored is None or u.get("role") not in ROLES:
             return None
         if self.hasher.check_needs_rehash(stored):
+            stored = self.hasher.hash(password)
             with self._lock:
                 users = self._load()
                 if name in users:
-                    users[name]["hash"] = self.hasher.hash(password)
+                    users[name]["hash"] = stored
                     self._save(users)
-        return User(name, u["role"])
+        return User(name, u["role"], self.stamp(stored))
 
 
 def csrf_token(session: dict) -> str:

@@ -1,4 +1,5 @@
-"""Log-in and log-out. A session starts fresh at log-in (new cookie content, new CSRF token); a failed log-in
+"""Log-in and log-out. A session starts fresh at log-in (a new server-side session, its id and a new CSRF token
+in the cookie); log-out deletes it from the store (``everywhere``: every session of the user). A failed log-in
 waits a little, more after repeated failures of the same name."""
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def home_of(user) -> str:
 
 
 async def login_page(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     if user is not None:
         return RedirectResponse(home_of(user), status_code=303)
     return render(request, "login.html")
@@ -42,21 +43,31 @@ async def login(request: Request, _user) -> Response:
         await asyncio.sleep(min(5.0, 0.25 * len(recent)))
         return render(request, "login.html", status=401, error="Wrong user name or password.", name=name)
     _failures.pop(name, None)
+    sessions = parts(request).sessions
+    old = request.session.get("sid")
+    if isinstance(old, str) and old:
+        await sessions.revoke(old)
     request.session.clear()
-    request.session.update({"user": user.name, "role": user.role, "since": time.time()})
+    request.session["sid"] = await sessions.create(user.name, user.role, time.time(), user.stamp)
     csrf_token(request.session)
     return RedirectResponse(home_of(user), status_code=303)
 
 
 @action()
 async def logout(request: Request, user) -> Response:
-    await parts(request).queue.release(user.name, time.time())
+    p = parts(request)
+    await p.queue.release(user.name, time.time())
+    form = await request.form()
+    if form.get("everywhere"):
+        await p.sessions.revoke_user(user.name)
+    else:
+        await p.sessions.revoke(request.session.get("sid", ""))
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
 
 async def home(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     return RedirectResponse("/login" if user is None else home_of(user), status_code=303)
 
 

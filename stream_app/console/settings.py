@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from stream_app.worker.settings import Settings
 
@@ -27,6 +27,14 @@ class ConsoleSettings(Settings):
     console_group: str = "synapse-console"                         # consumer group of the candidates topic
     console_stats_seconds: float = Field(30.0, gt=0, le=3600)      # a detector's numbers are sampled this often (the chart)
     console_llm_seeds: bool | None = None   # offer LLM seeds on the new-detector page (default: SYNAPSE_LLM_BASE_URL set)
+
+    @field_validator("console_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, v):
+        # ``SYNAPSE_CONSOLE_SECRET=`` (docker-compose.yml's default) means "no secret", never an empty signing key
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        return v
 
     def users_path(self) -> Path:
         return Path(self.console_users_file or os.path.join(self.data_dir, "console-users.json"))

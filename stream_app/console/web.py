@@ -37,6 +37,7 @@ class Parts:
     state: Any                      # stream_app.worker.state.State (read only here)
     records: Any                    # stream_app.console.stats.Records
     suggester: Any = None           # stream_app.console.seeding.SeedSuggester, or None: seeds typed or uploaded
+    sessions: Any = None            # stream_app.console.sessions.SessionStore (None: in memory, made by create_app)
     services: list[Callable[[], Awaitable[None]]] = field(default_factory=list)   # run while the app runs
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -50,22 +51,40 @@ def templates() -> Environment:
     return env
 
 
-def current_user(request: Request) -> User | None:
-    u = request.session.get("user")
-    role = request.session.get("role")
-    if not isinstance(u, str) or not isinstance(role, str):
+_UNSET = object()
+
+
+async def current_user(request: Request) -> User | None:
+    """The user of the request's session, or None: the cookie's session id must name a live session in the
+    store (not logged out, revoked or expired), and its user must still be in the users file with the same
+    role. Resolved once per request (``request.state.console_user``)."""
+    cached = getattr(request.state, "console_user", _UNSET)
+    if cached is not _UNSET:
+        return cached
+    user = await _session_user(request)
+    request.state.console_user = user
+    return user
+
+
+async def _session_user(request: Request) -> User | None:
+    sid = request.session.get("sid")
+    if not isinstance(sid, str) or not sid:
+        return None
+    p: Parts = request.app.state.parts
+    s = await p.sessions.get(sid, time.time())
+    if s is None:                       # logged out, revoked or expired: the cookie is worth nothing now
+        request.session.pop("sid", None)
         return None
     # the users file is the truth: a removed user or a changed role ends the session's rights at once
-    users: UserStore = request.app.state.parts.users
-    known = users.get(u)
-    if known is None or known.role != role:
+    known = p.users.get(s.user)
+    if known is None or known.role != s.role or known.stamp != s.stamp:
         return None
     return known
 
 
 def render(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
     env: Environment = request.app.state.templates
-    html = env.get_template(template).render(request=request, user=current_user(request),
+    html = env.get_template(template).render(request=request, user=getattr(request.state, "console_user", None),
                                          csrf=csrf_token(request.session), **ctx)
     return HTMLResponse(html, status_code=status)
 
@@ -98,7 +117,7 @@ def page(role: str = "moderator") -> Callable[[Handler], Handler]:
     def wrap(fn: Handler) -> Handler:
         @functools.wraps(fn)
         async def guarded(request: Request) -> Response:
-            user = current_user(request)
+            user = await current_user(request)
             if user is None:
                 return _refuse(request, 401, "log in first")
             if not user.may(role):
@@ -127,7 +146,7 @@ def action(role: str | None = "moderator") -> Callable[[Handler], Handler]:
                 return _refuse(request, 403, "the form is out of date or came from another site: reload the page")
             if role is None:
                 return await fn(request, None)
-            user = current_user(request)
+            user = await current_user(request)
             if user is None:
                 return _refuse(request, 401, "log in first")
             if not user.may(role):

@@ -17,6 +17,12 @@ from synapse_stream.exceptions import ConfigError
 from synapse_stream.segments import Retention, parse_duration
 
 
+#: names no detector may take: the console's fixed paths under ``/detectors/`` (``/detectors/new``, the new-detector
+#: form, and ``/detectors/live``, the list's rows; tests/console/test_console_app.py checks that every fixed segment
+#: of its routes is here) and the dot segments a browser folds away (``/detectors/..`` is ``/``)
+RESERVED_DETECTOR_NAMES = frozenset({"new", "live", ".", ".."})
+
+
 class DetectorSettings(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     tau: float = Field(0.6, ge=-1.0, lt=1.0)
@@ -48,6 +54,13 @@ class DetectorSettings(BaseModel):
     # `synapse-stream detectors pause|resume`
     paused: bool = False
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_DETECTOR_NAMES:
+            raise ValueError(f"{v!r} is reserved (a fixed path of the console; reserved: "
+                             f"{', '.join(sorted(RESERVED_DETECTOR_NAMES))}): choose another name")
+        return v
 
     @field_validator("candidates")
     @classmethod

@@ -9,6 +9,7 @@ creates a detector from the page. ``SYNAPSE_SCREENSHOTS=1`` saves each page to d
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -16,8 +17,10 @@ import pytest
 
 from browser_helpers import Served, chrome, log_in, needs_browser, press, shot, shown_key, wait
 from console_helpers import DETECTORS, PASSWORD, fast_users
+from fake_llm import FakeLLM
 from stream_app.console.items import ReviewItem
 from stream_app.console.publisher import MemorySink, Publisher
+from stream_app.console.seeding import SeedSuggester
 from stream_app.console.stats import MemoryRecords
 from stream_app.console.web import Parts
 from synapse_stream.messages import candidate_message
@@ -26,11 +29,27 @@ pytestmark = [pytest.mark.browser, needs_browser]
 
 UNDO = 1.5
 
+# what the fake LLM writes: two honest examples and three that try to become markup on the seeds page (a script,
+# an <img onerror> that first closes the <textarea>, a quote that closes the hidden input's value attribute)
+LLM_SEEDS = ["Double your BTC today: send 0.1 and get 0.2 back within the hour",
+             "<script>window.__pwned = 1</script>Send ETH to this wallet and receive twice as much",
+             '</textarea><img src="x" onerror="window.__pwned = 2">Giveaway: every coin you send comes back doubled',
+             '"><b id="broke-out">Our founder doubles all crypto sent to this address</b>',
+             "Last chance: 500 USDT in, 1000 USDT out, guaranteed by our trading bot"]
+
+
+def llm_answer(texts: list[str]) -> dict:
+    """An OpenAI chat-completions answer whose content is ``{"examples": texts}`` (what generate_seeds asks for)."""
+    return {"id": "x", "object": "chat.completion", "model": "fake-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps({"examples": texts})},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}
+
 
 class Console:
     """The app over a Redis queue, a memory catalog/state/records, and a publisher into ``sink``."""
 
-    def __init__(self, redis_url: str, tmp_path) -> None:
+    def __init__(self, redis_url: str, tmp_path, llm_url: str | None = None) -> None:
         import redis.asyncio as aioredis
 
         from stream_app.console.app import create_app
@@ -39,8 +58,11 @@ class Console:
         from stream_app.console.settings import ConsoleSettings
         from stream_app.worker.state import MemoryState
 
-        self.settings = ConsoleSettings(console_secret="browser-test", console_users_file=str(tmp_path / "users.json"),
-                                        console_undo_seconds=UNDO, console_prefetch=3, redis_url=redis_url)
+        llm = {} if llm_url is None else {"llm_base_url": llm_url, "llm_model": "fake-model", "llm_api_key": "sk-test",
+                                          "embedder": "hashing-128"}
+        self.settings = ConsoleSettings(_env_file=None, console_secret="browser-test",
+                                        console_users_file=str(tmp_path / "users.json"),
+                                        console_undo_seconds=UNDO, console_prefetch=3, redis_url=redis_url, **llm)
         users = fast_users(self.settings.users_path())
         for name, role in (("ana", "moderator"), ("bo", "moderator"), ("ian", "analyst")):
             users.add(name, PASSWORD, role)
@@ -61,7 +83,9 @@ class Console:
                 await holder["client"].aclose()
 
         self.parts = Parts(queue=None, catalog=MemoryCatalog(DETECTORS), users=users, state=MemoryState(),
-                           records=MemoryRecords(), services=[publish_loop], closers=[close])
+                           records=MemoryRecords(), services=[publish_loop], closers=[close],
+                           suggester=SeedSuggester(self.settings, n=len(LLM_SEEDS), k=20, timeout=10)
+                           if self.settings.llm_seeds() else None)
         self.holder = holder
         self.app = create_app(self.settings, self.parts)
 
@@ -85,15 +109,32 @@ class Console:
         return asyncio.run(go())
 
 
-@pytest.fixture
-def console(redis_url, tmp_path):
-    c = Console(redis_url, tmp_path)
+def _serve(c: Console):
     with Served(c.app) as served:
         c.url = served.url
         deadline = time.monotonic() + 10
         while not c.holder.get("ready") and time.monotonic() < deadline:
             time.sleep(0.02)
         yield c
+
+
+@pytest.fixture
+def console(redis_url, tmp_path):
+    yield from _serve(Console(redis_url, tmp_path))
+
+
+@pytest.fixture
+def fake_llm():
+    f = FakeLLM()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def llm_console(redis_url, tmp_path, fake_llm):
+    """The console with LLM seeds from the fake OpenAI-compatible endpoint (its answers: ``LLM_SEEDS``)."""
+    fake_llm.default = (200, llm_answer(LLM_SEEDS))
+    yield from _serve(Console(redis_url, tmp_path, llm_url=fake_llm.base_url))
 
 
 @pytest.fixture
@@ -225,3 +266,50 @@ def test_an_analyst_creates_a_detector_from_the_page(console, browser):
     shot(browser, "detector")
     browser.get(console.url + "/review?detector=wallet-drain")
     wait(browser, lambda d: shown_key(d) == "wallet-drain\np100", what="its first candidate")
+
+
+def test_an_analyst_creates_a_detector_from_llm_seeds_edited_and_removed(llm_console, fake_llm, browser):
+    """The LLM path clicked through: a description, the fake endpoint's suggestions on the page (hostile ones as
+    text in their boxes), one edited, one removed, start; the detector exists with exactly the seeds kept."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, llm_console.url, "ian", PASSWORD)
+    browser.get(llm_console.url + "/detectors/new")
+    browser.find_element(By.ID, "name").send_keys("doubler")
+    description = "Posts promising to double any crypto sent to a wallet."
+    browser.find_element(By.ID, "description").send_keys(description)
+    assert browser.find_element(By.ID, "use-llm").is_selected()
+    browser.find_element(By.ID, "next").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "suggestions"), timeout=30, what="the LLM's suggestions")
+    # the endpoint was asked with the description, as data in the user message
+    assert fake_llm.requests and all(r["path"] == "/v1/chat/completions" for r in fake_llm.requests)
+    assert description in fake_llm.requests[0]["body"]["messages"][-1]["content"]
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#suggestions textarea[name=seed]")
+    assert [b.get_property("value") for b in boxes] == LLM_SEEDS
+    originals = browser.find_elements(By.CSS_SELECTOR, "#suggestions input[name=seed_llm]")
+    assert [o.get_property("value") for o in originals] == LLM_SEEDS
+    # nothing the LLM wrote became an element: one list item per seed holding its box, the hidden copy, the tick
+    assert browser.execute_script("return document.querySelectorAll('#suggestions img, #suggestions script, "
+                                  "#suggestions b, #broke-out').length") == 0
+    assert browser.execute_script("return document.querySelectorAll('#suggestions > li').length") == len(LLM_SEEDS)
+    assert browser.execute_script("return window.__pwned") is None
+    shot(browser, "new-detector-llm-seeds")
+
+    edited = "Send me 1 BTC and I will send 2 BTC back, promise"
+    box = browser.find_element(By.ID, "seed-0")
+    box.clear()
+    box.send_keys(edited)
+    browser.find_element(By.ID, "drop-1").click()        # the <script> one goes
+    assert browser.find_element(By.ID, "drop-1").is_selected()
+    browser.find_element(By.ID, "more").send_keys("A typed seed: doubling giveaway, today only")
+    browser.find_element(By.ID, "start").click()
+    wait(browser, lambda d: "/detectors/doubler" in d.current_url, what="the new detector's page")
+    assert "Detector started" in browser.find_element(By.ID, "message").text
+    assert browser.execute_script("return window.__pwned") is None
+
+    det = llm_console.parts.catalog.detectors["doubler"]
+    assert det["description"] == description
+    assert [(s["detector"], s["text"], s["origin"]) for s in llm_console.parts.catalog.seeds] == [
+        ("doubler", edited, "manual"),
+        *[("doubler", t, "synthetic") for t in LLM_SEEDS[2:]],
+        ("doubler", "A typed seed: doubling giveaway, today only", "manual")]

@@ -13,7 +13,8 @@ from stream_app.console.auth import UserStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_add_list_and_remove_users(tmp_path, monkeypatch, capsys):
+def test_add_list_and_remove_users(tmp_path, monkeypatch, capsys, redis_url):
+    monkeypatch.setenv("SYNAPSE_REDIS_URL", redis_url)        # remove-user ends the user's sessions there
     users = tmp_path / "users.json"
     monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough password\n"))
     assert main(["console", "--users-file", str(users), "add-user", "ana", "--role", "analyst", "--password-stdin"]) == 0
@@ -27,6 +28,13 @@ def test_add_list_and_remove_users(tmp_path, monkeypatch, capsys):
     assert main(["console", "--users-file", str(users), "remove-user", "ana"]) == 0
     assert json.loads(users.read_text())["users"] == {}
     assert main(["console", "--users-file", str(users), "remove-user", "ana"]) == 2
+
+
+def test_detectors_create_refuses_a_reserved_name_before_asking_the_broker(capsys):
+    # port 1: nothing listens there, so reaching the broker would be a different (and slow) error
+    assert main(["detectors", "--broker", "kafka://127.0.0.1:1", "create", "new", "--tau", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "'new' is reserved" in err and "cannot read the detectors topic" not in err
 
 
 def test_the_console_does_not_import_faust():

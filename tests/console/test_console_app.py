@@ -199,6 +199,35 @@ def test_a_new_detector_from_llm_suggestions_edited_and_removed(make_console, cl
         ("llm one", "synthetic"), ("llm two, edited", "manual"), ("typed", "manual")]
 
 
+def test_every_fixed_path_under_detectors_is_a_reserved_name(make_console):
+    from stream_app.worker.settings import RESERVED_DETECTOR_NAMES
+
+    con = make_console()
+    fixed = {r.path.split("/")[2] for r in con.app.routes if isinstance(r, Route) and r.path.startswith("/detectors/")
+             and not r.path.split("/")[2].startswith("{")}
+    assert fixed == {"new", "live"} and fixed <= RESERVED_DETECTOR_NAMES
+
+
+def test_a_reserved_name_is_refused_on_the_form_and_news_works(make_console, client_for):
+    con = make_console()
+    c = client_for(con, "ian")
+    for name in ("new", "live", ".."):
+        r = c.post("/detectors/new", data={"csrf": c.csrf, "name": name, "description": "d"})
+        assert r.status_code == 400 and "is reserved" in r.text, name
+        r = c.post("/detectors/new/start", data={"csrf": c.csrf, "name": name, "description": "d", "more": "a seed"})
+        assert r.status_code == 400 and "is reserved" in r.text, name
+    assert set(con.parts.catalog.detectors) == {"scam"} and con.parts.catalog.seeds == []
+    r = c.post("/detectors/new/start", data={"csrf": c.csrf, "name": "news", "description": "fake news",
+                                             "more": "a seed"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/detectors/news?msg=started"
+    page = c.get("/detectors/news")
+    assert page.status_code == 200 and 'hx-get="/detectors/news/live"' in page.text
+    assert c.get("/detectors/news/live").status_code == 200
+    assert c.post("/detectors/news/pause", data={"csrf": c.csrf}, follow_redirects=False).status_code == 303
+    assert con.parts.catalog.detectors["news"]["paused"] is True
+    assert c.get("/detectors/new").status_code == 200 and "New detector" in c.get("/detectors/new").text
+
+
 def test_log_out_returns_the_leases(make_console, client_for):
     con = make_console()
     add(con, 2)

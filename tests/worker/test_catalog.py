@@ -134,6 +134,8 @@ def test_retire_keeps_the_ledger_and_refuses_its_labels():
     (b"x", b'{"tau": 7}', "bad_detector:tau"),
     (b"x", b'{"candidates": "nope"}', "bad_detector:candidates"),
     (b"x", b'{"name": "y"}', "bad_detector:name"),
+    (b"new", b'{"tau": 0.5}', "bad_detector:name"),      # reserved: the console's /detectors/new
+    (b"..", b'{"tau": 0.5}', "bad_detector:name"),
 ])
 def test_bad_records_are_refused_with_a_reason(key, value, reason):
     with pytest.raises(DetectorError) as err:
@@ -173,3 +175,23 @@ def test_a_seed_for_a_detector_created_a_moment_ago_waits_for_the_detectors_topi
     assert dead == [] and len(seeds) == 1
     dead, seeds = run(go(with_hook=False))
     assert dead == ["unknown_detector"] and seeds == []
+
+
+@pytest.mark.parametrize("name", ["new", "live", ".", ".."])
+def test_reserved_detector_names_are_refused_wherever_settings_are_read(name):
+    from pydantic import ValidationError
+
+    from stream_app.worker.settings import DetectorSettings, Settings
+
+    with pytest.raises(ValidationError, match="is reserved"):
+        DetectorSettings(name=name)
+    with pytest.raises(ValidationError, match="is reserved"):
+        Settings(_env_file=None, detectors=[{"name": name}])
+
+
+@pytest.mark.parametrize("name", ["news", "renew", "live-chat", "New", "...", "a.new"])
+def test_names_that_only_look_like_a_reserved_one_are_fine(name):
+    from stream_app.worker.settings import DetectorSettings
+
+    assert DetectorSettings(name=name).name == name
+    assert parse_detector(name.encode(), b'{"tau": 0.5}')[1].name == name

@@ -23,7 +23,7 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 DASHBOARD = DASHBOARDS / "synapse.json"
 
-SERVICES = {"kafka", "redis", "topics", "worker", "prometheus", "grafana"}
+SERVICES = {"kafka", "redis", "topics", "worker", "console", "prometheus", "grafana"}
 _DEFAULTED = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -205,7 +205,7 @@ def test_worker_web_port_is_not_published_on_all_interfaces(services):
         assert text.startswith("127.0.0.1"), f"worker port published beyond loopback: {mapping}"
 
 
-@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+@pytest.mark.parametrize("name", ["console", "prometheus", "grafana"])
 def test_ui_ports_bind_loopback_only(services, name):
     ports = services[name].get("ports", [])
     assert ports
@@ -244,6 +244,93 @@ def test_worker_env_is_accepted_by_settings(services, monkeypatch, tmp_path):
     assert s.data_dir == "/data"
     assert s.partitions == 8
     assert [(d.name, d.tau, d.d_max) for d in s.detectors] == [("default", 0.6, 10)]
+
+
+# ---------------------------------------------------------------------- the console service
+def _console_settings(services, monkeypatch, tmp_path):
+    from stream_app.console.settings import ConsoleSettings
+
+    for var in list(os.environ):
+        if var.startswith("SYNAPSE_"):
+            monkeypatch.delenv(var)
+    for k, v in env_of(services["console"]).items():
+        if k.startswith("SYNAPSE_"):
+            monkeypatch.setenv(k, interpolate(v))
+    monkeypatch.chdir(tmp_path)  # no stray synapse.env file
+    return ConsoleSettings()
+
+
+def test_console_runs_a_real_cli_entry_of_the_worker_image(services):
+    from stream_app.cli import build_parser
+    from stream_app.console.cli import cmd_console
+
+    console, worker = services["console"], services["worker"]
+    assert console.get("image") == worker.get("image") and console.get("build") == worker.get("build")
+    cmd = console["command"]
+    assert cmd[0] == "synapse-stream"
+    args = build_parser().parse_args(cmd[1:])
+    assert args.func is cmd_console and (args.console_action or "serve") == "serve"
+    assert console.get("restart") == "unless-stopped"
+    deps = console["depends_on"]
+    assert deps["redis"]["condition"] == "service_healthy" and deps["kafka"]["condition"] == "service_healthy"
+
+
+def test_the_console_commands_the_compose_file_documents_parse():
+    """The ``docker compose exec console synapse-stream ...`` lines in the comments are real commands."""
+    from stream_app.cli import build_parser
+
+    lines = re.findall(r"docker compose exec console (synapse-stream [^#\n]+)", COMPOSE.read_text())
+    actions = set()
+    for line in lines:
+        argv = line.split()
+        args = build_parser().parse_args(argv[1:])
+        actions.add(args.console_action)
+    assert {"add-user", "revoke-sessions"} <= actions, lines
+
+
+def test_every_synapse_variable_in_the_compose_file_is_a_console_or_worker_setting():
+    from stream_app.console.settings import ConsoleSettings
+
+    fields = set(ConsoleSettings.model_fields)        # the worker's Settings and the console's own
+    names = set(re.findall(r"\bSYNAPSE_([A-Z0-9_]+)", COMPOSE.read_text()))   # the commented-out ones too
+    assert {"CONSOLE_USERS_FILE", "CONSOLE_SECRET", "LLM_BASE_URL"} <= names
+    unknown = sorted(n for n in names if n.split("__", 1)[0].lower() not in fields)
+    assert not unknown, f"not settings fields: {unknown}"
+
+
+def test_console_env_is_accepted_and_agrees_with_the_worker(compose, services, monkeypatch, tmp_path):
+    s = _console_settings(services, monkeypatch, tmp_path)
+    console, worker = env_of(services["console"]), env_of(services["worker"])
+    for name in ("SYNAPSE_BROKER_URL", "SYNAPSE_TOPIC_PREFIX", "SYNAPSE_REDIS_URL", "SYNAPSE_REDIS_PASSWORD",
+                 "SYNAPSE_REDIS_PREFIX", "SYNAPSE_PARTITIONS"):
+        assert console.get(name) == worker.get(name), name    # the same topics and the same Redis state
+    assert s.console_host == "0.0.0.0" and s.console_port == 8088
+    assert s.console_secret is None                           # CONSOLE_SECRET unset: a random key, never ""
+    assert s.console_secure_cookies is False
+    assert s.redis_password is not None and s.redis_password.get_secret_value()
+    # the users file is on a named volume (add-user in the container writes it; the console reads it)
+    users = str(s.users_path())
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in services["console"]["volumes"]}
+    target = next(t for t in mounts if users.startswith(t.rstrip("/") + "/"))
+    assert mounts[target] in compose["volumes"], f"{users} is not on a named volume: {mounts}"
+
+
+def test_console_health_check_and_port_hit_its_health_route(services, monkeypatch, tmp_path):
+    from starlette.routing import Route
+
+    from stream_app.console.app import create_app
+    from stream_app.console.catalog import MemoryCatalog
+    from stream_app.console.queue import MemoryReviewQueue
+    from stream_app.console.web import Parts
+
+    s = _console_settings(services, monkeypatch, tmp_path)
+    url = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/]*)", healthcheck_text(services["console"]))
+    assert url and int(url.group(1)) == s.console_port
+    app = create_app(s, Parts(queue=MemoryReviewQueue(), catalog=MemoryCatalog(), users=None, state=None,
+                              records=None))
+    assert any(isinstance(r, Route) and r.path == url.group(2) and "GET" in r.methods for r in app.routes)
+    published = [str(p) for p in services["console"]["ports"]]
+    assert published == [f"127.0.0.1:{s.console_port}:{s.console_port}"]
 
 
 def test_bind_mounts_exist(services):

@@ -1,0 +1,85 @@
+"""Server-side sessions in Redis (:class:`RedisSessions`): shared by every console process and reached by
+``synapse-stream console revoke-sessions``. The rules are in ``sessions.py``.
+
+Keys (``P`` = the Redis prefix + ``console/``, as the review queue's; ``D`` = SHA-256 of a session id):
+
+==========================  ======================================================================
+``Psession:D``              HASH user, role, stamp, created, expires; Redis deletes it after ``ttl``
+``Psessions:<user>``        ZSET D -> expires: the user's sessions (revoke them all at once)
+==========================  ======================================================================
+"""
+from __future__ import annotations
+
+from stream_app.console.sessions import Session, digest, new_id
+
+# KEYS: the session; ARGV: the per-user key's prefix, D
+_REVOKE = """
+local u = redis.call('HGET', KEYS[1], 'user')
+if not u then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', ARGV[1] .. u, ARGV[2])
+return 1
+"""
+
+# KEYS: the user's set; ARGV: the session key's prefix
+_REVOKE_USER = """
+local n = 0
+for _, d in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    n = n + redis.call('DEL', ARGV[1] .. d)
+end
+redis.call('DEL', KEYS[1])
+return n
+"""
+
+
+class RedisSessions:
+    def __init__(self, redis, prefix: str = "synapse:", ttl: float = 12 * 3600.0) -> None:
+        self.r = redis
+        self.p = prefix + "console/"
+        self.ttl = float(ttl)
+        self._revoke = redis.register_script(_REVOKE)
+        self._revoke_user = redis.register_script(_REVOKE_USER)
+
+    def _session(self, d: str) -> str:
+        return f"{self.p}session:{d}"
+
+    def _user(self, user: str) -> str:
+        return f"{self.p}sessions:{user}"
+
+    async def create(self, user: str, role: str, now: float, stamp: str = "") -> str:
+        sid = new_id()
+        d, expires = digest(sid), now + self.ttl
+        # Redis drops the keys ``ttl`` after now by its own clock (a second more: ``get`` decides by ``expires``)
+        ttl_ms = int(self.ttl * 1000) + 1000
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._session(d), mapping={"user": user, "role": role, "stamp": stamp, "created": repr(now),
+                                                 "expires": repr(expires)})
+            pipe.pexpire(self._session(d), ttl_ms)
+            pipe.zremrangebyscore(self._user(user), "-inf", now)     # the user's expired ones
+            pipe.zadd(self._user(user), {d: expires})
+            pipe.pexpire(self._user(user), ttl_ms)                   # the newest session expires last
+            await pipe.execute()
+        return sid
+
+    async def get(self, sid: str, now: float) -> Session | None:
+        h = await self.r.hgetall(self._session(digest(sid)))
+        if not h:
+            return None
+        try:
+            s = Session(h["user"], h["role"], float(h["created"]), float(h["expires"]), h.get("stamp", ""))
+        except (KeyError, ValueError):
+            return None
+        return s if s.expires > now else None
+
+    async def revoke(self, sid: str) -> bool:
+        d = digest(sid)
+        return bool(await self._revoke(keys=[self._session(d)], args=[f"{self.p}sessions:", d]))
+
+    async def revoke_user(self, user: str) -> int:
+        return int(await self._revoke_user(keys=[self._user(user)], args=[f"{self.p}session:"]))
+
+    async def count(self, user: str, now: float) -> int:
+        return int(await self.r.zcount(self._user(user), f"({now!r}", "+inf"))
+
+    async def ping(self) -> None:
+        await self.r.ping()
