@@ -31,10 +31,16 @@ key), with ``K0`` scaled by its share of all posts, so the detector's total budg
 about ``K0 / p_prev``; Redis claims keep a post from ever being sent twice; confirmed positives are
 broadcast as seeds, so every worker's IBG and GBLE see them.
 
-Cost of a round (n local posts, m seeds, p positives, d dims, k graph degree): reading the vectors
-O(n d) (one copy of the shards' data), IBG O(p n d), the graph update O(Δn (log n + m) d) for the
-Δn new posts, propagation O(iterations · n k), scoring O(n d); memory O(n d) for the snapshot plus
-O(n k) for the graph.
+A round is three steps (:meth:`LiveRounds.gather` on the thread that owns the books, :meth:`LiveRounds.compute`
+in any one thread, the worker's round thread, :meth:`LiveRounds.commit` on the owner's thread again), so the heavy
+step never holds up the indexing of posts; expiry and rebalances are applied by the next compute. Sealed
+segments' shares of the kNN graph are saved once (:class:`~synapse_stream.graph.GraphShares`) and loaded after a
+restart instead of searched again.
+
+Cost of a round (n local posts in the window, Δn new since the last round, m seeds, p positives, d dims, k graph
+degree): reading the vectors O(n d) (one copy, segment by segment), IBG O(Δn p d) plus O(n d) per new or
+exhausted positive, the graph update O(Δn (log n + m) d), propagation O(iterations · n k), the classifier
+O(Δn d) (each post once per version); memory O(n d) for the snapshot plus O(n k) for the graph.
 """
 from __future__ import annotations
 
