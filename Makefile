@@ -68,9 +68,11 @@ test-kafka: $(STAMP) kafka
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not stack and not slow" $(ARGS)
 
-## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts
+## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts; then
+## the expiry case (chaos-expiry: killed while a segment leaves the window, 8,000 posts through 1,000 per shard)
 chaos: $(STAMP)
 	$(VENV)/bin/synapse-stream chaos --report docs/reliability/chaos-report.json $(ARGS)
+	$(VENV)/bin/synapse-stream chaos-expiry --report docs/reliability/chaos-expiry-report.json
 
 ## make soak: 2,000,000 posts through a 200,000-post retention window, one worker on the embedded stack, the
 ## default policy and a moderator at a fixed rate; samples memory, rounds and latency, kills and restarts the

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import REPO, machine
-from .rounds import D_MAX, K0, SEEDS, TAU, Data, pid
+from .rounds import D_MAX, K0, TAU, Data, pid
 
 T0 = time.monotonic()
 

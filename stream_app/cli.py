@@ -214,6 +214,7 @@ def cmd_topics(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from stream_app.devstack.chaos import add_chaos_parser
+    from stream_app.devstack.chaos_expiry import add_expiry_parser
     from stream_app.console.cli import add_console_parser
     from stream_app.devstack.demo import add_demo_parser
     from stream_app.devstack.soak import add_soak_parser
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_seeds_parser(sub)
     add_detectors_parser(sub)
     add_chaos_parser(sub)
+    add_expiry_parser(sub)
     add_soak_parser(sub)
     add_console_parser(sub)
     w = sub.add_parser("worker", help="run a Faust worker (settings from SYNAPSE_* env / synapse.env)")

@@ -46,6 +46,9 @@ DETECTOR = {"name": "trend", "tau": 0.5, "d_max": 10, "candidates": "policy", "k
 _ROUND = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*round (\d+) of (\S+): (\d+) candidates .* in "
                     r"([0-9.]+)s")
 _LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
+#: Redis keys (last name part) that grow with the answers, by design (README's state table)
+ANSWER_KEYS = {"ledger", "verdicts", "labelled-vectors", "audit-ledger", "queried", "audited", "sources", "seeds",
+               "models", "parked", "seedlog"}
 
 
 # ---------------------------------------------------------------------- the synthetic stream
@@ -139,6 +142,7 @@ def summarise(r: SoakReport) -> dict:
     return {
         "posts": r.posts, "window": r.window,
         "rss_growth_pct": growth("rss_mb"), "redis_growth_pct": growth("redis_mb"),
+        "redis_growth_excl_answers_pct": growth("redis_other_mb"), "redis_answers_growth_pct": growth("redis_answers_mb"),
         "round_p50_s": _pct(steady, 50), "round_p99_s": _pct(steady, 99), "rounds": len(r.rounds),
         "latency_p50_ms": 1000 * _pct([s for _, s in lat], 50), "latency_p99_ms": 1000 * _pct(outside, 99),
         "latency_p99_in_rounds_ms": 1000 * _pct(inside, 99), "latency_samples_in_rounds": len(inside),
@@ -183,6 +187,8 @@ class _Sampler:
         except (psutil.Error, AttributeError):
             return
         row["redis_mb"] = self.redis.info("memory")["used_memory"] / 2**20
+        row["redis_answers_mb"] = self.answers_mb()
+        row["redis_other_mb"] = row["redis_mb"] - row["redis_answers_mb"]
         try:
             m = self.loop.scrape()
         except OSError:
@@ -196,6 +202,17 @@ class _Sampler:
         self.last = row
         self.report.samples.append(row)
         self.read_rounds()
+
+    def answers_mb(self) -> float:
+        """Redis memory of the keys that grow with the oracle's answers by design (README's state table: the
+        ledger, the verdict history, the training vectors, the audit verdicts, the queried/audited sets, the
+        sources of sent posts, confirmed seeds, model versions), ``MEMORY USAGE`` estimates."""
+        total = 0
+        for key in self.redis.scan_iter(count=1000):
+            name = key.decode(errors="replace")
+            if name.rsplit(":", 1)[-1] in ANSWER_KEYS:
+                total += self.redis.memory_usage(key) or 0
+        return total / 2**20
 
     def read_rounds(self, *, first_after_restart: bool = False) -> None:
         path = self.loop.workers[0].log_path
@@ -405,6 +422,10 @@ def plot(report: SoakReport, path: Path) -> None:
         a.set_title(title)
         a.set_xlabel("posts sent (thousands)")
         a.axvline(2 * report.window / 1000, color="grey", ls=":", lw=1)
+    if any("redis_answers_mb" in r for r in s):   # what grows with the answers, by design, and the rest
+        ax[0, 1].plot(x, [r.get("redis_answers_mb", np.nan) for r in s], lw=1, label="answer-driven keys")
+        ax[0, 1].plot(x, [r.get("redis_other_mb", np.nan) for r in s], lw=1, label="everything else")
+        ax[0, 1].legend(fontsize=8)
     # rounds: duration against posts sent at their end
     sent_t = np.array([r["t"] for r in s])
     sent_n = np.array([r["posts_sent"] for r in s])

@@ -282,7 +282,6 @@ def test_live_ibg_is_the_batch_ibg_on_a_growing_window_and_compares_only_what_is
     X, S = data(n=900, seed=2)
     ids, index = SegmentedIndexFixture.build(X[:300])
     eng, r = rounds_for(index, S, sources=("ibg",))
-    live = r.policy.sources["ibg"]
     core = IBG(tau=0.5, d_max=5)
     rng = np.random.default_rng(0)
     n = 300

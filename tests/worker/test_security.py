@@ -94,8 +94,11 @@ def test_worker_end_to_end_over_tls_redis_keeps_secrets_and_texts_out_of_logs(tl
             await loop.send_seeds("sec", ["zebra quokka giveaway"])
             await loop.send_posts([{"id": "p1", "text": secret_text}, {"id": "p2", "text": "weather report"}])
             for _ in range(120):   # until the moderator's verdict came back through the TLS Redis
-                if (await asyncio.to_thread(loop.scrape)).get('synapse_answered{detector="sec"}', 0) >= 1:
-                    break
+                try:
+                    if (await asyncio.to_thread(loop.scrape)).get('synapse_answered{detector="sec"}', 0) >= 1:
+                        break
+                except OSError:    # 503 while the worker still loads its model (a slow start on a busy machine)
+                    pass
                 await asyncio.sleep(0.5)
             stop.set()
             return await mod

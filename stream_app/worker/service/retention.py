@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from stream_app.worker.crashpoints import crash_point
 from stream_app.worker.service.records import Outputs, ServicePart
 from synapse_stream.online import Candidate
 
@@ -32,6 +33,7 @@ class RetentionKeeper(ServicePart):
             for det, items in parked.items():
                 await self.svc.state.posts.park(det, items)
             await self.svc.state.posts.forget([pid for pid in ids if pid not in sent])
+            crash_point("retention.drop")   # chaos-expiry: killed here, the restart finds the same segments due
             cands = await self.svc.in_model_thread(self._drop_sync, due, ids)
             self.svc.metrics.posts_expired.inc(len(ids))
             log.info("retention: %d posts in %d segments left the window (shards %s); %d unanswered candidates "
