@@ -46,32 +46,18 @@ def register(w) -> None:
     @app.timer(interval=settings.retention_check_seconds)
     async def expire_window():
         """Drop the segments that left the retention window, and what is keyed by their posts."""
-        if runtime.service is None:
-            return
-        try:
-            await runtime.publish(await runtime.retry(runtime.service.expire_window, what="expire window"))
-        except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
-            runtime.crashed("expire_window", exc)
+        await runtime.tick("expire_window", "expire_window")
 
     @app.timer(interval=5.0)
     async def send_waiting_candidates():
         """Send the candidates that waited for room in a detector's hourly budget, once the hour has room."""
-        if runtime.service is None or not runtime.service.pending:
-            return
-        try:
-            await runtime.publish(await runtime.retry(runtime.service.send_waiting, what="send waiting candidates"))
-        except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
-            runtime.crashed("send_waiting_candidates", exc)
+        if runtime.service is not None and runtime.service.pending:
+            await runtime.tick("send_waiting_candidates", "send_waiting")
 
     @app.timer(interval=1.0)
     async def release_held_labels():
         """Route labels held for posts that have now arrived; dead-letter those whose hold expired."""
-        if runtime.service is None:
-            return
-        try:
-            await runtime.publish(await runtime.retry(runtime.service.release_held_labels, what="release held labels"))
-        except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
-            runtime.crashed("release_held_labels", exc)
+        await runtime.tick("release_held_labels", "release_held_labels")
 
     @app.timer(interval=2.0)
     async def heartbeat_and_recover():

@@ -96,6 +96,18 @@ class Runtime:
                 delay = min(15.0, delay * 2)
 
 
+    async def tick(self, name: str, operation: str) -> None:
+        """One run of a timer's service operation (``operation``: a ``DetectionService`` method's name): retried
+        on connection errors, its outputs published; any other failure is counted and logged (``crashed``) and
+        the timer's next tick tries again. Nothing before the service exists."""
+        svc = self.service
+        if svc is None:
+            return
+        try:
+            await self.publish(await self.retry(getattr(svc, operation), what=name.replace("_", " ")))
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the next tick tries again
+            self.crashed(name, exc)
+
     def spawn(self, coro, what: str) -> asyncio.Task:
         """A background task whose failure is logged and counted (never an unobserved exception)."""
         task = asyncio.ensure_future(coro)

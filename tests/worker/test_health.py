@@ -109,3 +109,28 @@ def test_a_background_task_that_fails_is_counted_not_lost():
         await asyncio.sleep(0)
         return [a for _, a in rt.liveness.crashes]
     assert asyncio.run(go()) == ["replay"]
+
+
+def test_tick_publishes_the_operation_and_counts_its_failure():
+    import asyncio
+
+    rt = runtime({0: 1}, {0: 1}, idle=0)
+    published = []
+
+    async def publish(out):
+        published.append(out)
+    rt.publish = publish
+
+    async def fine():
+        return "outputs"
+
+    async def broken():
+        raise ValueError("a bug in the operation")
+    rt.service.fine, rt.service.broken = fine, broken
+    asyncio.run(rt.tick("fine_timer", "fine"))
+    assert published == ["outputs"] and not rt.liveness.crashes
+    asyncio.run(rt.tick("broken_timer", "broken"))      # counted, not raised: the timer goes on
+    assert published == ["outputs"] and [a for _, a in rt.liveness.crashes] == ["broken_timer"]
+    rt.service = None
+    asyncio.run(rt.tick("fine_timer", "fine"))          # no service yet: nothing
+    assert published == ["outputs"]
