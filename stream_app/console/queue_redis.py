@@ -17,6 +17,8 @@ Keys (``P`` = the Redis prefix + ``console/``, which no detector name can clash 
 """
 from __future__ import annotations
 
+from stream_app.worker.state.keys import RedisKeys
+
 import json
 from typing import Iterable, Sequence
 
@@ -201,7 +203,9 @@ class RedisReviewQueue:
     def __init__(self, redis, prefix: str = "synapse:", lease_seconds: float = 120.0,
                  grace_seconds: float = 10.0) -> None:
         self.r = redis
-        self.p = prefix + "console/"   # "/" is never in a detector name: no clash with the workers' keys
+        # "/" is never in a detector name: no clash with the workers' keys; on a Redis Cluster every key here
+        # carries the hash tag {console} (one slot: the scripts move candidates between these keys)
+        self.p = RedisKeys.for_client(redis, prefix).console("")
         self.lease_seconds = float(lease_seconds)
         self.grace_seconds = float(grace_seconds)
         self._scripts = {name: redis.register_script(src) for name, src in (

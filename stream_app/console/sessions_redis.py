@@ -10,6 +10,8 @@ Keys (``P`` = the Redis prefix + ``console/``, as the review queue's; ``D`` = SH
 """
 from __future__ import annotations
 
+from stream_app.worker.state.keys import RedisKeys
+
 from stream_app.console.sessions import Session, digest, new_id
 
 # KEYS: the session; ARGV: the per-user key's prefix, D
@@ -35,7 +37,7 @@ return n
 class RedisSessions:
     def __init__(self, redis, prefix: str = "synapse:", ttl: float = 12 * 3600.0) -> None:
         self.r = redis
-        self.p = prefix + "console/"
+        self.p = RedisKeys.for_client(redis, prefix).console("")   # P{console}/ on a Redis Cluster: one slot
         self.ttl = float(ttl)
         self._revoke = redis.register_script(_REVOKE)
         self._revoke_user = redis.register_script(_REVOKE_USER)

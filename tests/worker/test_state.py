@@ -13,12 +13,12 @@ from synapse_stream.messages import LabelMsg
 
 
 def run(store, fn):
-    import redis.asyncio as aioredis
+    from stream_app.devstack.redis_cluster import connect
 
     async def go():
         if store is None:
             return await fn(MemoryState())
-        r = aioredis.from_url(store, decode_responses=True)
+        r = connect(store)
         try:
             return await fn(RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))   # a fresh namespace per test
         finally:
