@@ -520,10 +520,11 @@ class RedisState(State):
     """Every store over one ``redis.asyncio.Redis`` or ``RedisCluster`` client (``decode_responses=True``) and one
     key prefix; on a cluster client the keys carry hash tags (:mod:`stream_app.worker.state.keys`)."""
 
-    def __init__(self, redis, prefix: str = "synapse:") -> None:
+    def __init__(self, redis, prefix: str = "synapse:", keys: RedisKeys | None = None) -> None:
         self.r = redis
         self.p = prefix
-        self.keys = RedisKeys.for_client(redis, prefix)   # hash-tagged names on a cluster client
+        # hash-tagged names on a cluster client, the single-node names otherwise (``keys``: another choice)
+        self.keys = keys if keys is not None else RedisKeys.for_client(redis, prefix)
         prefix = self.keys
         self.posts = RedisPosts(redis, prefix)
         self.held = RedisHeldLabels(redis, prefix)
