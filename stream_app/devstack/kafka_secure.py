@@ -198,11 +198,14 @@ class SecureKafkaBroker(ApacheKafkaBroker):
     def admin_client_options(self) -> dict:
         return self.client_options(self.admin, self.admin_password)
 
+    def settings_kwargs(self, user: str, password: str) -> dict[str, str]:
+        """``Settings(**...)`` keywords of the broker and its security for ``user``."""
+        return {"broker_url": self.url, "broker_security_protocol": "SASL_SSL", "broker_sasl_mechanism": MECHANISM,
+                "broker_username": user, "broker_password": password, "broker_ca_file": str(self.ca_file)}
+
     def settings_env(self, user: str, password: str) -> dict[str, str]:
         """The worker's ``SYNAPSE_BROKER_*`` variables for ``user``."""
-        return {"SYNAPSE_BROKER_URL": self.url, "SYNAPSE_BROKER_SECURITY_PROTOCOL": "SASL_SSL",
-                "SYNAPSE_BROKER_SASL_MECHANISM": MECHANISM, "SYNAPSE_BROKER_USERNAME": user,
-                "SYNAPSE_BROKER_PASSWORD": password, "SYNAPSE_BROKER_CA_FILE": str(self.ca_file)}
+        return {f"SYNAPSE_{k.upper()}": v for k, v in self.settings_kwargs(user, password).items()}
 
 
 def tls_handshake_ok(host: str, port: int, ca_file: Optional[Path], timeout: float = 1.0) -> bool:
@@ -217,3 +220,43 @@ def tls_handshake_ok(host: str, port: int, ca_file: Optional[Path], timeout: flo
     except (OSError, ssl.SSLError):
         return False
 
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m stream_app.devstack.kafka_secure``: a secured broker with its topics and a worker user with the
+    worker's ACLs; prints the worker's ``SYNAPSE_BROKER_*`` variables (dev only: the password is shown) and runs
+    until Ctrl-C."""
+    import argparse
+    import time
+
+    from stream_app.worker.settings import Settings
+    from stream_app.worker.topics import ensure_topics
+
+    p = argparse.ArgumentParser(prog="python -m stream_app.devstack.kafka_secure", description=main.__doc__)
+    p.add_argument("--user", default="worker", help="the worker's principal (User:<name>)")
+    p.add_argument("--port", type=int)
+    p.add_argument("--log-dir")
+    p.add_argument("--once", action="store_true", help="stop right after the set-up (a check)")
+    args = p.parse_args(argv)
+    password = secrets.token_hex(16)
+    broker = SecureKafkaBroker(args.port, args.log_dir, users={args.user: password})
+    t0 = time.monotonic()
+    with broker:
+        admin = Settings(_env_file=None, **broker.settings_kwargs(broker.admin, broker.admin_password))
+        ensure_topics(admin)
+        asyncio.run(create_acls(broker.bootstrap, broker.admin_client_options(),
+                                worker_acls(args.user, admin.topic_prefix, admin.app_id)))
+        print(f"{broker.description} on {broker.bootstrap}, topics and ACLs for User:{args.user} "
+              f"in {time.monotonic() - t0:.1f}s; log {broker.log_path}", flush=True)
+        for k, v in broker.settings_env(args.user, password).items():
+            print(f"export {k}={v}")
+        try:
+            while not args.once and broker.running:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -167,3 +167,28 @@ def connect(url: str, **kwargs):
     if u.hostname and cluster_state(u.hostname, u.port or 6379):
         return RedisCluster.from_url(url, **kwargs)
     return aioredis.from_url(url, **kwargs)
+
+
+def main(argv=None) -> int:
+    """``python -m stream_app.devstack.redis_cluster``: a three-master Redis Cluster on loopback; prints the
+    settings for it and runs until Ctrl-C (``--once``: stop right after start-up)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m stream_app.devstack.redis_cluster", description=main.__doc__)
+    p.add_argument("--masters", type=int, default=3)
+    p.add_argument("--once", action="store_true")
+    args = p.parse_args(argv)
+    with RedisClusterServer(args.masters) as cluster:
+        print(f"Redis Cluster of {args.masters} masters on {', '.join(f'{h}:{p}' for h, p in cluster.addresses)} "
+              f"(cluster_state:ok in {cluster.startup_seconds:.1f}s)", flush=True)
+        print(f"export SYNAPSE_REDIS_URL={cluster.url}\nexport SYNAPSE_REDIS_CLUSTER=true", flush=True)
+        try:
+            while not args.once and all(n.running for n in cluster.nodes):
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,9 +24,8 @@ import pytest
 
 from stream_app.devstack.demo import LiveLoop
 from stream_app.devstack.embedded import EmbeddedStackError, RedisServer, free_port
-from stream_app.worker.kafka_admin import create_topics
 from stream_app.worker.settings import Settings
-from stream_app.worker.topics import TopicNames
+from stream_app.worker.topics import TopicNames, ensure_topics
 
 pytestmark = pytest.mark.stack
 
@@ -53,11 +52,11 @@ def secured(tmp_path_factory):
     broker = SecureKafkaBroker(users=passwords, log_dir=d / "logs", install=False)
     redis = RedisServer(data_dir=d / "redis")
     with broker, redis:
-        s = Settings(_env_file=None, partitions=2)
+        # `synapse-stream topics create` as the admin, over SASL_SSL
+        s = Settings(_env_file=None, partitions=2, **broker.settings_kwargs(broker.admin, broker.admin_password))
         names = TopicNames.from_settings(s)
+        assert ensure_topics(s) == names.partitions(s)
         admin = broker.admin_client_options()
-        asyncio.run(create_topics(broker.bootstrap, names.partitions(s), configs=names.configs(s), **admin))
-        broker.wait_for_leaders = lambda topics, timeout=15.0: None   # the Metadata probe speaks PLAINTEXT only
         reader = [Acl("User:reader", "topic", names.candidates, "read"),
                   Acl("User:reader", "topic", names.candidates, "describe"),
                   Acl("User:reader", "topic", names.labels, "describe")]     # may see it, not write it
@@ -178,3 +177,16 @@ def test_a_wrong_password_stops_the_worker_with_one_clear_line_and_no_secret(sec
     assert wrong not in out and pw["worker"] not in out
     assert wrong not in "".join(p.read_text(errors="replace") for p in (d / "logs").glob("*.log"))
     assert took < 60
+
+
+def test_a_broker_certificate_the_worker_does_not_trust_stops_it_with_one_clear_line(secured, tmp_path):
+    broker, _redis, pw, _names, _d = secured
+    loop = _loop(secured, "worker", pw["worker"], tmp_path)
+    env = {**os.environ, **loop.worker_env(0), "PYTHONPATH": str(REPO)}
+    del env["SYNAPSE_BROKER_CA_FILE"]   # the system's CAs only: the dev CA is not among them
+    res = subprocess.run([sys.executable, "-m", "stream_app.cli", "worker", "--without-web"], cwd=str(REPO), env=env,
+                         capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: worker not started: the TLS certificate of the broker")
+    assert "SYNAPSE_BROKER_CA_FILE" in lines[0] and pw["worker"] not in lines[0]
