@@ -214,8 +214,12 @@ def cmd_eval(args) -> int:
 def cmd_worker(args) -> int:
     """Run the Faust worker in this process (same as ``faust -A stream_app worker -l info``)."""
     from stream_app.worker.app import create_app
+    from stream_app.worker.preflight import check_broker_or_exit
+    from stream_app.worker.settings import Settings
 
-    app = create_app()
+    settings = Settings()
+    check_broker_or_exit(settings)
+    app = create_app(settings)
     argv = ["worker", "-l", args.loglevel] + (["--without-web"] if args.without_web else [])
     sys.argv = ["synapse-stream"] + argv
     app.main()

@@ -123,6 +123,7 @@ class LiveRounds:
         self.shares: GraphShares | None = None   # where sealed segments' shares of the kNN graph are kept
         self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
         self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
+        self.shares_loaded = [0, 0]              # graph shares loaded (segments, posts) since the last look
 
     @property
     def sources(self) -> list[str]:
@@ -353,6 +354,8 @@ class LiveRounds:
             share = self.shares.load(key, seg.name, self.name, self.graph.k)
             if share is not None and self.graph.add_share(*share):
                 self._shares_done.add((key, seg.name))
+                self.shares_loaded[0] += 1
+                self.shares_loaded[1] += len(share[0])
 
     def _save_shares(self) -> None:
         """After the round: each sealed segment whose posts all have their graph rows is saved once."""

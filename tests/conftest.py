@@ -103,8 +103,26 @@ def redis_url(tmp_path_factory):
         yield srv.url
 
 
-@pytest.fixture(params=["redis", "memory"])
-def store(request, redis_url):
-    """A test taking ``store`` runs against both implementations of the worker's State: a real Redis (the
-    URL) and memory (None: ``MemoryState``)."""
-    return redis_url if request.param == "redis" else None
+@pytest.fixture(scope="module")
+def redis_cluster_url(tmp_path_factory):
+    """A three-master Redis Cluster on loopback for the module (``redis-server`` + ``redis-cli --cluster create``);
+    the URL names one node (``stream_app.devstack.redis_cluster.connect`` makes a cluster client of it)."""
+    from stream_app.devstack.embedded import EmbeddedStackError
+    from stream_app.devstack.redis_cluster import RedisClusterServer
+
+    try:
+        cluster = RedisClusterServer(data_dir=tmp_path_factory.mktemp("redis-cluster"))
+    except EmbeddedStackError as exc:
+        pytest.skip(f"no Redis Cluster here: {exc}")
+    with cluster:
+        yield cluster.url
+
+
+@pytest.fixture(params=["redis", "cluster", "memory"])
+def store(request):
+    """A test taking ``store`` runs against every implementation of the worker's State: a real Redis (its URL),
+    a three-master Redis Cluster (the URL of one node; open either with ``redis_cluster.connect``) and memory
+    (None: ``MemoryState``)."""
+    if request.param == "memory":
+        return None
+    return request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")

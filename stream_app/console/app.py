@@ -102,8 +102,6 @@ def _every(seconds: float, fn, name: str):
 
 def build_parts(settings: ConsoleSettings) -> Parts:
     """The production parts: everything in Redis and Kafka, as configured."""
-    import redis.asyncio as aioredis
-
     from stream_app.console.auth import UserStore
     from stream_app.console.catalog import KafkaCatalog
     from stream_app.console.feed import CandidateIntake, DetectionIntake, LabelIntake, TopicFollower
@@ -113,9 +111,9 @@ def build_parts(settings: ConsoleSettings) -> Parts:
     from stream_app.console.sessions_redis import RedisSessions
     from stream_app.console.stats import RedisRecords, Sampler
     from stream_app.worker.state import RedisState
+    from stream_app.worker.state.redis import redis_client
 
-    client = aioredis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10, socket_timeout=10,
-                               socket_connect_timeout=5, retry_on_timeout=True, **settings.redis_kwargs())
+    client = redis_client(settings)   # a RedisCluster when settings.redis_cluster
     queue = RedisReviewQueue(client, settings.redis_prefix, settings.console_lease_seconds, settings.console_undo_seconds)
     state = RedisState(client, settings.redis_prefix)
     records = RedisRecords(client, settings.redis_prefix)

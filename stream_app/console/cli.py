@@ -59,14 +59,13 @@ def _password(from_stdin: bool) -> str:
 
 def revoke_sessions(settings, name: str) -> int:
     """End every session of ``name`` in the console's Redis; the number ended (SynapseError if Redis is away)."""
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
     from stream_app.console.sessions_redis import RedisSessions
+    from stream_app.worker.state.redis import redis_client
 
     async def go() -> int:
-        client = aioredis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10,
-                                   socket_connect_timeout=5, **settings.redis_kwargs())
+        client = redis_client(settings, health_check_interval=0)
         try:
             return await RedisSessions(client, settings.redis_prefix).revoke_user(name)
         finally:

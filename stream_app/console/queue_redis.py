@@ -17,6 +17,8 @@ Keys (``P`` = the Redis prefix + ``console/``, which no detector name can clash 
 """
 from __future__ import annotations
 
+from stream_app.worker.state.keys import RedisKeys
+
 import json
 from typing import Iterable, Sequence
 
@@ -171,17 +173,30 @@ end
 return out
 """
 
-# KEYS: queue, items, owner, done, held, mine prefix; ARGV: keys
+# KEYS: queue, items, owner, done, held, then the "mine" set of each moderator named in ARGV; ARGV: the number M
+# of moderators, their names (in the order of their KEYS), then the candidate keys. The caller read the owners
+# first; if one changed meanwhile to a moderator not passed, nothing is changed and -1 asks it to read again
+# (so every key the script touches is declared: one hash slot on a cluster, {console}).
 _ANSWERED = """
+local m_count = tonumber(ARGV[1])
+local mine = {}
+for i = 1, m_count do mine[ARGV[1 + i]] = KEYS[5 + i] end
+for i = 2 + m_count, #ARGV do
+    local m = redis.call('HGET', KEYS[3], ARGV[i])
+    if m and not mine[m] and not redis.call('ZSCORE', KEYS[5], ARGV[i]) and redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+        return -1
+    end
+end
 local n = 0
-for _, k in ipairs(ARGV) do
+for i = 2 + m_count, #ARGV do
+    local k = ARGV[i]
     if not redis.call('ZSCORE', KEYS[5], k) then
         if redis.call('ZSCORE', KEYS[1], k) then
             redis.call('ZREM', KEYS[1], k)
             redis.call('HDEL', KEYS[2], k)
             local m = redis.call('HGET', KEYS[3], k)
             if m then
-                redis.call('ZREM', KEYS[6] .. m, k)
+                redis.call('ZREM', mine[m], k)
                 redis.call('HDEL', KEYS[3], k)
             end
             n = n + 1
@@ -201,7 +216,9 @@ class RedisReviewQueue:
     def __init__(self, redis, prefix: str = "synapse:", lease_seconds: float = 120.0,
                  grace_seconds: float = 10.0) -> None:
         self.r = redis
-        self.p = prefix + "console/"   # "/" is never in a detector name: no clash with the workers' keys
+        # "/" is never in a detector name: no clash with the workers' keys; on a Redis Cluster every key here
+        # carries the hash tag {console} (one slot: the scripts move candidates between these keys)
+        self.p = RedisKeys.for_client(redis, prefix).console("")
         self.lease_seconds = float(lease_seconds)
         self.grace_seconds = float(grace_seconds)
         self._scripts = {name: redis.register_script(src) for name, src in (
@@ -273,9 +290,16 @@ class RedisReviewQueue:
     async def answered(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        return int(await self._scripts["answered"](
-            keys=[self.k("queue"), self.k("items"), self.k("owner"), self.k("done"), self.k("held"), self.k("mine", "")],
-            args=list(keys)))
+        keys = list(keys)
+        for _ in range(10):   # a lease taken between the read and the script by a moderator not read: read again
+            owners = sorted({m for m in await self.r.hmget(self.k("owner"), keys) if m is not None})
+            n = int(await self._scripts["answered"](
+                keys=[self.k("queue"), self.k("items"), self.k("owner"), self.k("done"), self.k("held"),
+                      *(self.k("mine", m) for m in owners)],
+                args=[len(owners), *owners, *keys]))
+            if n >= 0:
+                return n
+        raise RuntimeError("the review queue's owners kept changing while answered candidates were removed")
 
     async def stats(self, now: float) -> QueueStats:
         queued: dict[str, int] = {}

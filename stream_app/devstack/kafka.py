@@ -577,13 +577,14 @@ class ApacheKafkaBroker(_Service):
                 self.controller_port = free_port(self.host)
         self.config_dir = self.data_dir / "config"
         self.config_dir.mkdir()
+        self._prepare_files()
         (self.config_dir / "server.properties").write_text(
             "".join(f"{k}={v}\n" for k, v in self.server_properties().items()), encoding="utf-8")
         (self.config_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES, encoding="utf-8")
         cluster = self.cluster_id or random_cluster_id()
         cmd = self._java_cmd(*TOOL_JVM_OPTS, *self._log_opts()) + [
             STORAGE_TOOL, "format", "-t", cluster, "-c", str(self.config_dir / "server.properties"),
-            "--ignore-formatted"]
+            "--ignore-formatted", *self._format_extra()]
         t0 = time.monotonic()
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
                              env={**os.environ, **(self.env or {})})
@@ -594,6 +595,13 @@ class ApacheKafkaBroker(_Service):
         if res.returncode != 0:
             raise EmbeddedStackError(f"Kafka storage format failed (exit {res.returncode}): {' '.join(cmd)}\n"
                                      f"{out[-2000:]}")
+
+    def _prepare_files(self) -> None:
+        """Hook: files the configuration names, made in the fresh data dir before ``server.properties``."""
+
+    def _format_extra(self) -> list[str]:
+        """Hook: more arguments of ``kafka-storage format`` (e.g. ``--add-scram``)."""
+        return []
 
     def _log_opts(self) -> list[str]:
         assert self.config_dir is not None and self.log_dir is not None

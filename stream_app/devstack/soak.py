@@ -118,9 +118,11 @@ def summarise(r: SoakReport) -> dict:
     tenth = max(1, len(after) // 10)
 
     def growth(key: str) -> float:
-        if len(after) < 2 * tenth:
+        rows = [s[key] for s in after if key in s]     # a figure not sampled (an older report): nan
+        part = max(1, len(rows) // 10)
+        if len(rows) < 2 * part or len(rows) < 2 * tenth:
             return float("nan")
-        a, b = _median([s[key] for s in after[:tenth]]), _median([s[key] for s in after[-tenth:]])
+        a, b = _median(rows[:part]), _median(rows[-part:])
         return 100.0 * (b - a) / a if a else float("nan")
 
     full_at = next((s["t"] for s in r.samples if s["posts_sent"] >= r.window), None)

@@ -26,6 +26,11 @@ class TopicAdminError(WorkerError):
     """The broker refused to create or describe topics."""
 
 
+class BrokerAuthError(WorkerError):
+    """The broker refused the worker's credentials (SASL) or its TLS certificate did not verify: a setting is
+    wrong, retrying cannot help. The message names the broker, user and mechanism, never the password."""
+
+
 @functools.cache
 def transient_errors() -> tuple[type[BaseException], ...]:
     """Connection-level failures of Redis and the broker: the call is retried, the message is not at fault."""

@@ -92,12 +92,13 @@ async def _describe(admin: Any, names: Iterable[str], timeout: float, *, wait: b
 
 
 async def topic_partitions(
-    bootstrap: str, names: Optional[Iterable[str]] = None, *, timeout: float = 15.0
+    bootstrap: str, names: Optional[Iterable[str]] = None, *, timeout: float = 15.0, **client: Any
 ) -> dict[str, int]:
-    """``{topic: partition count}`` from broker metadata (all topics if *names* is None)."""
+    """``{topic: partition count}`` from broker metadata (all topics if *names* is None). ``client``: extra
+    aiokafka admin settings (security)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **client)
     await asyncio.wait_for(admin.start(), timeout)
     try:
         if names is None:
@@ -144,13 +145,15 @@ def create_topics_sync(
     *,
     timeout: float = 15.0,
     configs: Optional[Mapping[str, Mapping[str, str]]] = None,
+    **client: Any,
 ) -> dict[str, int]:
     """Blocking :func:`create_topics` (safe to call from inside a running loop's thread)."""
-    return _run_sync(lambda: create_topics(bootstrap, topics, replication, timeout=timeout, configs=configs))
+    return _run_sync(lambda: create_topics(bootstrap, topics, replication, timeout=timeout, configs=configs,
+                                           **client))
 
 
 def topic_partitions_sync(
-    bootstrap: str, names: Optional[Iterable[str]] = None, *, timeout: float = 15.0
+    bootstrap: str, names: Optional[Iterable[str]] = None, *, timeout: float = 15.0, **client: Any
 ) -> dict[str, int]:
     """Blocking :func:`topic_partitions`."""
-    return _run_sync(lambda: topic_partitions(bootstrap, names, timeout=timeout))
+    return _run_sync(lambda: topic_partitions(bootstrap, names, timeout=timeout, **client))

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_ssl_ca_file: str | None = None
     redis_prefix: str = "synapse:"
+    # the URL names one node of a Redis Cluster: a cluster client, hash-tagged keys (docs/redis-cluster.md)
+    redis_cluster: bool = False
 
     # -- model and method ----------------------------------------------------
     embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md)

@@ -63,8 +63,11 @@ class TopicNames:
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
     """Create the topics if missing (idempotent); returns their partition counts as the broker reports."""
     from stream_app.worker.kafka_admin import create_topics_sync, topic_partitions_sync
+    from stream_app.worker.kafka_clients import aiokafka_security
 
     names = TopicNames.from_settings(settings)
     wanted = names.partitions(settings)
-    create_topics_sync(settings.bootstrap_servers(), wanted, replication=settings.replication, configs=names.configs(settings))
-    return topic_partitions_sync(settings.bootstrap_servers(), list(wanted))
+    sec = aiokafka_security(settings)   # TLS / SASL as configured (the principal needs CREATE on the topics)
+    create_topics_sync(settings.bootstrap_servers(), wanted, replication=settings.replication,
+                       configs=names.configs(settings), **sec)
+    return topic_partitions_sync(settings.bootstrap_servers(), list(wanted), **sec)

@@ -24,12 +24,12 @@ def items(n: int, det: str = "scam") -> list[ReviewItem]:
 
 
 def run(store, fn, lease: float = 60.0, grace: float = 10.0):
-    import redis.asyncio as aioredis
+    from stream_app.devstack.redis_cluster import connect
 
     async def go():
         if store is None:
             return await fn(MemoryReviewQueue(lease, grace))
-        r = aioredis.from_url(store, decode_responses=True)
+        r = connect(store)
         try:
             return await fn(RedisReviewQueue(r, prefix=f"t-{uuid.uuid4().hex}:", lease_seconds=lease,
                                              grace_seconds=grace))

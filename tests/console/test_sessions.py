@@ -22,12 +22,12 @@ COOKIE = "synapse_console"
 
 
 def run(store, fn, ttl: float = 100.0, prefix: str | None = None):
-    import redis.asyncio as aioredis
+    from stream_app.devstack.redis_cluster import connect
 
     async def go():
         if store is None:
             return await fn(MemorySessions(ttl))
-        r = aioredis.from_url(store, decode_responses=True)
+        r = connect(store)
         try:
             return await fn(RedisSessions(r, prefix or f"t-{uuid.uuid4().hex}:", ttl))
         finally:

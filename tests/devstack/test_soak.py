@@ -46,6 +46,19 @@ def test_growth_is_measured_after_twice_the_window_and_latency_split_by_rounds()
     assert math.isclose(s["latency_p99_ms"], 100.0)
     assert s["round_p99_s"] > 1.9 and s["rounds"] == 2
     assert soak_line(s).startswith("soak: posts=10000 window=1000 rss_growth_pct=5.0 redis_growth_pct=0.0")
+    assert math.isnan(s["redis_growth_excl_answers_pct"])       # not sampled: not a figure
+
+
+def test_redis_growth_is_split_into_the_answers_and_the_rest():
+    r = SoakReport(posts=10_000, window=1_000, embedder="x", broker="y")
+    for k in range(100):   # the answers' keys double after 2x the window, the rest stays at 8 MB
+        sent = 100 * (k + 1)
+        answers = 2.0 if k < 50 else 4.0
+        r.samples.append({"t": float(k), "posts_sent": sent, "rss_mb": 100.0, "redis_mb": 8.0 + answers,
+                          "redis_answers_mb": answers, "redis_other_mb": 8.0, "index_size": 900})
+    s = summarise(r)
+    assert math.isclose(s["redis_answers_growth_pct"], 100.0) and s["redis_growth_excl_answers_pct"] == 0.0
+    assert math.isclose(s["redis_growth_pct"], 20.0)
 
 
 @pytest.mark.stack

@@ -30,10 +30,10 @@ BAD_SEED = rb'{"detector": "scam", "text": "double your bitcoin", "id": "seed-\u
 
 def run(store, fn, **kw):
     """``fn(service)`` on a started service with shards 0 and 1, over Redis (``store`` a URL) or memory (None)."""
-    import redis.asyncio as aioredis
+    from stream_app.devstack.redis_cluster import connect
 
     async def go():
-        r = aioredis.from_url(store, decode_responses=True) if store else None
+        r = connect(store) if store else None
         state = RedisState(r, prefix=f"t-{uuid.uuid4().hex}:") if r else MemoryState()
         svc = DetectionService(service_settings(**kw), state)
         try:

@@ -13,12 +13,12 @@ from synapse_stream.messages import LabelMsg
 
 
 def run(store, fn):
-    import redis.asyncio as aioredis
+    from stream_app.devstack.redis_cluster import connect
 
     async def go():
         if store is None:
             return await fn(MemoryState())
-        r = aioredis.from_url(store, decode_responses=True)
+        r = connect(store)
         try:
             return await fn(RedisState(r, prefix=f"t-{uuid.uuid4().hex}:"))   # a fresh namespace per test
         finally:
@@ -177,3 +177,81 @@ def test_locks_expire_and_only_their_owner_unlocks(store):
         return got, still, expired, free, settling, await st.seeds.settled("d")
 
     assert run(store, go) == ([True, False], False, True, True, False, True)
+
+
+# ---------------------------------------------------------------------- Redis Cluster
+def _exercise(st) -> list:
+    """Every multi-key script and transaction of the Redis state, once."""
+    async def go():
+        out = [await st.claims.claim_many([("d", "a"), ("e", "b"), ("d", "c")], "w1", [b"1", b"2", b""],
+                                          sets=["queried", "queried", "audited"])]
+        await st.verdicts.record(LabelMsg("d", "a", 1, "moderator:ana", None))
+        await st.verdicts.record_audit(LabelMsg("d", "c", 0, "moderator:ana", None))
+        await st.posts.record({"a": 0, "b": 1})
+        out.append(await st.held.hold({"id": "h1", "post_id": "zz", "detector": "d"}, time.time() + 60, 10))
+        out.append(len(await st.held.take(time.time())))
+        await st.held.drop(["h1"])
+        out.append(await st.rate.reserve("d", 5, 3))
+        await st.models.publish("d", {"version": 1}, {"version": 1}, key=[1])
+        await st.rounds.record("d", {"a": "ibg"})
+        return out
+    return go()
+
+
+def test_on_a_cluster_every_script_and_transaction_stays_in_one_slot_thanks_to_the_hash_tags(redis_cluster_url):
+    from redis.exceptions import RedisClusterException, ResponseError
+
+    from stream_app.devstack.redis_cluster import connect
+    from stream_app.worker.state.keys import RedisKeys
+
+    async def go():
+        r = connect(redis_cluster_url)
+        try:
+            prefix = f"t-{uuid.uuid4().hex}:"
+            st = RedisState(r, prefix)
+            assert st.keys.tags and st.verdicts.dk("d", "ledger") == prefix + "{d}:ledger"
+            ok = await _exercise(st)
+            slots = {await r.cluster_keyslot(k) for k in [k async for k in r.scan_iter(match=prefix + "*")]}
+            # the same calls with the single-node names: the cluster refuses them (the test can fail)
+            untagged = RedisState(r, f"u-{uuid.uuid4().hex}:", keys=RedisKeys(f"u-{uuid.uuid4().hex}:", tags=False))
+            try:
+                await _exercise(untagged)
+                refused = None
+            except (RedisClusterException, ResponseError) as exc:
+                refused = exc
+            await st.wipe(["d", "e"])
+            left = [k async for k in r.scan_iter(match=prefix + "*")]
+            return ok, slots == {r.keyslot("{d}"), r.keyslot("{e}"), r.keyslot("{posts}")}, refused, left
+        finally:
+            await r.aclose()
+
+    ok, three_slots, refused, left = asyncio.run(go())
+    assert ok == [[True, True, True], True, 0, 3]
+    assert three_slots             # one slot per detector and one for the post group, whatever the key
+
+    assert refused is not None and "slot" in str(refused).lower()
+    assert left == []              # wipe found the keys on every master and deleted them across slots
+
+
+def test_the_cluster_setting_builds_a_cluster_client_and_one_redis_keeps_the_old_key_names(redis_cluster_url,
+                                                                                          redis_url):
+    from redis.asyncio.cluster import RedisCluster
+
+    from stream_app.worker.settings import Settings
+
+    async def go(url, cluster):
+        prefix = f"t-{uuid.uuid4().hex}:"
+        st = RedisState.from_settings(Settings(_env_file=None, redis_url=url, redis_cluster=cluster,
+                                               redis_prefix=prefix))
+        try:
+            await st.verdicts.record(LabelMsg("d", "p1", 1, "moderator:ana", None))
+            await st.posts.record({"p1": 2})
+            keys = sorted([k async for k in st.r.scan_iter(match=prefix + "*")])
+            return isinstance(st.r, RedisCluster), [k[len(prefix):] for k in keys]
+        finally:
+            await st.close()
+
+    assert asyncio.run(go(redis_cluster_url, True)) == (
+        True, ["{d}:counters", "{d}:ledger", "{d}:verdicts", "{posts}:post-partition", "{posts}:posts-seen"])
+    assert asyncio.run(go(redis_url, False)) == (
+        False, ["d:counters", "d:ledger", "d:verdicts", "post-partition", "posts-seen"])

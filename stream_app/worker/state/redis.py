@@ -2,7 +2,11 @@
 what must be common to all workers and survive any one of them. One class per store (posts, held labels,
 claims, workers, verdicts, seeds, round sources, rate budget, models) over one client and one key prefix.
 
-Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name):
+Keys (``P`` = the configured ``redis_prefix``, ``D`` = a detector name). On a Redis Cluster (``redis_cluster``) the
+braces of ``{D}`` are part of the name, the hash tag that keeps a detector's keys on one slot, and the post map
+and held labels (``Ppost-partition``, ``Pposts-seen``, ``Pheld-labels``, ``Pheld-labels:lease``) are named
+``P{posts}:post-partition`` etc.; on one Redis the names have no braces (:mod:`stream_app.worker.state.keys`).
+Every Lua script declares all its keys in ``KEYS``, and they share one slot:
 
 =============================  =====================================================================
 ``P{D}:queried``               SET of post ids ever sent to the oracle (SADD = atomic claim: never twice)
@@ -38,19 +42,30 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from stream_app.worker.state.keys import RedisKeys
 from stream_app.worker.state.base import State, vec_from_b64, vec_to_b64, verdict_change
 from synapse_stream.messages import LabelMsg
 
 
 class _Store:
-    """One store: the shared client and key prefix."""
+    """One store: the shared client and the key names (:class:`~stream_app.worker.state.keys.RedisKeys`)."""
 
-    def __init__(self, redis, prefix: str) -> None:
-        self.r = redis  # a redis.asyncio.Redis with decode_responses=True
-        self.p = prefix
+    def __init__(self, redis, prefix: str | RedisKeys) -> None:
+        self.r = redis  # a redis.asyncio.Redis or RedisCluster with decode_responses=True
+        self.keys = prefix if isinstance(prefix, RedisKeys) else RedisKeys.for_client(redis, prefix)
+        self.p = self.keys.p
 
     def k(self, *parts: str) -> str:
-        return self.p + ":".join(parts)
+        """A key used alone (heartbeats, locks, the seed log)."""
+        return self.keys.plain(*parts)
+
+    def dk(self, detector: str, *parts: str) -> str:
+        """A detector's key (tagged with the detector on a cluster)."""
+        return self.keys.detector(detector, *parts)
+
+    def pk(self, *parts: str) -> str:
+        """A key of the post map / held labels (tagged ``{posts}`` on a cluster)."""
+        return self.keys.posts(*parts)
 
 
 class RedisPosts(_Store):
@@ -70,35 +85,35 @@ class RedisPosts(_Store):
         items = list(partitions.items())
         for i in range(0, len(items), 2_000):      # Lua's unpack takes a few thousand values at most
             argv = [x for pid, part in items[i:i + 2_000] for x in (pid, int(part))]
-            await self.r.eval(self._RECORD, 2, self.k("post-partition"), self.k("posts-seen"), *argv)
+            await self.r.eval(self._RECORD, 2, self.pk("post-partition"), self.pk("posts-seen"), *argv)
 
     async def partition_of(self, post_id: str) -> int | None:
-        v = await self.r.hget(self.k("post-partition"), post_id)
+        v = await self.r.hget(self.pk("post-partition"), post_id)
         return int(v) if v is not None else None
 
     async def total(self) -> int:
-        v = await self.r.get(self.k("posts-seen"))
-        return int(v) if v is not None else int(await self.r.hlen(self.k("post-partition")))
+        v = await self.r.get(self.pk("posts-seen"))
+        return int(v) if v is not None else int(await self.r.hlen(self.pk("post-partition")))
 
     async def forget(self, post_ids: Sequence[str]) -> None:
         """Posts that left the window: no verdict will be routed to them (their count stays in ``posts-seen``)."""
         for i in range(0, len(post_ids), 10_000):
-            await self.r.hdel(self.k("post-partition"), *post_ids[i:i + 10_000])
+            await self.r.hdel(self.pk("post-partition"), *post_ids[i:i + 10_000])
 
     async def park(self, detector: str, items: dict[str, tuple[np.ndarray, str]]) -> None:
         if items:
-            await self.r.hset(self.k(detector, "parked"), mapping={
+            await self.r.hset(self.dk(detector, "parked"), mapping={
                 pid: json.dumps({"v": vec_to_b64(v), "text": t}) for pid, (v, t) in items.items()})
 
     async def parked(self, detector: str, post_id: str) -> tuple[np.ndarray, str] | None:
-        raw = await self.r.hget(self.k(detector, "parked"), post_id)
+        raw = await self.r.hget(self.dk(detector, "parked"), post_id)
         if raw is None:
             return None
         doc = json.loads(raw)
         return vec_from_b64(doc["v"]), doc.get("text", "")
 
     async def unpark(self, detector: str, post_id: str) -> None:
-        await self.r.hdel(self.k(detector, "parked"), post_id)
+        await self.r.hdel(self.dk(detector, "parked"), post_id)
 
 
 class RedisHeldLabels(_Store):
@@ -139,27 +154,27 @@ class RedisHeldLabels(_Store):
     async def hold(self, doc: dict, expires: float, max_held: int) -> bool:
         """Hold a label (``doc`` from ``service.held_label_doc``) until ``expires``; False if ``max_held`` are held."""
         doc = {**doc, "expires": expires}
-        ok = await self.r.eval(self._HOLD, 2, self.k("held-labels"), self.k("held-labels", "lease"), doc["id"],
+        ok = await self.r.eval(self._HOLD, 2, self.pk("held-labels"), self.pk("held-labels", "lease"), doc["id"],
                                json.dumps(doc), max_held)
         return bool(ok)
 
     async def take(self, now: float, lease: float = 60.0, count: int = 10_000) -> list[tuple[dict, int | None]]:
         """``(doc, partition)`` of the held labels whose post arrived (partition known) or whose hold expired
         (partition None), leased to the caller for ``lease`` seconds."""
-        raw = await self.r.eval(self._TAKE, 3, self.k("held-labels"), self.k("held-labels", "lease"),
-                                self.k("post-partition"), now, lease, count)
+        raw = await self.r.eval(self._TAKE, 3, self.pk("held-labels"), self.pk("held-labels", "lease"),
+                                self.pk("post-partition"), now, lease, count)
         return [(json.loads(raw[i]), int(raw[i + 1]) if raw[i + 1] != "" else None) for i in range(0, len(raw), 2)]
 
     async def drop(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.k("held-labels"), *ids)
-            pipe.zrem(self.k("held-labels", "lease"), *ids)
+            pipe.hdel(self.pk("held-labels"), *ids)
+            pipe.zrem(self.pk("held-labels", "lease"), *ids)
             await pipe.execute()
 
     async def count(self) -> int:
-        return int(await self.r.hlen(self.k("held-labels")))
+        return int(await self.r.hlen(self.pk("held-labels")))
 
 
 class RedisClaims(_Store):
@@ -169,23 +184,27 @@ class RedisClaims(_Store):
         super().__init__(redis, prefix)
         self.workers = workers
 
-    # One round trip, atomic: claim each post (SADD) and, where this call is the first, record the
-    # candidate message as in flight (owner worker + message) and count it.
+    # Atomic per detector: claim each post (SADD) and, where this call is the first, record the candidate
+    # message as in flight (owner worker + message) and count it. KEYS: the detector's queried, audited, inflight
+    # and counters (one hash slot: the detector's tag); ARGV: per item the set (1 queried, 2 audited), post, owner,
+    # message.
     _CLAIM = """
     local out = {}
-    for i = 1, #ARGV, 5 do
-        local det, set, pid, owner, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-        local first = redis.call('SADD', KEYS[1] .. det .. ':' .. set, pid)
+    local names = {'queried', 'audited'}
+    for i = 1, #ARGV, 4 do
+        local which, pid, owner, msg = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+        local first = redis.call('SADD', KEYS[which], pid)
         if first == 1 then
             if msg ~= '' then
-                redis.call('HSET', KEYS[1] .. det .. ':inflight', pid, owner .. '|' .. msg)
+                redis.call('HSET', KEYS[3], pid, owner .. '|' .. msg)
             end
-            redis.call('HINCRBY', KEYS[1] .. det .. ':counters', set, 1)
+            redis.call('HINCRBY', KEYS[4], names[which], 1)
         end
         out[#out + 1] = first
     end
     return out
     """
+    _SETS = {"queried": 1, "audited": 2}
 
     async def claim_many(self, items: Sequence[tuple[str, str]], owner: str = "-",
                          messages: Sequence[bytes | str] | None = None,
@@ -196,17 +215,30 @@ class RedisClaims(_Store):
         A first claim with a message also records it under ``P{D}:inflight`` with its ``owner`` (a
         worker id) until :meth:`sent` confirms the broker acknowledged it, so a worker that dies in
         between leaves a trace that :meth:`orphans` hands to another worker. An empty message claims
-        without sending (the detector re-using an audit verdict).
+        without sending (the detector re-using an audit verdict). One script per detector (its keys share a
+        hash slot), all in one pipelined round trip.
         """
         if not items:
             return []
-        argv: list = []
+        by_det: dict[str, tuple[list[int], list]] = {}
         for i, (det, pid) in enumerate(items):
             msg = messages[i] if messages is not None else b""
-            argv += [det, sets[i] if sets is not None else "queried", pid, owner,
-                     msg.decode("utf-8") if isinstance(msg, bytes) else msg]
-        res = await self.r.eval(self._CLAIM, 1, self.p, *argv)
-        return [bool(x) for x in res]
+            which = self._SETS.get(sets[i] if sets is not None else "queried")
+            if which is None:
+                raise ValueError(f"a claim's set is 'queried' or 'audited', got {sets[i]!r}")
+            idx, argv = by_det.setdefault(det, ([], []))
+            idx.append(i)
+            argv += [which, pid, owner, msg.decode("utf-8") if isinstance(msg, bytes) else msg]
+        out = [False] * len(items)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for det, (_idx, argv) in by_det.items():
+                pipe.eval(self._CLAIM, 4, self.dk(det, "queried"), self.dk(det, "audited"), self.dk(det, "inflight"),
+                          self.dk(det, "counters"), *argv)
+            results = await pipe.execute()
+        for (idx, _argv), res in zip(by_det.values(), results):
+            for i, x in zip(idx, res):
+                out[i] = bool(x)
+        return out
 
     async def sent(self, items: Sequence[tuple[str, str]]) -> None:
         """The broker acknowledged these candidates: they are no longer in flight."""
@@ -214,11 +246,11 @@ class RedisClaims(_Store):
             return
         async with self.r.pipeline(transaction=False) as pipe:
             for det, pid in items:
-                pipe.hdel(self.k(det, "inflight"), pid)
+                pipe.hdel(self.dk(det, "inflight"), pid)
             await pipe.execute()
 
     async def inflight(self, detector: str) -> dict[str, tuple[str, str]]:
-        raw = await self.r.hgetall(self.k(detector, "inflight"))
+        raw = await self.r.hgetall(self.dk(detector, "inflight"))
         return {pid: tuple(v.split("|", 1)) for pid, v in raw.items()}
 
     async def orphans(self, detector: str, me: str) -> dict[str, str]:
@@ -235,10 +267,10 @@ class RedisClaims(_Store):
         return out
 
     async def queried(self, detector: str) -> set[str]:
-        return set(await self.r.smembers(self.k(detector, "queried")))
+        return set(await self.r.smembers(self.dk(detector, "queried")))
 
     async def audited(self, detector: str) -> set[str]:
-        return set(await self.r.smembers(self.k(detector, "audited")))
+        return set(await self.r.smembers(self.dk(detector, "audited")))
 
 
 class RedisWorkers(_Store):
@@ -270,56 +302,56 @@ class RedisVerdicts(_Store):
         the latest verdict wins.
         """
         entry = {"label": msg.label, "labeler": msg.labeler, "ts": msg.ts, "received_at": time.time()}
-        ledger = self.k(msg.detector, "ledger")
+        ledger = self.dk(msg.detector, "ledger")
         prev_raw = await self.r.hget(ledger, msg.post_id)
         prev, overruled, deltas = verdict_change(json.loads(prev_raw) if prev_raw else None, msg)
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.k(msg.detector, "verdicts"),
+            pipe.xadd(self.dk(msg.detector, "verdicts"),
                       {"post_id": msg.post_id, **{k: json.dumps(v) for k, v in entry.items()}})
             if not overruled:
                 pipe.hset(ledger, msg.post_id, json.dumps(entry))
             for name, n in deltas.items():
-                pipe.hincrby(self.k(msg.detector, "counters"), name, n)
+                pipe.hincrby(self.dk(msg.detector, "counters"), name, n)
             await pipe.execute()
         return prev, (prev if overruled else msg.label)
 
     async def ledger(self, detector: str) -> dict[str, int]:
-        raw = await self.r.hgetall(self.k(detector, "ledger"))
+        raw = await self.r.hgetall(self.dk(detector, "ledger"))
         return {pid: json.loads(v)["label"] for pid, v in raw.items()}
 
     async def labels_of(self, detector: str, post_ids: Sequence[str]) -> dict[str, int]:
         if not post_ids:
             return {}
-        vals = await self.r.hmget(self.k(detector, "ledger"), list(post_ids))
+        vals = await self.r.hmget(self.dk(detector, "ledger"), list(post_ids))
         return {pid: json.loads(v)["label"] for pid, v in zip(post_ids, vals) if v is not None}
 
     async def history(self, detector: str) -> list[dict]:
         out = []
-        for _id, fields in await self.r.xrange(self.k(detector, "verdicts")):
+        for _id, fields in await self.r.xrange(self.dk(detector, "verdicts")):
             out.append({"post_id": fields["post_id"], **{k: json.loads(v) for k, v in fields.items() if k != "post_id"}})
         return out
 
     async def counters(self, detector: str) -> dict[str, int]:
-        raw = await self.r.hgetall(self.k(detector, "counters"))
+        raw = await self.r.hgetall(self.dk(detector, "counters"))
         return {k: int(v) for k, v in raw.items()}
 
     async def record_audit(self, msg: LabelMsg) -> None:
         """An audit verdict: kept apart from the detector's ledger (it never counts in its precision)."""
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.k(msg.detector, "verdicts"), {"post_id": msg.post_id, "label": json.dumps(msg.label),
+            pipe.xadd(self.dk(msg.detector, "verdicts"), {"post_id": msg.post_id, "label": json.dumps(msg.label),
                                                          "labeler": json.dumps(msg.labeler), "audit": "1",
                                                          "ts": json.dumps(msg.ts), "received_at": json.dumps(time.time())})
-            pipe.hset(self.k(msg.detector, "audit-ledger"), msg.post_id, msg.label)
+            pipe.hset(self.dk(msg.detector, "audit-ledger"), msg.post_id, msg.label)
             await pipe.execute()
 
     async def audit_ledger(self, detector: str) -> dict[str, int]:
-        return {k: int(v) for k, v in (await self.r.hgetall(self.k(detector, "audit-ledger"))).items()}
+        return {k: int(v) for k, v in (await self.r.hgetall(self.dk(detector, "audit-ledger"))).items()}
 
     async def set_truth_positives(self, detector: str, n: int) -> None:
-        await self.r.set(self.k(detector, "truth_positives"), int(n))
+        await self.r.set(self.dk(detector, "truth_positives"), int(n))
 
     async def truth_positives(self, detector: str) -> int | None:
-        v = await self.r.get(self.k(detector, "truth_positives"))
+        v = await self.r.get(self.dk(detector, "truth_positives"))
         return int(v) if v is not None else None
 
 
@@ -329,13 +361,13 @@ class RedisSeeds(_Store):
     async def register(self, detector: str, seed_id: str, origin: str, text: str, vector: np.ndarray) -> bool:
         """Add a seed to the registry and the broadcast log; False if the id was already registered."""
         doc = {"detector": detector, "id": seed_id, "origin": origin, "text": text, "vector": vec_to_b64(vector)}
-        if not await self.r.hsetnx(self.k(detector, "seeds"), seed_id, json.dumps(doc)):
+        if not await self.r.hsetnx(self.dk(detector, "seeds"), seed_id, json.dumps(doc)):
             return False
         await self.r.xadd(self.k("seedlog"), {"doc": json.dumps(doc)})
         return True
 
     async def all(self, detector: str) -> list[dict]:
-        return [json.loads(v) for v in (await self.r.hgetall(self.k(detector, "seeds"))).values()]
+        return [json.loads(v) for v in (await self.r.hgetall(self.dk(detector, "seeds"))).values()]
 
     async def read_log(self, last_id: str = "0", block_ms: int | None = 1000, count: int = 500):
         """New seed events after ``last_id``: ``[(entry_id, doc), ...]`` (waits up to ``block_ms``)."""
@@ -350,10 +382,10 @@ class RedisSeeds(_Store):
 
     async def arriving(self, detector: str, seconds: float) -> None:
         """Seeds for ``detector`` are being embedded or were just registered: rounds wait ``seconds``."""
-        await self.r.set(self.k(detector, "seeds-arriving"), "1", px=max(1, int(seconds * 1000)))
+        await self.r.set(self.dk(detector, "seeds-arriving"), "1", px=max(1, int(seconds * 1000)))
 
     async def settled(self, detector: str) -> bool:
-        return not await self.r.exists(self.k(detector, "seeds-arriving"))
+        return not await self.r.exists(self.dk(detector, "seeds-arriving"))
 
 
 class RedisRoundSources(_Store):
@@ -364,26 +396,26 @@ class RedisRoundSources(_Store):
         if not sources:
             return
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(self.k(detector, "sources"), mapping=sources)
+            pipe.hset(self.dk(detector, "sources"), mapping=sources)
             for src in sources.values():
-                pipe.hincrby(self.k(detector, "source-counters"), f"{src}:queried", 1)
+                pipe.hincrby(self.dk(detector, "source-counters"), f"{src}:queried", 1)
             await pipe.execute()
 
     async def all(self, detector: str) -> dict[str, str]:
-        return await self.r.hgetall(self.k(detector, "sources"))
+        return await self.r.hgetall(self.dk(detector, "sources"))
 
     async def source_of(self, detector: str, post_id: str) -> str | None:
-        return await self.r.hget(self.k(detector, "sources"), post_id)
+        return await self.r.hget(self.dk(detector, "sources"), post_id)
 
     async def count_verdict(self, detector: str, source: str, label: int) -> None:
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self.k(detector, "source-counters"), f"{source}:answered", 1)
-            pipe.hincrby(self.k(detector, "source-counters"), f"{source}:positives", int(label))
+            pipe.hincrby(self.dk(detector, "source-counters"), f"{source}:answered", 1)
+            pipe.hincrby(self.dk(detector, "source-counters"), f"{source}:positives", int(label))
             await pipe.execute()
 
     async def counters(self, detector: str) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for key, v in (await self.r.hgetall(self.k(detector, "source-counters"))).items():
+        for key, v in (await self.r.hgetall(self.dk(detector, "source-counters"))).items():
             src, _, what = key.partition(":")
             out.setdefault(src, {})[what] = int(v)
         return out
@@ -417,15 +449,15 @@ class RedisRateBudget(_Store):
 
     async def reserve(self, detector: str, n: int, per_hour: int | None, now: float | None = None) -> int:
         cap = -1 if per_hour is None else max(0, int(per_hour))
-        got = await self.r.eval(self._RESERVE, 1, self.k(detector, "rate"), self._minute(now), int(n), cap)
+        got = await self.r.eval(self._RESERVE, 1, self.dk(detector, "rate"), self._minute(now), int(n), cap)
         return int(got[0])
 
     async def refund(self, detector: str, n: int, now: float | None = None) -> None:
         if n > 0:
-            await self.r.eval(self._RESERVE, 1, self.k(detector, "rate"), self._minute(now), -int(n), -1)
+            await self.r.eval(self._RESERVE, 1, self.dk(detector, "rate"), self._minute(now), -int(n), -1)
 
     async def spent(self, detector: str, now: float | None = None) -> int:
-        return int((await self.r.eval(self._RESERVE, 1, self.k(detector, "rate"), self._minute(now), 0, -1))[1])
+        return int((await self.r.eval(self._RESERVE, 1, self.dk(detector, "rate"), self._minute(now), 0, -1))[1])
 
 
 class RedisModels(_Store):
@@ -433,15 +465,15 @@ class RedisModels(_Store):
 
     async def store_vectors(self, detector: str, vectors: dict[str, np.ndarray]) -> None:
         if vectors:
-            await self.r.hset(self.k(detector, "labelled-vectors"),
+            await self.r.hset(self.dk(detector, "labelled-vectors"),
                               mapping={pid: vec_to_b64(v) for pid, v in vectors.items()})
 
     async def vectors(self, detector: str) -> dict[str, np.ndarray]:
-        raw = await self.r.hgetall(self.k(detector, "labelled-vectors"))
+        raw = await self.r.hgetall(self.dk(detector, "labelled-vectors"))
         return {pid: vec_from_b64(v) for pid, v in raw.items()}
 
     async def next_version(self, detector: str) -> int:
-        return int(await self.r.incr(self.k(detector, "model-version")))
+        return int(await self.r.incr(self.dk(detector, "model-version")))
 
     async def publish(self, detector: str, doc: dict, summary: dict, key: list | None = None) -> None:
         """Make ``doc`` the detector's current classifier, unless a newer version is already current.
@@ -450,30 +482,50 @@ class RedisModels(_Store):
         if cur is not None and int(cur["version"]) >= int(doc["version"]):
             return
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.set(self.k(detector, "model"), json.dumps(doc))
-            pipe.rpush(self.k(detector, "models"), json.dumps(summary))
+            pipe.set(self.dk(detector, "model"), json.dumps(doc))
+            pipe.rpush(self.dk(detector, "models"), json.dumps(summary))
             if key is not None:
-                pipe.set(self.k(detector, "model-key"), json.dumps(key))
+                pipe.set(self.dk(detector, "model-key"), json.dumps(key))
             await pipe.execute()
 
     async def key(self, detector: str) -> list | None:
-        raw = await self.r.get(self.k(detector, "model-key"))
+        raw = await self.r.get(self.dk(detector, "model-key"))
         return json.loads(raw) if raw else None
 
     async def current(self, detector: str) -> dict | None:
-        raw = await self.r.get(self.k(detector, "model"))
+        raw = await self.r.get(self.dk(detector, "model"))
         return json.loads(raw) if raw else None
 
     async def history(self, detector: str) -> list[dict]:
-        return [json.loads(v) for v in await self.r.lrange(self.k(detector, "models"), 0, -1)]
+        return [json.loads(v) for v in await self.r.lrange(self.dk(detector, "models"), 0, -1)]
+
+
+def redis_client(settings, **overrides):
+    """The asyncio client for ``settings.redis_url`` (``decode_responses=True``): a ``RedisCluster`` when
+    ``settings.redis_cluster`` (the URL names any one node; the client finds the others and follows the slots),
+    else a ``Redis``. Used by the worker, the console and the CLI alike."""
+    kw = dict(decode_responses=True, health_check_interval=10, socket_timeout=10, socket_connect_timeout=5,
+              **settings.redis_kwargs())
+    kw.update(overrides)
+    if getattr(settings, "redis_cluster", False):
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.redis_url, **kw)
+    import redis.asyncio as aioredis
+
+    return aioredis.from_url(settings.redis_url, retry_on_timeout=True, **kw)
 
 
 class RedisState(State):
-    """Every store over one ``redis.asyncio.Redis`` client (``decode_responses=True``) and one key prefix."""
+    """Every store over one ``redis.asyncio.Redis`` or ``RedisCluster`` client (``decode_responses=True``) and one
+    key prefix; on a cluster client the keys carry hash tags (:mod:`stream_app.worker.state.keys`)."""
 
-    def __init__(self, redis, prefix: str = "synapse:") -> None:
+    def __init__(self, redis, prefix: str = "synapse:", keys: RedisKeys | None = None) -> None:
         self.r = redis
         self.p = prefix
+        # hash-tagged names on a cluster client, the single-node names otherwise (``keys``: another choice)
+        self.keys = keys if keys is not None else RedisKeys.for_client(redis, prefix)
+        prefix = self.keys
         self.posts = RedisPosts(redis, prefix)
         self.held = RedisHeldLabels(redis, prefix)
         self.workers = RedisWorkers(redis, prefix)
@@ -486,12 +538,7 @@ class RedisState(State):
 
     @classmethod
     def from_settings(cls, settings) -> "RedisState":
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10,
-                                   socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True,
-                                   **settings.redis_kwargs())
-        return cls(client, settings.redis_prefix)
+        return cls(redis_client(settings), settings.redis_prefix)
 
     async def ping(self) -> bool:
         return bool(await self.r.ping())
