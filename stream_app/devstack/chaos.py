@@ -401,7 +401,10 @@ async def run_chaos(args) -> dict:
                 async with restart_lock:
                     k = min(args.kill_workers, n_workers) if n_workers > 1 else 1
                     chosen = sorted(rng.sample(range(n_workers), k))
-                    chosen = [j for j in chosen if workers[j].running]   # one the hook killed: the watcher's
+                    # a worker the hook just killed is the watcher's: kill a running one in its place
+                    spare = [j for j in range(n_workers) if j not in chosen and workers[j].running]
+                    chosen = sorted(j if workers[j].running else spare.pop() for j in chosen
+                                    if workers[j].running or spare)
                     pids = []
                     for j in chosen:
                         w = workers[j]
