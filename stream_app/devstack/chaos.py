@@ -355,7 +355,10 @@ async def run_chaos(args) -> dict:
                     "workers": n_workers, "posts": len(posts), "crashes": 0, "recovery_seconds": [],
                     "restart_ready_seconds": [], "outages": {}, "bad_messages": 0}
     if cluster:
-        report.update(broker_kills=0, broker_restarts=[], crash_after_produce=0, crash_after_produce_candidates=[])
+        # broker_down_seconds: from a node's kill to its restart (a chunk of posts sent without it, through the
+        # failover of the partitions it led); broker_restarts: from its restart until every node lists it
+        report.update(broker_kills=0, broker_restarts=[], broker_down_seconds=[], crash_after_produce=0,
+                      crash_after_produce_candidates=[])
     await asyncio.to_thread(loop.start, timeout=300)
     workers = loop.workers
     stats: dict = Counter()
@@ -379,12 +382,14 @@ async def run_chaos(args) -> dict:
         free = sorted(set(range(1, n_chunks - 1)) - crash_at) or list(range(1, n_chunks - 1))
         broker_kill_at = set(rng.sample(free, min(args.broker_kills, len(free)))) if cluster else set()
         victim: int | None = None
+        t_kill = 0.0
         for i in range(0, len(posts), chunk):
             part = posts[i:i + chunk]
             for p in part:
                 await _send_retrying(loop, loop.topics.posts, dumps({"id": p["id"], "text": p["text"]}),
                                      p["id"].encode())
             if victim is not None:   # the killed leader missed a whole chunk: back on its storage
+                report["broker_down_seconds"].append(round(time.monotonic() - t_kill, 2))
                 secs = await asyncio.to_thread(loop.kafka.restart, victim)
                 report["broker_restarts"].append(round(secs, 2))
                 say(f"broker node {victim} restarted on its storage, listed by every node after {secs:.1f}s")
@@ -393,6 +398,7 @@ async def run_chaos(args) -> dict:
                 p_kill = rng.randrange(loop.partitions)
                 victim = await asyncio.to_thread(loop.kafka.leader_of, loop.topics.posts, p_kill)
                 await asyncio.to_thread(loop.kafka.kill, victim)
+                t_kill = time.monotonic()
                 report["broker_kills"] += 1
                 say(f"broker node {victim} (leader of {loop.topics.posts}/{p_kill}) killed with SIGKILL after "
                     f"{i + len(part)} posts")
@@ -418,6 +424,7 @@ async def run_chaos(args) -> dict:
                 say(f"crash: killed workers {chosen} (pids {pids}) after {i + len(part)} posts; "
                     f"ready in {', '.join(f'{x:.1f}s' for x in ready)}, shards recovered {rec:.1f}s later")
         if victim is not None:
+            report["broker_down_seconds"].append(round(time.monotonic() - t_kill, 2))
             secs = await asyncio.to_thread(loop.kafka.restart, victim)
             report["broker_restarts"].append(round(secs, 2))
             say(f"broker node {victim} restarted on its storage, listed by every node after {secs:.1f}s")
