@@ -17,6 +17,16 @@
   ``stop()`` sends SIGTERM (a clean shutdown), then deletes the data directory. Logs (log4j2 to
   stdout, noisy loggers at WARN) go to ``log_dir/kafka-<port>.log``.
 
+* :class:`KafkaCluster` runs three such nodes (``KafkaNode``: node ids 1-3, fixed client and controller
+  ports, one cluster id, a static three-voter quorum, each data directory formatted once and kept across
+  restarts), with replication factor 3 and ``min.insync.replicas=2`` for every topic (offsets and
+  transaction state included) and 384 MB heaps; :meth:`KafkaCluster.leader_of` reads a partition's leader
+  from Metadata, :meth:`KafkaCluster.kill` sends SIGKILL to a node and :meth:`KafkaCluster.restart` brings it
+  back on its storage. ``python -m stream_app.devstack.kafka cluster --once`` measures it: here, with other
+  jobs beside, ready in 20.6 s (RSS 275-332 MB a node), partitions led by live nodes again 11.0 s after
+  their leader's kill -9 (the controller fences a broker after ``broker.session.timeout.ms``, 9 s), the
+  node listed by every node again 5.0 s after its restart.
+
 None of Tansu's client quirks (``stream_app.worker.tansu``) apply to this broker: batched produce with
 exact end offsets, idempotent producers and consumer groups with normal session timeouts work (tested
 in ``tests/devstack/test_kafka_broker.py``).
