@@ -328,7 +328,7 @@ def test_live_ibg_with_an_automatic_tau_is_the_batch_ibg_with_one():
     r.policy.sources = {"ibg": live}
     core = IBG(tau="auto", d_max=5)
     rng = np.random.default_rng(1)
-    n, taus = 400, []
+    n, taus, answered = 400, [], []
     for step in range(5):
         state = r.snapshot()
         if step:     # the verdicts of the last round, booked as the live source books them
