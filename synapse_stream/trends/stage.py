@@ -13,7 +13,8 @@ bursts.RateHistory`; the first ``probes`` posts of a group are probed for novelt
 * **dense**: its held posts have a mean cosine of at least ``density`` to their mean;
 * **growing**: the burst test on its share of the recent traffic gives ``p <= alpha``.
 
-A group already proposed updates its proposal (rebuilt when it has grown by a quarter or a bin has passed).
+Nothing is raised before the stage has seen ``warmup`` seconds of event time (at the start every group is
+new and every share a burst); posts probed for novelty before then count as not novel. A group already proposed updates its proposal (rebuilt when it has grown by a quarter or a bin has passed).
 
 Bounds (whatever the length of the stream): ``max_clusters`` micro-clusters and ``max_dup_groups``
 near-duplicate groups, each holding at most ``max_members`` posts (text cut to 500 characters, vector as
@@ -63,6 +64,7 @@ class TrendParams:
     terms: int = 8
     dupes: bool = True
     knn: int = 8
+    warmup: float = 6 * 3600.0       # raise nothing until the stage has seen this much event time (a history)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class TrendStage:
         self._dup_groups: OrderedDict[str, Group] = OrderedDict()
         self._background: deque[str] = deque(maxlen=p.background)
         self.now = -math.inf
+        self.start = math.inf
         self.seen = 0
 
     # ------------------------------------------------------------------ bounds
@@ -120,6 +123,7 @@ class TrendStage:
         vecs = l2_normalise(vecs)
         ts = [float(t) for t in ts]
         self.now = max(self.now, max(ts))
+        self.start = min(self.start, min(ts))
         self.total.advance(self.now)
         for t in ts:
             self.total.add(t)
@@ -182,9 +186,10 @@ class TrendStage:
                 excl.append(ex)
         if not rows:
             return
+        warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
         prior = self.novelty.prior_similarity(vecs[[i for i, _ in rows]], excl)
         for (i, probe), s in zip(rows, prior):
-            novel = self.novelty.is_novel(s)
+            novel = warm and self.novelty.is_novel(s)
             for g in probe:
                 g.probed += 1
                 g.novel += int(novel)
@@ -201,7 +206,7 @@ class TrendStage:
     # ------------------------------------------------------------------ proposals
     def _consider(self, g: Group) -> tuple[Proposal, bool] | None:
         p = self.p
-        if g.size < p.min_size:
+        if g.size < p.min_size or self.now - self.start < p.warmup:
             return None
         if g.probed == 0 or g.novel / g.probed < p.novel_share:
             return None
