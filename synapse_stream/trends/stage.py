@@ -5,7 +5,7 @@ the window's index and that no active detector claims. Each post joins a micro-c
 (:mod:`~synapse_stream.trends.clusters`) and, if its text is long enough, a near-duplicate group
 (:mod:`~synapse_stream.trends.dupes`); its arrival is counted in the group's :class:`~synapse_stream.trends.
 bursts.RateHistory`; the first ``probes`` posts of a group are probed for novelty against the window
-(:mod:`~synapse_stream.trends.novelty`). After the batch, each group it touched is a proposal
+(:mod:`~synapse_stream.trends.novelty`) once it has a second post. After the batch, each group it touched is a proposal
 (:mod:`~synapse_stream.trends.proposals`) when it is
 
 * **big enough**: at least ``min_size`` posts in all, ``min_recent`` of them in the recent bins;
@@ -42,7 +42,7 @@ from .proposals import MAX_MEDOIDS, Proposal, ProposalBook, ctfidf_terms, medoid
 
 @dataclass(frozen=True)
 class TrendParams:
-    radius: float = 0.6              # cosine radius of a micro-cluster
+    radius: float = 0.5              # cosine radius of a micro-cluster
     half_life: float = 6 * 3600.0    # fading of micro-cluster weights (event-time seconds)
     novelty_sim: float = 0.6         # a post is novel when no prior window post is this close
     probes: int = 5                  # the first posts of a group probed for novelty
@@ -54,7 +54,7 @@ class TrendParams:
     recent_bins: int = 3
     history_bins: int = 48
     p_floor: float = 0.002           # the traffic share assumed for a group with no history
-    alpha: float = 1e-6
+    alpha: float = 1e-5
     merge_sim: float = 0.8
     max_clusters: int = 4000
     max_dup_groups: int = 4000
@@ -129,7 +129,6 @@ class TrendStage:
             self.total.add(t)
         cids = self.clusters.learn(vecs, ts)
         touched: dict[str, Group] = {}
-        batch_groups: list[list[Group]] = []
         for i, (pid, text, cid, t) in enumerate(zip(ids, texts, cids, ts)):
             gs = [self._cluster_group(cid, pid, t)]
             if self.dupes is not None:
@@ -142,8 +141,7 @@ class TrendStage:
                 g.last_seen = max(g.last_seen, t)
                 g.rate.add(t)
                 touched[g.key] = g
-            batch_groups.append(gs)
-        self._probe(ids, vecs, batch_groups)
+        self._probe(touched.values())
         self._background.extend(t[:500] for t in texts)
         self.seen += len(ids)
         self._forget_dead_clusters()
@@ -174,25 +172,26 @@ class TrendStage:
             self._dup_groups.move_to_end(key)
         return g
 
-    def _probe(self, ids, vecs, batch_groups) -> None:
-        rows, excl = [], []
-        for i, gs in enumerate(batch_groups):
-            probe = [g for g in gs if g.probed < self.p.probes]
-            if probe:
-                rows.append((i, probe))
-                ex = {ids[i]}
-                for g in probe:
-                    ex |= g.member_ids()
-                excl.append(ex)
-        if not rows:
-            return
+    def _probe(self, touched) -> None:
+        """Probe the first ``probes`` posts of each touched group of two posts or more for novelty (a singleton
+        is not probed until a second post joins it: most groups stay singletons, and probing them all would
+        double the stage's cost). Excluded from each probe: the post itself and its group's members."""
         warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
-        prior = self.novelty.prior_similarity(vecs[[i for i, _ in rows]], excl)
-        for (i, probe), s in zip(rows, prior):
-            novel = warm and self.novelty.is_novel(s)
-            for g in probe:
-                g.probed += 1
-                g.novel += int(novel)
+        todo: list[tuple[Group, np.ndarray, set[str]]] = []
+        for g in touched:
+            if g.size < 2 or g.probed >= self.p.probes:
+                continue
+            members = list(g.members)
+            ex = g.member_ids()
+            for m in members[g.probed:min(len(members), self.p.probes)]:
+                todo.append((g, m[3], ex))
+        if not todo:
+            return
+        prior = self.novelty.prior_similarity(np.stack([v for _, v, _ in todo]).astype(np.float32),
+                                              [ex for _, _, ex in todo])
+        for (g, _, _), s in zip(todo, prior):
+            g.probed += 1
+            g.novel += int(warm and self.novelty.is_novel(s))
 
     def _forget_dead_clusters(self) -> None:
         if len(self.groups) <= len(self.clusters):
