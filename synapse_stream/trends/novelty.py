@@ -1,7 +1,7 @@
 """First-story novelty against the recent window, with the index's own nearest-neighbour search.
 
 A post is *novel* when nothing already in the window (the HNSW index: a :class:`~synapse_stream.segments.
-SegmentedIndex`, or any object with its ``knn`` method) is within cosine ``novelty_sim`` of it, leaving out the
+SegmentedIndex` or the worker's :class:`~synapse_stream.index.ShardedIndex`: anything with their ``knn``) is within cosine ``novelty_sim`` of it, leaving out the
 post itself and the posts of its own group (they are the wave, not what came before it). A group is *new*
 when most of its first ``probes`` posts were novel when they arrived: a topic the window already holds
 plenty of is not an emerging trend even if a fresh micro-cluster forms around it.
@@ -35,13 +35,17 @@ class WindowNovelty:
         ``k`` nearest)."""
         if len(vecs) == 0 or len(self.index) == 0:
             return [-1.0] * len(vecs)
-        ids, sims = self.index.knn(vecs, self.k)
+        found = self.index.knn(vecs, self.k)
+        if isinstance(found, tuple):        # SegmentedIndex / PostIndex: (ids per row, cosines [q, k])
+            rows = [list(zip(nn, ss.tolist())) for nn, ss in zip(*found)]
+        else:                               # ShardedIndex: [(id, cosine)] per row
+            rows = found
         out = []
-        for row, (nn, ss) in enumerate(zip(ids, sims)):
+        for row, pairs in enumerate(rows):
             ex = exclude[row]
             skip = ex if callable(ex) else ex.__contains__
             best = -1.0
-            for pid, s in zip(nn, ss.tolist()):
+            for pid, s in pairs:
                 if not skip(pid):
                     best = s
                     break
