@@ -194,7 +194,9 @@ def make_schedule(pool: LabelledPool, embed: Callable[[list[str]], np.ndarray], 
             etexts = [held_texts[i] for i in chosen[e]]
             kind = "class"
         else:
-            origin = held_texts[int(rng.choice(held))]
+            used = set(np.concatenate(chosen).tolist()) if chosen else set()
+            free = [i for i in held.tolist() if i not in used] or held.tolist()
+            origin = held_texts[int(rng.choice(free))]   # not a post of a class event
             etexts = [_edit(origin, rng) for _ in range(dup_posts)]
             kind = "dupes"
         et = s0 + event_seconds * np.sqrt(rng.random(len(etexts)))

@@ -9,7 +9,9 @@ bursts.RateHistory`; the first ``probes`` posts of a group are probed for novelt
 (:mod:`~synapse_stream.trends.proposals`) when it is
 
 * **big enough**: at least ``min_size`` posts in all, ``min_recent`` of them in the recent bins;
-* **new**: at least ``novel_share`` of its probed posts were novel when they came;
+* **new**: at least ``novel_share`` of its probed posts were novel when they came (a micro-cluster; a
+  near-duplicate group is new by construction, its text founded it, and its own history tells a recurring
+  template from a flood);
 * **dense**: its held posts have a mean cosine of at least ``density`` to their mean;
 * **growing**: the burst test on its share of the recent traffic gives ``p <= alpha``.
 
@@ -179,7 +181,7 @@ class TrendStage:
         warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
         todo: list[tuple[Group, np.ndarray, set[str]]] = []
         for g in touched:
-            if g.size < 2 or g.probed >= self.p.probes:
+            if g.kind != "cluster" or g.size < 2 or g.probed >= self.p.probes:
                 continue
             members = list(g.members)
             ex = g.member_ids()
@@ -207,8 +209,8 @@ class TrendStage:
         p = self.p
         if g.size < p.min_size or self.now - self.start < p.warmup:
             return None
-        if g.probed == 0 or g.novel / g.probed < p.novel_share:
-            return None
+        if g.kind == "cluster" and (g.probed == 0 or g.novel / g.probed < p.novel_share):
+            return None                 # a near-duplicate group is new by construction: its text founded it
         test = burst_test(g.rate, self.total, now=self.now, recent_bins=p.recent_bins, p_floor=p.p_floor)
         if test.k < p.min_recent or test.p_value > p.alpha:
             return None
