@@ -21,23 +21,19 @@ import time
 
 import numpy as np
 
+from stream_app.trend_board import DECISION_SUFFIX, _decision
 from stream_app.worker.service.records import ServicePart
 from synapse_stream.trends import TrendParams, TrendStage
 from synapse_stream.trends.proposals import Proposal
 
 log = logging.getLogger("synapse.service")
 
-DECISION_SUFFIX = "/decision"
-
-
 def decision_key(proposal_id: str) -> bytes:
     return (proposal_id + DECISION_SUFFIX).encode()
 
 
 def decision_doc(proposal_id: str, status: str, detector: str = "", by: str = "") -> dict:
-    if status not in ("accepted", "rejected"):
-        raise ValueError(f"a decision is accepted or rejected, not {status!r}")
-    return {"id": proposal_id, "status": status, "detector": detector, "by": by, "at": time.time()}
+    return _decision(proposal_id, status, detector, by)
 
 
 class TrendKeeper(ServicePart):
