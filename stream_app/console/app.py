@@ -15,7 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from stream_app.console import routes_auth, routes_detectors, routes_review
+from stream_app.console import routes_auth, routes_detectors, routes_review, routes_trends
 from stream_app.console.routes_review import ItemViews
 from stream_app.console.settings import ConsoleSettings
 from stream_app.console.web import HERE, SECURITY_HEADERS, Parts, templates
@@ -68,7 +68,7 @@ def create_app(settings: ConsoleSettings, parts: Parts) -> Starlette:
                     await close()
 
     app = Starlette(
-        routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes,
+        routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes, *routes_trends.routes,
                 Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static")],
         middleware=[Middleware(SecurityHeaders),
                     Middleware(SessionMiddleware, secret_key=settings.session_secret(), session_cookie="synapse_console",
@@ -107,6 +107,7 @@ def build_parts(settings: ConsoleSettings) -> Parts:
     from stream_app.console.queue_redis import RedisReviewQueue
     from stream_app.console.seeding import SeedSuggester
     from stream_app.console.stats import RedisRecords, Sampler
+    from stream_app.trend_board import KafkaTrendBoard
     from stream_app.worker.state import RedisState
 
     client = aioredis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10, socket_timeout=10,
@@ -129,6 +130,7 @@ def build_parts(settings: ConsoleSettings) -> Parts:
                                               _every(settings.console_stats_seconds, sampler.sample, "sampler")]
     return Parts(queue=queue, catalog=catalog, users=UserStore(settings.users_path()), state=state, records=records,
                  suggester=SeedSuggester(settings) if settings.llm_seeds() else None, services=services,
+                 trends=KafkaTrendBoard(settings),
                  closers=[sink.stop, client.aclose])
 
 

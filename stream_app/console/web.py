@@ -37,6 +37,7 @@ class Parts:
     state: Any                      # stream_app.worker.state.State (read only here)
     records: Any                    # stream_app.console.stats.Records
     suggester: Any = None           # stream_app.console.seeding.SeedSuggester, or None: seeds typed or uploaded
+    trends: Any = None              # stream_app.trend_board.TrendBoard (the trends topic), or None: no trends pages
     services: list[Callable[[], Awaitable[None]]] = field(default_factory=list)   # run while the app runs
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
