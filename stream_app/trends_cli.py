@@ -41,6 +41,7 @@ def add_trends_parser(sub) -> None:
     e.add_argument("--novelty-sim", type=float, default=None, help="novelty threshold (default: TrendParams)")
     e.add_argument("--alpha", type=float, default=None, help="burst test level (default: TrendParams)")
     e.add_argument("--min-size", type=int, default=None, help="least posts of a proposal (default: TrendParams)")
+    e.add_argument("--recent-bins", type=int, default=None, help="hours the burst test calls recent (default: TrendParams)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--embedder", default="minilm-onnx", help="embedder spec (default minilm-onnx; hashing-384 in tests)")
     e.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache ('' for none)")
@@ -58,7 +59,7 @@ def _params(args):
     from synapse_stream.trends import TrendParams
 
     over = {k: v for k, v in (("radius", args.radius), ("novelty_sim", args.novelty_sim), ("alpha", args.alpha),
-                               ("min_size", args.min_size)) if v is not None}
+                               ("min_size", args.min_size), ("recent_bins", args.recent_bins)) if v is not None}
     return TrendParams(**over)
 
 

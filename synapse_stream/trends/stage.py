@@ -22,7 +22,7 @@ Bounds (whatever the length of the stream): ``max_clusters`` micro-clusters and 
 near-duplicate groups, each holding at most ``max_members`` posts (text cut to 500 characters, vector as
 float16) and ``history_bins`` rate bins; ``background`` recent texts for c-TF-IDF; the proposal book's caps.
 With the defaults and 384-d vectors: about (4000 + 4000) x 24 x (0.8 + 0.5) kB = 250 MB in the worst case of
-every group full; in practice most groups hold one post (a few MB; measured by ``bench/trends_core.py``).
+every group full; measured by ``bench/trends_core.py`` (docs/trends.md).
 """
 from __future__ import annotations
 
