@@ -16,7 +16,7 @@ except those edits: every text is a real post of the pool.
 (:class:`~synapse_stream.segments.SegmentedIndex`, retention ``window``; expired segments dropped) and then
 into the :class:`~synapse_stream.trends.stage.TrendStage` (the eval has no detector, so every post is
 unclaimed) and, in the same run, into the baseline :class:`NgramBursts` (bursts of frequent word n-grams, the
-same burst test).
+same burst test and warm-up).
 
 **Metrics** (:func:`score`). A proposal is scored as first raised (what the analyst first sees): it *hits*
 event e when at least half its medoids are posts of e, else it is *false*. An event is *found* when some
@@ -261,10 +261,12 @@ class NgramBursts:
         self.proposals: dict[str, BaselineProposal] = {}
         self._post_owner: dict[str, str] = {}                    # medoid post id -> proposal id (bounded below)
         self.now = -math.inf
+        self.start = math.inf
 
     def observe(self, ids: Sequence[str], texts: Sequence[str], ts: Sequence[float]) -> list[BaselineProposal]:
         p = self.p
         self.now = max(self.now, max(ts))
+        self.start = min(self.start, min(ts))
         self.total.advance(self.now)
         touched = set()
         for pid, text, t in zip(ids, texts, ts):
@@ -282,6 +284,8 @@ class NgramBursts:
                 st[2].append((pid, text))
                 touched.add(g)
         out = []
+        if self.now - self.start < p.warmup:                 # the stage's warm-up, for a fair comparison
+            touched = set()
         for g in touched:
             st = self._grams.get(g)
             if st is None or st[1] < p.min_size or g in self.proposals:

@@ -17,6 +17,7 @@ replay gives the same ids.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -29,6 +30,9 @@ from synapse_stream.embedders.base import l2_normalise
 MAX_MEDOIDS = 8
 MAX_TERMS = 12
 MAX_MEDOID_CHARS = 500
+
+
+_NOISE = re.compile(r"https?://\S+|www\.\S+|@\w+|&\w+;|#(?=\w)")
 
 
 def stable_id(kind: str, first_post: str) -> str:
@@ -88,7 +92,8 @@ def ctfidf_terms(group_texts: Sequence[str], background_texts: Sequence[str], k:
                  ngram_range: tuple[int, int] = (1, 2)) -> list[str]:
     """The ``k`` terms most distinctive of the group against the background: c-TF-IDF (Grootendorst 2022,
     BERTopic), ``tf(t, c) · log(1 + A / f(t))`` with the group and the background as the two classes, ``A`` the
-    mean number of words per class and ``f(t)`` the term's frequency over both. English stop words are left out.
+    mean number of words per class and ``f(t)`` the term's frequency over both. English stop words, @mentions,
+    links and HTML entities are left out.
 
     >>> ctfidf_terms(["free bitcoin giveaway now", "bitcoin giveaway claim now"],
     ...              ["the match was great", "great weather now", "the council meets"], k=2)
@@ -96,7 +101,7 @@ def ctfidf_terms(group_texts: Sequence[str], background_texts: Sequence[str], k:
     """
     from sklearn.feature_extraction.text import CountVectorizer
 
-    docs = [" ".join(group_texts), " ".join(background_texts)]
+    docs = [_NOISE.sub(" ", " ".join(group_texts)), _NOISE.sub(" ", " ".join(background_texts))]
     try:
         cv = CountVectorizer(ngram_range=ngram_range, stop_words="english", token_pattern=r"(?u)\b\w[\w']+\b")
         tf = cv.fit_transform(docs).toarray().astype(np.float64)
