@@ -124,6 +124,13 @@ class Runtime:
             self.liveness.crashed("trend_decisions", exc)
             return 0
 
+    async def name_trends(self) -> None:
+        """Name new trend proposals with the LLM and publish their records; failures are counted and logged."""
+        try:
+            await self.publish(await self.service.trends.name_pending())
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            self.liveness.crashed("name_trends", exc)
+
     # ------------------------------------------------------------------ messages
     async def handle_seeds(self, events) -> None:
         await self._handle("ingest_seeds", events, lambda svc: svc.handle_seeds)

@@ -102,6 +102,42 @@ def test_unclaimed_posts_become_one_proposal_and_a_decision_mutes_it():
     assert book.get(next(iter(ids))).status == "rejected"
 
 
+def test_new_proposals_are_named_by_the_llm_with_their_posts_as_data():
+    from fake_llm import FakeLLM
+
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(
+        {"name": "Airdrop token bonus", "description": "Posts urging people to claim a free token airdrop."})}}]}
+    fake = FakeLLM(default=(200, answer))
+
+    async def go():
+        svc = await seeded_service(settings(trends_llm_naming=True, llm_base_url=fake.base_url, llm_model="m"),
+                                   seed=SEED)
+        try:
+            svc.trends.stage = TrendStage(svc.index, svc.embedder.dim, TrendParams(radius=0.3, novelty_sim=0.3))
+            t0 = time.time() - 4 * 86400
+            posts = stream()
+            for start in range(0, len(posts), 50):
+                await svc.handle_posts([RawMsg("synapse.posts", 0, i, f"{posts[i][1]}{i}".encode(), json.dumps(
+                    {"id": f"{posts[i][1]}{i}", "text": posts[i][0], "ts": t0 + 36.0 * i}).encode())
+                    for i in range(start, min(len(posts), start + 50))])
+            return await svc.trends.name_pending()
+        finally:
+            await svc.stop()
+
+    try:
+        out = asyncio.run(go())
+    finally:
+        fake.stop()
+    docs = [json.loads(v) for _, v in out.trends]
+    assert len(docs) == 1 and docs[0]["name"] == "Airdrop token bonus"
+    assert docs[0]["description"].startswith("Posts urging")
+    (body,) = fake.bodies
+    system, user = body["messages"]
+    assert "airdrop" not in system["content"]                     # the posts are only in the user message ...
+    data = json.loads(user["content"].split("\n")[1])            # ... as JSON data
+    assert any("airdrop" in p for p in data["posts"])
+
+
 def test_trends_off_publishes_nothing():
     async def go():
         svc = await seeded_service(settings(trends=False), seed=SEED)

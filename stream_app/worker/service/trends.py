@@ -12,17 +12,25 @@ Accept and reject come back as *decision* records on the same topic (key ``<id>/
 ``{"id", "status", "detector"}``; written by the CLI and the console); :meth:`apply_decisions` applies them
 (a rejected group is muted, an accepted one is no longer re-published) and counts them once each. Each worker
 runs its own stage over the partitions it holds: with several workers, one wave may be proposed by each.
+
+With ``trends_llm_naming``, each new proposal is named by the LLM endpoint (``llm_base_url``/``llm_model``;
+:mod:`synapse_stream.trends.naming`, its posts passed as JSON data): :meth:`name_pending` runs the calls in a
+thread of their own (never on the event loop, never on the model thread) and returns the named records to
+publish; a failed call leaves the proposal unnamed.
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import time
+from collections import deque
 
 import numpy as np
 
 from stream_app.trend_board import DECISION_SUFFIX, _decision
-from stream_app.worker.service.records import ServicePart
+from stream_app.worker.service.records import Outputs, ServicePart
 from synapse_stream.trends import TrendParams, TrendStage
 from synapse_stream.trends.proposals import Proposal
 
@@ -45,6 +53,8 @@ class TrendKeeper(ServicePart):
         if svc.settings.trends:
             self.stage = TrendStage(svc.index, svc.embedder.dim, TrendParams())
         self._decided: dict[str, str] = {}
+        self._to_name: deque[str] = deque(maxlen=1000)    # new proposals waiting for the LLM's name
+        self._chat = None
 
     @property
     def enabled(self) -> bool:
@@ -77,6 +87,8 @@ class TrendKeeper(ServicePart):
                 self.svc.trend_records.append((prop.id.encode(), json.dumps(prop.record()).encode()))
                 queued += 1
                 (self.svc.metrics.trend_proposals_raised if new else self.svc.metrics.trend_updates).inc()
+                if new and self.svc.settings.trends_llm_naming:
+                    self._to_name.append(prop.id)
                 if new:
                     log.info("trend proposal %s raised: %d posts, growth x%.1f, terms %s", prop.id, prop.size,
                              prop.growth, prop.terms[:5])
@@ -120,6 +132,40 @@ class TrendKeeper(ServicePart):
         return applied
 
     # ------------------------------------------------------------------ event loop
+    def _client(self):
+        if self._chat is None:
+            from synapse_stream.llm import ChatClient
+
+            s = self.svc.settings
+            self._chat = ChatClient(s.llm_base_url, s.llm_model, s.llm_api_key, max_calls_per_minute=s.llm_calls_per_minute)
+        return self._chat
+
+    async def name_pending(self, limit: int = 10) -> Outputs:
+        """Name up to ``limit`` new proposals with the LLM (in a thread); their updated records, to publish."""
+        from synapse_stream.trends.naming import name_proposal
+
+        out = Outputs()
+        for _ in range(min(limit, len(self._to_name))):
+            pid = self._to_name.popleft()
+            prop = self.stage.book.get(pid) if self.stage is not None else None
+            if prop is None or prop.status != "open" or prop.name:
+                continue
+            copy = dataclasses.replace(prop, medoids=list(prop.medoids), terms=list(prop.terms))
+            if not await asyncio.to_thread(name_proposal, self._client(), copy):
+                continue
+            out.trends.append(await self.svc.in_model_thread(self._set_name, pid, copy.name, copy.description))
+        out.trends = [r for r in out.trends if r is not None]
+        return out
+
+    def _set_name(self, pid: str, name: str, description: str):
+        """Model thread: the name onto the proposal (the stage may have updated it meanwhile); its record."""
+        prop = self.stage.book.get(pid)
+        if prop is None or prop.status != "open":
+            return None
+        prop.name, prop.description = name, description
+        prop.version += 1
+        return prop.id.encode(), json.dumps(prop.record()).encode()
+
     async def apply_decisions(self, records) -> int:
         return await self.svc.in_model_thread(self.apply_decisions_sync, list(records))
 
