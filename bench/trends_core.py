@@ -29,7 +29,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(2000, a.dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    words = [f"w{i}" for i in range(5000)]
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = ["".join(rng.choice(letters, 6)) for _ in range(5000)]   # no digits: normalise() maps digits to "n"
     index = SegmentedIndex(a.dim, Retention(seconds=6 * 3600))
     stage = TrendStage(index, a.dim, TrendParams())
     t_stage = t_index = 0.0

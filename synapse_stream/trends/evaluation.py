@@ -476,10 +476,11 @@ def plot_timeline(path: str | Path, sched: Schedule, scores: dict[str, Score], l
         ax.set_ylabel("posts / h")
         ax.set_title(f"{name}: {sc.line(name).split(': ', 1)[1]}   (▼ proposal hitting an event, × false proposal)",
                      fontsize=9)
-    axes[0, 0].legend(fontsize=7, loc="upper left", ncol=3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4, frameon=False)
     axes[-1, 0].set_xlabel("event time (hours)")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 + 0.02 * math.ceil((len(sched.events) + 1) / 4), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
