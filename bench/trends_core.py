@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/trends_core.py [--posts N] [--dim D]
 
 A stream of ``--posts`` unit vectors around 2000 topic centres (and short random texts, for the
-near-duplicate index), 100 posts an event-time minute, goes in batches of 32 into a window index (6 h) and
+near-duplicate index), one post every 2.16 s of event time (10 000 in the 6 h window), goes in batches of 32 into a window index (6 h) and
 the stage, with one BLAS thread as in the worker's model thread. Every 10 000 posts it prints the stage's
 ms per post over those posts (the index's own cost apart), its micro-clusters, groups, posts held by groups,
 near-duplicate buckets and the process's peak RSS: the bounds of docs/trends.md, measured.
@@ -42,7 +42,7 @@ def main() -> None:
             x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
             ids = [f"p{n + i}" for i in range(b)]
             texts = [" ".join(rng.choice(words, 10)) for _ in range(b)]
-            ts = [(n + i) * 0.6 for i in range(b)]
+            ts = [(n + i) * 2.16 for i in range(b)]          # 10 000 posts in the 6 h window
             t0 = time.perf_counter()
             index.add(ids, x, None, ts=ts)
             index.drop(index.expirable().segments)
