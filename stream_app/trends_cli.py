@@ -93,7 +93,7 @@ def cmd_eval(args) -> int:
     log(f"schedule: {len(sched.texts)} posts ({sched.background} background), {len(sched.events)} events; "
         f"embedded with {embedder.name} in {time.perf_counter() - t0:.1f}s")
     run, stage = replay(sched, params, window=args.window * 3600.0, batch=args.batch, log=log)
-    limiter.unregister() if hasattr(limiter, "unregister") else None
+    limiter.restore_original_limits()
     sc, sb = score(sched, run.stage), score(sched, run.baseline)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
