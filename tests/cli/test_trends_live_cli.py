@@ -77,3 +77,18 @@ def test_merge_skips_bad_records_and_honours_tombstones():
             (b"trend-a/decision", json.dumps({"id": "trend-a", "status": "bogus"}).encode())]
     props = merge(recs)
     assert list(props) == ["trend-a"] and props["trend-a"]["status"] == "open"
+
+
+def test_a_workers_record_round_trips_through_the_board():
+    from synapse_stream.trends.proposals import Proposal
+
+    p = Proposal("trend-w", "dupes", 1.0, 2.0, 3.0, 9, 5, 4.5, 1e-8,
+                 medoids=[{"id": "x", "text": "win a free phone now " * 40}], terms=["free phone"],
+                 timeline=[[0.0, 1.0]], centre=[0.123456, 0.98765])
+    rec = p.record()
+    assert len(rec["medoids"][0]["text"]) == 500 and rec["centre"] == [0.1235, 0.9877]
+    assert Proposal.from_record(rec).centre == [0.1235, 0.9877]
+    board = MemoryTrendBoard([rec])
+    cat = MemoryCatalog()
+    d = asyncio.run(run(args("accept", "trend-w"), board, cat))
+    assert d == 0 and cat.detectors["trend-w"]["description"] == "An emerging trend found in the stream (terms: free phone)"
