@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .detectors_cli import add_detectors_parser
     from .seedgen import add_seeds_parser
+    from .trends_cli import add_trends_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_seeds_parser(sub)
     add_detectors_parser(sub)
+    add_trends_parser(sub)
     add_chaos_parser(sub)
     add_expiry_parser(sub)
     add_soak_parser(sub)
