@@ -135,6 +135,8 @@ class Metrics:
                                                 "(muted), as read from the trends topic", registry=r)
         self.trend_updates = Counter("synapse_trend_proposal_updates", "Updates of open trend proposals published",
                                      registry=r)
+        self.trend_batches_skipped = Counter("synapse_trend_batches_skipped", "Batches of unclaimed posts the "
+                                             "trends thread could not take (its backlog was full)", registry=r)
         self.trend_seconds = Histogram("synapse_trend_stage_seconds", "Time of the trends stage per batch of posts",
                                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
                                        registry=r)

@@ -10,7 +10,7 @@ import time
 
 from service_helpers import seeded_service
 
-from stream_app.worker.service import RawMsg
+from stream_app.worker.service import Outputs, RawMsg
 from stream_app.worker.service.trends import decision_doc, decision_key
 from stream_app.worker.settings import Settings
 from synapse_stream.trends import TrendParams, TrendStage
@@ -67,7 +67,8 @@ def test_unclaimed_posts_become_one_proposal_and_a_decision_mutes_it():
                     msgs.append(RawMsg("synapse.posts", 0, i, pid.encode(), json.dumps(
                         {"id": pid, "text": text, "ts": t0 + 36.0 * i}).encode()))
                 out = await svc.handle_posts(msgs)
-                records += out.trends
+                await svc.trends.flush()     # the stage runs in its own thread: its records come with a later drain
+                records += out.trends + svc.outbox.drain(Outputs()).trends
             raised = svc.metrics.trend_proposals_raised._value.get()
             docs = [json.loads(v) for _, v in records]
             pid = docs[0]["id"] if docs else None
@@ -83,6 +84,8 @@ def test_unclaimed_posts_become_one_proposal_and_a_decision_mutes_it():
                     {"id": f"E{i}", "text": "claim your free airdrop token bonus now " + f"c{i % 200}",
                      "ts": t0 + 36.0 * i}).encode()) for i in range(start, start + 50)]
                 more += (await svc.handle_posts(msgs)).trends
+                await svc.trends.flush()
+                more += svc.outbox.drain(Outputs()).trends
             return records, docs, kinds, raised, rejected, more, svc.trends.stage.book
         finally:
             await svc.stop()
@@ -120,6 +123,7 @@ def test_new_proposals_are_named_by_the_llm_with_their_posts_as_data():
                 await svc.handle_posts([RawMsg("synapse.posts", 0, i, f"{posts[i][1]}{i}".encode(), json.dumps(
                     {"id": f"{posts[i][1]}{i}", "text": posts[i][0], "ts": t0 + 36.0 * i}).encode())
                     for i in range(start, min(len(posts), start + 50))])
+                await svc.trends.flush()     # each batch through the stage (none skipped)
             return await svc.trends.name_pending()
         finally:
             await svc.stop()
@@ -149,3 +153,37 @@ def test_trends_off_publishes_nothing():
             await svc.stop()
 
     assert asyncio.run(go()) == (False, [])
+
+
+def test_the_stage_never_holds_up_the_posts_and_skips_what_it_cannot_take():
+    """The stage in its own thread: a slow stage does not slow the posts down; beyond its backlog a batch is
+    skipped and counted; inline (trends_thread=false) the same posts wait for it."""
+    async def go(threaded):
+        svc = await seeded_service(settings(trends_thread=threaded, trends_backlog=1), seed=SEED)
+        try:
+            gate = __import__("threading").Event()
+            seen = []
+
+            def slow(ids, texts, vecs, ts):
+                gate.wait(5.0)
+                seen.extend(ids)
+                return []
+            svc.trends.stage.observe = slow
+            if not threaded:
+                gate.set()
+            t = time.perf_counter()
+            for b in range(4):
+                await svc.handle_posts([RawMsg("synapse.posts", 0, 10 * b + i, f"x{b}-{i}".encode(), json.dumps(
+                    {"id": f"x{b}-{i}", "text": f"weather report number {b} {i}"}).encode()) for i in range(10)])
+            took = time.perf_counter() - t
+            gate.set()
+            await svc.trends.flush()
+            return took, len(seen), svc.metrics.trend_batches_skipped._value.get(), len(svc.index)
+        finally:
+            await svc.stop()
+
+    took, seen, skipped, indexed = asyncio.run(go(True))
+    assert indexed == 40 and took < 4.0            # the posts went on while the stage was stuck
+    assert seen == 10 and skipped == 3             # one batch waited (the backlog), three were skipped, counted
+    took, seen, skipped, indexed = asyncio.run(go(False))
+    assert indexed == 40 and seen == 40 and skipped == 0

@@ -195,6 +195,7 @@ class DetectionService:
             self.gc_pauses.uninstall()
         self.embed_executor.shutdown(wait=True)
         self.round_executor.shutdown(wait=True)
+        self.trends.stop()
         self.executor.shutdown(wait=True)
         self.train_executor.shutdown(wait=True)
 

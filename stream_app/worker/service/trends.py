@@ -1,10 +1,13 @@
 """The trends stage in the worker: posts no active detector claims -> proposals on the ``trends`` topic.
 
-:meth:`TrendKeeper.observe_sync` runs on the model thread, right after a batch is indexed (``posts.py``): it
+:meth:`TrendKeeper.observe_sync` is called on the model thread, right after a batch is indexed (``posts.py``): it
 drops the posts some active detector claims (their best cosine to one of its seeds is above its τ: what
 online IBG would compare them against; a simple, documented filter, not the classifier), and feeds the rest
 to :class:`~synapse_stream.trends.stage.TrendStage`, whose novelty probe searches the worker's own index (the
-window). Proposals raised or rebuilt are queued in ``svc.trend_records`` and published with the handler's
+window). The stage runs in a thread of its own (``trends_thread``; its state is only touched there, the index is
+read through its locks), so it never slows the indexing of posts: a batch waits in a bounded backlog
+(``trends_backlog`` batches) and is skipped, and counted (``synapse_trend_batches_skipped_total``), when the
+thread cannot keep up. With ``trends_thread=false`` it runs inline on the model thread. Proposals raised or rebuilt are queued in ``svc.trend_records`` and published with the handler's
 outputs (``outbox.drain``), keyed by proposal id on the compacted ``trends`` topic, so a growing group
 updates its record.
 
@@ -26,6 +29,7 @@ import json
 import logging
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -55,6 +59,29 @@ class TrendKeeper(ServicePart):
         self._decided: dict[str, str] = {}
         self._to_name: deque[str] = deque(maxlen=1000)    # new proposals waiting for the LLM's name
         self._chat = None
+        # the stage's own thread (None: inline on the model thread); batches handed to it, not yet done
+        self.executor = (ThreadPoolExecutor(1, thread_name_prefix="synapse-trends")
+                         if self.stage is not None and svc.settings.trends_thread else None)
+        self._backlog: deque[Future] = deque()
+
+    async def _run(self, fn, *args):
+        """``fn`` where the stage's state lives: its thread, or the model thread when it runs inline."""
+        if self.executor is None:
+            return await self.svc.in_model_thread(fn, *args)
+        return await asyncio.wrap_future(self.executor.submit(fn, *args))
+
+    async def flush(self) -> None:
+        """Wait for the batches handed to the stage's thread (tests, shutdown)."""
+        while self._backlog:
+            fut = self._backlog.popleft()
+            try:
+                await asyncio.wrap_future(fut)
+            except Exception:  # noqa: BLE001 - logged and counted where it ran
+                pass
+
+    def stop(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
 
     @property
     def enabled(self) -> bool:
@@ -72,15 +99,38 @@ class TrendKeeper(ServicePart):
         return keep
 
     def observe_sync(self, ids: list[str], texts: list[str], vecs: np.ndarray, ts: list[float]) -> int:
-        """Model thread: the batch's unclaimed posts through the stage; returns how many records were queued."""
+        """Model thread: the batch's unclaimed posts to the stage (its thread, or inline); returns how many records
+        were queued inline (0 when handed to the thread: they are queued there)."""
         if self.stage is None or not ids:
             return 0
+        keep = np.flatnonzero(self.unclaimed(vecs))   # here: the engines' seed sets belong to the model thread
+        if not len(keep):
+            return 0
+        batch = ([ids[i] for i in keep], [texts[i] for i in keep], vecs[keep].copy(), [ts[i] for i in keep])
+        if self.executor is None:
+            return self._observe(*batch)
+        while self._backlog and self._backlog[0].done():
+            self._backlog.popleft()
+        if len(self._backlog) >= self.svc.settings.trends_backlog:
+            self.svc.metrics.trend_batches_skipped.inc()
+            return 0
+        self._backlog.append(self.executor.submit(self._observe_logged, *batch))
+        return 0
+
+    def _observe_logged(self, ids, texts, vecs, ts) -> int:
+        try:
+            return self._observe(ids, texts, vecs, ts)
+        except Exception as exc:  # noqa: BLE001 - logged and counted; the posts are indexed and compared already
+            log.warning("trends stage failed on a batch of %d posts: %s: %s", len(ids), type(exc).__name__, exc)
+            self.svc.metrics.internal_errors.labels("posts", "trends", type(exc).__name__).inc()
+            return 0
+
+    def _observe(self, ids: list[str], texts: list[str], vecs: np.ndarray, ts: list[float]) -> int:
+        """The stage's thread (or the model thread, inline): unclaimed posts through the stage."""
         t0 = time.perf_counter()
-        keep = np.flatnonzero(self.unclaimed(vecs))
         queued = 0
-        if len(keep):
-            found = self.stage.observe([ids[i] for i in keep], [texts[i] for i in keep], vecs[keep],
-                                       [ts[i] for i in keep])
+        if ids:
+            found = self.stage.observe(ids, texts, vecs, ts)
             for prop, new in found:
                 if prop.status != "open":
                     continue
@@ -96,7 +146,7 @@ class TrendKeeper(ServicePart):
         return queued
 
     def apply_decisions_sync(self, records: list[tuple[bytes | None, bytes | None]]) -> int:
-        """Model thread: apply decision records read from the trends topic; returns how many were new here."""
+        """The stage's thread: apply decision records read from the trends topic; returns how many were new here."""
         if self.stage is None:
             return 0
         book, applied = self.stage.book, 0
@@ -153,12 +203,12 @@ class TrendKeeper(ServicePart):
             copy = dataclasses.replace(prop, medoids=list(prop.medoids), terms=list(prop.terms))
             if not await asyncio.to_thread(name_proposal, self._client(), copy):
                 continue
-            out.trends.append(await self.svc.in_model_thread(self._set_name, pid, copy.name, copy.description))
+            out.trends.append(await self._run(self._set_name, pid, copy.name, copy.description))
         out.trends = [r for r in out.trends if r is not None]
         return out
 
     def _set_name(self, pid: str, name: str, description: str):
-        """Model thread: the name onto the proposal (the stage may have updated it meanwhile); its record."""
+        """The stage's thread: the name onto the proposal (the stage may have updated it meanwhile); its record."""
         prop = self.stage.book.get(pid)
         if prop is None or prop.status != "open":
             return None
@@ -167,7 +217,7 @@ class TrendKeeper(ServicePart):
         return prop.id.encode(), json.dumps(prop.record()).encode()
 
     async def apply_decisions(self, records) -> int:
-        return await self.svc.in_model_thread(self.apply_decisions_sync, list(records))
+        return await self._run(self.apply_decisions_sync, list(records))
 
     def proposals(self) -> list[Proposal]:
         return [] if self.stage is None else self.stage.book.ranked(None)
