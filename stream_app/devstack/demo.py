@@ -69,7 +69,7 @@ class LiveLoop:
     def __init__(self, run_dir: str | os.PathLike | None = None, *, detectors: Sequence[dict] = (DEMO_DETECTOR,),
                  embedder: str = "minilm-onnx", partitions: int = 2, workers: int = 1, prefix: str = "synapse.",
                  external_broker: str | None = None, external_redis: str | None = None,
-                 extra_env: dict | None = None, broker_kind: str | None = None) -> None:
+                 extra_env: dict | None = None, broker_kind: str | None = None, replication: int = 1) -> None:
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="synapse-run-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.detectors = list(detectors)
@@ -81,6 +81,8 @@ class LiveLoop:
         self.external_redis = external_redis
         self.broker_kind = _broker_kind(broker_kind)
         self.extra_env = dict(extra_env or {})
+        self.replication = replication   # of every topic (``SYNAPSE_REPLICATION`` of the workers)
+        self.worker_module = "faust"     # ``python -m <this> -A stream_app worker``
         self.stack: EmbeddedStack | None = None
         self.workers: list[FaustWorker] = []
         self.web_ports: list[int] = []
@@ -111,9 +113,15 @@ class LiveLoop:
             return self.stack.broker_description
         return "Apache Kafka" if self.broker_kind == "kafka" else "Tansu"
 
+    @property
+    def broker_url(self) -> str:
+        """The workers' ``SYNAPSE_BROKER_URL``: ``kafka://host:port`` per bootstrap server, ``;``-separated."""
+        return ";".join(f"kafka://{b}" for b in self.bootstrap.split(","))
+
     def worker_env(self, index: int) -> dict[str, str]:
         env = {
-            "SYNAPSE_BROKER_URL": f"kafka://{self.bootstrap}",
+            "SYNAPSE_BROKER_URL": self.broker_url,
+            "SYNAPSE_REPLICATION": str(self.replication),
             "SYNAPSE_REDIS_URL": self.redis_url,
             "SYNAPSE_EMBEDDED_BROKER": "1" if self.tansu_quirks else "0",
             "SYNAPSE_EMBEDDER": self.embedder,
@@ -152,13 +160,16 @@ class LiveLoop:
             on_services()
         s = Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)
         parts = self.topics.partitions(s)
-        asyncio.run(create_topics(self.bootstrap, parts, configs=self.topics.configs(s)))
-        if self.stack is not None:
-            self.stack.wait_for_leaders(parts)
+        asyncio.run(create_topics(self.bootstrap, parts, self.replication, configs=self.topics.configs(s)))
+        self._wait_for_leaders(parts)
         for i in range(self.n_workers):
             self.web_ports.append(free_port())
             self.start_worker(i, timeout=timeout)
         return self
+
+    def _wait_for_leaders(self, parts: dict[str, int]) -> None:
+        if self.stack is not None:
+            self.stack.wait_for_leaders(parts)
 
     def start_worker(self, index: int, *, timeout: float = 180.0) -> FaustWorker:
         while len(self.workers) <= index:
@@ -168,7 +179,8 @@ class LiveLoop:
             data = self.run_dir / f"worker-{index}"
             data.mkdir(parents=True, exist_ok=True)
             w = FaustWorker("stream_app", self.run_dir / "logs", cwd=REPO, pythonpath=[REPO], env=self.worker_env(index),
-                            web_port=self.web_ports[index], datadir=data / "faust", name=f"worker-{index}")
+                            web_port=self.web_ports[index], datadir=data / "faust", name=f"worker-{index}",
+                            module=self.worker_module)
             self.workers[index] = w
         w.start(timeout=timeout)
         return w
@@ -206,7 +218,10 @@ class LiveLoop:
             self._producer_loop = asyncio.get_running_loop()
             from aiokafka import AIOKafkaProducer
 
-            extra = aiokafka_producer_settings_for_tansu() if self.tansu_quirks else {}
+            # Tansu: its quirks; real Kafka: every in-sync replica acknowledges, retries are deduplicated (a
+            # post acknowledged by a leader killed right after is then never lost, nor written twice)
+            extra = (aiokafka_producer_settings_for_tansu() if self.tansu_quirks
+                     else {"acks": "all", "enable_idempotence": True})
             self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **extra)
             await self._producer.start()
         return self._producer

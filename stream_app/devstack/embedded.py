@@ -807,8 +807,10 @@ class FaustWorker(_Managed):
         name: str = "worker",
         python: Optional[str] = None,
         stop_timeout: float = 30.0,
+        module: str = "faust",
     ) -> None:
         self.app = app
+        self.module = module   # ``python -m <module>``: faust, or a wrapper of its CLI (stream_app.devstack.crash_hook)
         self.log_dir = Path(log_dir)
         self.cwd = Path(cwd) if cwd is not None else None
         self.pythonpath = [str(p) for p in pythonpath]
@@ -827,7 +829,7 @@ class FaustWorker(_Managed):
         self._log_offset = 0  # the log file is appended to; Ready is searched after this
 
     def command(self) -> list[str]:
-        cmd = [self.python, "-m", "faust", "-A", self.app]
+        cmd = [self.python, "-m", self.module, "-A", self.app]
         if self.datadir is not None:
             cmd += ["--datadir", str(self.datadir)]
         cmd += ["worker", "-l", self.loglevel]

@@ -69,6 +69,7 @@ class Worker:
     candidates: Any
     dead_letters: Any
     detections: Any
+    trends: Any = None
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -86,10 +87,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                          partitions=parts[name])
 
     t = {n: topic(getattr(names, n)) for n in ("posts", "seeds", "labels", "verdicts", "candidates",
-                                                 "dead_letters", "detections")}
+                                                 "dead_letters", "detections", "trends")}
     runtime = Runtime(app, s, candidates_topic=t["candidates"], dead_letters_topic=t["dead_letters"],
                       verdicts_topic=t["verdicts"], posts_topic_name=names.posts, detections_topic=t["detections"],
-                      detectors_topic_name=names.detectors)
+                      detectors_topic_name=names.detectors, trends_topic=t["trends"] if s.trends else None)
     w = Worker(app, s, names, runtime, **t)
     app.synapse = w
 

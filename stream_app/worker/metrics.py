@@ -126,6 +126,20 @@ class Metrics:
         self.model_train_seconds = Histogram("synapse_model_train_seconds", "Time to train and cross-validate one version",
                                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
         self.detections = Counter("synapse_detections", "Posts sent to the detections topic", ["detector"], registry=r)
+        # emerging trends (docs/trends.md)
+        self.trend_proposals_raised = Counter("synapse_trend_proposals_raised", "New trend proposals raised by "
+                                              "this worker", registry=r)
+        self.trend_proposals_accepted = Counter("synapse_trend_proposals_accepted", "Trend proposals accepted "
+                                                "(made detectors), as read from the trends topic", registry=r)
+        self.trend_proposals_rejected = Counter("synapse_trend_proposals_rejected", "Trend proposals rejected "
+                                                "(muted), as read from the trends topic", registry=r)
+        self.trend_updates = Counter("synapse_trend_proposal_updates", "Updates of open trend proposals published",
+                                     registry=r)
+        self.trend_batches_skipped = Counter("synapse_trend_batches_skipped", "Batches of unclaimed posts the "
+                                             "trends thread could not take (its backlog was full)", registry=r)
+        self.trend_seconds = Histogram("synapse_trend_stage_seconds", "Time of the trends stage per batch of posts",
+                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+                                       registry=r)
 
         from synapse_stream.llm_oracle import LLMRaterMetrics
 

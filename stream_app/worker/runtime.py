@@ -36,13 +36,15 @@ log = logging.getLogger("synapse.runtime")
 class Runtime:
 
     def __init__(self, app, settings: Settings, *, candidates_topic, dead_letters_topic, verdicts_topic,
-                 posts_topic_name: str, detections_topic=None, detectors_topic_name: str = "synapse.detectors") -> None:
+                 posts_topic_name: str, detections_topic=None, detectors_topic_name: str = "synapse.detectors",
+                 trends_topic=None) -> None:
         self.app = app
         self.settings = settings
         self.candidates_topic = candidates_topic
         self.dead_letters_topic = dead_letters_topic
         self.verdicts_topic = verdicts_topic
         self.detections_topic = detections_topic
+        self.trends_topic = trends_topic
         self.posts_topic_name = posts_topic_name
         self.service: DetectionService | None = None
         self._lock = asyncio.Lock()
@@ -120,6 +122,27 @@ class Runtime:
         task.add_done_callback(done)
         return task
 
+    async def trend_decisions(self) -> int:
+        """Read the trends topic to its end and apply its accept/reject decisions (and, after a restart, its
+        proposals) to this worker's trends stage; a broker error is logged and the next tick tries again."""
+        from stream_app.worker.kafka_admin import read_to_end
+        from stream_app.worker.kafka_clients import aiokafka_security
+
+        try:
+            msgs = await read_to_end(self.settings.bootstrap_servers(), self.settings.topic("trends"),
+                                     **aiokafka_security(self.settings))
+            return await self.service.trends.apply_decisions([(m.key, m.value) for m in msgs])
+        except Exception as exc:  # noqa: BLE001 - counted and logged; decisions wait for the next tick
+            self.liveness.crashed("trend_decisions", exc)
+            return 0
+
+    async def name_trends(self) -> None:
+        """Name new trend proposals with the LLM and publish their records; failures are counted and logged."""
+        try:
+            await self.publish(await self.service.trends.name_pending())
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            self.liveness.crashed("name_trends", exc)
+
     # ------------------------------------------------------------------ messages
     async def handle_seeds(self, events) -> None:
         await self._handle("ingest_seeds", events, lambda svc: svc.handle_seeds)
@@ -168,6 +191,12 @@ class Runtime:
             error = error or err
         else:
             out.detections = []
+        if self.trends_topic is not None:   # compacted by proposal id: a re-send only repeats the latest version
+            out.trends, err = await send_all(
+                out.trends, lambda k, v: self.trends_topic.send(key=k, value=v, partition=0))
+            error = error or err
+        else:
+            out.trends = []
         pending = list(zip(out.candidates, out.claims))
         failed, err = await send_all(pending, lambda kv, claim: self.candidates_topic.send(key=kv[0], value=kv[1]))
         error = error or err

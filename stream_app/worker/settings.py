@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     llm_calls_per_minute: float | None = Field(None, gt=0)   # the LLM rater's budget (None = unlimited)
     llm_max_calls: int | None = Field(None, ge=0)
 
+    # -- emerging trends (docs/trends.md): posts no active detector claims -> proposals on the trends topic ----
+    trends: bool = True                      # the trends stage (docs/trends.md: its cost per post)
+    trends_thread: bool = True               # run it in a thread of its own, off the model thread (false: inline)
+    trends_backlog: int = Field(16, ge=1, le=10_000)   # batches waiting for that thread before one is skipped
+    trends_decisions_interval: float = Field(30.0, gt=0, le=3600)   # how often accept/reject decisions are read
+    trends_llm_naming: bool = False          # name new proposals with the LLM endpoint (llm_base_url, llm_model)
+
     # -- worker --------------------------------------------------------------
     data_dir: str = ".synapse-data"
     snapshot_interval: float = 60.0

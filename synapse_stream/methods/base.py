@@ -117,6 +117,10 @@ class ActiveMethod(abc.ABC):
         """The parameters that define the variant (used in its name)."""
         return {}
 
+    def run_info(self) -> dict:
+        """What a run found out about itself (e.g. an automatic τ): added to the run's params, not its name."""
+        return {}
+
     def label(self) -> str:
         p = self.params()
         inner = ",".join(f"{k}={_fmt(v)}" for k, v in p.items())
@@ -164,7 +168,7 @@ class ActiveMethod(abc.ABC):
             self._observe(state, rows, ys)
             if progress is not None:
                 progress(state)
-        return RunResult(self.label(), self.params(), list(state.order), out_labels, state.rounds,
+        return RunResult(self.label(), {**self.params(), **self.run_info()}, list(state.order), out_labels, state.rounds,
                          time.perf_counter() - t0, list(state.sources) if state.sources else None)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..exceptions import ConfigError
 from ..sources.base import CandidateSource
+from ..tau import AutoTau, best_similarity
 from .base import ActiveMethod, LoopState
 
 
@@ -72,33 +73,82 @@ def bipartite_batch(P: np.ndarray, XU: np.ndarray, tau: float, d_max: int, chunk
 class IBG(ActiveMethod, CandidateSource):
     """Iterative Bipartite Graph; also the ``ibg`` candidate source (:mod:`synapse_stream.sources.ibg`).
 
-    Parameters: ``tau`` (edge threshold on cosine), ``d_max`` (neighbours kept per positive),
+    Parameters: ``tau`` (edge threshold on cosine; ``None`` or ``"auto"``: chosen from the data and adapted
+    from the verdicts by :class:`~synapse_stream.tau.AutoTau`), ``d_max`` (neighbours kept per positive),
     ``max_rounds`` (T; None = until no new candidates or the budget is spent).
+
+    With an automatic τ, ``tau`` is the value in use (None before the first round), ``auto`` the chooser.
     """
 
     name = "ibg"
 
-    def __init__(self, tau: float = 0.6, d_max: int = 10, **kw) -> None:
+    def __init__(self, tau: float | str | None = 0.6, d_max: int = 10, **kw) -> None:
         super().__init__(**kw)
-        if not -1 <= tau < 1:
-            raise ConfigError(f"tau must be in [-1, 1), got {tau}")
         if d_max < 1:
             raise ConfigError(f"d_max must be >= 1, got {d_max}")
-        self.tau = float(tau)
         self.d_max = int(d_max)
+        self.auto: AutoTau | None = None
+        if tau is None or tau == "auto":
+            self.auto = AutoTau(self.d_max)
+            self._tau: float | None = None
+        else:
+            if isinstance(tau, str) or not -1 <= tau < 1:
+                raise ConfigError(f"tau must be in [-1, 1) or 'auto', got {tau!r}")
+            self._tau = float(tau)
+
+    @property
+    def tau(self) -> float | None:
+        return self.auto.tau if self.auto is not None else self._tau
 
     def params(self) -> dict:
-        p = {"tau": self.tau, "dmax": self.d_max}
+        p = {"tau": "auto" if self.auto is not None else self._tau, "dmax": self.d_max}
         if self.max_rounds is not None:
             p["T"] = self.max_rounds
         return p
 
+    def run_info(self) -> dict:
+        return {"auto_tau": self.auto.summary()} if self.auto is not None else {}
+
+    def _prepare(self, state: LoopState) -> None:
+        if self.auto is not None:
+            self.auto = AutoTau(self.d_max)
+
+    def _current_tau(self, state: LoopState) -> float:
+        """The τ of this round; automatic: (re)started from the seeds and posts while no verdict was booked
+        (live, the window changes between rounds)."""
+        if self.auto is None:
+            assert self._tau is not None
+            return self._tau
+        if self.auto.tau is None or self.auto.observed == 0:
+            self.auto.start(state.S if len(state.S) else state.X[state.positive_rows()], state.X)
+        assert self.auto.tau is not None
+        return self.auto.tau
+
     def _select(self, state: LoopState):
         U = np.flatnonzero(state.unlabelled_mask())
         P = np.vstack([state.S, state.X[state.positive_rows()]])
-        cols, best = bipartite_batch(P, state.X[U], self.tau, self.d_max)
+        if len(P) == 0 or len(U) == 0:
+            return []
+        tau = self._current_tau(state)
+        while True:
+            cols, best = bipartite_batch(P, state.X[U], tau, self.d_max)
+            if len(cols) or self.auto is None or not self.auto.exhausted():
+                break
+            tau = self.auto.tau      # the closure at τ is labelled: one band lower
         order = np.lexsort((U[cols], -best))
         return [(int(U[cols[i]]), float(best[i])) for i in order]
+
+    def learn(self, state: LoopState, rows, labels) -> None:
+        """Automatic τ: book each verdict by its best cosine to the positives other than the verdict rows."""
+        if self.auto is None or self.auto.tau is None or not len(rows):
+            return
+        rows = np.asarray(rows, np.int64)
+        pos = np.setdiff1d(state.positive_rows(), rows)
+        P = np.vstack([state.S, state.X[pos]])
+        self.auto.observe(best_similarity(P, state.X[rows]), labels)
+
+    def _observe(self, state: LoopState, rows: list[int], labels: list[int]) -> None:
+        self.learn(state, rows, labels)
 
     def propose(self, state: LoopState, k: int):
         """As a candidate source: the ``k`` best of the round's Algorithm-2 batch (by strongest kept edge).

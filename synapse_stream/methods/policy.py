@@ -63,14 +63,18 @@ from ..sources.base import CandidateSource, SourceParams
 from .base import ActiveMethod, LoopState, dynamic_k
 
 
+#: how the ranker may re-order the other sources' proposals (:meth:`Policy.ranker_earns`)
+RERANK = ("earned", "always", "never")
+
+
 class Policy(ActiveMethod):
     name = "policy"
 
     def __init__(self, sources: Mapping[str, CandidateSource] | None = None, *, k0: int = 100,
                  k_max: int | None = None, floor: float = 0.02, discount: float = 0.7,
                  prior_strength: float = 2.0, draws: int = 2000, growth: float | None = 2.0,
-                 ranker: str | None = "model", tau: float = 0.6, d_max: int = 10, gble_k: int = 10,
-                 **kw) -> None:
+                 ranker: str | None = "model", rerank: str = "earned", demote: float = 0.1, tau: float | str | None = 0.6,
+                 d_max: int = 10, gble_k: int = 10, **kw) -> None:
         super().__init__(**kw)
         if k0 < 1:
             raise ConfigError("policy K0 must be >= 1")
@@ -80,6 +84,8 @@ class Policy(ActiveMethod):
             raise ConfigError(f"discount must be in [0, 1], got {discount}")
         if prior_strength <= 0:
             raise ConfigError(f"prior strength must be > 0, got {prior_strength}")
+        if rerank not in RERANK:
+            raise ConfigError(f"rerank must be one of {', '.join(RERANK)}, got {rerank!r}")
         if growth is not None and growth < 1:
             raise ConfigError(f"growth must be >= 1 (or None), got {growth}")
         if sources is None:
@@ -97,6 +103,10 @@ class Policy(ActiveMethod):
             # the ranker proposes first each round, so its scores are fresh when the others are re-ranked
             self.sources = {ranker: self.sources[ranker], **{k: v for k, v in self.sources.items() if k != ranker}}
         self.ranker = ranker if ranker in self.sources else None
+        self.rerank = rerank
+        if not 0 <= demote < 0.5:
+            raise ConfigError(f"demote must be in [0, 0.5), got {demote}")
+        self.demote = float(demote)
         self.k0 = int(k0)
         self.k_max = int(k_max) if k_max else 2 * self.k0
         self.floor = float(floor)
@@ -114,9 +124,50 @@ class Policy(ActiveMethod):
         p: dict = {"sources": "+".join(self._given)}
         ibg = self.sources.get("ibg")
         if ibg is not None and hasattr(ibg, "tau"):
-            p.update(tau=ibg.tau, dmax=ibg.d_max)
+            p.update(tau=ibg.params()["tau"] if hasattr(ibg, "params") else ibg.tau, dmax=ibg.d_max)
         p["K0"] = self.k0
+        if self.rerank != "earned" and self.ranker:
+            p["rerank"] = self.rerank
         return p
+
+    def run_info(self) -> dict:
+        info: dict = {}
+        for src in self.sources.values():
+            if hasattr(src, "run_info") and src is not self:
+                info.update(src.run_info())
+        if self.ranker:
+            info["reranked_rounds"] = {s: sum(1 for h in self.history if s in h.get("reranked", ()))
+                                       for s in self.sources if s != self.ranker}
+        return info
+
+    def ranker_earns(self, source: str) -> bool:
+        """Whether the ranker may re-order ``source``'s proposals this round.
+
+        ``rerank="always"``: yes; ``"never"``: no; ``"earned"`` (the default): unless the evidence says the
+        ranker's own picks are *credibly less precise* than ``source``'s: under the two Beta posteriors
+        (the bandit's discounted counts, normal approximation), ``P(θ_ranker ≥ θ_source) < demote``
+        (0.1 by default). A ranker at chance level next to a better source (e.g. a classifier that learnt
+        "synthetic versus real" instead of the rare class) then leaves that source's own order alone, and
+        the source's precision is measured on its own ranking; as soon as the ranker is no longer clearly
+        worse (its precision recovers, or the other source's falls), it ranks again.
+        """
+        if self.ranker is None or source == self.ranker or self.rerank == "never":
+            return False
+        if self.rerank == "always":
+            return True
+        return self.prob_better(self.ranker, source) >= self.demote
+
+    def prob_better(self, a: str, b: str) -> float:
+        """``P(θ_a ≥ θ_b)`` under the two Beta posteriors (normal approximation; ½ with no difference)."""
+        post = self.posteriors()
+        (a1, b1), (a2, b2) = post[a], post[b]
+        m1, m2 = a1 / (a1 + b1), a2 / (a2 + b2)
+        v1 = a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1))
+        v2 = a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1))
+        sd = math.sqrt(v1 + v2)
+        if sd <= 0:
+            return 0.5 if m1 == m2 else float(m1 > m2)
+        return 0.5 * (1.0 + math.erf((m1 - m2) / (sd * math.sqrt(2.0))))
 
     # -- the bandit -----------------------------------------------------------
     def posteriors(self) -> dict[str, tuple[float, float]]:
@@ -197,13 +248,15 @@ class Policy(ActiveMethod):
     def _select(self, state: LoopState) -> Sequence[tuple[int, float]]:
         K = dynamic_k(self.k0, state.last_precision(), self.k_max)
         proposals: dict[str, list[tuple[int, float]]] = {}
+        reranked: list[str] = []
         for name, src in self.sources.items():
             if not self._active[name]:
                 continue
             props = [(r, s) for r, s in src.propose(state, K) if state.labels[r] < 0]
             scores = self.sources[self.ranker].last_scores if self.ranker else None
-            if name != self.ranker and scores is not None and props:
+            if scores is not None and props and self.ranker_earns(name):
                 props.sort(key=lambda rs: -float(scores[rs[0]]))     # stable: ties keep the source's order
+                reranked.append(name)
             if not props:
                 self._active[name] = False     # nothing left to propose (e.g. IBG has converged)
                 continue
@@ -246,7 +299,7 @@ class Policy(ActiveMethod):
         self._owner = owner
         self._last_alloc = {s: sum(1 for o in owner.values() if o == s) for s in self.sources}
         self.history.append({"round": len(state.rounds) + 1, "K": K, "alloc": dict(alloc),
-                             "means": {s: round(m, 4) for s, m in means.items()}})
+                             "means": {s: round(m, 4) for s, m in means.items()}, "reranked": reranked})
         return batch
 
     def _observe(self, state: LoopState, rows: list[int], labels: list[int]) -> None:

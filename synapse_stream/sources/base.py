@@ -39,7 +39,7 @@ class SourceParams:
     """What a factory may need to build a source: one detector's parameters (``eval``'s flags, or the worker's
     detector settings)."""
 
-    tau: float = 0.6             # IBG's edge threshold
+    tau: float | str | None = 0.6   # IBG's edge threshold (None or "auto": AutoTau)
     d_max: int = 10              # IBG's neighbours kept per positive
     k0: int = 100                # K0 (single-source batch runs)
     gble_k: int = 10             # neighbours per node of GBLE's kNN graph

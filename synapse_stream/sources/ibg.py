@@ -18,6 +18,7 @@ import numpy as np
 
 from ..methods.base import LoopState
 from ..methods.ibg import IBG
+from ..tau import AutoTau, best_similarity
 from .base import CandidateSource, LiveView, SourceParams
 from .registry import SourceSpec, register
 
@@ -27,9 +28,13 @@ class LiveIBG(CandidateSource):
 
     name = "ibg"
 
-    def __init__(self, tau: float = 0.6, d_max: int = 10, slack: int | None = None) -> None:
-        self.tau = float(tau)
+    def __init__(self, tau: float | str | None = 0.6, d_max: int = 10, slack: int | None = None) -> None:
         self.d_max = int(d_max)
+        # an automatic τ (None or "auto"): started from the seeds and the window, moved by the verdicts, as the
+        # batch IBG's (synapse_stream.tau.AutoTau); the kept lists are rebuilt when it moves
+        self.auto = AutoTau(self.d_max) if tau is None or tau == "auto" else None
+        self._tau = None if self.auto is not None else float(tau)
+        self._lists_tau: float | None = None
         self.slack = int(slack) if slack is not None else 2 * self.d_max
         # positive -> (its kept posts, best first; the best similarity of a post left out, -inf if none)
         self.lists: dict[str, tuple[list[tuple[float, str]], float]] = {}
@@ -38,6 +43,31 @@ class LiveIBG(CandidateSource):
         self._parts: list = []
         self._external: list[str] = []
         self.compared = 0     # post x positive comparisons so far (the cost, for tests)
+
+    @property
+    def tau(self) -> float | None:
+        return self.auto.tau if self.auto is not None else self._tau
+
+    def learn(self, state: LoopState, rows, labels) -> None:
+        """Automatic τ: each verdict booked by its best cosine to the positives other than the verdict rows."""
+        if self.auto is None or self.auto.tau is None or not len(rows):
+            return
+        rows = np.asarray(rows, np.int64)
+        pos = np.setdiff1d(state.positive_rows(), rows)
+        self.auto.observe(best_similarity(np.vstack([state.S, state.X[pos]]), state.X[rows]), labels)
+
+    def _current_tau(self, state: LoopState) -> float:
+        if self.auto is not None and (self.auto.tau is None or self.auto.observed == 0):
+            P = state.S if len(state.S) else state.X[state.positive_rows()]
+            if len(P) and state.n:
+                self.auto.start(P, state.X)
+        tau = self.tau
+        if tau is None:
+            return 1.0     # nothing to start from yet: no edge
+        if tau != self._lists_tau:     # τ moved: every kept list was cut at the old one
+            self.forget()
+            self._lists_tau = tau
+        return tau
 
     def refresh(self, view: LiveView) -> None:
         self._parts = list(view.parts)
@@ -50,7 +80,7 @@ class LiveIBG(CandidateSource):
     def _keep(self, sims: np.ndarray, ids: list[str], limit: int) -> tuple[list[tuple[float, str]], float]:
         """The best ``limit`` of these (similarity, post) pairs above τ, best first; and the best similarity
         left out (-inf: none), below which the kept list is not the whole story."""
-        above = np.flatnonzero(sims > self.tau)
+        above = np.flatnonzero(sims > self._lists_tau)
         bound = -np.inf
         if len(above) > limit:
             part = np.argpartition(-sims[above], limit - 1)
@@ -117,6 +147,14 @@ class LiveIBG(CandidateSource):
     # ------------------------------------------------------------------ the batch
     def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
         if k <= 0:
+            return []
+        out = self._propose(state, k)
+        while not out and self.auto is not None and self.auto.tau is not None and self.auto.exhausted():
+            out = self._propose(state, k)      # the closure at τ is labelled: one band lower, as the batch IBG
+        return out
+
+    def _propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
+        if self._current_tau(state) >= 1.0:
             return []
         self._update(state)
         row_of = {p: i for i, p in enumerate(state.ids)}

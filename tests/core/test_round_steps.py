@@ -315,3 +315,36 @@ def test_live_ibg_cost_grows_with_the_new_posts_not_the_window():
     before = live.compared
     r.plan()                                      # nothing answered: no new positive, nothing ran short
     assert live.compared - before == len(S) * 100
+
+
+def test_live_ibg_with_an_automatic_tau_is_the_batch_ibg_with_one():
+    from synapse_stream.methods.ibg import IBG
+    from synapse_stream.sources.ibg import LiveIBG
+
+    X, S = data(n=900, seed=5)
+    ids, index = SegmentedIndexFixture.build(X[:400])
+    eng, r = rounds_for(index, S, sources=("ibg",))
+    live = r.policy.sources["ibg"] = LiveIBG(tau="auto", d_max=5)
+    r.policy.sources = {"ibg": live}
+    core = IBG(tau="auto", d_max=5)
+    rng = np.random.default_rng(1)
+    n, taus, answered = 400, [], []
+    for step in range(5):
+        state = r.snapshot()
+        if step:     # the verdicts of the last round, booked as the live source books them
+            rows = [state.ids.index(p) for p in answered]
+            core.learn(state, rows, [eng.labels[p] for p in answered])
+        expected = [(state.ids[row], round(s, 5)) for row, s in core._select(state)]
+        r.touch()
+        batch = r.plan()
+        assert [(c.post_id, round(c.score, 5)) for c in batch] == expected[:len(batch)] and batch, step
+        assert live.tau == core.tau
+        taus.append(live.tau)
+        answered = [c.post_id for c in batch]
+        for c in batch:
+            y = int(rng.random() < 0.5)
+            eng.on_verdict(c.post_id, y)
+            r.observe(c.post_id, y, True)
+        index.add(0, [f"p{i}" for i in range(n, n + 100)], X[n:n + 100], ts=[float(i) for i in range(n, n + 100)])
+        n += 100
+    assert taus[0] is not None and 0 < taus[0] < 1

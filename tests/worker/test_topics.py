@@ -16,6 +16,8 @@ def test_stream_topics_keep_the_window_plus_the_margin_seeds_for_ever_dead_lette
     assert cfg[t.seeds]["retention.ms"] == "-1"
     assert cfg[t.dead_letters]["retention.ms"] == str(30 * DAY_MS)
     assert cfg[t.detectors] == {"cleanup.policy": "compact"}   # compacted: the latest settings, for ever
+    assert cfg[t.trends] == {"cleanup.policy": "compact", "retention.ms": "-1"}   # each proposal and decision
+    assert t.partitions(s)[t.trends] == 1
 
 
 def test_without_a_time_window_the_broker_default_rules_the_stream_topics():
@@ -24,4 +26,5 @@ def test_without_a_time_window_the_broker_default_rules_the_stream_topics():
     cfg = t.configs(s)
     assert t.posts not in cfg and t.labels not in cfg
     assert cfg[t.dead_letters]["retention.ms"] == "-1" and cfg[t.seeds]["retention.ms"] == "-1"
-    assert TopicNames.from_settings(s).configs() == {t.detectors: {"cleanup.policy": "compact"}}
+    assert TopicNames.from_settings(s).configs() == {t.detectors: {"cleanup.policy": "compact"},
+                                                     t.trends: {"cleanup.policy": "compact"}}

@@ -13,7 +13,8 @@ made of parts with one responsibility each, one module per part:
 * ``trainer.py`` :class:`ClassifierTrainer`: the shared, versioned classifier;
 * ``outbox.py`` :class:`CandidateOutbox`: claims, the ready list, confirmation, orphans;
 * ``shards.py`` :class:`ShardKeeper`: snapshots, assignment and revocation of shards;
-* ``gauges.py`` :class:`Gauges`: gauges from Redis and the recall estimate.
+* ``gauges.py`` :class:`Gauges`: gauges from Redis and the recall estimate;
+* ``trends.py`` :class:`TrendKeeper`: posts no detector claims -> emerging-trend proposals (docs/trends.md).
 
 Model and index work runs in one model thread (``_run``), never on the event loop, and that single
 thread serialises every change to the core's engines; embedding runs in its own thread, and the heavy step of
@@ -52,6 +53,7 @@ from stream_app.worker.service.scheduler import RoundScheduler
 from stream_app.worker.service.seeds import SeedIntake
 from stream_app.worker.service.shards import ShardKeeper
 from stream_app.worker.service.trainer import ClassifierTrainer
+from stream_app.worker.service.trends import TrendKeeper
 from stream_app.worker.service.verdicts import VerdictApplier
 from stream_app.worker.settings import DetectorSettings, Settings
 from stream_app.worker.state import State
@@ -124,6 +126,7 @@ class DetectionService:
         self.trained_on: dict[str, tuple[int, int]] = {}     # detector -> (verdicts, seeds) of the last training
         self.trained_at: dict[str, float] = {}
         self.detections: deque[tuple[bytes, bytes]] = deque()   # filled by the model thread, drained on the loop
+        self.trend_records: deque[tuple[bytes, bytes]] = deque()   # trend proposals, likewise
 
         # the service's parts, one responsibility each; they share the data above through ``svc``
         self.boundary = ErrorBoundary(self)
@@ -137,6 +140,7 @@ class DetectionService:
         self.gauges = Gauges(self)
         self.catalog = DetectorCatalog(self)
         self.retention = RetentionKeeper(self)
+        self.trends = TrendKeeper(self)
         for d in settings.detectors:   # SYNAPSE_DETECTORS; the detectors topic then rules (detector_feed.py)
             self.catalog.build(d)
         # the operations the runtime and the agents call, each one part's method
@@ -191,6 +195,7 @@ class DetectionService:
             self.gc_pauses.uninstall()
         self.embed_executor.shutdown(wait=True)
         self.round_executor.shutdown(wait=True)
+        self.trends.stop()
         self.executor.shutdown(wait=True)
         self.train_executor.shutdown(wait=True)
 

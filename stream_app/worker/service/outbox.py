@@ -165,6 +165,8 @@ class CandidateOutbox(ServicePart):
         ready, self.svc.ready = self.svc.ready, Outputs()
         while self.svc.detections:
             ready.detections.append(self.svc.detections.popleft())
+        while self.svc.trend_records:
+            ready.trends.append(self.svc.trend_records.popleft())
         return out.extend(ready)
 
     async def confirm(self, claims: Sequence[tuple[str, str]]) -> None:

@@ -171,6 +171,13 @@ class PostsPipeline(ServicePart):
             cands += [Candidate(name, pid, 0.0, (), "audit") for pid in ids
                       if sampler.should_audit(pid) and pid not in eng.queried]
         self._after_index(ids, vecs[new_rows])
+        try:   # posts no active detector claims -> the trends stage (never a reason to lose the batch)
+            if not compare_all:   # a one-by-one retry: the failed attempt may have fed them already
+                self.svc.trends.observe_sync(ids, [good[i][1].text for i in new_rows], vecs[new_rows],
+                                             [times[i] for i in new_rows])
+        except Exception as exc:  # noqa: BLE001 - logged and counted; the posts are indexed and compared already
+            log.warning("trends stage failed on a batch of %d posts: %s: %s", len(ids), type(exc).__name__, exc)
+            self.svc.metrics.internal_errors.labels("posts", "trends", type(exc).__name__).inc()
         return cands
 
     def _event_times(self, good: list[tuple[RawMsg, PostMsg]]) -> list[float]:

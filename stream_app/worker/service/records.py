@@ -28,6 +28,7 @@ class Outputs:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     verdicts: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
     detections: list[tuple[bytes, bytes]] = field(default_factory=list)     # (key, value)
+    trends: list[tuple[bytes, bytes]] = field(default_factory=list)         # (proposal id, record)
     released: list[str] = field(default_factory=list)   # held labels to drop in Redis once the above are sent
 
     def extend(self, other: "Outputs") -> "Outputs":
@@ -37,6 +38,7 @@ class Outputs:
         self.dead_letters += other.dead_letters
         self.verdicts += other.verdicts
         self.detections += other.detections
+        self.trends += other.trends
         self.released += other.released
         return self
 
