@@ -21,21 +21,30 @@ from synapse_stream.exceptions import ConfigError
 DECISION_SUFFIX = "/decision"
 
 
+def decode(key, value) -> tuple[str, dict | None]:
+    """One record of the trends topic: its key as text, and its value as a JSON object (None for a tombstone, a
+    value that is not JSON or not an object: bad records are skipped, never an error)."""
+    k = (key or b"").decode("utf-8", "replace") if isinstance(key, (bytes, type(None))) else str(key)
+    if value is None:
+        return k, None
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return k, None
+    return k, doc if isinstance(doc, dict) else None
+
+
 def merge(records) -> dict[str, dict]:
     """``{proposal id: record}`` from ``(key, value)`` records in topic order, each record's ``status`` (and
     ``detector``, ``decided_by``) taken from its decision when there is one. Bad records are skipped."""
     props: dict[str, dict] = {}
     decisions: dict[str, dict] = {}
     for key, value in records:
-        k = (key or b"").decode("utf-8", "replace") if isinstance(key, (bytes, type(None))) else str(key)
+        k, doc = decode(key, value)
         if value is None:
             (decisions if k.endswith(DECISION_SUFFIX) else props).pop(k.removesuffix(DECISION_SUFFIX), None)
             continue
-        try:
-            doc = json.loads(value)
-        except ValueError:
-            continue
-        if not isinstance(doc, dict):
+        if doc is None:
             continue
         if k.endswith(DECISION_SUFFIX):
             decisions[k.removesuffix(DECISION_SUFFIX)] = doc

@@ -350,31 +350,7 @@ def _request(host: str, port: int, api_key: int, version: int, body: bytes, time
 
 def _partitions_serving(host: str, port: int, partitions: Mapping[str, int], timeout: float) -> bool:
     """True if ListOffsets(latest, v1) succeeds on every partition: the broker leads and serves them all."""
-    body = struct.pack(">ii", -1, len(partitions))  # replica_id, topics
-    for name, n in partitions.items():
-        raw = name.encode("utf-8")
-        body += struct.pack(">h", len(raw)) + raw + struct.pack(">i", n)
-        for i in range(n):
-            body += struct.pack(">iq", i, -1)
-    payload = _request(host, port, 2, 1, body, timeout)
-    if payload is None:
-        return False
-    try:
-        (n_topics,) = struct.unpack_from(">i", payload, 0)
-        at, seen = 4, 0
-        for _ in range(n_topics):
-            _name, at = _read_str(payload, at)
-            (n_parts,) = struct.unpack_from(">i", payload, at)
-            at += 4
-            for _ in range(n_parts):
-                _index, err = struct.unpack_from(">ih", payload, at)
-                at += 4 + 2 + 8 + 8
-                if err != 0:
-                    return False
-                seen += 1
-    except (struct.error, ValueError):
-        return False
-    return seen == sum(partitions.values())
+    return _partitions_served_by(host, port, {name: range(n) for name, n in partitions.items()}, timeout)
 
 
 def _partitions_served_by(host: str, port: int, partitions: Mapping[str, Sequence[int]], timeout: float) -> bool:

@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from stream_app.trend_board import DECISION_SUFFIX, _decision
+from stream_app.trend_board import DECISION_SUFFIX, _decision, decode
 from stream_app.worker.service.records import Outputs, ServicePart
 from synapse_stream.trends import TrendParams, TrendStage
 from synapse_stream.trends.proposals import Proposal
@@ -151,14 +151,8 @@ class TrendKeeper(ServicePart):
             return 0
         book, applied = self.stage.book, 0
         for key, value in records:
-            k = (key or b"").decode("utf-8", "replace")
-            if value is None:
-                continue
-            try:
-                doc = json.loads(value)
-            except ValueError:
-                continue
-            if not isinstance(doc, dict):
+            k, doc = decode(key, value)
+            if doc is None:    # a tombstone or a bad record
                 continue
             if not k.endswith(DECISION_SUFFIX):
                 if k and k not in book.proposals and doc.get("id") == k:   # a restarted worker: its proposals back
