@@ -88,6 +88,9 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--policy-rerank", default="earned", choices=("earned", "always", "never"),
                    help="policy: when the classifier re-orders the other sources' proposals: earned (default: only "
                         "while its measured precision is at least theirs), always (the old policy), never")
+    p.add_argument("--lexical", action="store_true",
+                   help="the model source (alone and in the policy) also uses hashed word and character n-grams of the "
+                        "texts (synapse_stream.lexical; eval only, the live classifier uses the embedding alone)")
     p.add_argument("--policy-floor", type=float, default=0.02,
                    help="policy: exploration floor, the least share of each round per source (default 0.02)")
     p.add_argument("--max-query-ratio", type=float, default=0.15, help="stop each method at this query ratio (default 0.15)")
@@ -130,7 +133,7 @@ def _methods(args) -> list:
     if "lr" in names:
         out += [LRBaseline(k0=args.k0, budget=b, **kw) for b in args.lr_budget]
     if "model" in names:
-        out.append(ModelGuided(k0=args.k0, **kw))
+        out.append(ModelGuided(k0=args.k0, lexical=args.lexical, **kw))
     if "policy" in names:
         from synapse_stream.sources import SourceParams, registry
 
@@ -140,6 +143,8 @@ def _methods(args) -> list:
                                                           gble_k=args.gble_k, seed=args.seed))
         except SynapseError as exc:
             raise SynapseError(f"--policy-sources: {exc}") from None
+        if args.lexical and "model" in sources:
+            sources["model"] = ModelGuided(k0=args.k0, seed=args.seed, lexical=True)
         out.append(Policy(sources, k0=args.k0, floor=args.policy_floor, rerank=args.policy_rerank, **kw))
     return out, "random" in names
 
@@ -192,6 +197,14 @@ def cmd_eval(args) -> int:
     pool_vecs = embed_with_progress(embedder, pool.texts, label="pool", progress=progress)
     log(f"embedded {len(pool)} posts with {embedder.name} in {time.perf_counter() - t0:.1f}s")
 
+    if args.lexical:
+        from synapse_stream.methods import ModelGuided, Policy
+
+        picked = [seed_texts[i] for i in picks]
+        for m in methods:
+            for src in (m.sources.values() if isinstance(m, Policy) else [m]):
+                if isinstance(src, ModelGuided):
+                    src.use_texts(pool.texts, picked)
     reports = evaluate(pool, seed_vecs, pool_vecs, methods, include_random=with_random,
                        max_query_ratio=args.max_query_ratio, log=log)
     out = Path(args.out)

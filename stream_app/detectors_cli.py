@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from synapse_stream.exceptions import ConfigError, SynapseError
 
 #: the fields ``create`` and ``update`` take as flags (``--d-max`` for ``d_max``, ...)
-FIELDS = {"tau": float, "d_max": int, "k0": int, "candidates": str, "description": str, "audit_rate": float,
+def _tau(text: str) -> float | str:
+    """A number, or ``auto`` (τ chosen from the data by the worker's rounds)."""
+    return "auto" if text.strip().lower() == "auto" else float(text)
+
+
+FIELDS = {"tau": _tau, "d_max": int, "k0": int, "candidates": str, "description": str, "audit_rate": float,
           "oracle_mode": str, "llm_audit_rate": float, "max_query_ratio": float, "detect_threshold": float,
           "max_candidates_per_hour": int}
 
@@ -106,6 +111,12 @@ async def create_if_missing(settings, doc: dict) -> bool:
     return True
 
 
+def _shown_tau(d: dict) -> str:
+    """The τ column: the detector's τ, or ``auto`` when the worker chooses it (settings ``tau`` null)."""
+    tau = d.get("tau", "")
+    return "auto" if tau is None else str(tau)
+
+
 async def run(args) -> int:
     settings = _settings(args)
     if args.action == "create":
@@ -119,7 +130,7 @@ async def run(args) -> int:
         print(f"{'detector':24s} {'state':7s} {'candidates':10s} {'tau':>5s} {'d_max':>5s} {'k0':>5s}")
         for name, d in sorted(dets.items()):
             print(f"{name:24s} {'paused' if d.get('paused') else 'active':7s} {d.get('candidates', ''):10s} "
-                  f"{d.get('tau', ''):>5} {d.get('d_max', ''):>5} {d.get('k0', ''):>5}")
+                  f"{_shown_tau(d):>5} {d.get('d_max', ''):>5} {d.get('k0', ''):>5}")
         return 0
     name = args.name
     if args.action == "create" and name in dets:

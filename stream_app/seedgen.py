@@ -66,6 +66,11 @@ def add_seeds_parser(sub) -> None:
     g.add_argument("--acs", type=_positive_int, metavar="K",
                    help="pick K seeds by Adaptive Coverage Sampling (default: use every unique example)")
     g.add_argument("--coverage", type=float, default=0.5, help="ACS coverage target c (default 0.5)")
+    g.add_argument("--posts", metavar="FILE", help="a sample of the stream's posts (one per line, JSONL or TSV with "
+                   "'text'): the diagnostics then say how many posts each seed connects at tau")
+    g.add_argument("--tau", type=float, default=None, help="tau for the diagnostics (default: the automatic choice "
+                   "from the seeds and --posts)")
+    g.add_argument("--d-max", type=_positive_int, default=10, help="d_max for the automatic tau (default 10)")
     g.add_argument("--out", metavar="FILE", help="write the seeds to FILE, one per line, and publish nothing")
     g.add_argument("--yes", "-y", action="store_true", help="publish without asking (needed when stdin is not a terminal)")
     g.add_argument("--create", action="store_true",
@@ -203,6 +208,16 @@ def cmd_seeds_generate(args) -> int:
         if args.acs is not None:
             _say(f"--acs {args.acs} >= {len(texts)} unique examples: using all of them")
         chosen = list(texts)
+
+    from synapse_stream.seed_report import diagnose
+
+    posts = None
+    if args.posts:
+        from synapse_stream.data import load_seed_texts
+
+        posts = embedder.encode(load_seed_texts(args.posts))
+    for line in diagnose(embedder.encode(chosen), posts, tau=args.tau, d_max=args.d_max).lines():
+        _say(line)
 
     width = len(str(len(chosen)))
     for i, t in enumerate(chosen, 1):

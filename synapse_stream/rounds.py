@@ -130,6 +130,19 @@ class LiveRounds:
         return list(self.policy.sources)
 
     @property
+    def tau(self) -> float | None:
+        """The τ of this detector's IBG source in use (automatic: as last chosen; None before the first round)."""
+        ibg = self.policy.sources.get("ibg")
+        return getattr(ibg, "tau", None)
+
+    @property
+    def tau_info(self) -> dict | None:
+        """The automatic τ's summary (start, floor, verdicts booked, moves), None with an explicit τ."""
+        ibg = self.policy.sources.get("ibg")
+        auto = getattr(ibg, "auto", None)
+        return auto.summary() if auto is not None else None
+
+    @property
     def uses_model(self) -> bool:
         """Whether a source scores with the detector's shared classifier (the trainer keeps one then)."""
         return any(src.uses_model for src in self.policy.sources.values())

@@ -14,8 +14,15 @@ from typing import Protocol, Sequence
 
 from synapse_stream.exceptions import ConfigError
 
+def tau_value(text: str) -> float | None:
+    """A detector's τ from a form: a number, or ``auto`` (None: the worker's rounds choose it from the data)."""
+    return None if text.strip().lower() == "auto" else float(text)
+
+
+tau_value.__name__ = "number or 'auto'"
+
 #: the settings an analyst changes on a detector's page, with their types
-EDITABLE = {"description": str, "tau": float, "d_max": int, "k0": int, "candidates": str, "audit_rate": float,
+EDITABLE = {"description": str, "tau": tau_value, "d_max": int, "k0": int, "candidates": str, "audit_rate": float,
             "max_query_ratio": float, "detect_threshold": float}
 
 

@@ -144,13 +144,15 @@ async def new_seeds(request: Request, user) -> Response:
             raise SynapseError(f"a detector named {doc['name']!r} exists already")
     except SynapseError as exc:
         return render(request, "new_detector.html", status=400, llm=llm, form=dict(form), error=str(exc))
-    suggestions, note = [], ""
+    suggestions, note, diagnostics = [], "", []
     if llm and form.get("use_llm"):
         try:
             suggestions = await asyncio.to_thread(p.suggester.suggest, doc["description"])
+            diagnostics = await asyncio.to_thread(p.suggester.diagnose, suggestions)
         except SynapseError as exc:
             note = f"The LLM gave no seeds ({exc}). Type or upload them instead."
-    return render(request, "new_seeds.html", doc=doc, suggestions=suggestions, note=note, llm=llm)
+    return render(request, "new_seeds.html", doc=doc, suggestions=suggestions, note=note, llm=llm,
+                  diagnostics=diagnostics)
 
 
 @action("analyst")

@@ -51,7 +51,7 @@ class ItemViews:
 
     async def view(self, item: ReviewItem) -> dict:
         det = (await self.catalog.all()).get(item.detector) or {}
-        why = explain(item, await self.seeds(item.detector), float(det.get("tau", 0.6)))
+        why = explain(item, await self.seeds(item.detector), float(det.get("tau") if det.get("tau") is not None else 0.6))
         return {"key": item.key, "detector": item.detector, "text": item.text, "flags": text_flags(item.text),
                 "guidelines": det.get("description") or "", "why": why.to_dict()}
 

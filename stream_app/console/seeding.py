@@ -28,6 +28,15 @@ class SeedSuggester:
                 self._embedder = make_embedder(self.settings.embedder)
             return self._embedder
 
+    def diagnose(self, texts: list[str]) -> list[str]:
+        """Seed diagnostics of ``texts`` (:func:`synapse_stream.seed_report.diagnose`: near-duplicates, diversity,
+        ACS coverage), as lines to show beside the suggestions; blocking (embeds), [] for no text."""
+        from synapse_stream.seed_report import diagnose
+
+        if not texts:
+            return []
+        return diagnose(self.embedder().encode(list(texts))).lines()
+
     def suggest(self, description: str) -> list[str]:
         from synapse_stream.llm import ChatClient, generate_seeds
         from synapse_stream.seeds import acs_select

@@ -54,6 +54,9 @@ class Metrics:
         self.queried = Gauge("synapse_queried", "Posts sent to the oracle (all workers)", ["detector"], registry=r)
         self.answered = Gauge("synapse_answered", "Queried posts with a verdict (all workers)", ["detector"], registry=r)
         self.confirmed = Gauge("synapse_confirmed_positives", "Posts the oracle confirmed positive", ["detector"], registry=r)
+        self.tau = Gauge("synapse_tau", "IBG similarity threshold in use: the detector's tau, or the automatic one "
+                         "this worker's rounds chose from the seeds and posts and moved by the verdicts", ["detector"],
+                         registry=r)
         self.precision = Gauge("synapse_precision", "Confirmed positives / answered candidates", ["detector"], registry=r)
         self.query_ratio = Gauge("synapse_query_ratio", "Queried posts / posts indexed", ["detector"], registry=r)
         self.recall = Gauge("synapse_recall", "True recall (evaluation runs with a replay oracle only)", ["detector"],

@@ -22,10 +22,16 @@ from synapse_stream.segments import Retention, parse_duration
 #: of its routes is here) and the dot segments a browser folds away (``/detectors/..`` is ``/``)
 RESERVED_DETECTOR_NAMES = frozenset({"new", "live", ".", ".."})
 
+ONLINE_TAU = 0.6    # the online IBG engine's τ when a detector gives none
+
 
 class DetectorSettings(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    tau: float = Field(0.6, ge=-1.0, lt=1.0)
+    # IBG's similarity threshold; None (or "auto", the default) = chosen from the seeds and the window's posts and
+    # adapted from the verdicts (synapse_stream.tau.AutoTau; exported as synapse_tau). An explicit value wins. The
+    # online engine (candidates = "ibg") compares each post as it arrives, with no rounds to choose in: it uses
+    # ONLINE_TAU when none is given.
+    tau: float | None = Field(None, ge=-1.0, lt=1.0)
     d_max: int = Field(10, ge=1, le=10_000)
     description: str = ""
     # share of all posts sent to the oracle with reason "audit", uniformly at random and independent of
@@ -61,6 +67,11 @@ class DetectorSettings(BaseModel):
             raise ValueError(f"{v!r} is reserved (a fixed path of the console; reserved: "
                              f"{', '.join(sorted(RESERVED_DETECTOR_NAMES))}): choose another name")
         return v
+
+    @field_validator("tau", mode="before")
+    @classmethod
+    def _auto_tau(cls, v):
+        return None if isinstance(v, str) and v.strip().lower() == "auto" else v
 
     @field_validator("candidates")
     @classmethod

@@ -38,7 +38,8 @@ class ModelGuided(ActiveMethod, CandidateSource):
     ranks = True
 
     def __init__(self, k0: int = 100, k_max: int | None = None, provisional: int | None = None,
-                 keep_provisional: bool = True, C: float = 1.0, seed_weight: float = 1.0, **kw) -> None:
+                 keep_provisional: bool = True, C: float = 1.0, seed_weight: float = 1.0, lexical: bool = False,
+                 **kw) -> None:
         super().__init__(**kw)
         if k0 < 1:
             raise ConfigError("model K0 must be >= 1")
@@ -55,9 +56,15 @@ class ModelGuided(ActiveMethod, CandidateSource):
         self._prov = np.zeros(0, dtype=np.int64)
         self.last_scores: np.ndarray | None = None
         self.last_model = None            # the last fitted ModelVersion (synapse_stream.classifier)
+        self.lexical = None               # a synapse_stream.lexical.LexicalFeatures when lexical=True
+        self._lex_pool = self._lex_seeds = None
+        if lexical:
+            from ..lexical import LexicalFeatures
+
+            self.lexical = LexicalFeatures()
 
     def params(self) -> dict:
-        return {"K0": self.k0}
+        return {"K0": self.k0, **({"lexical": True} if self.lexical is not None else {})}
 
     def _prepare(self, state: LoopState) -> None:
         self.last_scores = None
@@ -66,13 +73,48 @@ class ModelGuided(ActiveMethod, CandidateSource):
         u = min(u, state.n)
         self._prov = np.sort(state.rng.choice(state.n, size=u, replace=False)) if u else np.zeros(0, np.int64)
 
-    def training_parts(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(seeds, X_labelled, y_labelled, X_provisional)`` of this round's fit (:func:`~..classifier.train_model`'s input)."""
+    def _rows(self, state: LoopState) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the labelled posts and of the provisional negatives of this round's fit."""
         known = np.flatnonzero(state.labels >= 0)
         prov = self._prov[state.labels[self._prov] < 0]
         if not self.keep_provisional and int((state.labels == 0).sum()) >= len(self._prov):
             prov = prov[:0]
+        return known, prov
+
+    def training_parts(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(seeds, X_labelled, y_labelled, X_provisional)`` of this round's fit (:func:`~..classifier.train_model`'s input)."""
+        known, prov = self._rows(state)
         return state.S, state.X[known], state.labels[known], state.X[prov]
+
+    def use_texts(self, pool_texts, seed_texts) -> None:
+        """The texts of the pool's rows and of the seeds, for the lexical view (``lexical=True``; batch runs)."""
+        if self.lexical is None:
+            return
+        self._lex_pool = self.lexical.transform(list(pool_texts))
+        self._lex_seeds = self.lexical.transform(list(seed_texts))
+
+    def _lexical_scores(self, state: LoopState) -> np.ndarray | None:
+        """Fit on [embedding | hashed n-grams] (same rows, labels and weights as the embedding-only fit)."""
+        from sklearn.linear_model import LogisticRegression
+
+        from ..classifier import training_rows
+        from ..lexical import hstack_features
+        from scipy import sparse
+
+        known, prov = self._rows(state)
+        _, y, w = training_rows(state.S, state.X[known], state.labels[known], state.X[prov], self.seed_weight)
+        if len(np.unique(y)) < 2:
+            return None
+        rows = np.concatenate([known, prov])
+        F = sparse.vstack([hstack_features(state.S, self._lex_seeds),
+                           hstack_features(state.X[rows], self._lex_pool[rows])], format="csr")
+        est = LogisticRegression(C=self.C, max_iter=500).fit(F, y, sample_weight=w)
+        unl = np.flatnonzero(state.unlabelled_mask())
+        out = np.zeros(state.n, dtype=np.float32)
+        if len(unl):
+            out[unl] = est.predict_proba(hstack_features(state.X[unl], self._lex_pool[unl]))[:, 1]
+        self.last_scores = out
+        return out
 
     def training_set(self, state: LoopState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(X, y, sample_weight)`` of this round's fit: seeds, labelled posts, provisional negatives, in that order."""
@@ -90,6 +132,10 @@ class ModelGuided(ActiveMethod, CandidateSource):
         """
         from ..classifier import train_model
 
+        if self.lexical is not None:
+            if self._lex_pool is None or self._lex_pool.shape[0] != state.n:
+                raise ConfigError("the lexical model source needs the pool's texts: call use_texts() before run()")
+            return self._lexical_scores(state)
         S, X_lab, y_lab, X_prov = self.training_parts(state)
         model = train_model(self.name, len(state.rounds) + 1, S, X_lab, y_lab, X_prov, C=self.C,
                             seed_weight=self.seed_weight, folds=0)

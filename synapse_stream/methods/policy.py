@@ -20,7 +20,11 @@ Each round:
    scores (its probability of being positive), so a source's slots go to the candidates of that
    source the ranker likes best. The bandit then measures each source's precision *as ranked*,
    and the sources still decide which posts are in play (IBG and GBLE can put in play posts the
-   classifier would not rank in its own top K).
+   classifier would not rank in its own top K). The ranker must **earn** that role (``rerank="earned"``,
+   the default; :meth:`Policy.ranker_earns`): it re-orders a source's proposals only while, under the
+   bandit's Beta posteriors, it is not credibly less precise than that source (``P(θ_ranker ≥ θ_source)
+   ≥ demote``, 0.1). A classifier at chance level (one that learnt "synthetic versus real" rather than
+   the rare class, ``docs/tau.md``) then leaves a better source's own order alone.
 3. The budget is split by **Thompson sampling**. Source ``s`` has discounted counts ``a_s``
    (positives) and ``b_s`` (negatives) of the posts it proposed and got queried, and a Beta
    posterior on its precision, ``Beta(s₀ μ + a_s, s₀ (1 − μ) + b_s)``. The prior is *pooled*

@@ -187,10 +187,15 @@ def test_a_new_detector_from_llm_suggestions_edited_and_removed(make_console, cl
         def suggest(self, description):
             return ["llm one", "llm two", "llm three"]
 
+        def diagnose(self, texts):      # the real one: synapse_stream.seed_report (tests/core/test_seed_report.py)
+            return [f"{len(texts)} seeds, 1 distinct", "warning: <b>narrow</b>"]
+
     con.parts.suggester = Suggester()
     c = client_for(con, "ian")
     step2 = c.post("/detectors/new", data={"csrf": c.csrf, "name": "scam2", "description": "d", "use_llm": "1"})
     assert step2.text.count('name="seed"') == 3
+    assert "3 seeds, 1 distinct" in step2.text and 'class="warn"' in step2.text     # the seed diagnostics, shown
+    assert "<b>narrow</b>" not in step2.text and "&lt;b&gt;narrow" in step2.text      # and escaped
     c.post("/detectors/new/start", data={"csrf": c.csrf, "name": "scam2", "description": "d",
                                          "seed": ["llm one", "llm two, edited", "llm three"],
                                          "seed_llm": ["llm one", "llm two", "llm three"], "drop_2": "1",

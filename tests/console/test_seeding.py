@@ -60,3 +60,23 @@ def test_an_empty_description_and_a_failing_endpoint_are_clear_errors(fake):
     with pytest.raises(SynapseError) as e:
         s.suggest("scam posts")
     assert "sk-test" not in str(e.value)
+
+
+def test_suggester_diagnose_reports_near_duplicates(monkeypatch):
+    """The new-detector flow's seed diagnostics: the real report on the suggester's embedder."""
+    import numpy as np
+
+    from stream_app.console.seeding import SeedSuggester
+
+    class Emb:
+        def encode(self, texts):
+            base = np.ones((len(texts), 8), np.float32)
+            base[:, 0] += np.arange(len(texts)) * 1e-3      # near copies of one text
+            return base
+
+    s = SeedSuggester(settings=None)
+    s._embedder = Emb()
+    lines = s.diagnose(["a", "b", "c", "d"])
+    assert lines[0].startswith("4 seeds, 1 distinct (3 near-duplicates removed)")
+    assert any(line.startswith("warning:") for line in lines)
+    assert s.diagnose([]) == []

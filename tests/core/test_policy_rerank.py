@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synapse_stream.methods.base import LoopState, new_state, top_rows
+from synapse_stream.methods.base import LoopState, top_rows
 from synapse_stream.methods.policy import Policy
 from synapse_stream.oracles import ReplayOracle
 from synapse_stream.sources.base import CandidateSource

@@ -35,7 +35,7 @@ def live_setup(X, S, parts=2, tau=0.5, d_max=5, **kw):
     for p in range(parts):
         rows = list(range(p, len(X), parts))
         index.add(p, [ids[i] for i in rows], X[rows])
-    eng = OnlineIBG(DetectorConfig("d", tau, d_max, online=False), index)
+    eng = OnlineIBG(DetectorConfig("d", tau if tau != "auto" else 0.6, d_max, online=False), index)
     for j, s in enumerate(S):
         eng.on_seed(Seed(f"s{j}", "", SeedOrigin.SYNTHETIC), s)
     params = SourceParams(tau=tau, d_max=d_max, k0=kw.get("k0", 100), seed=kw.get("seed", 0))

@@ -29,7 +29,7 @@ from dataclasses import replace
 from pydantic import ValidationError
 
 from stream_app.worker.service.records import ServicePart
-from stream_app.worker.settings import DetectorSettings
+from stream_app.worker.settings import ONLINE_TAU, DetectorSettings
 from stream_app.worker.state.base import vec_from_b64
 from synapse_stream.audit import AuditSampler
 from synapse_stream.exceptions import MessageError
@@ -85,14 +85,14 @@ class DetectorCatalog(ServicePart):
         """This worker's objects for ``d``: engine (over ``books``, new ones if None), rounds, sampler. Runs where
         the engines are used: in the model thread once the worker runs (so no loop there sees a dict change)."""
         svc, s = self.svc, self.svc.settings
-        eng = OnlineIBG(DetectorConfig(d.name, d.tau, d.d_max, online=d.candidates == "ibg" and not d.paused),
+        eng = OnlineIBG(DetectorConfig(d.name, d.tau if d.tau is not None else ONLINE_TAU, d.d_max, online=d.candidates == "ibg" and not d.paused),
                         svc.index, books)
         svc.engines[d.name] = eng
         svc.rounds.pop(d.name, None)
         if d.candidates != "ibg":   # the policy, or one of its sources alone
             svc.rounds[d.name] = LiveRounds(
                 eng.books, svc.index, name=d.name, sources=SOURCES if d.candidates == "policy" else (d.candidates,),
-                params=SourceParams(tau=d.tau, d_max=d.d_max, k0=d.k0, gble_k=s.gble_k,
+                params=SourceParams(tau=d.tau if d.tau is not None else "auto", d_max=d.d_max, k0=d.k0, gble_k=s.gble_k,
                                     gble_iterations=s.gble_iterations), k0=d.k0)
             svc.rounds[d.name].shares = GraphShares(s.data_dir)   # sealed segments' graph rows, beside their snapshots
             if d.name in svc.models:

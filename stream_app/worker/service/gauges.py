@@ -38,6 +38,9 @@ class Gauges(ServicePart):
                     self.svc.metrics.source_queried.labels(name, src).set(c.get("queried", 0))
                     if c.get("answered"):
                         self.svc.metrics.source_precision.labels(name, src).set(c.get("positives", 0) / c["answered"])
+            tau = self.svc.rounds[name].tau if name in self.svc.rounds else eng.config.tau
+            if tau is not None:
+                self.svc.metrics.tau.labels(name).set(tau)
             d = self.svc.detectors.get(name)
             if d is not None and d.max_candidates_per_hour is not None:
                 spent = await self.svc.state.rate.spent(name)
