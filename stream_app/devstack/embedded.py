@@ -475,7 +475,25 @@ def broker_kind(kind: Optional[str] = None) -> str:
 # ---------------------------------------------------------------------------
 
 
-class TansuBroker(_Service):
+class BrokerService(_Service):
+    """A dev broker process: what the stack and the tests ask of Tansu and Apache Kafka alike."""
+
+    broker_name: str
+    broker_version: str
+    description: str
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for aiokafka ``bootstrap_servers``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``kafka://host:port`` for Faust's ``broker=``."""
+        return f"kafka://{self.host}:{self.port}"
+
+
+class TansuBroker(BrokerService):
     """A memory-only Tansu broker on ``host:port`` (port picked if not given).
 
     >>> with TansuBroker(log_dir="/tmp/logs") as broker:   # doctest: +SKIP
@@ -538,16 +556,6 @@ class TansuBroker(_Service):
     @property
     def description(self) -> str:
         return f"Tansu {self.broker_version} (memory-only)"
-
-    @property
-    def bootstrap(self) -> str:
-        """``host:port`` for aiokafka ``bootstrap_servers``."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``kafka://host:port`` for Faust's ``broker=``."""
-        return f"kafka://{self.host}:{self.port}"
 
     def _command(self) -> list[str]:
         listener = f"tcp://{self.host}:{self.port}"

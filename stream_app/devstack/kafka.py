@@ -64,9 +64,9 @@ from typing import Optional
 
 from stream_app.devstack.embedded import (
     LOCALHOST,
+    BrokerService,
     EmbeddedStackError,
     _recv_exact,
-    _Service,
     free_port,
 )
 
@@ -262,32 +262,19 @@ def _read_str(buf: bytes, at: int) -> tuple[Optional[str], int]:
 
 def _metadata_request(host: str, port: int, topics: Optional[Sequence[str]], timeout: float) -> Optional[bytes]:
     """A Metadata v4 request (``topics`` None: none) and its response payload, or None on any failure."""
-    client_id = b"synapse-embedded"
-    correlation = 0x5E7B
     names = list(topics or [])
     body = struct.pack(">i", len(names))
     for name in names:
         raw = name.encode("utf-8")
         body += struct.pack(">h", len(raw)) + raw
     body += struct.pack(">?", False)  # allow_auto_topic_creation
-    req = struct.pack(">hhih", 3, 4, correlation, len(client_id)) + client_id + body
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            sock.sendall(struct.pack(">i", len(req)) + req)
-            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-            payload = _recv_exact(sock, size)
-    except OSError:
-        return None
-    if len(payload) < 4 or struct.unpack_from(">i", payload, 0)[0] != correlation:
-        return None
-    return payload
+    return _request(host, port, 3, 4, body, timeout)
 
 
 def _parse_metadata(payload: bytes) -> tuple[list[int], int, dict[str, list[int]]]:
     """(broker ids, controller id, {topic: leader id per partition}) of a Metadata v4 response."""
-    _throttle, n = struct.unpack_from(">ii", payload, 4)
-    at = 12
+    _throttle, n = struct.unpack_from(">ii", payload, 0)
+    at = 8
     nodes = []
     for _ in range(n):
         (node,) = struct.unpack_from(">i", payload, at)
@@ -456,7 +443,7 @@ logger.appinfo.level = WARN
 """
 
 
-class ApacheKafkaBroker(_Service):
+class ApacheKafkaBroker(BrokerService):
     """Apache Kafka (KRaft, one combined broker+controller node) on ``host:port`` (port picked if not given).
 
     Same interface as :class:`~stream_app.devstack.embedded.TansuBroker`:
@@ -532,16 +519,6 @@ class ApacheKafkaBroker(_Service):
     @property
     def description(self) -> str:
         return f"Apache Kafka {self.version} (KRaft, 1 node)"
-
-    @property
-    def bootstrap(self) -> str:
-        """``host:port`` for aiokafka ``bootstrap_servers``."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``kafka://host:port`` for Faust's ``broker=``."""
-        return f"kafka://{self.host}:{self.port}"
 
     # -- configuration -------------------------------------------------------
     def server_properties(self) -> dict[str, object]:
