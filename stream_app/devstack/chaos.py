@@ -740,17 +740,23 @@ def add_chaos_parser(sub) -> None:
 
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)   # the harness's own clients during outages
         r = asyncio.run(run_chaos(args))
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(r, indent=1))
-        print(chaos_line(r), flush=True)
-        ok = chaos_ok(r)
-        if ok and not args.run_dir:
-            shutil.rmtree(r["run_dir"], ignore_errors=True)
-        elif not ok:
-            print(f"[chaos] logs and worker data kept in {r['run_dir']}", flush=True)
-        return 0 if ok else 1
+        return finish_run(r, args, chaos_line(r), chaos_ok(r), "chaos")
 
     p.set_defaults(func=main)
+
+
+def finish_run(r: dict, args, line: str, ok: bool, tag: str) -> int:
+    """A harness's end: the report written (``--report``), its one line printed, the run directory removed
+    when all went well (unless ``--run-dir`` named it) or kept for a look; the exit code."""
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(r, indent=1))
+    print(line, flush=True)
+    if ok and not args.run_dir:
+        shutil.rmtree(r["run_dir"], ignore_errors=True)
+    elif not ok:
+        print(f"[{tag}] logs and worker data kept in {r['run_dir']}", flush=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
 
-from stream_app.devstack.chaos import load_posts
+from stream_app.devstack.chaos import finish_run, load_posts
 from stream_app.devstack.demo import LiveLoop, gauge
 from synapse_stream.messages import dumps
 
@@ -184,16 +183,7 @@ def add_expiry_parser(sub) -> None:
 
     def main(args):
         r = asyncio.run(run_expiry(args))
-        if args.report:
-            Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.report).write_text(json.dumps(r, indent=1))
-        print(expiry_line(r), flush=True)
-        ok = expiry_ok(r)
-        if ok and not args.run_dir:
-            shutil.rmtree(r["run_dir"], ignore_errors=True)
-        elif not ok:
-            print(f"[chaos-expiry] logs and worker data kept in {r['run_dir']}", flush=True)
-        return 0 if ok else 1
+        return finish_run(r, args, expiry_line(r), expiry_ok(r), "chaos-expiry")
 
     p.set_defaults(func=main)
 

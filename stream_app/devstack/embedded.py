@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Self
 
@@ -290,6 +290,15 @@ def _log_tail(path: Optional[Path], n: int = 2000) -> str:
         data = path.read_bytes()[-n:]
         return data.decode("utf-8", "replace")
     return ""
+
+
+def serve_until_stopped(running: Callable[[], bool], *, once: bool = False, poll: float = 1.0) -> None:
+    """A dev-stack command's foreground wait: until *running* says no, Ctrl-C, or at once with ``once``."""
+    try:
+        while not once and running():
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        pass
 
 
 class _Managed:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from stream_app.devstack.embedded import EmbeddedStackError
+from stream_app.devstack.embedded import EmbeddedStackError, serve_until_stopped
 from stream_app.devstack.kafka import ApacheKafkaBroker
 
 __all__ = ["SecureKafkaBroker", "Acl", "create_acls", "worker_acls", "make_tls_material", "MECHANISM"]
@@ -250,11 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"in {time.monotonic() - t0:.1f}s; log {broker.log_path}", flush=True)
         for k, v in broker.settings_env(args.user, password).items():
             print(f"export {k}={v}")
-        try:
-            while not args.once and broker.running:
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            pass
+        serve_until_stopped(lambda: broker.running, once=args.once)
     return 0
 
 

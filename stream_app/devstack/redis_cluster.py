@@ -29,6 +29,7 @@ from stream_app.devstack.embedded import (
     _resp,
     find_redis_server,
     free_port,
+    serve_until_stopped,
 )
 
 __all__ = ["RedisClusterServer", "find_redis_cli", "cluster_state"]
@@ -182,11 +183,7 @@ def main(argv=None) -> int:
         print(f"Redis Cluster of {args.masters} masters on {', '.join(f'{h}:{p}' for h, p in cluster.addresses)} "
               f"(cluster_state:ok in {cluster.startup_seconds:.1f}s)", flush=True)
         print(f"export SYNAPSE_REDIS_URL={cluster.url}\nexport SYNAPSE_REDIS_CLUSTER=true", flush=True)
-        try:
-            while not args.once and all(n.running for n in cluster.nodes):
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            pass
+        serve_until_stopped(lambda: all(n.running for n in cluster.nodes), once=args.once)
     return 0
 
 
