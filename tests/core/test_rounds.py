@@ -183,13 +183,23 @@ def test_live_round_equals_core_round(sources):
     if "gble" in sources:
         core_sources["gble"] = GBLE(k=10, k0=20)
     policy = Policy(core_sources, k0=20, seed=3)
-    state = new_state(X, S, ids, seed=3)
-    policy._prepare(state)
-    for _ in range(3):   # three rounds, every verdict answered before the next one (as in eval)
-        core = policy._select(state)
-        live = rounds.plan()
+
+    def same(core, live):
         assert [ids[r] for r, _ in core] == [c.post_id for c in live]
         assert [policy._owner[r] for r, _ in core] == [c.reason for c in live]
+
+    lockstep(policy, new_state(X, S, ids, seed=3), rounds, eng, ids, y, check=same)
+
+
+def lockstep(policy, state, rounds, eng, ids, y, *, check, n_rounds: int = 3) -> list[int]:
+    """The core policy and the live rounds side by side, every verdict answered before the next round (as in
+    eval); ``check(core_batch, live_batch)`` after each round. Returns the last round's rows."""
+    policy._prepare(state)
+    rows: list[int] = []
+    for _ in range(n_rounds):
+        core = policy._select(state)
+        live = rounds.plan()
+        check(core, live)
         rows = [r for r, _ in core]
         labels = [int(y[r]) for r in rows]
         state.labels[rows] = labels
@@ -200,6 +210,7 @@ def test_live_round_equals_core_round(sources):
             prev = eng.labels.get(c.post_id)
             eng.on_verdict(c.post_id, int(y[ids.index(c.post_id)]))
             rounds.observe(c.post_id, int(y[ids.index(c.post_id)]), first=prev is None)
+    return rows
 
 
 def test_pending_posts_are_never_proposed_again():

@@ -98,7 +98,7 @@ def test_auto_ibg_goes_on_where_a_too_high_fixed_tau_converges():
 def test_live_rounds_with_auto_tau_equal_the_core_rounds():
     """The automatic τ is computed from what the worker holds (seeds, the window's posts, the verdicts): the live
     rounds choose the same τ and the same batches as the core policy on the same posts."""
-    from test_rounds import clustered, live_setup
+    from test_rounds import clustered, live_setup, lockstep
 
     from synapse_stream.methods.base import new_state
     from synapse_stream.methods.policy import Policy
@@ -107,22 +107,11 @@ def test_live_rounds_with_auto_tau_equal_the_core_rounds():
     ids, index, eng, rounds = live_setup(X, S, parts=1, tau="auto", sources=("ibg",), k0=20, seed=3)
     assert rounds.tau is None and rounds.tau_info["tau"] is None
     policy = Policy({"ibg": IBG(tau="auto", d_max=5)}, k0=20, seed=3)
-    state = new_state(X, S, ids, seed=3)
-    policy._prepare(state)
-    for _ in range(3):
-        core = policy._select(state)
-        live = rounds.plan()
+
+    def same(core, live):
         assert [ids[r] for r, _ in core] == [c.post_id for c in live]
         assert rounds.tau == pytest.approx(policy.sources["ibg"].tau)
-        rows = [r for r, _ in core]
-        labels = [int(y[r]) for r in rows]
-        state.labels[rows] = labels
-        state.order.extend(rows)
-        state.rounds.append({"round": len(state.rounds) + 1, "queried": len(rows), "positives": sum(labels)})
-        policy._observe(state, rows, labels)
-        for c in live:
-            prev = eng.labels.get(c.post_id)
-            eng.on_verdict(c.post_id, int(y[ids.index(c.post_id)]))
-            rounds.observe(c.post_id, int(y[ids.index(c.post_id)]), first=prev is None)
+
+    rows = lockstep(policy, new_state(X, S, ids, seed=3), rounds, eng, ids, y, check=same)
     # live, a round's verdicts are booked when the next round is planned (the sources' learn): all but the last round's
     assert rounds.tau_info["verdicts"] == policy.sources["ibg"].auto.observed - len(rows) > 0
