@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help=f"comma list of sections to skip: {', '.join(SECTIONS)}")
     ap.add_argument("--only", default="", help="comma list of sections to run (default: all)")
     ap.add_argument("--embedders", default=",".join(emb.SPECS), help="embedder specs to compare")
-    ap.add_argument("--stack-embedder", default="minilm", help="embedder of the workers in the stack runs")
+    ap.add_argument("--stack-embedder", default=_shipped_embedder(),
+                    help="embedder of the workers in the stack runs (default: the worker's, SYNAPSE_EMBEDDER)")
     ap.add_argument("--batch", type=int, default=32, help="micro-batch size (SYNAPSE_EMBED_BATCH_SIZE)")
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during the efficiency run")
     ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
@@ -191,6 +192,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def _shipped_embedder() -> str:
+    from stream_app.worker.settings import Settings
+
+    return Settings.model_fields["embedder"].default
+
+
 def _shard_views(shards: dict) -> tuple[dict, dict]:
     backfill = {k: {"p50": v["backfill_ms_p50"], "p99": v["backfill_ms_p99"], "max": v["backfill_ms_max"],
                     "recall_vs_exact": v["backfill_recall_vs_exact"], "ef_search": v["ef_search"]}
@@ -203,7 +210,13 @@ def _real_vectors(demo, z, toy) -> np.ndarray:
 
     if toy:
         return make_embedder("hashing-384").encode(demo[:1000])
-    e = CachedEmbedder(make_embedder("minilm"), emb.CACHE)
+    from synapse_stream.exceptions import EmbedderError
+
+    try:
+        e = CachedEmbedder(make_embedder("minilm"), emb.CACHE)
+    except EmbedderError:   # no torch: the ONNX fp32 export gives the same vectors
+        say("vectors", "torch absent: real vectors from minilm-onnx (the same vectors)")
+        e = CachedEmbedder(make_embedder("minilm-onnx"), emb.CACHE)
     vecs = [e.encode(demo)]
     have = len(vecs[0])
     if have < z["hnsw_vectors"] and z["eval_sample"]:  # the SST-2 rows the quality section embedded (cached)

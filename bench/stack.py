@@ -44,8 +44,9 @@ def worker_defaults() -> dict:
     from stream_app.worker.settings import Settings
 
     s = Settings(_env_file=None, torch_threads=None)
-    return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads,
-            "posts_pipeline_depth": s.posts_pipeline_depth, "embed_batch_size": s.embed_batch_size,
+    return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads, "embed_threads": s.embed_threads,
+            "device": s.resolved_device(), "embedder": s.embedder,
+            "posts_pipeline_depth": s.posts_pipeline_depth, "embed_batch_size": s.batch_size(),
             "embed_within": s.embed_within, "embedded_fetch_max_wait_ms": s.embedded_fetch_max_wait_ms,
             "embed_thread": s.embed_thread, "gc_freeze": s.gc_freeze}
 

@@ -1,0 +1,52 @@
+"""SYNAPSE_DEVICE in the worker's settings, its start-up check, and ``synapse-stream eval --device``
+(ONNX Runtime's provider list monkeypatched: no GPU here)."""
+from __future__ import annotations
+
+import pytest
+
+
+def _providers(monkeypatch, providers):
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(providers))
+
+
+def test_settings_device_and_batch(monkeypatch):
+    from stream_app.worker.settings import Settings
+
+    _providers(monkeypatch, ["CPUExecutionProvider"])
+    s = Settings(_env_file=None, embedder="minilm-onnx", device="auto")
+    assert (s.resolved_device(), s.batch_size()) == ("cpu", 32)
+    assert Settings(_env_file=None, embedder="minilm-onnx", embed_batch_size=8).batch_size() == 8
+    _providers(monkeypatch, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    s = Settings(_env_file=None, embedder="minilm-onnx", device="auto")
+    assert (s.resolved_device(), s.batch_size()) == ("cuda", 256)
+    monkeypatch.setenv("SYNAPSE_DEVICE", "gpu")
+    with pytest.raises(Exception, match="device"):
+        Settings(_env_file=None)
+
+
+def test_worker_preflight_exits_2_on_cuda_without_gpu(monkeypatch, capsys):
+    from stream_app.worker.preflight import check_device_or_exit
+    from stream_app.worker.settings import Settings
+
+    _providers(monkeypatch, ["CPUExecutionProvider"])
+    check_device_or_exit(Settings(_env_file=None, embedder="minilm-onnx", device="auto"))   # passes
+    with pytest.raises(SystemExit) as ei:
+        check_device_or_exit(Settings(_env_file=None, embedder="minilm-onnx", device="cuda"))
+    assert ei.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: worker not started: SYNAPSE_DEVICE=cuda") and "\n" not in err
+
+
+def test_eval_device_cuda_without_gpu_exits_2(monkeypatch, tmp_path, capsys):
+    from stream_app.cli import main
+
+    pool = tmp_path / "pool.tsv"
+    pool.write_text("sentence\tlabel\ngood film\t1\nbad film\t0\nfine film\t0\n", encoding="utf-8")
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("good film\n", encoding="utf-8")
+    code = main(["eval", "--pool", str(pool), "--seeds", str(seeds), "--embedder", "hashing-64", "--device", "cuda",
+                 "--out", str(tmp_path / "out"), "--no-progress", "--cache-dir", ""])
+    assert code == 2
+    assert "no GPU path" in capsys.readouterr().err
