@@ -72,7 +72,7 @@ def render(res: dict, parity: dict | None = None) -> str:
     add("")
     add(summary(res))
     add("")
-    for sec in (efficiency, latency, backfill, memory, workers, embedders, proposals):
+    for sec in (efficiency, threads_section, latency, backfill, memory, workers, embedders, proposals):
         text = sec(res)
         if text:
             add(text)
@@ -686,6 +686,47 @@ def threads_note(b) -> str:
                   "embedder and the broker, so one insert thread (as `PostIndex` does) is right here.")
 
 
+def threads_section(res) -> str:
+    """Section 1b: the embedder's intra-op threads against the drain and the event loop (``threads``)."""
+    th = res.get("threads", {})
+    rows = th.get("rows")
+    if not rows:
+        return ""
+    out = ["## 1b. Embedder threads, the event loop, and efficiency against the best embedder", "",
+           f"`bench/run.py --only threads`: one worker with the shipped settings and `{th['embedder']}`, "
+           f"`SYNAPSE_EMBED_THREADS` = 1 .. {th['cores']} (the machine's cores), batch {th['batch']}. Each row drains "
+           "a backlog (as in section 1, the raw embedder with the same threads timed between the chunks) while "
+           "`/healthz` and `/metrics` are asked in turn every 0.1 s (their response times: what a liveness probe and "
+           "a Prometheus scrape see under full load; target p99 ≤ 100 ms), then the latency run at half the first "
+           "row's drain rate, and Redis commands per post from `INFO commandstats` over the drain (less the "
+           "`/metrics` scrapes, which refresh the Redis gauges; their cost was measured on the idle worker).", ""]
+    t = []
+    for k, r in rows.items():
+        h = r.get("http_under_load") or {}
+        hz, me = h.get("healthz", {}), h.get("metrics", {})
+        lat = r.get("latency") or {}
+        t.append((f"{r['threads']}" + (" (shipped)" if k == th.get("shipped") else ""),
+                  f"{r['pipeline_posts_per_s']:.0f}", f"{r['raw_posts_per_s_same_threads']:.0f}",
+                  f"{r['ratio_same_threads']:.2f}", f"{r['embedder_busy_share']:.2f}",
+                  f"{f(hz.get('p50_ms'), '{:.1f}')} / {f(hz.get('p99_ms'), '{:.1f}')}",
+                  f"{f(me.get('p50_ms'), '{:.1f}')} / {f(me.get('p99_ms'), '{:.1f}')}",
+                  f"{f(lat.get('p50_ms'))} / {f(lat.get('p99_ms'))} at {f(lat.get('rate_posts_per_s'))}/s",
+                  f(((r.get('redis') or {}).get('ops_per_post')), "{:.2f}")))
+    out.append(table(["threads", "drain posts/s", "raw, same threads", "ratio", "embed busy share",
+                      "/healthz p50 / p99 ms", "/metrics p50 / p99 ms", "latency p50 / p99 ms", "Redis cmds/post"], t))
+    out.append("")
+    if res.get("best_embedder_raw_posts_per_s"):
+        e = res.get("efficiency_vs_best_embedder")
+        out.append(f"`best_embedder_raw_posts_per_s` = {res['best_embedder_raw_posts_per_s']:.0f}: the fastest raw "
+                   f"embedder of section 6 whose vectors equal MiniLM fp32's (mean cosine ≥ 0.999), all cores: "
+                   f"`{res['best_embedder']}`. `efficiency_vs_best_embedder` = the shipped row's drain / that = "
+                   + (f"**{e:.2f}** (target ≥ 0.9)." if e is not None else "– (no threads row)."))
+        out.append("")
+    out.append(f"Rule: {th.get('rule')} ({th.get('shipped')} on this machine). A capacity model built on these "
+               "per-post costs: [capacity.md](capacity.md).")
+    return "\n".join(out)
+
+
 def onnx_without_torch(p: dict) -> str:
     """The section from ``bench/onnx_parity.json`` (``bench/onnx_parity.py``): torch-free export against torch."""
     ex, v = p["export"], p["versions"]
@@ -694,7 +735,13 @@ def onnx_without_torch(p: dict) -> str:
            "`synapse_stream/embedders/bert_onnx.py`, which builds the BERT graph plus the mean pooling with "
            "`onnx.helper` straight from `model.safetensors` (opset 17; `torch.onnx` stays only as the fallback for "
            "folders that are not a plain BERT). Export and encoding need `numpy`, `onnx`, `safetensors`, "
-           "`onnxruntime` and `tokenizers`. Figures from `bench/onnx_parity.json`:", "",
+           "`onnxruntime` and `tokenizers`.", "",
+           "Why not sentence-transformers' own ONNX backend (`SentenceTransformer(..., backend=\"onnx\")`): it "
+           "runs the same ONNX Runtime, but sentence-transformers imports torch whatever the backend, and the backend "
+           "adds `optimum` and `transformers`; on PyPI torch is a CUDA build of several GB, so the default install "
+           "would carry it for nothing. The torch-free export gives the same vectors (below: cosine 1.000000 over "
+           "10,000 posts), so the project ships it and keeps torch as a choice (`minilm`, `make torch`).", "",
+           "Figures from `bench/onnx_parity.json`:", "",
            "```bash", f"{p['command']}", "python bench/report.py   # re-renders this page", "```", "",
            f"Started {p['started']}, load average {p['loadavg_start']} → {p['loadavg_end']} (2 shared cores); "
            f"onnx {v['onnx']}, onnxruntime {v['onnxruntime']}, torch {v['torch']}, sentence-transformers "

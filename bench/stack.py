@@ -131,6 +131,25 @@ class HttpProbe:
         return out
 
 
+def process_cpu(loop) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's children (workers, broker, Redis, ...) in all,
+    and of the workers alone."""
+    import psutil
+
+    workers = {w.proc.pid for w in loop.workers if w is not None and w.proc is not None}
+    out = {"children": 0.0, "workers": 0.0}
+    for c in psutil.Process().children(recursive=True):
+        try:
+            t = c.cpu_times()
+        except psutil.Error:
+            continue
+        sec = t.user + t.system
+        out["children"] += sec
+        if c.pid in workers:
+            out["workers"] += sec
+    return out
+
+
 def redis_commandstats(loop) -> dict[str, int]:
     """Calls per Redis command so far (``INFO commandstats``) on the loop's Redis."""
     import redis
@@ -714,9 +733,14 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
             await wait_assigned(loop, 2)
             await loop.send_seeds(DETECTOR["name"], seeds)
             await wait_seeds(loop, len(set(seeds)))
+            cpu0 = await asyncio.to_thread(process_cpu, loop)
             d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout)
+            cpu1 = await asyncio.to_thread(process_cpu, loop)
             out.update({"posts": posts, "posts_per_s": d["posts_per_s"], "steady_posts_per_s": d["steady_posts_per_s"],
-                        "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"]})
+                        "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"],
+                        # CPU of the workers, broker and Redis over the drain (this process's producer not counted)
+                        "cpu_s_per_post": {k: (cpu1[k] - cpu0[k]) / posts for k in cpu0},
+                        "cores_busy": {k: (cpu1[k] - cpu0[k]) / d["end_to_end_s"] for k in cpu0}})
             say(label, f"{d['posts_per_s']:.0f} posts/s end to end ({d['steady_posts_per_s'] or 0:.0f} steady)")
             # one probe post per partition, then a seed with the probe's exact text: a backfill must find each
             probes = {p: {"id": f"probe-{workers}-{p}", "text": f"zqx probe {p} of run {workers}: quartz xylophone "
