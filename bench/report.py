@@ -718,8 +718,9 @@ def threads_section(res) -> str:
     if res.get("best_embedder_raw_posts_per_s"):
         e = res.get("efficiency_vs_best_embedder")
         out.append(f"`best_embedder_raw_posts_per_s` = {res['best_embedder_raw_posts_per_s']:.0f}: the fastest raw "
-                   f"embedder of section 6 whose vectors equal MiniLM fp32's (mean cosine ≥ 0.999), all cores: "
-                   f"`{res['best_embedder']}`. `efficiency_vs_best_embedder` = the shipped row's drain / that = "
+                   f"embedder whose vectors equal MiniLM fp32's (cosine ≥ 0.999: `minilm-onnx` and `minilm`), all "
+                   f"cores: `{res['best_embedder']}`, from `{res.get('best_embedder_source')}`. "
+                   "`efficiency_vs_best_embedder` = the shipped row's drain / that = "
                    + (f"**{e:.2f}** (target ≥ 0.9)." if e is not None else "– (no threads row)."))
         out.append("")
     out.append(f"Rule: {th.get('rule')} ({th.get('shipped')} on this machine). A capacity model built on these "

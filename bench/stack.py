@@ -494,7 +494,7 @@ async def produce_frozen(loop, posts: list[dict]) -> float:
 
 async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], batch: int, *, chunks: int,
                              section: str, timeout: float, profile: Path | None = None,
-                             probe: HttpProbe | None = None) -> dict:
+                             probe: HttpProbe | None = None, best: dict | None = None) -> dict:
     """Pipeline efficiency with the raw embedder measured between the chunks of the backlog.
 
     The machine's speed drifts over tens of seconds (other jobs, the host), so a raw figure taken once
@@ -502,7 +502,11 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
     process, the worker idle) and the worker's drain alternate: raw, chunk 1, raw, chunk 2, ..., raw; each
     chunk is produced while the worker is stopped (:func:`produce_frozen`) and then drained in full.
     Pooled figures: counted posts / drain time over all chunks, and raw posts / raw time over all raw
-    measurements; per-chunk ratios use the raw measurements on either side of the chunk."""
+    measurements; per-chunk ratios use the raw measurements on either side of the chunk.
+    ``best``: ``{spec: embedder}`` also timed at each raw step (all cores: the candidates for the fastest
+    equal-quality raw embedder), pooled the same way."""
+    best = best or {}
+    best_timed = {k: [await asyncio.to_thread(_raw, e, texts, batch)] for k, e in best.items()}
     timed = [await asyncio.to_thread(_raw, local, texts, batch)]   # (posts, seconds) per raw measurement
     raws = [n / sec for n, sec in timed]
     say(section, f"raw embedder {raws[-1]:.0f} posts/s")
@@ -524,6 +528,8 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
                     probe.on(False)
             timed.append(await asyncio.to_thread(_raw, local, texts, batch))
             raws.append(timed[-1][0] / timed[-1][1])
+            for k, e in best.items():
+                best_timed[k].append(await asyncio.to_thread(_raw, e, texts, batch))
             d["posts_per_s"] = d["counted"] / max(1e-9, d["drain_s"])
             d["ratio"] = d["posts_per_s"] / ((raws[-2] + raws[-1]) / 2)
             parts.append(d)
@@ -538,6 +544,7 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
     raw = sum(n for n, _ in timed) / sum(sec for _, sec in timed)
     cnt_e, cnt_io = m["synapse_embed_batch_seconds_count"], m["synapse_posts_batch_io_seconds_count"]
     return {
+        "best_raw_posts_per_s": {k: sum(n for n, _ in t) / sum(sec for _, sec in t) for k, t in best_timed.items()},
         "posts": len(posts), "chunks": chunks, "raw_posts_per_s": raw, "raw_each": raws,
         "pipeline_posts_per_s": pipeline, "pipeline_each": [p["posts_per_s"] for p in parts],
         "ratio": pipeline / raw, "ratio_each": [p["ratio"] for p in parts], "drain_s": drain,
@@ -560,7 +567,7 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
 def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
                profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
                label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0,
-               http_probe: bool = False, redis_ops: bool = False) -> dict:
+               http_probe: bool = False, redis_ops: bool = False, best_raw: tuple[str, ...] = ()) -> dict:
     """One worker, once its seeds are registered. Efficiency: ``posts`` are produced in ``chunks``, each drained
     by the worker, and the embedder alone is timed on the same kind of posts in this process before, between
     and after the chunks, while the worker idles (:func:`backlog_efficiency`). Then latency at half the drain
@@ -585,6 +592,12 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
                    worker_defaults()["torch_threads"])
     opts = {} if embedder.startswith(("hashing", "wordllama", "model2vec")) else {"threads": threads}
     local = make_embedder(embedder, batch_size=batch, **opts) if posts else None
+    best = {}
+    for spec in best_raw if posts else ():   # all cores (the library's default threads)
+        try:
+            best[spec] = make_embedder(spec, batch_size=batch)
+        except Exception as exc:  # noqa: BLE001 - torch absent: that candidate is skipped, with a note
+            say(label, f"raw candidate {spec} unavailable ({type(exc).__name__}: {exc})")
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
                     workers=1, extra_env=env)
     say(label, f"starting the embedded broker and Redis ({embedder}, {env})")
@@ -621,7 +634,7 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
                         per_scrape = sum(_delta(c0, c1).values()) / 10 - 1   # less the INFO call itself
                         c0, m0 = c1, await asyncio.to_thread(redis_memory, loop)
                     e = await backlog_efficiency(loop, eff_posts, local, texts, batch, chunks=chunks, section=label,
-                                                 timeout=timeout, profile=prof, probe=probe)
+                                                 timeout=timeout, profile=prof, probe=probe, best=best)
                     if probe:
                         out["http_under_load"] = h = probe.close()
                         say(label, f"under full load: /healthz p50 {h['healthz']['p50_ms']} p99 {h['healthz']['p99_ms']} ms, "
