@@ -330,7 +330,7 @@ def _threads(a, z, mode) -> dict:
     for n in range(1, cores + 1):
         name = f"threads_{n}"
         best = EQUAL_QUALITY if n == shipped and mode != "toy" else ()
-        r = stack.run_single(embedder=spec, posts=z["posts"], latency_posts=z["latency_posts"], batch=a.batch,
+        r = stack.run_single(embedder=spec, posts=max(z["posts"], 400), latency_posts=z["latency_posts"], batch=a.batch,
                              timeout=900, extra_env={"SYNAPSE_EMBED_THREADS": str(n)}, label=f"threads[{n}]",
                              latency_rate=rate, http_probe=True, redis_ops=True, best_raw=best)
         rate = rate or r["latency"]["rate_posts_per_s"]
