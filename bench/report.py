@@ -725,6 +725,12 @@ def threads_section(res) -> str:
         out.append("")
     out.append(f"Rule: {th.get('rule')} ({th.get('shipped')} on this machine). A capacity model built on these "
                "per-post costs: [capacity.md](capacity.md).")
+    out.append("")
+    out.append("`SYNAPSE_DEVICE` (`auto` by default; `cpu`, `cuda`) moves the embedder to a GPU where its backend has "
+               "one (ONNX Runtime's `CUDAExecutionProvider` from `onnxruntime-gpu`, or torch CUDA), with micro-batches "
+               "of 256 instead of 32 unless `SYNAPSE_EMBED_BATCH_SIZE` says otherwise; `cuda` without a GPU stops the "
+               "worker at start with one line (exit 2). This machine has no GPU: every figure here is CPU, and "
+               "`tests/core/test_device.py::test_embeds_on_the_gpu_like_on_the_cpu` skips.")
     return "\n".join(out)
 
 

@@ -528,8 +528,8 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
                     probe.on(False)
             timed.append(await asyncio.to_thread(_raw, local, texts, batch))
             raws.append(timed[-1][0] / timed[-1][1])
-            for k, e in best.items():
-                best_timed[k].append(await asyncio.to_thread(_raw, e, texts, batch))
+            for spec, emb in best.items():
+                best_timed[spec].append(await asyncio.to_thread(_raw, emb, texts, batch))
             d["posts_per_s"] = d["counted"] / max(1e-9, d["drain_s"])
             d["ratio"] = d["posts_per_s"] / ((raws[-2] + raws[-1]) / 2)
             parts.append(d)

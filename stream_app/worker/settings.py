@@ -93,7 +93,10 @@ def usable_cores() -> int:
 
 def auto_threads(cores: int) -> int:
     """The embedder's intra-op threads for ``embed_threads=auto`` on ``cores`` cores: all but one, the event
-    loop's (broker, Redis, HTTP), at least one.
+    loop's (broker, Redis, HTTP), at least one. Measured on 2 cores (docs/benchmarks.md section 1b,
+    ``bench/run.py --only threads``): one ONNX Runtime thread drains faster than two and keeps ``/healthz``
+    and ``/metrics`` quicker, since a second intra-op thread takes the core the event loop, the broker
+    client and Redis need. Machines with more cores were not measured here; the rule keeps one core free.
 
     >>> [auto_threads(n) for n in (1, 2, 4, 16)]
     [1, 1, 3, 15]
@@ -139,7 +142,7 @@ class Settings(BaseSettings):
     # GPU: one line, exit 2) or auto (the GPU when the embedder's backend has one, else the CPU)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     # intra-op threads of the embedder (ONNX Runtime or torch) in the embed thread; auto: the measured rule of
-    # Settings.model_threads (docs/benchmarks.md, "Threads"). torch_threads, the former name, wins when set
+    # Settings.model_threads (docs/benchmarks.md section 1b). torch_threads, the former name, wins when set
     embed_threads: int | Literal["auto"] = "auto"
     torch_threads: int | None = Field(None, ge=1, le=256)
     _device: str | None = PrivateAttr(None)
