@@ -50,3 +50,19 @@ def test_eval_device_cuda_without_gpu_exits_2(monkeypatch, tmp_path, capsys):
                  "--out", str(tmp_path / "out"), "--no-progress", "--cache-dir", ""])
     assert code == 2
     assert "no GPU path" in capsys.readouterr().err
+
+
+def test_embed_threads_auto_number_and_former_name(monkeypatch):
+    import os
+
+    from stream_app.worker.settings import Settings, auto_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert Settings(_env_file=None).embed_threads == "auto"
+    assert Settings(_env_file=None).model_threads() == auto_threads(2) == 1
+    monkeypatch.setenv("SYNAPSE_EMBED_THREADS", "2")
+    assert Settings(_env_file=None).model_threads() == 2
+    assert Settings(_env_file=None, torch_threads=3).model_threads() == 3     # the former name wins when set
+    monkeypatch.setenv("SYNAPSE_EMBED_THREADS", "0")
+    with pytest.raises(Exception, match="embed_threads"):
+        Settings(_env_file=None)
