@@ -99,13 +99,26 @@ def inputs(res: dict, rounds: dict, soak: dict, meas: dict) -> dict:
             "results.json bytes_per_post.1000000 + (100000+text - 100000): HNSW at 1 M posts plus a 120-char text")
     ship = rows.get(th.get("shipped", ""), {})
     rd = ship.get("redis") or {}
-    if rd.get("ops_per_post") is not None:
+    if rd.get("post_message_bytes") is not None:
+        put("post_bytes", rd["post_message_bytes"], "mean size of the demo posts' messages (id, text, ts) as sent")
+    cr = meas.get("check", {}).get("1", {}).get("redis") or {}
+    src = "capacity.json check.1.redis"
+    if cr:
+        put("redis_ops_per_post", cr["post_path_commands_per_post"], f"{src}.post_path_commands_per_post (INFO "
+            "commandstats over one worker's drain, batch 32: the posts' Lua calls, claims, ...)")
+        put("redis_usec_per_post", cr["post_path_usec_per_post"], f"{src}.post_path_usec_per_post (Redis's time "
+            "inside those commands)")
+        put("redis_bg_ops_per_worker_s", cr["background_commands_per_worker_s"], f"{src}.background_commands_per_"
+            "worker_s (timers, seed log, heartbeats, gauges)")
+        put("redis_bg_usec_per_worker_s", cr["background_usec_per_worker_s"], f"{src}.background_usec_per_worker_s")
+        put("redis_bytes_per_post", cr["used_memory_per_post"], f"{src}.used_memory_per_post (used_memory after − "
+            "before the drain / posts: the post → partition map)")
+    elif rd.get("ops_per_post") is not None:
         put("redis_ops_per_post", rd["ops_per_post"],
             f"results.json threads.rows.{th.get('shipped')}.redis.ops_per_post (INFO commandstats over the drain, "
             f"batch {th.get('batch')})")
         put("redis_bytes_per_post", (rd["used_memory_after"] - rd["used_memory_before"]) / rd["posts"],
             f"results.json threads.rows.{th.get('shipped')}.redis used_memory after - before / posts drained")
-        put("post_bytes", rd["post_message_bytes"], "mean size of the demo posts' messages (id, text, ts) as sent")
     if ship.get("candidates_per_post") is not None:
         put("candidates_per_post", ship["candidates_per_post"],
             f"results.json threads.rows.{th.get('shipped')}.candidates_per_post (demo posts, the bench detector)")
@@ -125,6 +138,10 @@ def inputs(res: dict, rounds: dict, soak: dict, meas: dict) -> dict:
     if meas.get("redis_node", {}).get("eval_per_s"):
         put("redis_node_ops_per_s", meas["redis_node"]["eval_per_s"],
             "capacity.json redis_node.eval_per_s (redis-benchmark, a claim-like Lua script, pipelined 32, here)")
+    if meas.get("redis_node", {}).get("overhead_factor"):
+        put("redis_overhead_factor", meas["redis_node"]["overhead_factor"],
+            "capacity.json redis_node: (1 s / eval_per_s) / eval_usec_per_call (the server's whole time per call "
+            "over the time INFO commandstats counts)")
     return f
 
 
@@ -159,11 +176,14 @@ def row(rate: float, f: dict, p: dict = PARAMS, gpu_posts_per_s: float | None = 
     w_gpu_cpu = math.ceil(cores_gpu_hosts / p["node_cores"])
     kafka_in = rate * (v(f, "post_bytes") + v(f, "candidates_per_post") * v(f, "candidate_bytes"))
     partitions = max(workers, math.ceil(kafka_in / (p["partition_mb_per_s"] * 1e6)))
-    redis_ops = rate * v(f, "redis_ops_per_post")
+    redis_ops = rate * v(f, "redis_ops_per_post") + workers * v(f, "redis_bg_ops_per_worker_s", 0.0)
     redis_mem = n * v(f, "redis_bytes_per_post")
-    node_ops = v(f, "redis_node_ops_per_s")
+    # Redis CPU (one core per node): the time inside the commands, times the measured server overhead
+    usec = v(f, "redis_usec_per_post")
+    redis_cpu = None if usec is None else (rate * usec + workers * v(f, "redis_bg_usec_per_worker_s", 0.0)) \
+        * v(f, "redis_overhead_factor", 1.0) / 1e6
     redis_nodes = max(math.ceil(redis_mem / (p["redis_node_ram_gib"] * 2**30)),
-                      math.ceil(redis_ops / (node_ops * p["redis_utilisation"])) if node_ops else 1)
+                      math.ceil(redis_cpu / p["redis_utilisation"]) if redis_cpu else 1)
     out = {
         "posts_per_s": rate, "window_posts": n,
         "cpu": {"cores": cores_cpu, "workers": workers, "workers_for_ram": w_ram, "workers_for_cpu": w_cpu},
@@ -172,6 +192,7 @@ def row(rate: float, f: dict, p: dict = PARAMS, gpu_posts_per_s: float | None = 
         "ram_per_worker_gib": (base + (n / workers) * (b + round_per_post)) / 2**30,
         "window_posts_per_worker": n / workers, "partitions": partitions,
         "redis_ops_per_s": redis_ops, "redis_memory_gib": redis_mem / 2**30, "redis_nodes": redis_nodes,
+        "redis_cpu_cores": redis_cpu,
         "kafka_in_mb_per_s": kafka_in / 1e6,
         "kafka_storage_tb": kafka_in * (WINDOW_S + p["topic_margin_s"]) * p["kafka_replication"] / 1e12,
     }
@@ -214,6 +235,16 @@ def redis_node(n: int = 200_000) -> dict:
             txt = subprocess.run(base + cmd, capture_output=True, text=True, timeout=300).stdout
             line = [x for x in txt.strip().splitlines() if x and not x.startswith('"test"')][-1]
             out[name] = float(line.split(",")[1].strip('"'))
+        stats = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True,
+                               timeout=30).stdout
+        for ln in stats.splitlines():
+            if ln.startswith("cmdstat_eval:"):
+                fields = dict(kv.split("=") for kv in ln.split(":", 1)[1].split(","))
+                out["eval_usec_per_call"] = float(fields["usec_per_call"])
+        if out.get("eval_usec_per_call"):
+            # the server's whole time per script (parse, network, the event loop) over the time inside it, as
+            # INFO commandstats counts it: the factor from the worker's measured usec to Redis CPU
+            out["overhead_factor"] = (1e6 / out["eval_per_s"]) / out["eval_usec_per_call"]
         out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         return out
     finally:
@@ -269,6 +300,7 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
     line("window posts per worker", lambda r: f"{r['window_posts_per_worker'] / 1e6:,.1f} M")
     line("partitions (posts topic)", lambda r: f"{r['partitions']:,}")
     line("Redis commands/s", lambda r: _n(r["redis_ops_per_s"]))
+    line("Redis CPU (cores, one per node)", lambda r: _n(r["redis_cpu_cores"], "{:,.2f}"))
     line("Redis memory (post → partition map)", lambda r: f"{r['redis_memory_gib']:,.0f} GiB")
     line("Redis nodes (memory- or command-bound)", lambda r: f"{r['redis_nodes']:,}")
     line("Kafka in (posts + candidates)", lambda r: f"{r['kafka_in_mb_per_s']:,.2f} MB/s")
@@ -292,6 +324,10 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
     inp("round_peak_ram_mib_per_1m_posts", "a round's working memory", "MiB per 1 M posts", " MiB", 1, "{:,.0f}")
     inp("worker_base_rss_mib", "worker base RSS", "MiB", " MiB", 1, "{:,.0f}")
     inp("redis_ops_per_post", "Redis commands per post", "commands", "", 1, "{:,.3f}")
+    inp("redis_usec_per_post", "Redis time per post", "µs inside commands", " µs", 1, "{:,.2f}")
+    inp("redis_bg_ops_per_worker_s", "Redis background commands", "per worker-second", "", 1, "{:,.1f}")
+    inp("redis_bg_usec_per_worker_s", "Redis background time", "µs per worker-second", " µs", 1, "{:,.0f}")
+    inp("redis_overhead_factor", "Redis server overhead", "whole time / command time", "×", 1, "{:,.2f}")
     inp("redis_bytes_per_post", "Redis memory per post", "bytes", " B", 1, "{:,.0f}")
     inp("redis_node_ops_per_s", "one Redis node", "claim scripts/s", "", 1, "{:,.0f}")
     inp("post_bytes", "post message", "bytes", " B", 1, "{:,.0f}")
@@ -307,8 +343,9 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
           "cores / node cores); RAM per worker = base + its share of the window.",
           "* partitions = max(workers, Kafka in / per-partition MB/s): one shard per partition, so each worker holds "
           "at least one.",
-          "* Redis commands/s = `R × commands per post`; memory = `N × bytes per post`; nodes = max(memory / node "
-          "RAM, commands / (node rate × utilisation)).",
+          "* Redis commands/s = `R × commands per post + workers × background commands per worker-second`; CPU = "
+          "`(R × µs per post + workers × background µs per worker-second) × server overhead`; memory = "
+          "`N × bytes per post`; nodes = max(memory / node RAM, CPU / utilisation).",
           "* Kafka in = `R × (post bytes + candidates per post × candidate bytes)`; storage = Kafka in × (W + 1 day) "
           "× replication.", ""]
     L += ["## Check at small scale: two workers against one", ""]

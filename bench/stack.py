@@ -150,15 +150,31 @@ def process_cpu(loop) -> dict[str, float]:
     return out
 
 
-def redis_commandstats(loop) -> dict[str, int]:
-    """Calls per Redis command so far (``INFO commandstats``) on the loop's Redis."""
+def redis_commandstats(loop, field: str = "calls") -> dict[str, int]:
+    """Per Redis command so far (``INFO commandstats``) on the loop's Redis: ``calls`` or ``usec`` (Redis's own
+    CPU time in the command, Lua scripts included)."""
     import redis
 
     r = redis.Redis.from_url(loop.redis_url)
     try:
-        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in r.info("commandstats").items()}
+        return {k.removeprefix("cmdstat_"): int(v[field]) for k, v in r.info("commandstats").items()}
     finally:
         r.close()
+
+
+# the commands of the posts' path (one Lua call per micro-batch records the posts' partitions, one claims the
+# candidates, ...); the rest are a worker's timers and gauges (seed log, heartbeats, /metrics), per second
+POST_PATH_COMMANDS = ("eval", "evalsha", "hset", "sadd", "hdel", "hincrby", "incrby", "exists", "multi", "exec")
+
+
+def redis_split(calls: dict[str, int], usec: dict[str, int], posts: int, seconds: float, workers: int) -> dict:
+    post = {k: v for k, v in calls.items() if k in POST_PATH_COMMANDS}
+    bg = {k: v for k, v in calls.items() if k not in POST_PATH_COMMANDS and k != "info"}
+    return {"calls": calls, "usec": usec, "posts": posts, "seconds": seconds,
+            "post_path_commands_per_post": sum(post.values()) / posts,
+            "post_path_usec_per_post": sum(usec.get(k, 0) for k in post) / posts,
+            "background_commands_per_worker_s": sum(bg.values()) / seconds / workers,
+            "background_usec_per_worker_s": sum(usec.get(k, 0) for k in bg) / seconds / workers}
 
 
 def redis_memory(loop) -> int:
@@ -747,8 +763,14 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
             await loop.send_seeds(DETECTOR["name"], seeds)
             await wait_seeds(loop, len(set(seeds)))
             cpu0 = await asyncio.to_thread(process_cpu, loop)
+            r0 = [await asyncio.to_thread(redis_commandstats, loop, k) for k in ("calls", "usec")]
+            m0, t0 = await asyncio.to_thread(redis_memory, loop), time.monotonic()
             d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout)
             cpu1 = await asyncio.to_thread(process_cpu, loop)
+            r1 = [await asyncio.to_thread(redis_commandstats, loop, k) for k in ("calls", "usec")]
+            out["redis"] = {**redis_split(_delta(r0[0], r1[0]), _delta(r0[1], r1[1]), posts, time.monotonic() - t0,
+                                          workers),
+                            "used_memory_per_post": (await asyncio.to_thread(redis_memory, loop) - m0) / posts}
             out.update({"posts": posts, "posts_per_s": d["posts_per_s"], "steady_posts_per_s": d["steady_posts_per_s"],
                         "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"],
                         # CPU of the workers, broker and Redis over the drain (this process's producer not counted)

@@ -19,6 +19,7 @@ def _f(**kw):
     base = {"embed_core_s": 0.01, "insert_core_s": 0.001, "graph_core_s": 0.0005, "pipeline_core_s_measured": 0.015,
             "bytes_per_post": 2000.0, "worker_base_rss_mib": 500.0, "round_peak_ram_mib_per_1m_posts": 100.0,
             "redis_ops_per_post": 1.0, "redis_bytes_per_post": 80.0, "redis_node_ops_per_s": 100_000.0,
+            "redis_usec_per_post": 2.0, "redis_overhead_factor": 2.0,
             "post_bytes": 150.0, "candidates_per_post": 0.1, "candidate_bytes": 500.0}
     base.update(kw)
     return {k: {"value": v, "source": "test"} for k, v in base.items()}
@@ -40,6 +41,7 @@ def test_row_follows_the_formulas():
     assert r["gpu"]["host_cores"] == pytest.approx(1000 * (per_post - 0.01) / p["cpu_utilisation"])
     assert r["gpu"]["gpus"] is None                      # no GPU rate given: no GPU count
     assert r["redis_ops_per_s"] == pytest.approx(1000.0)
+    assert r["redis_cpu_cores"] == pytest.approx(1000 * 2.0 * 2.0 / 1e6)
     assert r["redis_memory_gib"] == pytest.approx(n * 80 / 2**30)
     assert r["kafka_in_mb_per_s"] == pytest.approx(1000 * (150 + 0.1 * 500) / 1e6)
     assert r["kafka_storage_tb"] == pytest.approx(r["kafka_in_mb_per_s"] * 1e6 * (capacity.WINDOW_S + 86_400) * 3 / 1e12)
