@@ -723,6 +723,17 @@ def threads_section(res) -> str:
                    "`efficiency_vs_best_embedder` = the shipped row's drain / that = "
                    + (f"**{e:.2f}** (target ≥ 0.9)." if e is not None else "– (no threads row)."))
         out.append("")
+    runs = [mg for mg in res.get("merged", []) if "threads" in mg.get("sections", [])]
+    if runs:
+        la = runs[-1]["load_average"]
+        cores = th.get("cores") or res["machine"]["cores"]
+        note = (f"This run: `{runs[-1]['command']}`, load average {la[0]} → {la[1]} on {cores} cores.")
+        if max(la[0][0], la[1][0]) > 2 * cores:
+            note += (" Other jobs held most of the machine: the worker's processes (worker, broker, Redis) and this "
+                     "process's raw timing then get different CPU shares from the scheduler, so a ratio above 1 is "
+                     "that share, not a pipeline faster than its embedder; the comparison between the rows (same "
+                     "run, minutes apart) is the finding, the efficiency figure wants a quiet machine.")
+        out += [note, ""]
     out.append(f"Rule: {th.get('rule')} ({th.get('shipped')} on this machine). A capacity model built on these "
                "per-post costs: [capacity.md](capacity.md).")
     out.append("")

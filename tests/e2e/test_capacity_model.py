@@ -57,10 +57,12 @@ def test_row_follows_the_formulas():
 
 
 def test_two_workers_are_bounded_by_the_cores():
-    chk = {"1": {"posts_per_s": 50.0, "cpu_s_per_post": {"children": 0.03}, "cores_busy": {"children": 1.5}}}
+    chk = {"1": {"posts_per_s": 50.0, "cpu_s_per_post": {"children": 0.03}, "cores_busy": {"children": 1.5}},
+           "2": {"posts_per_s": 60.0, "cpu_s_per_post": {"children": 0.031}, "cores_busy": {"children": 1.8}}}
     pr = capacity.predict_two_vs_one(_f(), chk, cores=2)
     assert pr["predicted_d2"] == pytest.approx(2 / 0.03)
     assert pr["predicted_ratio"] == pytest.approx((2 / 0.03) / 50)
+    assert pr["predicted_ratio_given_cpu"] == pytest.approx((1.8 / 0.03) / 50)
     chk["1"]["cpu_s_per_post"]["children"] = 0.005                # a light worker: twice one worker
     assert capacity.predict_two_vs_one(_f(), chk, cores=2)["predicted_ratio"] == pytest.approx(2.0)
 
