@@ -81,13 +81,6 @@ def inputs(res: dict, rounds: dict, soak: dict, meas: dict) -> dict:
     elif one.get("raw_posts_per_s_same_threads"):
         put("embed_core_s", 1 / one["raw_posts_per_s_same_threads"],
             "1 / results.json threads.rows.threads_1.raw_posts_per_s_same_threads (minilm-onnx, one thread)")
-    emb = res.get("embedders", {})
-    cores = res.get("machine", {}).get("cores", 2)
-    for spec in ("minilm-onnx", "minilm-onnx-int8", "minilm", "wordllama"):
-        e = emb.get(spec, {})
-        if e.get("posts_per_s"):
-            put(f"embed_core_s[{spec}]", cores / e["posts_per_s"],
-                f"{cores} cores / results.json embedders.{spec}.posts_per_s (all cores: an upper bound)")
     sh = res.get("shards", {})
     ic = meas.get("insert_cpu", {})
     if ic.get("insert_cpu_s_per_post"):
@@ -125,8 +118,8 @@ def inputs(res: dict, rounds: dict, soak: dict, meas: dict) -> dict:
         put("redis_bg_ops_per_worker_s", cr["background_commands_per_worker_s"], f"{src}.background_commands_per_"
             "worker_s (timers, seed log, heartbeats, gauges)")
         put("redis_bg_usec_per_worker_s", cr["background_usec_per_worker_s"], f"{src}.background_usec_per_worker_s")
-        put("redis_bytes_per_post", cr["used_memory_per_post"], f"{src}.used_memory_per_post (used_memory after − "
-            "before the drain / posts: the post → partition map)")
+        put("redis_bytes_per_post_drain", cr["used_memory_per_post"], f"{src}.used_memory_per_post (used_memory "
+            "after − before the drain / posts: a cross-check, noisy at 1,200 posts)")
     elif rd.get("ops_per_post") is not None:
         put("redis_ops_per_post", rd["ops_per_post"],
             f"results.json threads.rows.{th.get('shipped')}.redis.ops_per_post (INFO commandstats over the drain, "
@@ -152,6 +145,12 @@ def inputs(res: dict, rounds: dict, soak: dict, meas: dict) -> dict:
     if meas.get("redis_node", {}).get("eval_per_s"):
         put("redis_node_ops_per_s", meas["redis_node"]["eval_per_s"],
             "capacity.json redis_node.eval_per_s (redis-benchmark, a claim-like Lua script, pipelined 32, here)")
+    if meas.get("redis_node", {}).get("post_partition_bytes_per_post"):
+        put("redis_bytes_per_post", meas["redis_node"]["post_partition_bytes_per_post"],
+            "capacity.json redis_node.post_partition_bytes_per_post (200,000 19-digit post ids in one HASH, "
+            "used_memory after − before)")
+    elif "redis_bytes_per_post_drain" in f:
+        f["redis_bytes_per_post"] = dict(f["redis_bytes_per_post_drain"])
     if meas.get("redis_node", {}).get("overhead_factor"):
         put("redis_overhead_factor", meas["redis_node"]["overhead_factor"],
             "capacity.json redis_node: (1 s / eval_per_s) / eval_usec_per_call (the server's whole time per call "
@@ -198,7 +197,13 @@ def row(rate: float, f: dict, p: dict = PARAMS, gpu_posts_per_s: float | None = 
         * v(f, "redis_overhead_factor", 1.0) / 1e6
     redis_nodes = max(math.ceil(redis_mem / (p["redis_node_ram_gib"] * 2**30)),
                       math.ceil(redis_cpu / p["redis_utilisation"]) if redis_cpu else 1)
+    by_embedder = {}
+    for k in f:
+        if k.startswith("embed_cpu_s["):
+            spec = k[len("embed_cpu_s["):-1]
+            by_embedder[spec] = rate * (v(f, k) + non_embed) / p["cpu_utilisation"]
     out = {
+        "cores_by_embedder": by_embedder,
         "posts_per_s": rate, "window_posts": n,
         "cpu": {"cores": cores_cpu, "workers": workers, "workers_for_ram": w_ram, "workers_for_cpu": w_cpu},
         "gpu": {"gpus": (rate / gpu_posts_per_s) if gpu_posts_per_s else None, "host_cores": cores_gpu_hosts,
@@ -264,6 +269,18 @@ def redis_node(n: int = 200_000) -> dict:
             if ln.startswith("cmdstat_eval:"):
                 fields = dict(kv.split("=") for kv in ln.split(":", 1)[1].split(","))
                 out["eval_usec_per_call"] = float(fields["usec_per_call"])
+        # the post → partition map as the worker keeps it: one HASH, field = post id (19-digit ids here), value
+        # = the partition; bytes per entry from used_memory before and after 200,000 entries
+        import redis as redis_py
+
+        r = redis_py.Redis(port=port)
+        m0 = int(r.info("memory")["used_memory"])
+        entries = 200_000
+        for i in range(0, entries, 5_000):
+            r.hset("post-partition", mapping={f"{1_800_000_000_000_000_000 + j:019d}": j % 64
+                                               for j in range(i, i + 5_000)})
+        out["post_partition_bytes_per_post"] = (int(r.info("memory")["used_memory"]) - m0) / entries
+        r.close()
         if out.get("eval_usec_per_call"):
             # the server's whole time per script (parse, network, the event loop) over the time inside it, as
             # INFO commandstats counts it: the factor from the worker's measured usec to Redis CPU
@@ -365,6 +382,9 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
         L.append(f"| {label} | " + " | ".join(fn(r) for r in rows) + " |")
     line("posts in the 7-day window", lambda r: f"{r['window_posts'] / 1e9:,.2f} bn")
     line("**CPU only**: cores (embedding included)", lambda r: _n(r["cpu"]["cores"]))
+    for spec in ("minilm-onnx-int8", "minilm", "wordllama"):
+        if all(spec in r["cores_by_embedder"] for r in rows):
+            line(f"CPU only: cores with `{spec}` instead", lambda r, s=spec: _n(r["cores_by_embedder"][s]))
     line("CPU only: workers (RAM-bound / CPU-bound)",
          lambda r: f"**{r['cpu']['workers']:,}** ({r['cpu']['workers_for_ram']:,} / {r['cpu']['workers_for_cpu']:,})")
     line("**GPU**: GPUs for embedding", lambda r: _n(r["gpu"]["gpus"], "{:,.1f}") if gpu else "R / G (G not measured)")
@@ -389,8 +409,6 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
     inp("embed_core_s", "**embed** (the shipped minilm-onnx fp32)", "core-s per post", " ms", 1e3)
     for spec in ("minilm-onnx", "minilm-onnx-int8", "minilm", "wordllama"):
         inp(f"embed_cpu_s[{spec}]", f"embed ({spec}, one thread)", "CPU-s per post", " ms", 1e3)
-    for spec in ("minilm-onnx", "minilm-onnx-int8", "minilm", "wordllama"):
-        inp(f"embed_core_s[{spec}]", f"embed ({spec}, all cores, wall clock)", "core-s per post", " ms", 1e3)
     inp("insert_core_s", "HNSW insert", "core-s per post", " ms", 1e3)
     inp("search_core_s", "HNSW k=10 search (not a term: the graph term holds it)", "core-s per post", " ms", 1e3)
     inp("graph_core_s", "rounds' kNN graph", "core-s per post", " ms", 1e3)
@@ -406,6 +424,7 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
     inp("redis_bg_usec_per_worker_s", "Redis background time", "µs per worker-second", " µs", 1, "{:,.0f}")
     inp("redis_overhead_factor", "Redis server overhead", "whole time / command time", "×", 1, "{:,.2f}")
     inp("redis_bytes_per_post", "Redis memory per post", "bytes", " B", 1, "{:,.0f}")
+    inp("redis_bytes_per_post_drain", "Redis memory per post (drain)", "bytes", " B", 1, "{:,.0f}")
     inp("redis_node_ops_per_s", "one Redis node", "claim scripts/s", "", 1, "{:,.0f}")
     inp("post_bytes", "post message", "bytes", " B", 1, "{:,.0f}")
     inp("candidates_per_post", "candidates per post", "", "", 1, "{:,.3f}")
