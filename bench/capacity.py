@@ -476,17 +476,21 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
         L += ["Not run yet: `python bench/capacity.py --check`.", ""]
     L += ["## Where the model is uncertain", "",
           "* **The window dominates, not the rate.** A 7-day window at 10,000 posts/s holds 6 bn posts: the "
-          "workers are RAM-bound (HNSW graph + vectors + text ≈ 2 KB a post) long before they are CPU-bound, and "
-          "the Redis post → partition map alone needs hundreds of GiB. Shorter windows, `retention_posts`, int8 or "
-          "PCA-reduced vectors (not measured here) change the table more than any CPU figure.",
+          "workers are RAM-bound long before they are CPU-bound. A post held costs about 2.2 KB (HNSW graph, vector, "
+          "text), but a round that builds GBLE's kNN graph over the window adds about 6.6 KB a post while it runs "
+          "(rounds.json at 1 M posts), the largest RAM term; rounds over a sample of the window, a shorter window, "
+          "`retention_posts`, or int8 / PCA-reduced vectors (none measured here) change the table more than any "
+          "CPU figure. With a 1-day window the same rates need a seventh of the workers.",
           "* **Index costs measured up to 1 M posts per shard.** HNSW insert and search grow about as log N; a "
           "shard of tens of millions (the per-worker share here) is extrapolated, and the round's graph work per "
           "post (`graph`) was measured at 1 M posts. GBLE's propagation is linear in the window per round and is "
           "not in the per-post terms.",
-          "* **CPU per post comes from a 2-core machine shared with other jobs**: embedding speed moved by 10× "
-          "between runs with the load average (see `machine.load_average_*` in results.json); the per-core "
-          "figures assume linear scaling with cores, which ONNX Runtime's intra-op threads do not quite reach "
-          "(threads section of results.json).",
+          "* **CPU per post comes from a 2-core machine shared with other jobs** (load average 11-15 during these "
+          "runs). The embed and insert terms are read from the CPU clock, so other jobs slow the wall clock but "
+          "not the figure; shared caches still inflate it a little. Cores are assumed to add up linearly: a "
+          "worker node of 16 cores running ONNX Runtime with 15 intra-op threads was not measured (only 1 and 2 "
+          "threads, docs/benchmarks.md section 1b); several workers per node, each with a few threads, keep "
+          "closer to the measured case.",
           "* **The rest of the pipeline** is measured with the embedded Tansu broker and Redis on the same cores "
           "as the worker; a real Kafka cluster moves the broker's CPU off the worker nodes (the model then "
           "over-counts worker cores).",
@@ -494,7 +498,8 @@ def render(f: dict, rows: list[dict], pred: dict | None, meas: dict, gpu: float 
           "on the candidate rate; the figure is at batch 32 with the demo detector. Verdicts, rounds and the "
           "console add commands per candidate, not per post, and are left out.",
           "* **Kafka bytes** use the demo posts (about 100-character texts); real posts may be several times "
-          "longer. Record and batch overhead and compression are left out.",
+          "longer. Record and batch overhead and compression are left out; the workers read the posts once, so "
+          "the read rate is about the write rate (plus the console and any replay after a lost snapshot).",
           "* **GPU**: no GPU here; the GPU column needs `G`, a measured GPU rate.", ""]
     return "\n".join(L)
 
