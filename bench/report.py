@@ -17,7 +17,8 @@ def f(x, fmt="{:.0f}", none="–"):
 
 
 def yes(b) -> str:
-    return "**met**" if b else "**not met**"
+    return "**unclear** (a ratio above 1: the machine's load, not the code; re-run on a quiet machine)" if b is None \
+        else "**met**" if b else "**not met**"
 
 
 def table(header, rows) -> str:
@@ -51,7 +52,8 @@ def render(res: dict, parity: dict | None = None) -> str:
         add("")
     for mg in res.get("merged", []):
         add(f"- then `{mg['command']}` re-ran section(s) {', '.join(mg['sections'])} into the same file "
-            f"(started {mg['started_at']}, load average {mg['load_average'][0]} → {mg['load_average'][1]}).")
+            f"(started {mg['started_at']}, load average {mg['load_average'][0]} → {mg['load_average'][1]})"
+            + (f"; {mg['note']}." if mg.get("note") else "."))
     add("")
     add(table(["machine", ""], [
         ("CPU", f"{m['cpu']} ({m.get('cpu_flags', '')})"), ("cores / RAM", f"{m['cores']} / {m['ram_gib']} GiB"),

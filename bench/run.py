@@ -412,7 +412,10 @@ def targets(res) -> dict:
                                          "met": bf[big]["p99"] <= 50}
     if res.get("efficiency_vs_best_embedder") is not None:
         v = res["efficiency_vs_best_embedder"]
-        out["efficiency_vs_best_embedder"] = {"target": ">= 0.9", "value": v, "met": v >= 0.9}
+        # above 1 the drain would beat the embedder it contains: the CPU shares moved (a loaded machine), not a result
+        out["efficiency_vs_best_embedder"] = {"target": ">= 0.9", "value": v, "met": (v >= 0.9) if v <= 1.05 else None}
+        if v > 1.05:
+            out["efficiency_vs_best_embedder"]["note"] = "above 1: scheduler shares on a loaded machine; re-run quiet"
     th = res.get("threads", {})
     row = th.get("rows", {}).get(th.get("shipped", ""), {})
     for k in ("healthz", "metrics"):
