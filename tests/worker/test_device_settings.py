@@ -66,3 +66,23 @@ def test_embed_threads_auto_number_and_former_name(monkeypatch):
     monkeypatch.setenv("SYNAPSE_EMBED_THREADS", "0")
     with pytest.raises(Exception, match="embed_threads"):
         Settings(_env_file=None)
+
+
+def test_faust_entry_point_stops_with_one_line_on_cuda_without_gpu(tmp_path):
+    """``faust -A stream_app worker`` builds the app from ``stream_app.app``: there the device check runs first."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from synapse_stream.embedders.device import onnx_cuda_available
+
+    if onnx_cuda_available():
+        pytest.skip("this machine has ONNX Runtime's CUDA provider")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "SYNAPSE_DEVICE": "cuda", "SYNAPSE_EMBEDDER": "minilm-onnx"}
+    proc = subprocess.run([sys.executable, "-c", "import stream_app; stream_app.app"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: worker not started: SYNAPSE_DEVICE=cuda"), proc.stderr
