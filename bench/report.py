@@ -717,6 +717,17 @@ def threads_section(res) -> str:
     out.append(table(["threads", "drain posts/s", "raw, same threads", "ratio", "embed busy share",
                       "/healthz p50 / p99 ms", "/metrics p50 / p99 ms", "latency p50 / p99 ms", "Redis cmds/post"], t))
     out.append("")
+    for rep in th.get("repeats", []):
+        cells = []
+        for k, r in rep["rows"].items():
+            h = r.get("http_under_load") or {}
+            lat = r.get("latency") or {}
+            cells.append(f"{r['threads']} thread(s): {r['pipeline_posts_per_s']:.0f} posts/s, /healthz p99 "
+                         f"{f(h.get('healthz', {}).get('p99_ms'), '{:.1f}')} ms, /metrics p99 "
+                         f"{f(h.get('metrics', {}).get('p99_ms'), '{:.1f}')} ms, latency p99 {f(lat.get('p99_ms'))} ms")
+        out.append(f"The same command run before (`{rep['command']}`, started {rep['started_at']}, load average "
+                   f"{rep['load_average'][0]} → {rep['load_average'][1]}): " + "; ".join(cells) + ".")
+        out.append("")
     if res.get("best_embedder_raw_posts_per_s"):
         e = res.get("efficiency_vs_best_embedder")
         out.append(f"`best_embedder_raw_posts_per_s` = {res['best_embedder_raw_posts_per_s']:.0f}: the fastest raw "
@@ -725,6 +736,15 @@ def threads_section(res) -> str:
                    "`efficiency_vs_best_embedder` = the shipped row's drain / that = "
                    + (f"**{e:.2f}** (target ≥ 0.9)." if e is not None else "– (no threads row)."))
         out.append("")
+    allruns = [rows] + [rep["rows"] for rep in th.get("repeats", [])]
+    if all("threads_1" in r and "threads_2" in r for r in allruns):
+        d = [r["threads_1"]["pipeline_posts_per_s"] / r["threads_2"]["pipeline_posts_per_s"] for r in allruns]
+        mp = [((r["threads_2"].get("http_under_load") or {}).get("metrics", {}).get("p99_ms"),
+               (r["threads_1"].get("http_under_load") or {}).get("metrics", {}).get("p99_ms")) for r in allruns]
+        out += [f"Over {len(allruns)} runs one thread drained {', '.join(f'{x:.2f}' for x in d)}× as fast as two, "
+                f"and `/metrics` p99 was {', '.join(f'{a:.0f} → {b:.0f}' for a, b in mp if a and b)} ms (two → one "
+                "thread): a second ONNX Runtime thread on 2 cores takes the core the event loop, the broker client "
+                "and Redis need. Hence `embed_threads=auto` = all cores but one.", ""]
     runs = [mg for mg in res.get("merged", []) if "threads" in mg.get("sections", [])]
     if runs:
         la = runs[-1]["load_average"]
