@@ -33,10 +33,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## make torch: the same model on torch (sentence-transformers), the reference of `make bench` and of the parity
-## tests; torch 2.13.0 (the CPU build where a local wheel lies, else PyPI's build, several GB with CUDA)
+## make torch: the same model on torch (sentence-transformers), the reference of the parity tests and of the
+## torch rows of `make bench`; torch 2.13.0 from local wheels only (the CPU build in $(TORCH_WHEELS)). Without a
+## local wheel it stops with one line; `make torch TORCH_FROM_PYPI=1` takes PyPI's build instead (several GB: CUDA)
+TORCH_WHEELS ?= $(or $(PIP_FIND_LINKS),/opt/wheels)
 $(TORCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q torch==2.13.0
+	@if [ -n "$(TORCH_FROM_PYPI)" ]; then \
+	  $(PY) -m pip install -q torch==2.13.0; \
+	else \
+	  $(PY) -m pip install -q --no-index --find-links "$(TORCH_WHEELS)" torch==2.13.0 >/dev/null 2>&1 || \
+	  { echo "make torch: no local torch 2.13.0 wheel in $(TORCH_WHEELS); PyPI's is a CUDA build of several GB: \
+	make torch TORCH_FROM_PYPI=1 to take it anyway"; exit 1; }; \
+	fi
 	$(PY) -m pip install -q -c constraints.txt -e '.[embedded,dev,console,torch]'
 	touch $(TORCH_STAMP)
 
@@ -89,8 +97,9 @@ soak: $(STAMP)
 reproduce: $(STAMP)
 	PATH=$(VENV)/bin:$$PATH bash scripts/reproduce_sst2.sh
 
-## make bench: the benchmark suite (prints a table, writes bench/results.json); QUICK=1: a few minutes
-bench: $(TORCH_STAMP)
+## make bench: the benchmark suite (prints a table, writes bench/results.json); QUICK=1: a few minutes.
+## Needs no torch: its torch rows skip with a note when torch is absent (`make torch` adds them)
+bench: $(STAMP)
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
 clean:

@@ -44,8 +44,9 @@ def worker_defaults() -> dict:
     from stream_app.worker.settings import Settings
 
     s = Settings(_env_file=None, torch_threads=None)
-    return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads,
-            "posts_pipeline_depth": s.posts_pipeline_depth, "embed_batch_size": s.embed_batch_size,
+    return {"torch_threads": s.model_threads(), "blas_threads": s.blas_threads, "embed_threads": s.embed_threads,
+            "device": s.resolved_device(), "embedder": s.embedder,
+            "posts_pipeline_depth": s.posts_pipeline_depth, "embed_batch_size": s.batch_size(),
             "embed_within": s.embed_within, "embedded_fetch_max_wait_ms": s.embedded_fetch_max_wait_ms,
             "embed_thread": s.embed_thread, "gc_freeze": s.gc_freeze}
 
@@ -81,6 +82,113 @@ class Collector:
         self._stop.set()
         await self._task
         await self._c.stop()
+
+
+class HttpProbe:
+    """A thread that asks the worker's ``/healthz`` and ``/metrics`` in turn every ``every`` seconds while it is
+    :meth:`on`, and keeps each response time (what a liveness probe and a Prometheus scrape see under load)."""
+
+    def __init__(self, loop, index: int = 0, every: float = 0.1, timeout: float = 5.0) -> None:
+        import threading
+
+        self.urls = {"healthz": loop.health_url(index), "metrics": loop.metrics_url(index)}
+        self.every, self.timeout = every, timeout
+        self.times: dict[str, list[float]] = {k: [] for k in self.urls}
+        self.errors = 0
+        self._on = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        k = 0
+        while not self._stop.is_set():
+            if not self._on.wait(0.05):
+                continue
+            name = ("healthz", "metrics")[k % 2]
+            k += 1
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.urls[name], timeout=self.timeout) as r:
+                    r.read()
+                self.times[name].append(time.perf_counter() - t)
+            except OSError:
+                self.errors += 1
+            self._stop.wait(max(0.0, self.every - (time.perf_counter() - t)))
+
+    def on(self, flag: bool) -> None:
+        (self._on.set if flag else self._on.clear)()
+
+    def close(self) -> dict:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        out: dict = {"every_s": self.every, "errors": self.errors}
+        for k, v in self.times.items():
+            out[k] = {"n": len(v), "p50_ms": _ms(percentile(v, 50)), "p99_ms": _ms(percentile(v, 99)),
+                      "max_ms": _ms(max(v) if v else None)}
+        return out
+
+
+def process_cpu(loop) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's children (workers, broker, Redis, ...) in all,
+    and of the workers alone."""
+    import psutil
+
+    workers = {w.proc.pid for w in loop.workers if w is not None and w.proc is not None}
+    out = {"children": 0.0, "workers": 0.0}
+    for c in psutil.Process().children(recursive=True):
+        try:
+            t = c.cpu_times()
+        except psutil.Error:
+            continue
+        sec = t.user + t.system
+        out["children"] += sec
+        if c.pid in workers:
+            out["workers"] += sec
+    return out
+
+
+def redis_commandstats(loop, field: str = "calls") -> dict[str, int]:
+    """Per Redis command so far (``INFO commandstats``) on the loop's Redis: ``calls`` or ``usec`` (Redis's own
+    CPU time in the command, Lua scripts included)."""
+    import redis
+
+    r = redis.Redis.from_url(loop.redis_url)
+    try:
+        return {k.removeprefix("cmdstat_"): int(v[field]) for k, v in r.info("commandstats").items()}
+    finally:
+        r.close()
+
+
+# the commands of the posts' path (one Lua call per micro-batch records the posts' partitions, one claims the
+# candidates, ...); the rest are a worker's timers and gauges (seed log, heartbeats, /metrics), per second
+POST_PATH_COMMANDS = ("eval", "evalsha", "hset", "sadd", "hdel", "hincrby", "incrby", "exists", "multi", "exec")
+
+
+def redis_split(calls: dict[str, int], usec: dict[str, int], posts: int, seconds: float, workers: int) -> dict:
+    post = {k: v for k, v in calls.items() if k in POST_PATH_COMMANDS}
+    bg = {k: v for k, v in calls.items() if k not in POST_PATH_COMMANDS and k != "info"}
+    return {"calls": calls, "usec": usec, "posts": posts, "seconds": seconds,
+            "post_path_commands_per_post": sum(post.values()) / posts,
+            "post_path_usec_per_post": sum(usec.get(k, 0) for k in post) / posts,
+            "background_commands_per_worker_s": sum(bg.values()) / seconds / workers,
+            "background_usec_per_worker_s": sum(usec.get(k, 0) for k in bg) / seconds / workers}
+
+
+def redis_memory(loop) -> int:
+    import redis
+
+    r = redis.Redis.from_url(loop.redis_url)
+    try:
+        return int(r.info("memory")["used_memory"])
+    finally:
+        r.close()
+
+
+def _delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: b[k] - a.get(k, 0) for k in b if b[k] - a.get(k, 0)}
 
 
 def metric_sum(loop, name: str, **labels) -> float:
@@ -380,7 +488,9 @@ async def chunk_drain(loop, base: int, n: int, *, section: str, timeout: float) 
         await wait_emitted(loop, col)
         t_end = max([t_idx] + [t for t, _ in col.items])
         cands = len(col.items)
+        cand_bytes = sum(len(json.dumps(c, ensure_ascii=False, separators=(",", ":")).encode()) for _, c in col.items)
     return {"posts": n, "counted": n - int(c_first), "drain_s": t_end - t_first, "candidates": cands,
+            "candidate_bytes": cand_bytes,
             "metrics": {k: last_m[k] - first_m[k] for k in names}}
 
 
@@ -399,7 +509,8 @@ async def produce_frozen(loop, posts: list[dict]) -> float:
 
 
 async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], batch: int, *, chunks: int,
-                             section: str, timeout: float, profile: Path | None = None) -> dict:
+                             section: str, timeout: float, profile: Path | None = None,
+                             probe: HttpProbe | None = None, best: dict | None = None) -> dict:
     """Pipeline efficiency with the raw embedder measured between the chunks of the backlog.
 
     The machine's speed drifts over tens of seconds (other jobs, the host), so a raw figure taken once
@@ -407,7 +518,11 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
     process, the worker idle) and the worker's drain alternate: raw, chunk 1, raw, chunk 2, ..., raw; each
     chunk is produced while the worker is stopped (:func:`produce_frozen`) and then drained in full.
     Pooled figures: counted posts / drain time over all chunks, and raw posts / raw time over all raw
-    measurements; per-chunk ratios use the raw measurements on either side of the chunk."""
+    measurements; per-chunk ratios use the raw measurements on either side of the chunk.
+    ``best``: ``{spec: embedder}`` also timed at each raw step (all cores: the candidates for the fastest
+    equal-quality raw embedder), pooled the same way."""
+    best = best or {}
+    best_timed = {k: [await asyncio.to_thread(_raw, e, texts, batch)] for k, e in best.items()}
     timed = [await asyncio.to_thread(_raw, local, texts, batch)]   # (posts, seconds) per raw measurement
     raws = [n / sec for n, sec in timed]
     say(section, f"raw embedder {raws[-1]:.0f} posts/s")
@@ -420,9 +535,17 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
             frozen = await produce_frozen(loop, chunk)
             if frozen > 4.5:
                 say(section, f"warning: producing chunk {k + 1} took {frozen:.1f}s with the worker stopped")
-            d = await chunk_drain(loop, base, len(chunk), section=section, timeout=timeout)
+            if probe:
+                probe.on(True)
+            try:
+                d = await chunk_drain(loop, base, len(chunk), section=section, timeout=timeout)
+            finally:
+                if probe:
+                    probe.on(False)
             timed.append(await asyncio.to_thread(_raw, local, texts, batch))
             raws.append(timed[-1][0] / timed[-1][1])
+            for spec, emb in best.items():
+                best_timed[spec].append(await asyncio.to_thread(_raw, emb, texts, batch))
             d["posts_per_s"] = d["counted"] / max(1e-9, d["drain_s"])
             d["ratio"] = d["posts_per_s"] / ((raws[-2] + raws[-1]) / 2)
             parts.append(d)
@@ -437,10 +560,14 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
     raw = sum(n for n, _ in timed) / sum(sec for _, sec in timed)
     cnt_e, cnt_io = m["synapse_embed_batch_seconds_count"], m["synapse_posts_batch_io_seconds_count"]
     return {
+        "best_raw_posts_per_s": {k: sum(n for n, _ in t) / sum(sec for _, sec in t) for k, t in best_timed.items()},
         "posts": len(posts), "chunks": chunks, "raw_posts_per_s": raw, "raw_each": raws,
         "pipeline_posts_per_s": pipeline, "pipeline_each": [p["posts_per_s"] for p in parts],
         "ratio": pipeline / raw, "ratio_each": [p["ratio"] for p in parts], "drain_s": drain,
         "counted": sum(p["counted"] for p in parts), "candidates": parts[-1]["candidates"],
+        # the collector reads the topic from its start: the last chunk's figures hold every candidate so far
+        "candidates_per_post": parts[-1]["candidates"] / max(1, len(posts)),
+        "candidate_message_bytes": parts[-1]["candidate_bytes"] / max(1, parts[-1]["candidates"]),
         # the share of the drain the embed thread spent embedding (the worker's own histogram: robust to
         # other load, since both sides are measured inside the worker at the same time)
         "embedder_busy_share": m["synapse_embed_batch_seconds_sum"] / drain,
@@ -455,13 +582,18 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
 
 def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
                profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
-               label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0) -> dict:
+               label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0,
+               http_probe: bool = False, redis_ops: bool = False, best_raw: tuple[str, ...] = ()) -> dict:
     """One worker, once its seeds are registered. Efficiency: ``posts`` are produced in ``chunks``, each drained
     by the worker, and the embedder alone is timed on the same kind of posts in this process before, between
     and after the chunks, while the worker idles (:func:`backlog_efficiency`). Then latency at half the drain
     rate (or ``latency_rate``).
     ``busy_cores``: that many processes spin on the CPU for the whole run (raw figures included), a controlled
-    stand-in for other jobs or other workers on the same cores."""
+    stand-in for other jobs or other workers on the same cores.
+    ``http_probe``: ``/healthz`` and ``/metrics`` asked in turn every 0.1 s while the worker drains
+    (:class:`HttpProbe`; ``out["http_under_load"]``). ``redis_ops``: Redis commands per drained post from
+    ``INFO commandstats`` over the drain, less the probe's ``/metrics`` scrapes (each refreshes the Redis
+    gauges; their cost is measured on the idle worker first), and Redis memory before and after."""
     from stream_app.devstack.demo import LiveLoop
     from synapse_stream.embedders import make_embedder
 
@@ -472,9 +604,16 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     markers = lat_posts[::4]   # one post in four: the p99 of 200 markers is not just the slowest one or two
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(extra_env or {})}
     # the raw embedder with the worker's torch threads (its setting, else the worker's default)
-    threads = int(env["SYNAPSE_TORCH_THREADS"]) if env.get("SYNAPSE_TORCH_THREADS") else worker_defaults()["torch_threads"]
+    threads = next((int(env[k]) for k in ("SYNAPSE_TORCH_THREADS", "SYNAPSE_EMBED_THREADS") if env.get(k, "auto") != "auto"),
+                   worker_defaults()["torch_threads"])
     opts = {} if embedder.startswith(("hashing", "wordllama", "model2vec")) else {"threads": threads}
     local = make_embedder(embedder, batch_size=batch, **opts) if posts else None
+    best = {}
+    for spec in best_raw if posts else ():   # all cores (the library's default threads)
+        try:
+            best[spec] = make_embedder(spec, batch_size=batch)
+        except Exception as exc:  # noqa: BLE001 - torch absent: that candidate is skipped, with a note
+            say(label, f"raw candidate {spec} unavailable ({type(exc).__name__}: {exc})")
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
                     workers=1, extra_env=env)
     say(label, f"starting the embedded broker and Redis ({embedder}, {env})")
@@ -502,8 +641,31 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
                 await wait_seeds(loop, len(set(all_seeds)))
                 if posts:
                     prof = profile_dir / "profile-worker.txt" if profile_dir else None
+                    probe = HttpProbe(loop) if http_probe else None
+                    if redis_ops:
+                        c0 = await asyncio.to_thread(redis_commandstats, loop)
+                        for _ in range(10):
+                            await asyncio.to_thread(loop.scrape, 0)
+                        c1 = await asyncio.to_thread(redis_commandstats, loop)
+                        per_scrape = sum(_delta(c0, c1).values()) / 10 - 1   # less the INFO call itself
+                        c0, m0 = c1, await asyncio.to_thread(redis_memory, loop)
                     e = await backlog_efficiency(loop, eff_posts, local, texts, batch, chunks=chunks, section=label,
-                                                 timeout=timeout, profile=prof)
+                                                 timeout=timeout, profile=prof, probe=probe, best=best)
+                    if probe:
+                        out["http_under_load"] = h = probe.close()
+                        say(label, f"under full load: /healthz p50 {h['healthz']['p50_ms']} p99 {h['healthz']['p99_ms']} ms, "
+                                   f"/metrics p50 {h['metrics']['p50_ms']} p99 {h['metrics']['p99_ms']} ms")
+                    if redis_ops:
+                        c2 = await asyncio.to_thread(redis_commandstats, loop)
+                        d = _delta(c0, c2)
+                        d["info"] = d.get("info", 0) - 1
+                        scrapes = (probe.times["metrics"].__len__() if probe else 0) + 2 * chunks
+                        total = sum(d.values()) - scrapes * per_scrape
+                        out["redis"] = {"commands": d, "ops_per_scrape": per_scrape, "metrics_scrapes": scrapes,
+                                        "posts": len(eff_posts), "ops_per_post": total / len(eff_posts),
+                                        "used_memory_before": m0, "used_memory_after": await asyncio.to_thread(redis_memory, loop),
+                                        "post_message_bytes": float(np.mean([len(_post_bytes(p)) for p in eff_posts]))}
+                        say(label, f"Redis: {out['redis']['ops_per_post']:.2f} commands per post ({d})")
                     out["efficiency"] = {**e, "batch": batch, "raw_posts": len(texts),
                                          "method": f"backlog drain in {chunks} chunks, the raw embedder between them"}
                     if prof:
@@ -551,6 +713,12 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     return out
 
 
+def _post_bytes(post: dict) -> bytes:
+    from synapse_stream.messages import dumps
+
+    return dumps({"id": post["id"], "text": post["text"], "ts": time.time()})
+
+
 def _keep_logs(loop, label: str) -> None:
     """``SYNAPSE_BENCH_LOGS=<dir>``: keep the workers' and the broker's logs of each run there (diagnosis)."""
     dest = os.environ.get("SYNAPSE_BENCH_LOGS")
@@ -594,9 +762,20 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
             await wait_assigned(loop, 2)
             await loop.send_seeds(DETECTOR["name"], seeds)
             await wait_seeds(loop, len(set(seeds)))
+            cpu0 = await asyncio.to_thread(process_cpu, loop)
+            r0 = [await asyncio.to_thread(redis_commandstats, loop, k) for k in ("calls", "usec")]
+            m0, t0 = await asyncio.to_thread(redis_memory, loop), time.monotonic()
             d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout)
+            cpu1 = await asyncio.to_thread(process_cpu, loop)
+            r1 = [await asyncio.to_thread(redis_commandstats, loop, k) for k in ("calls", "usec")]
+            out["redis"] = {**redis_split(_delta(r0[0], r1[0]), _delta(r0[1], r1[1]), posts, time.monotonic() - t0,
+                                          workers),
+                            "used_memory_per_post": (await asyncio.to_thread(redis_memory, loop) - m0) / posts}
             out.update({"posts": posts, "posts_per_s": d["posts_per_s"], "steady_posts_per_s": d["steady_posts_per_s"],
-                        "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"]})
+                        "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"],
+                        # CPU of the workers, broker and Redis over the drain (this process's producer not counted)
+                        "cpu_s_per_post": {k: (cpu1[k] - cpu0[k]) / posts for k in cpu0},
+                        "cores_busy": {k: (cpu1[k] - cpu0[k]) / d["end_to_end_s"] for k in cpu0}})
             say(label, f"{d['posts_per_s']:.0f} posts/s end to end ({d['steady_posts_per_s'] or 0:.0f} steady)")
             # one probe post per partition, then a seed with the probe's exact text: a backfill must find each
             probes = {p: {"id": f"probe-{workers}-{p}", "text": f"zqx probe {p} of run {workers}: quartz xylophone "

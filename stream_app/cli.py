@@ -101,6 +101,9 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--embedder", default="minilm-onnx",
                    help="minilm-onnx (default; MiniLM on ONNX Runtime), minilm-onnx-int8, minilm (torch, needs the "
                         "torch extra), a model path, or hashing (tests only)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="where the embedder runs: auto (default: the GPU when the backend has one), cpu, or cuda "
+                        "(an error without a GPU); the batch size follows (32 on the CPU, 256 on a GPU)")
     p.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache (default .cache/embeddings)")
     p.add_argument("--out", default="eval-out", help="output directory (default eval-out)")
     p.add_argument("--title", default="", help="plot title")
@@ -183,7 +186,13 @@ def cmd_eval(args) -> int:
     seed_texts = load_seed_texts(seed_file)
     log(f"pool {args.pool}: {pool.describe()}; synthetic seed pool {seed_file}: {len(seed_texts)} texts")
 
-    embedder = make_embedder(args.embedder)
+    from synapse_stream.embedders.device import default_batch_size, resolve_device
+
+    device = resolve_device(args.device, args.embedder)   # cuda without a GPU: one line, exit 2
+    opts = {} if args.embedder.startswith(("hashing", "wordllama", "model2vec")) else {
+        "device": args.device, "batch_size": default_batch_size(device)}
+    embedder = make_embedder(args.embedder, **opts)
+    log(f"embedder {embedder.name} on {getattr(embedder, 'device', device)}")
     if args.cache_dir:
         embedder = CachedEmbedder(embedder, args.cache_dir)
     progress = not args.no_progress
@@ -227,10 +236,11 @@ def cmd_eval(args) -> int:
 def cmd_worker(args) -> int:
     """Run the Faust worker in this process (same as ``faust -A stream_app worker -l info``)."""
     from stream_app.worker.app import create_app
-    from stream_app.worker.preflight import check_broker_or_exit
+    from stream_app.worker.preflight import check_broker_or_exit, check_device_or_exit
     from stream_app.worker.settings import Settings
 
     settings = Settings()
+    check_device_or_exit(settings)
     check_broker_or_exit(settings)
     app = create_app(settings)
     argv = ["worker", "-l", args.loglevel] + (["--without-web"] if args.without_web else [])

@@ -59,6 +59,18 @@ async def check_broker(settings, timeout: float = 15.0) -> bool:
     return False
 
 
+def check_device_or_exit(settings) -> None:
+    """``SYNAPSE_DEVICE=cuda`` without a GPU for the embedder's backend: one line on stderr (``error: worker not
+    started: ...``) and exit code 2, before the model loads. ``auto`` and ``cpu`` always pass."""
+    from synapse_stream.embedders.device import DeviceUnavailable
+
+    try:
+        settings.resolved_device()
+    except DeviceUnavailable as exc:
+        print(f"error: worker not started: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def check_broker_or_exit(settings) -> None:
     """:func:`check_broker` for the worker's entry points: on BrokerAuthError one line on stderr (``error: worker
     not started: ...``) and exit code 2.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synapse_stream.exceptions import ConfigError
@@ -83,6 +83,27 @@ class DetectorSettings(BaseModel):
                              f"({', '.join(registry.live_names())}), got {v!r}")
         return v
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_threads(cores: int) -> int:
+    """The embedder's intra-op threads for ``embed_threads=auto`` on ``cores`` cores: all but one, the event
+    loop's (broker, Redis, HTTP), at least one. Measured on 2 cores (docs/benchmarks.md section 1b,
+    ``bench/run.py --only threads``): one ONNX Runtime thread drains faster than two and keeps ``/healthz``
+    and ``/metrics`` quicker, since a second intra-op thread takes the core the event loop, the broker
+    client and Redis need. Machines with more cores were not measured here; the rule keeps one core free.
+
+    >>> [auto_threads(n) for n in (1, 2, 4, 16)]
+    [1, 1, 3, 15]
+    """
+    return max(1, int(cores) - 1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNAPSE_", env_nested_delimiter="__", env_file=os.environ.get("SYNAPSE_ENV_FILE", "synapse.env"),
@@ -117,9 +138,14 @@ class Settings(BaseSettings):
 
     # -- model and method ----------------------------------------------------
     embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md)
-    # torch intra-op threads of the model thread; None = one core left for the event loop (cores - 1, at
-    # least 1), measured in docs/benchmarks.md section 1
+    # where the embedder runs: cpu, cuda (torch CUDA or ONNX Runtime's CUDA provider; refused at start without a
+    # GPU: one line, exit 2) or auto (the GPU when the embedder's backend has one, else the CPU)
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    # intra-op threads of the embedder (ONNX Runtime or torch) in the embed thread; auto: the measured rule of
+    # Settings.model_threads (docs/benchmarks.md section 1b). torch_threads, the former name, wins when set
+    embed_threads: int | Literal["auto"] = "auto"
     torch_threads: int | None = Field(None, ge=1, le=256)
+    _device: str | None = PrivateAttr(None)
     # numpy/OpenBLAS threads of the model thread (the seed comparison, a small product per micro-batch);
     # 0 = the library's default (one per core). 1: no cross-core waits while the event loop, broker and
     # Redis share the cores (docs/benchmarks.md section 3)
@@ -127,7 +153,8 @@ class Settings(BaseSettings):
     # micro-batches of posts in flight through the posts agent: 2 = embed batch n+1 while batch n's claims
     # and publishes are awaited (1 = no overlap)
     posts_pipeline_depth: int = Field(2, ge=1, le=8)
-    embed_batch_size: int = Field(32, ge=1, le=4096)
+    # posts per micro-batch; None: per device (32 on the CPU, 256 on a GPU: synapse_stream/embedders/device.py)
+    embed_batch_size: int | None = Field(None, ge=1, le=4096)
     # once the worker is ready (model loaded, state read): collect, then move every object alive into
     # the garbage collector's permanent generation, so later full collections skip the model's millions of
     # objects (a full collection, which stops every thread, took about 0.2 s with MiniLM loaded and well
@@ -229,6 +256,13 @@ class Settings(BaseSettings):
             raise ValueError("at least one detector is needed")
         return v
 
+    @field_validator("embed_threads")
+    @classmethod
+    def _threads_range(cls, v):
+        if v != "auto" and not 1 <= int(v) <= 256:
+            raise ValueError("embed_threads: auto or 1..256")
+        return v
+
     @model_validator(mode="after")
     def _check_sasl(self):
         if self.broker_security_protocol.startswith("SASL") and not (self.broker_username and self.broker_password):
@@ -240,14 +274,30 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
     def model_threads(self) -> int:
-        """torch threads of the model thread: ``torch_threads``, or all cores but one (the event loop's)."""
+        """Intra-op threads of the embedder: ``torch_threads`` or ``embed_threads`` when set to a number, else
+        (``auto``) :func:`auto_threads` of the cores this process may use."""
         if self.torch_threads:
             return int(self.torch_threads)
-        try:
-            cores = len(os.sched_getaffinity(0))   # the cores this process may run on
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        return max(1, cores - 1)
+        if self.embed_threads != "auto":
+            return int(self.embed_threads)
+        return auto_threads(usable_cores())
+
+    def resolved_device(self) -> str:
+        """``cpu`` or ``cuda`` for the configured embedder (``device``; raises
+        :class:`~synapse_stream.embedders.device.DeviceUnavailable` for cuda without a GPU)."""
+        from synapse_stream.embedders.device import resolve_device
+
+        if self._device is None:
+            self._device = resolve_device(self.device, self.embedder)
+        return self._device
+
+    def batch_size(self) -> int:
+        """``embed_batch_size``, or the device's default (32 on the CPU, 256 on a GPU)."""
+        if self.embed_batch_size:
+            return int(self.embed_batch_size)
+        from synapse_stream.embedders.device import default_batch_size
+
+        return default_batch_size(self.resolved_device())
 
     def retention_policy(self) -> Retention:
         """What every shard keeps (:class:`~synapse_stream.segments.Retention`)."""

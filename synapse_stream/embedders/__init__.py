@@ -23,9 +23,14 @@ def make_embedder(spec: str = "minilm-onnx", **options) -> Embedder:
 
     or any sentence-transformers model name / local folder (``st:<name or path>`` or just the path).
     Measured speed and detection quality of each: ``docs/benchmarks.md`` (``make bench``).
-    Extra ``options`` go to the embedder's constructor (``batch_size``, ``threads``, ...).
+    Extra ``options`` go to the embedder's constructor (``batch_size``, ``threads``, ``device``: ``cpu``,
+    ``cuda`` or ``auto``, see :mod:`.device`; numpy-only embedders take ``cuda`` as an error, ``auto`` as cpu).
     """
     s = spec.strip()
+    if s.startswith(("hashing", "wordllama", "model2vec")) and options.get("device") is not None:
+        from .device import resolve_device
+
+        resolve_device(options.pop("device"), s)   # numpy only: cuda is refused (DeviceUnavailable), auto = cpu
     if s.startswith("hashing"):
         dim = int(s.split("-", 1)[1]) if "-" in s else 64
         return HashingEmbedder(dim=dim)

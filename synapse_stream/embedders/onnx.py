@@ -196,7 +196,11 @@ class OnnxEmbedder(Embedder):
         max_seq_length: int | None = None,
         max_chars: int | None = None,
         cache_dir: str | os.PathLike | None = None,
+        device: str = "cpu",
     ) -> None:
+        from .device import CUDA_PROVIDER, DeviceUnavailable, resolve_device
+
+        self.device = resolve_device(device, "minilm-onnx")
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -218,10 +222,18 @@ class OnnxEmbedder(Embedder):
         so.inter_op_num_threads = 1
         if threads:
             so.intra_op_num_threads = int(threads)
+        providers = ([CUDA_PROVIDER] if self.device == "cuda" else []) + ["CPUExecutionProvider"]
         try:
-            self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as exc:  # a damaged cache file: one clear error naming it
             raise EmbedderError(f"cannot load ONNX model {self.path}: {exc} (delete the file to re-export)") from exc
+        if self.device == "cuda" and CUDA_PROVIDER not in self._sess.get_providers():
+            # the GPU build is installed but no GPU (or no CUDA libraries) answered: ONNX Runtime fell back
+            if str(device).lower() == "cuda":
+                raise DeviceUnavailable("SYNAPSE_DEVICE=cuda but ONNX Runtime could not start its CUDA provider "
+                                        "(no GPU or no CUDA libraries); use SYNAPSE_DEVICE=auto or cpu")
+            log.warning("ONNX Runtime's CUDA provider did not start: embedding on the CPU")
+            self.device = "cpu"
         self._inputs = {i.name for i in self._sess.get_inputs()}
         self.variant = variant
         self.batch_size = int(batch_size)

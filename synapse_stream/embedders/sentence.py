@@ -65,6 +65,10 @@ class SentenceTransformerEmbedder(Embedder):
                                 "`make torch` or pip install 'synapse-stream[torch]'; minilm-onnx gives the same "
                                 "vectors without torch") from None
 
+        from .device import resolve_device
+
+        device = resolve_device(device, "minilm")   # cpu, cuda, or auto: cuda when torch sees a GPU
+        self.device = device
         if threads:
             torch.set_num_threads(int(threads))
         path = resolve_model_path(model)
@@ -76,6 +80,8 @@ class SentenceTransformerEmbedder(Embedder):
         if max_seq_length:
             st.max_seq_length = int(max_seq_length)
         if variant == "int8":
+            if device != "cpu":
+                raise EmbedderError("minilm-int8 (torch dynamic quantisation) runs on the CPU only; use minilm on cuda")
             st = torch.quantization.quantize_dynamic(st, {torch.nn.Linear}, dtype=torch.qint8)
         self._model = st
         self.batch_size = int(batch_size)

@@ -36,7 +36,7 @@ def _numbers(x):
 @pytest.fixture(scope="module")
 def toy_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    proc = subprocess.run([sys.executable, "bench/run.py", "--toy", "--skip", "stack,quality,broker", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "bench/run.py", "--toy", "--skip", "stack,threads,quality,broker", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
