@@ -36,12 +36,13 @@ install: $(STAMP)
 ## make torch: the same model on torch (sentence-transformers), the reference of the parity tests and of the
 ## torch rows of `make bench`; torch 2.13.0 from local wheels only (the CPU build in $(TORCH_WHEELS)). Without a
 ## local wheel it stops with one line; `make torch TORCH_FROM_PYPI=1` takes PyPI's build instead (several GB: CUDA)
+## (the wheel alone, --no-deps: its small dependencies come from PyPI with the project's torch extra)
 TORCH_WHEELS ?= $(or $(PIP_FIND_LINKS),/opt/wheels)
 $(TORCH_STAMP): $(STAMP)
 	@if [ -n "$(TORCH_FROM_PYPI)" ]; then \
 	  $(PY) -m pip install -q torch==2.13.0; \
 	else \
-	  $(PY) -m pip install -q --no-index --find-links "$(TORCH_WHEELS)" torch==2.13.0 >/dev/null 2>&1 || \
+	  $(PY) -m pip install -q --no-index --no-deps --find-links "$(TORCH_WHEELS)" torch==2.13.0 >/dev/null 2>&1 || \
 	  { echo "make torch: no local torch 2.13.0 wheel in $(TORCH_WHEELS); PyPI's is a CUDA build of several GB: \
 	make torch TORCH_FROM_PYPI=1 to take it anyway"; exit 1; }; \
 	fi
