@@ -20,6 +20,12 @@ With ``trends_llm_naming``, each new proposal is named by the LLM endpoint (``ll
 :mod:`synapse_stream.trends.naming`, its posts passed as JSON data): :meth:`name_pending` runs the calls in a
 thread of their own (never on the event loop, never on the model thread) and returns the named records to
 publish; a failed call leaves the proposal unnamed.
+
+The stage's state (micro-clusters, groups, rate bins, near-duplicate sketches, proposals) is snapshotted with
+the shards (``ShardKeeper.snapshot``: every ``snapshot_interval`` s and on shutdown) to
+``<data_dir>/trends/stage-<worker_instance_id or "worker">.npz`` (:mod:`synapse_stream.trends.snapshot`: atomic,
+version-tagged) and loaded when the worker starts, so a restarted worker keeps its groups, their proposal ids,
+its warm-up and its mutes. A snapshot it cannot read is logged and the stage starts afresh.
 """
 from __future__ import annotations
 
@@ -30,12 +36,15 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from stream_app.trend_board import DECISION_SUFFIX, _decision, decode
 from stream_app.worker.service.records import Outputs, ServicePart
+from synapse_stream.exceptions import DataError
 from synapse_stream.trends import TrendParams, TrendStage
+from synapse_stream.trends.snapshot import load_stage, save_stage
 from synapse_stream.trends.proposals import Proposal
 
 log = logging.getLogger("synapse.service")
@@ -55,7 +64,7 @@ class TrendKeeper(ServicePart):
         super().__init__(svc)
         self.stage: TrendStage | None = None
         if svc.settings.trends:
-            self.stage = TrendStage(svc.index, svc.embedder.dim, TrendParams())
+            self.stage = self._restored(TrendStage(svc.index, svc.embedder.dim, TrendParams()))
         self._decided: dict[str, str] = {}
         self._to_name: deque[str] = deque(maxlen=1000)    # new proposals waiting for the LLM's name
         self._chat = None
@@ -82,6 +91,46 @@ class TrendKeeper(ServicePart):
     def stop(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ snapshot
+    @property
+    def snapshot_path(self) -> Path:
+        return (Path(self.svc.settings.data_dir) / "trends"
+                / f"stage-{self.svc.settings.worker_instance_id or 'worker'}.npz")
+
+    def _restored(self, stage: TrendStage) -> TrendStage:
+        """``stage`` with the state of the last snapshot, if there is a readable one (else as it is)."""
+        path = self.snapshot_path
+        if not path.exists():
+            return stage
+        fresh = TrendStage(stage.index, stage.clusters.dim, stage.p)
+        try:
+            load_stage(stage, path)
+        except DataError as exc:
+            log.error("trends stage snapshot unusable (%s): starting afresh", exc)
+            return fresh
+        log.info("trends stage restored from %s: %d posts seen, %d groups, %d proposals", path, stage.seen,
+                 stage.group_count(), len(stage.book))
+        return stage
+
+    def _save(self) -> bool:
+        if self.stage is None:
+            return False
+        t0 = time.perf_counter()
+        try:
+            save_stage(self.stage, self.snapshot_path)
+        except (OSError, DataError) as exc:
+            log.warning("trends stage snapshot failed: %s: %s", type(exc).__name__, exc)
+            self.svc.metrics.internal_errors.labels("snapshot", "trends", type(exc).__name__).inc()
+            return False
+        log.debug("trends stage snapshot saved in %.3fs", time.perf_counter() - t0)
+        return True
+
+    async def snapshot(self) -> bool:
+        """Save the stage's state where it lives (its thread, or the model thread): with the shard snapshots."""
+        if self.stage is None:
+            return False
+        return await self._run(self._save)
 
     @property
     def enabled(self) -> bool:
