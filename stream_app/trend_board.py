@@ -183,13 +183,16 @@ def ranked(props: dict[str, dict], status: str | None = "open") -> list[dict]:
 
 class TrendBoard(Protocol):
     async def all(self) -> dict[str, dict]: ...
-    async def decide(self, proposal_id: str, status: str, detector: str = "", by: str = "") -> None: ...
+    async def decide(self, proposal_id: str, status: str, detector: str = "", by: str = "", of: str = "") -> None: ...
 
 
-def _decision(proposal_id: str, status: str, detector: str, by: str) -> dict:
+def _decision(proposal_id: str, status: str, detector: str, by: str, of: str = "") -> dict:
+    """A decision record; ``of``: the wave's kept id when ``proposal_id`` is another worker's proposal of it
+    (the workers count a wave's decision once, under its kept id)."""
     if status not in ("accepted", "rejected"):
         raise ConfigError(f"a decision is accepted or rejected, not {status!r}")
-    return {"id": proposal_id, "status": status, "detector": detector, "by": by, "at": time.time()}
+    return {"id": proposal_id, "status": status, "detector": detector, "by": by, "at": time.time(),
+            "of": of or proposal_id}
 
 
 class MemoryTrendBoard:
@@ -206,9 +209,9 @@ class MemoryTrendBoard:
     async def all(self) -> dict[str, dict]:
         return merge(self.records)
 
-    async def decide(self, proposal_id: str, status: str, detector: str = "", by: str = "") -> None:
+    async def decide(self, proposal_id: str, status: str, detector: str = "", by: str = "", of: str = "") -> None:
         self.records.append(((proposal_id + DECISION_SUFFIX).encode(),
-                             json.dumps(_decision(proposal_id, status, detector, by)).encode()))
+                             json.dumps(_decision(proposal_id, status, detector, by, of)).encode()))
 
 
 class KafkaTrendBoard:
@@ -240,12 +243,12 @@ class KafkaTrendBoard:
                 self._cache = (time.monotonic(), merge([(m.key, m.value) for m in msgs]))
             return dict(self._cache[1])
 
-    async def decide(self, proposal_id: str, status: str, detector: str = "", by: str = "") -> None:
+    async def decide(self, proposal_id: str, status: str, detector: str = "", by: str = "", of: str = "") -> None:
         from aiokafka import AIOKafkaProducer
 
         from stream_app.worker.kafka_clients import aiokafka_producer_settings
 
-        doc = _decision(proposal_id, status, detector, by)
+        doc = _decision(proposal_id, status, detector, by, of)
         producer = AIOKafkaProducer(**aiokafka_producer_settings(self.settings))
         await producer.start()
         try:
@@ -294,11 +297,11 @@ async def accept(board: TrendBoard, catalog, proposal_id: str, *, detector: str 
     created = await catalog.create(doc)
     await catalog.add_seeds(created["name"], [NewSeed(t, "manual") for t in texts])
     for pid in p.get("merged_ids") or [p["id"]]:      # every worker's proposal of the wave
-        await board.decide(pid, "accepted", created["name"], by)
+        await board.decide(pid, "accepted", created["name"], by, of=p["id"])
     return created
 
 
 async def reject(board: TrendBoard, proposal_id: str, *, by: str = "") -> None:
     p = await _open(board, proposal_id)
     for pid in p.get("merged_ids") or [p["id"]]:      # every worker's proposal of the wave
-        await board.decide(pid, "rejected", "", by)
+        await board.decide(pid, "rejected", "", by, of=p["id"])

@@ -240,3 +240,28 @@ def test_a_restarted_worker_keeps_its_proposal_and_raises_no_duplicate(monkeypat
     assert after and {d["id"] for d in after} == {pid}      # the same proposal, updated ...
     assert raised2 == 0 and updates2 == len(after)          # ... never raised again
     assert after[-1]["version"] > before[-1]["version"]
+
+
+def test_a_waves_decision_reaches_every_members_proposal_and_counts_once():
+    """The board writes one decision per worker's proposal of a wave (``of``: the kept id): a worker applies
+    each to its book and counts the wave once."""
+    from stream_app.trend_board import MemoryTrendBoard, reject
+    from synapse_stream.trends.proposals import Proposal
+
+    async def go():
+        svc = await seeded_service(settings(), seed=SEED)
+        try:
+            docs = [Proposal(f"trend-w{i}", "cluster", 1.0, 10.0 * i, 10.0 * i, 8, 5, 3.0, 1e-7,
+                             medoids=[{"id": f"p{i}", "text": "x"}], centre=[1.0, 0.0]).record() for i in (1, 2)]
+            board = MemoryTrendBoard(docs)
+            await svc.trends.apply_decisions(board.records)        # the worker restores both from the topic
+            await reject(board, "trend-w2", by="ann")
+            applied = await svc.trends.apply_decisions(board.records)
+            again = await svc.trends.apply_decisions(board.records)
+            book = svc.trends.stage.book
+            return (applied, again, svc.metrics.trend_proposals_rejected._value.get(),
+                    [book.get(f"trend-w{i}").status for i in (1, 2)])
+        finally:
+            await svc.stop()
+
+    assert asyncio.run(go()) == (2, 0, 1, ["rejected", "rejected"])

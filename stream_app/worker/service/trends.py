@@ -13,7 +13,8 @@ updates its record.
 
 Accept and reject come back as *decision* records on the same topic (key ``<id>/decision``, value
 ``{"id", "status", "detector"}``; written by the CLI and the console); :meth:`apply_decisions` applies them
-(a rejected group is muted, an accepted one is no longer re-published) and counts them once each. Each worker
+(a rejected group is muted, an accepted one is no longer re-published) and counts them once each (a wave
+several workers proposed has one decision per member, counted once: under its kept id, ``of``). Each worker
 runs its own stage over the partitions it holds: with several workers, one wave may be proposed by each.
 
 With ``trends_llm_naming``, each new proposal is named by the LLM endpoint (``llm_base_url``/``llm_model``;
@@ -219,8 +220,9 @@ class TrendKeeper(ServicePart):
                     book.reject(pid)
                 else:
                     book.accept(pid, str(doc.get("detector", "")))
-            (self.svc.metrics.trend_proposals_rejected if status == "rejected"
-             else self.svc.metrics.trend_proposals_accepted).inc()
+            if str(doc.get("of") or pid) == pid:    # a wave several workers proposed: counted once, by its kept id
+                (self.svc.metrics.trend_proposals_rejected if status == "rejected"
+                 else self.svc.metrics.trend_proposals_accepted).inc()
             applied += 1
         return applied
 
