@@ -15,7 +15,8 @@ Accept and reject come back as *decision* records on the same topic (key ``<id>/
 ``{"id", "status", "detector"}``; written by the CLI and the console); :meth:`apply_decisions` applies them
 (a rejected group is muted, an accepted one is no longer re-published) and counts them once each (a wave
 several workers proposed has one decision per member, counted once: under its kept id, ``of``). Each worker
-runs its own stage over the partitions it holds: with several workers, one wave may be proposed by each.
+runs its own stage over the partitions it holds: with several workers, one wave may be proposed by each, and
+the board (``stream_app/trend_board.py``, ``combine``) shows them as one.
 
 With ``trends_llm_naming``, each new proposal is named by the LLM endpoint (``llm_base_url``/``llm_model``;
 :mod:`synapse_stream.trends.naming`, its posts passed as JSON data): :meth:`name_pending` runs the calls in a
