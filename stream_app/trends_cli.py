@@ -6,7 +6,9 @@ under ``--out``, prints the baseline's line and ends with one line::
 
     trends: events=N found=N delay_posts_p50=N false_per_100k=X purity=X
 
-(``delay_posts_p50=na`` when no event was found). Method and measured numbers: docs/trends.md.
+(``delay_posts_p50=na`` when no event was found). A pool with a ``ts`` column (ISO 8601 or epoch seconds) is
+replayed in its own event time (delays in ``metrics.json`` are then in real seconds since an event's first post);
+without one the schedule is generated. Method and measured numbers: docs/trends.md.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ def add_trends_parser(sub) -> None:
                        description=__doc__.splitlines()[0])
     acts = p.add_subparsers(dest="action", required=True)
     e = acts.add_parser("eval", help="replay a labelled pool with planted events; ends with one 'trends:' line")
-    e.add_argument("--pool", required=True, help="TSV with a header (text/sentence + label) or JSONL {text, label}")
+    e.add_argument("--pool", required=True, help="TSV with a header (text/sentence + label [+ ts]) or JSONL "
+                   "{text, label[, ts]}; a ts column (ISO 8601 or epoch seconds) gives the posts their own event time")
     e.add_argument("--text-col", default=None, help="text column (default: text or sentence)")
     e.add_argument("--label-col", default="label", help="label column (default label)")
+    e.add_argument("--ts-col", default="ts", help="timestamp column, if the pool has one (default ts)")
     e.add_argument("--event-pool", default=None,
                    help="take the events from this pool's --event-label posts; the background is then all of --pool")
     e.add_argument("--event-label", default="1", help="the held-back class whose clusters become events (default 1)")
@@ -78,8 +82,9 @@ def cmd_eval(args) -> int:
     if args.batch < 1:
         raise ConfigError("--batch must be >= 1")
     params = _params(args)
-    pool = read_pool(args.pool, text_col=args.text_col, label_col=args.label_col)
-    event_pool = read_pool(args.event_pool, text_col=None, label_col=args.label_col) if args.event_pool else None
+    pool = read_pool(args.pool, text_col=args.text_col, label_col=args.label_col, ts_col=args.ts_col)
+    event_pool = (read_pool(args.event_pool, text_col=None, label_col=args.label_col, ts_col=args.ts_col)
+                  if args.event_pool else None)
     embedder = make_embedder(args.embedder)
     if args.cache_dir:
         embedder = CachedEmbedder(embedder, args.cache_dir)
@@ -90,7 +95,9 @@ def cmd_eval(args) -> int:
                           events=args.events, event_posts=args.event_posts, dup_events=args.dup_events,
                           dup_posts=args.dup_posts, background=args.background, duration=args.days * 86400.0,
                           event_seconds=args.event_hours * 3600.0, rise=args.rise, seed=args.seed)
-    log(f"schedule: {len(sched.texts)} posts ({sched.background} background), {len(sched.events)} events; "
+    log(f"schedule: {len(sched.texts)} posts ({sched.background} background), {len(sched.events)} events over "
+        f"{sched.duration / 86400:.1f} days, event time {sched.timestamps}"
+        f"{' (the ts column)' if sched.timestamps != 'generated' else ''}; "
         f"embedded with {embedder.name} in {time.perf_counter() - t0:.1f}s")
     run, stage = replay(sched, params, window=args.window * 3600.0, batch=args.batch, log=log)
     limiter.restore_original_limits()
@@ -99,6 +106,7 @@ def cmd_eval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     n = len(sched.texts)
     doc = {"pool": str(args.pool), "event_pool": args.event_pool, "event_label": args.event_label, "embedder": embedder.name, "seed": args.seed, "posts": n,
+           "timestamps": sched.timestamps, "days": sched.duration / 86400.0,
            "background": sched.background, "events": [e.__dict__ for e in sched.events],
            "params": params.__dict__, "window_hours": args.window, "batch": args.batch,
            "stage": sc.as_json(), "baseline": sb.as_json(),

@@ -52,7 +52,7 @@ def print_list(props: list[dict]) -> None:
 
 async def run(args, board=None, catalog=None) -> int:
     from stream_app.detectors_cli import _settings
-    from stream_app.trend_board import KafkaTrendBoard, accept, ranked, reject
+    from stream_app.trend_board import KafkaTrendBoard, accept, find, ranked, reject
 
     if board is None or catalog is None:
         from stream_app.console.catalog import KafkaCatalog
@@ -67,7 +67,7 @@ async def run(args, board=None, catalog=None) -> int:
         print_list(ranked(props, None if args.all else "open"))
         return 0
     if args.action == "show":
-        p = (await board.all()).get(args.id)
+        p = find(await board.all(), args.id)
         if p is None:
             raise SynapseError(f"no proposal {args.id!r}")
         print(json.dumps({k: v for k, v in p.items() if k != "centre"}, indent=2, ensure_ascii=False))

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from stream_app.console.web import action, page, parts, render
-from stream_app.trend_board import accept, detector_name, ranked, reject
+from stream_app.trend_board import accept, detector_name, find, ranked, reject
 from synapse_stream.exceptions import SynapseError
 
 
@@ -57,7 +57,7 @@ async def list_page(request: Request, user) -> Response:
 async def proposal_page(request: Request, user) -> Response:
     pid = request.path_params["pid"]
     try:
-        p = (await _all(request)).get(pid)
+        p = find(await _all(request), pid)
     except SynapseError as exc:
         return render(request, "error.html", status=503, message=str(exc))
     if p is None:
@@ -73,7 +73,7 @@ async def accept_action(request: Request, user) -> Response:
     try:
         d = await accept(parts(request).trends, parts(request).catalog, pid, detector=name, by=user.name)
     except SynapseError as exc:
-        p = (await _all(request)).get(pid) or {"id": pid, "medoids": [], "terms": []}
+        p = find(await _all(request), pid) or {"id": pid, "medoids": [], "terms": []}
         return render(request, "trend.html", status=400, p=p, bars=timeline_bars(p.get("timeline")),
                       suggested=name or detector_name(p), error=str(exc))
     return RedirectResponse(f"/detectors/{d['name']}?msg=started", status_code=303)

@@ -12,6 +12,14 @@ from 1x to ``rise``x. Optional near-duplicate floods (``dup_events``) copy one h
 events come from its held-back class and the background is the whole first pool. Nothing in the schedule is written here
 except those edits: every text is a real post of the pool.
 
+**Real timestamps.** A pool with a ``ts`` column (ISO 8601 or epoch seconds; :func:`parse_ts`) gives its posts
+their own event time, instead of the generated schedule: the background arrives when it was posted (the replay
+lasts from its first to its last post; ``duration`` and ``rise`` are not used), and an event taken from a pool
+with timestamps is the cluster's posts at their own times (it starts at its first post). Times are relative to
+the earliest post of the pools that have them (both pools on one clock when both do; events of a timed
+``event_pool`` over a generated background start after the warm-up). Whatever has no timestamps (a pool
+without the column, the near-duplicate floods) falls back to the generated schedule, in the gaps left.
+
 **Runs.** Posts are replayed in event-time order in batches; each batch goes into a window index
 (:class:`~synapse_stream.segments.SegmentedIndex`, retention ``window``; expired segments dropped) and then
 into the :class:`~synapse_stream.trends.stage.TrendStage` (the eval has no detector, so every post is
@@ -49,10 +57,44 @@ from .stage import TrendParams, TrendStage
 class LabelledPool:
     texts: list[str]
     labels: list[str]
+    ts: list[float] | None = None        # event time of each post (epoch seconds), when the file has a ts column
 
 
-def read_pool(path: str | Path, *, text_col: str | None = None, label_col: str = "label") -> LabelledPool:
-    """A TSV with a header (``text_col``: default ``text`` or ``sentence``) or JSONL with ``text``/``label``.
+def parse_ts(value) -> float:
+    """Epoch seconds from an epoch number (seconds) or an ISO 8601 date-time (a naive one is UTC).
+
+    >>> parse_ts("1700000000"), parse_ts(1700000000.5), parse_ts("2023-11-14T22:13:20Z")
+    (1700000000.0, 1700000000.5, 1700000000.0)
+    >>> parse_ts("2023-11-14 23:13:20+01:00")
+    1700000000.0
+    """
+    import datetime as dt
+
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, (int, float)):
+        t = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            t = float(text)
+        except ValueError:
+            try:
+                d = dt.datetime.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"not an ISO 8601 date-time or epoch seconds: {text[:40]!r}") from None
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=dt.timezone.utc)
+            t = d.timestamp()
+    if not math.isfinite(t):
+        raise ValueError(f"not a timestamp: {value!r}")
+    return t
+
+
+def read_pool(path: str | Path, *, text_col: str | None = None, label_col: str = "label",
+              ts_col: str = "ts") -> LabelledPool:
+    """A TSV with a header (``text_col``: default ``text`` or ``sentence``) or JSONL with ``text``/``label``;
+    with a ``ts_col`` column (TSV) or key (JSONL, on the first record), every post's time (:func:`parse_ts`).
 
     Labels are kept as strings (any class can be held back)."""
     path = Path(path)
@@ -62,6 +104,14 @@ def read_pool(path: str | Path, *, text_col: str | None = None, label_col: str =
         raise DataError(f"{path}: cannot read ({exc})") from None
     lines = raw.splitlines()
     texts, labels = [], []
+    times: list[float] | None = None
+
+    def stamp(v, where: str) -> None:
+        try:
+            times.append(parse_ts(v))
+        except ValueError as exc:
+            raise DataError(f"{where}: bad {ts_col!r}: {exc}") from None
+
     if path.suffix.lower() in (".jsonl", ".ndjson") or (lines and lines[0].lstrip().startswith("{")):
         for n, ln in enumerate(lines, 1):
             if not ln.strip():
@@ -70,9 +120,17 @@ def read_pool(path: str | Path, *, text_col: str | None = None, label_col: str =
                 obj = json.loads(ln)
             except ValueError as exc:
                 raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{n}: not a JSON object")
             t, y = obj.get(text_col or "text"), obj.get(label_col)
             if not isinstance(t, str) or y is None:
                 raise DataError(f"{path}:{n}: needs a string {text_col or 'text'!r} and a {label_col!r}")
+            if not texts and ts_col in obj:
+                times = []
+            if times is not None:
+                if obj.get(ts_col) is None:
+                    raise DataError(f"{path}:{n}: no {ts_col!r} (the first record has one)")
+                stamp(obj[ts_col], f"{path}:{n}")
             texts.append(t)
             labels.append(str(y))
     else:
@@ -87,16 +145,20 @@ def read_pool(path: str | Path, *, text_col: str | None = None, label_col: str =
         if tcol is None or label_col.lower() not in low:
             raise DataError(f"{path}: needs columns {want[0]!r} and {label_col!r}; found {header}")
         lcol = low.index(label_col.lower())
+        scol = low.index(ts_col.lower()) if ts_col.lower() in low else None
+        times = None if scol is None else []
         for n, r in enumerate(reader, 2):
             if not r or not any(c.strip() for c in r):
                 continue
-            if len(r) <= max(tcol, lcol):
+            if len(r) <= max(tcol, lcol, -1 if scol is None else scol):
                 raise DataError(f"{path}:{n}: missing columns")
+            if scol is not None:
+                stamp(r[scol], f"{path}:{n}")
             texts.append(r[tcol].strip())
             labels.append(r[lcol].strip())
     if not texts:
         raise DataError(f"{path}: no posts")
-    return LabelledPool(texts, labels)
+    return LabelledPool(texts, labels, times)
 
 
 # ---------------------------------------------------------------------- schedule
@@ -117,6 +179,7 @@ class Schedule:
     source: np.ndarray       # -1 background, else the event id
     events: list[Event]
     duration: float
+    timestamps: str = "generated"   # "generated", "pool" (the background's own), "events" (only the events')
 
     @property
     def background(self) -> int:
@@ -147,6 +210,7 @@ def make_schedule(pool: LabelledPool, embed: Callable[[list[str]], np.ndarray], 
 
     rng = np.random.default_rng(seed)
     labels = np.asarray(pool.labels)
+    src = pool if event_pool is None else event_pool          # the pool the events come from
     if event_pool is None:
         held_texts = pool.texts
         held = np.flatnonzero(labels == str(event_label))
@@ -161,6 +225,17 @@ def make_schedule(pool: LabelledPool, embed: Callable[[list[str]], np.ndarray], 
         raise DataError("every post has the held-back label: there is no background")
     if background is not None and background < len(back):
         back = np.sort(rng.choice(back, background, replace=False))
+    # real event time where a pool has it (relative to the earliest of the timed pools), else generated
+    timed = [q for q in ((pool, back), (src, held)) if q[0].ts is not None]
+    origin = min((min(q.ts[i] for i in rows) for q, rows in timed), default=0.0)
+    real_back = pool.ts is not None
+    real_events = src.ts is not None
+    if real_back:
+        duration = max(1.0, max(pool.ts[i] for i in back) - origin + 1.0)
+    held_at = None
+    if real_events:                                         # a timed event pool over a generated background:
+        shift = 0.0 if real_back else warmup * duration - origin   # its clock starts after the warm-up
+        held_at = {int(i): src.ts[int(i)] + (-origin if real_back else shift) for i in held}
     held_vecs = embed([held_texts[i] for i in held])
     n_events = int(events)
     chosen: list[np.ndarray] = []
@@ -172,35 +247,45 @@ def make_schedule(pool: LabelledPool, embed: Callable[[list[str]], np.ndarray], 
             rows = np.flatnonzero(km.labels_ == c)
             rng.shuffle(rows)
             chosen.append(held[rows[:event_posts]])
-    total_events = len(chosen) + int(dup_events)
+    # the events that need a generated start: the floods, and the class events when their pool has no times
+    generated = (0 if real_events else len(chosen)) + int(dup_events)
     span = (1.0 - warmup) * duration
-    starts = [warmup * duration + span * e / max(1, total_events) for e in range(total_events)]
-    if total_events and event_seconds > span / total_events:
-        raise DataError(f"{total_events} events of {event_seconds:g} s do not fit in {span:g} s after the warm-up")
+    starts = [warmup * duration + span * e / max(1, generated) for e in range(generated)]
+    if generated and event_seconds > span / generated:
+        raise DataError(f"{generated} events of {event_seconds:g} s do not fit in {span:g} s after the warm-up")
     texts: list[str] = [pool.texts[i] for i in back]
-    # background: rate rising linearly from 1 to `rise` -> inverse CDF of a linear density on [0, 1]
-    u = rng.random(len(back))
-    a = float(rise) - 1.0
-    frac = u if a == 0 else (np.sqrt(1.0 + a * (2.0 + a) * u) - 1.0) / a
-    ts = list(frac * duration)
+    if real_back:
+        ts = [pool.ts[i] - origin for i in back]
+    else:   # background: rate rising linearly from 1 to `rise` -> inverse CDF of a linear density on [0, 1]
+        u = rng.random(len(back))
+        a = float(rise) - 1.0
+        frac = u if a == 0 else (np.sqrt(1.0 + a * (2.0 + a) * u) - 1.0) / a
+        ts = list(frac * duration)
     source = [-1] * len(back)
     ev_list: list[Event] = []
     vec_parts = [embed(texts)] if texts else []
+    total_events = len(chosen) + int(dup_events)
     order = list(range(total_events))
     rng.shuffle(order)                       # dup floods and class events interleave
-    for slot, e in enumerate(order):
-        s0 = starts[slot]
+    slot = 0
+    for e in order:
         if e < len(chosen):
             etexts = [held_texts[i] for i in chosen[e]]
             kind = "class"
         else:
             used = set(np.concatenate(chosen).tolist()) if chosen else set()
             free = [i for i in held.tolist() if i not in used] or held.tolist()
-            origin = held_texts[int(rng.choice(free))]   # not a post of a class event
-            etexts = [_edit(origin, rng) for _ in range(dup_posts)]
+            origin_text = held_texts[int(rng.choice(free))]   # not a post of a class event
+            etexts = [_edit(origin_text, rng) for _ in range(dup_posts)]
             kind = "dupes"
-        et = s0 + event_seconds * np.sqrt(rng.random(len(etexts)))
-        ev_list.append(Event(e, kind, s0, s0 + event_seconds, len(etexts)))
+        if kind == "class" and held_at is not None:
+            et = np.asarray([held_at[int(i)] for i in chosen[e]], np.float64)
+            ev_list.append(Event(e, kind, float(et.min()), float(et.max()), len(etexts)))
+        else:
+            s0 = starts[slot]
+            slot += 1
+            et = s0 + event_seconds * np.sqrt(rng.random(len(etexts)))
+            ev_list.append(Event(e, kind, s0, s0 + event_seconds, len(etexts)))
         texts += etexts
         ts += list(et)
         source += [e] * len(etexts)
@@ -208,8 +293,10 @@ def make_schedule(pool: LabelledPool, embed: Callable[[list[str]], np.ndarray], 
     vecs = np.vstack(vec_parts).astype(np.float32)
     order_t = np.argsort(np.asarray(ts), kind="stable")
     ev_list.sort(key=lambda ev: ev.id)
-    return Schedule([texts[i] for i in order_t], vecs[order_t], np.asarray(ts)[order_t],
-                    np.asarray(source)[order_t], ev_list, duration)
+    duration = max(duration, float(max(ts)) + 1.0)
+    how = "pool" if real_back else ("events" if real_events and chosen else "generated")
+    return Schedule([texts[i] for i in order_t], vecs[order_t], np.asarray(ts, np.float64)[order_t],
+                    np.asarray(source)[order_t], ev_list, duration, how)
 
 
 # ---------------------------------------------------------------------- baseline

@@ -132,11 +132,11 @@ class TrendStage:
         cids = self.clusters.learn(vecs, ts)
         touched: dict[str, Group] = {}
         for i, (pid, text, cid, t) in enumerate(zip(ids, texts, cids, ts)):
-            gs = [self._cluster_group(cid, pid, t)]
+            gs = [self._new_group("cluster", cid, pid, t)]
             if self.dupes is not None:
                 did = self.dupes.assign(text)
                 if did is not None:
-                    gs.append(self._dup_group(did, pid, t))
+                    gs.append(self._new_group("dupes", did, pid, t))
             for g in gs:
                 g.members.append((pid, t, text[:500], vecs[i].astype(np.float16)))
                 g.size += 1
@@ -154,23 +154,21 @@ class TrendStage:
                 out.append(r)
         return out
 
-    def _cluster_group(self, cid: int, pid: str, t: float) -> Group:
-        key = f"c{cid}"
-        g = self.groups.get(key)
+    def _new_group(self, kind: str, gid, pid: str, t: float) -> Group:
+        """The group ``gid`` of ``kind`` ("cluster": a micro-cluster id; "dupes": a near-duplicate group id),
+        created with ``pid`` as its first post if it is not held yet. Near-duplicate groups are kept in
+        least-recently-used order and capped at ``max_dup_groups``; micro-cluster groups follow their
+        micro-clusters (:meth:`_forget_dead_clusters`)."""
+        book = self.groups if kind == "cluster" else self._dup_groups
+        key = f"c{gid}" if kind == "cluster" else f"d:{gid}"
+        g = book.get(key)
         if g is None:
-            g = self.groups[key] = Group(key, "cluster", pid, t, RateHistory(self.p.bin_seconds, self.p.history_bins),
-                                         deque(maxlen=self.p.max_members))
-        return g
-
-    def _dup_group(self, did: str, pid: str, t: float) -> Group:
-        key = f"d:{did}"
-        g = self._dup_groups.get(key)
-        if g is None:
-            g = self._dup_groups[key] = Group(key, "dupes", pid, t, RateHistory(self.p.bin_seconds, self.p.history_bins),
-                                              deque(maxlen=self.p.max_members))
-            while len(self._dup_groups) > self.p.max_dup_groups:
-                self._dup_groups.popitem(last=False)
-        else:
+            g = book[key] = Group(key, kind, pid, t, RateHistory(self.p.bin_seconds, self.p.history_bins),
+                                  deque(maxlen=self.p.max_members))
+            if kind == "dupes":
+                while len(self._dup_groups) > self.p.max_dup_groups:
+                    self._dup_groups.popitem(last=False)
+        elif kind == "dupes":
             self._dup_groups.move_to_end(key)
         return g
 

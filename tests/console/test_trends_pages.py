@@ -72,3 +72,23 @@ def test_without_a_trends_topic_the_page_says_so(make_console, client_for):
     c = client_for(con, "ian")
     r = c.get("/trends")
     assert r.status_code == 503 and "no trends topic" in r.text
+
+
+def test_one_wave_from_two_workers_is_one_proposal_and_one_reject_mutes_both(make_console, client_for):
+    con = make_console()
+    con.parts.trends = MemoryTrendBoard([
+        proposal("trend-w1", 4.0, raised_at=100.0, size=10, centre=[1.0, 0.0]),
+        proposal("trend-w2", 6.0, raised_at=200.0, size=12, centre=[0.98, 0.2],
+                 medoids=[{"id": "q1", "text": "another worker's airdrop post"}])])
+    c = client_for(con, "ian")
+    listing = c.get("/trends").text
+    assert "trend-w1" in listing and 'href="/trends/trend-w2"' not in listing   # one row, the older id
+    one = c.get("/trends/trend-w2")                          # the other worker's id finds the wave
+    assert one.status_code == 200 and 'id="merged"' in one.text and "trend-w1, trend-w2" in one.text
+    assert "another worker&#39;s airdrop post" in one.text and "free airdrop, claim it now" in one.text
+    assert ">22<" in one.text                                # sizes summed
+    r = c.post("/trends/trend-w2/reject", data={"csrf": c.csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    decided = sorted(k.decode() for k, _ in con.parts.trends.records if k.decode().endswith("/decision"))
+    assert decided == ["trend-w1/decision", "trend-w2/decision"]
+    assert asyncio.run(con.parts.trends.all())["trend-w1"]["status"] == "rejected"

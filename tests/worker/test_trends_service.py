@@ -187,3 +187,81 @@ def test_the_stage_never_holds_up_the_posts_and_skips_what_it_cannot_take():
     assert seen == 10 and skipped == 3             # one batch waited (the backlog), three were skipped, counted
     took, seen, skipped, indexed = asyncio.run(go(False))
     assert indexed == 40 and seen == 40 and skipped == 0
+
+
+def test_a_restarted_worker_keeps_its_proposal_and_raises_no_duplicate(monkeypatch):
+    """The stage's snapshot is saved with the shards' (svc.snapshot) and loaded by the next worker on the same
+    data dir: the wave under way goes on under the same id, updated, not raised again."""
+    import stream_app.worker.service.trends as trends_mod
+
+    monkeypatch.setattr(trends_mod, "TrendParams", lambda: TrendParams(radius=0.3, novelty_sim=0.3))
+    s = settings()
+    posts = stream()
+    t0 = time.time() - 4 * 86400
+
+    async def feed(svc, lo, hi, stop_when_raised=False):
+        docs = []
+        for start in range(lo, hi, 50):
+            msgs = [RawMsg("synapse.posts", 0, i, f"{posts[i][1]}{i}".encode(), json.dumps(
+                {"id": f"{posts[i][1]}{i}", "text": posts[i][0], "ts": t0 + 36.0 * i}).encode())
+                for i in range(start, min(hi, start + 50))]
+            out = await svc.handle_posts(msgs)
+            await svc.trends.flush()
+            docs += [json.loads(v) for _, v in out.trends + svc.outbox.drain(Outputs()).trends]
+            if stop_when_raised and docs:
+                return docs, start + 50
+        return docs, hi
+
+    async def go():
+        svc = await seeded_service(s, seed=SEED)
+        try:
+            first, upto = await feed(svc, 0, len(posts), stop_when_raised=True)
+            upto += 200                                   # a little more of the wave, then a snapshot and a stop
+            more, _ = await feed(svc, upto - 200, upto)
+            await svc.snapshot()
+            seen = svc.trends.stage.seen
+        finally:
+            await svc.stop()
+        assert s.data_dir and (svc.trends.snapshot_path.exists())
+        svc2 = await seeded_service(s, seed=SEED)         # the same data dir: shards and stage restored
+        try:
+            restored = (svc2.trends.stage.seen, list(svc2.trends.stage.book.proposals))
+            after, _ = await feed(svc2, upto, len(posts))
+            raised2 = svc2.metrics.trend_proposals_raised._value.get()
+            updates2 = svc2.metrics.trend_updates._value.get()
+        finally:
+            await svc2.stop()
+        return first + more, seen, restored, after, raised2, updates2
+
+    before, seen, restored, after, raised2, updates2 = asyncio.run(go())
+    pid = before[0]["id"]
+    assert {d["id"] for d in before} == {pid}
+    assert restored == (seen, [pid])
+    assert after and {d["id"] for d in after} == {pid}      # the same proposal, updated ...
+    assert raised2 == 0 and updates2 == len(after)          # ... never raised again
+    assert after[-1]["version"] > before[-1]["version"]
+
+
+def test_a_waves_decision_reaches_every_members_proposal_and_counts_once():
+    """The board writes one decision per worker's proposal of a wave (``of``: the kept id): a worker applies
+    each to its book and counts the wave once."""
+    from stream_app.trend_board import MemoryTrendBoard, reject
+    from synapse_stream.trends.proposals import Proposal
+
+    async def go():
+        svc = await seeded_service(settings(), seed=SEED)
+        try:
+            docs = [Proposal(f"trend-w{i}", "cluster", 1.0, 10.0 * i, 10.0 * i, 8, 5, 3.0, 1e-7,
+                             medoids=[{"id": f"p{i}", "text": "x"}], centre=[1.0, 0.0]).record() for i in (1, 2)]
+            board = MemoryTrendBoard(docs)
+            await svc.trends.apply_decisions(board.records)        # the worker restores both from the topic
+            await reject(board, "trend-w2", by="ann")
+            applied = await svc.trends.apply_decisions(board.records)
+            again = await svc.trends.apply_decisions(board.records)
+            book = svc.trends.stage.book
+            return (applied, again, svc.metrics.trend_proposals_rejected._value.get(),
+                    [book.get(f"trend-w{i}").status for i in (1, 2)])
+        finally:
+            await svc.stop()
+
+    assert asyncio.run(go()) == (2, 0, 1, ["rejected", "rejected"])

@@ -33,7 +33,9 @@ class ShardKeeper(ServicePart):
                 shard.save(self.path(p))
                 done.append(p)
             return done
-        return await self.svc.in_model_thread(work)
+        done = await self.svc.in_model_thread(work)
+        await self.svc.trends.snapshot()      # the trends stage's state, on the same cadence
+        return done
 
     async def assign(self, partitions: Sequence[int]) -> Outputs:
         """Take over shards: load their snapshots, then rebuild windows (refill every positive)."""

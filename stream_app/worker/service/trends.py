@@ -13,13 +13,21 @@ updates its record.
 
 Accept and reject come back as *decision* records on the same topic (key ``<id>/decision``, value
 ``{"id", "status", "detector"}``; written by the CLI and the console); :meth:`apply_decisions` applies them
-(a rejected group is muted, an accepted one is no longer re-published) and counts them once each. Each worker
-runs its own stage over the partitions it holds: with several workers, one wave may be proposed by each.
+(a rejected group is muted, an accepted one is no longer re-published) and counts them once each (a wave
+several workers proposed has one decision per member, counted once: under its kept id, ``of``). Each worker
+runs its own stage over the partitions it holds: with several workers, one wave may be proposed by each, and
+the board (``stream_app/trend_board.py``, ``combine``) shows them as one.
 
 With ``trends_llm_naming``, each new proposal is named by the LLM endpoint (``llm_base_url``/``llm_model``;
 :mod:`synapse_stream.trends.naming`, its posts passed as JSON data): :meth:`name_pending` runs the calls in a
 thread of their own (never on the event loop, never on the model thread) and returns the named records to
 publish; a failed call leaves the proposal unnamed.
+
+The stage's state (micro-clusters, groups, rate bins, near-duplicate sketches, proposals) is snapshotted with
+the shards (``ShardKeeper.snapshot``: every ``snapshot_interval`` s and on shutdown) to
+``<data_dir>/trends/stage-<worker_instance_id or "worker">.npz`` (:mod:`synapse_stream.trends.snapshot`: atomic,
+version-tagged) and loaded when the worker starts, so a restarted worker keeps its groups, their proposal ids,
+its warm-up and its mutes. A snapshot it cannot read is logged and the stage starts afresh.
 """
 from __future__ import annotations
 
@@ -30,12 +38,15 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from stream_app.trend_board import DECISION_SUFFIX, _decision, decode
 from stream_app.worker.service.records import Outputs, ServicePart
+from synapse_stream.exceptions import DataError
 from synapse_stream.trends import TrendParams, TrendStage
+from synapse_stream.trends.snapshot import load_stage, save_stage
 from synapse_stream.trends.proposals import Proposal
 
 log = logging.getLogger("synapse.service")
@@ -55,7 +66,7 @@ class TrendKeeper(ServicePart):
         super().__init__(svc)
         self.stage: TrendStage | None = None
         if svc.settings.trends:
-            self.stage = TrendStage(svc.index, svc.embedder.dim, TrendParams())
+            self.stage = self._restored(TrendStage(svc.index, svc.embedder.dim, TrendParams()))
         self._decided: dict[str, str] = {}
         self._to_name: deque[str] = deque(maxlen=1000)    # new proposals waiting for the LLM's name
         self._chat = None
@@ -82,6 +93,46 @@ class TrendKeeper(ServicePart):
     def stop(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ snapshot
+    @property
+    def snapshot_path(self) -> Path:
+        return (Path(self.svc.settings.data_dir) / "trends"
+                / f"stage-{self.svc.settings.worker_instance_id or 'worker'}.npz")
+
+    def _restored(self, stage: TrendStage) -> TrendStage:
+        """``stage`` with the state of the last snapshot, if there is a readable one (else as it is)."""
+        path = self.snapshot_path
+        if not path.exists():
+            return stage
+        fresh = TrendStage(stage.index, stage.clusters.dim, stage.p)
+        try:
+            load_stage(stage, path)
+        except DataError as exc:
+            log.error("trends stage snapshot unusable (%s): starting afresh", exc)
+            return fresh
+        log.info("trends stage restored from %s: %d posts seen, %d groups, %d proposals", path, stage.seen,
+                 stage.group_count(), len(stage.book))
+        return stage
+
+    def _save(self) -> bool:
+        if self.stage is None:
+            return False
+        t0 = time.perf_counter()
+        try:
+            save_stage(self.stage, self.snapshot_path)
+        except (OSError, DataError) as exc:
+            log.warning("trends stage snapshot failed: %s: %s", type(exc).__name__, exc)
+            self.svc.metrics.internal_errors.labels("snapshot", "trends", type(exc).__name__).inc()
+            return False
+        log.debug("trends stage snapshot saved in %.3fs", time.perf_counter() - t0)
+        return True
+
+    async def snapshot(self) -> bool:
+        """Save the stage's state where it lives (its thread, or the model thread): with the shard snapshots."""
+        if self.stage is None:
+            return False
+        return await self._run(self._save)
 
     @property
     def enabled(self) -> bool:
@@ -170,8 +221,9 @@ class TrendKeeper(ServicePart):
                     book.reject(pid)
                 else:
                     book.accept(pid, str(doc.get("detector", "")))
-            (self.svc.metrics.trend_proposals_rejected if status == "rejected"
-             else self.svc.metrics.trend_proposals_accepted).inc()
+            if str(doc.get("of") or pid) == pid:    # a wave several workers proposed: counted once, by its kept id
+                (self.svc.metrics.trend_proposals_rejected if status == "rejected"
+                 else self.svc.metrics.trend_proposals_accepted).inc()
             applied += 1
         return applied
 
