@@ -39,10 +39,11 @@ class KNNGraph:
     ['seed:s']
     """
 
-    def __init__(self, k: int = 10) -> None:
+    def __init__(self, k: int = 10, ef: int | None = None) -> None:
         if k < 1:
             raise ConfigError("the kNN graph needs k >= 1")
         self.k = int(k)
+        self.ef = int(ef) if ef else None          # the searches' ef (None: the index's ef_search)
         self.node_of: dict[str, int] = {}
         self.names: list[str] = []
         self._rows: list[np.ndarray] = []
@@ -56,7 +57,7 @@ class KNNGraph:
         return len(self.names)
 
     def reset(self) -> None:
-        self.__init__(self.k)
+        self.__init__(self.k, self.ef)
 
     def update(self, index: ShardedIndex, post_ids: Sequence[str], seeds: dict[str, np.ndarray],
                vectors: np.ndarray | None = None) -> int:
@@ -96,8 +97,8 @@ class KNNGraph:
         n_posts = len(new_posts)
         names = list(new_posts) + ["seed:" + s for s, _ in new_seeds]
         k = self.k
+        seed_nodes = np.asarray([self.node_of[s] for s in self._seed_names], np.int64)
         for start in range(0, len(names), 2048):
-            rows, cols = [], []
             stop = min(start + 2048, len(names))
             # the chunk's query rows: posts then seeds (no stacked copy of all the posts' vectors)
             if stop <= n_posts:
@@ -106,25 +107,68 @@ class KNNGraph:
                 q = seed_q[start - n_posts:stop - n_posts]
             else:
                 q = np.vstack([queries[start:], seed_q[:stop - n_posts]])
-            found = index.knn(q, k + 1) if len(index) else [[] for _ in range(len(q))]
+            me = np.asarray([self.node_of[n] for n in names[start:stop]], np.int64)
+            parts = index.knn_parts(q, k + 1, self.ef) if len(index) else []
             seed_sims = q @ S.T if len(S) else np.zeros((len(q), 0), np.float32)
-            ks = min(k + 1, seed_sims.shape[1])   # only the k + 1 nearest seeds can make a row's top k
-            top_seeds = (np.argpartition(-seed_sims, ks - 1, axis=1)[:, :ks] if ks
-                         else np.zeros((len(q), 0), np.int64))
-            for j, name in enumerate(names[start:start + 2048]):
-                cand = [(s, pid) for pid, s in found[j] if pid != name and pid in self.node_of]
-                cand += [(float(seed_sims[j, c]), self._seed_names[c]) for c in top_seeds[j].tolist()
-                         if self._seed_names[c] != name]
-                cand.sort(key=lambda t: (-t[0], self.node_of[t[1]]))
-                me = self.node_of[name]
-                for _, other in cand[:k]:
-                    rows.append(me)
-                    cols.append(self.node_of[other])
-            if rows:     # as arrays per chunk: no list of n·k Python ints at 1 M posts
-                self._rows.append(np.asarray(rows, np.int64))
-                self._cols.append(np.asarray(cols, np.int64))
+            rows, cols = self._rows_of_chunk(me, parts, seed_sims, seed_nodes)
+            if len(rows):     # as arrays per chunk: no list of n·k Python ints at 1 M posts
+                self._rows.append(rows)
+                self._cols.append(cols)
         self._W = None
         return len(names)
+
+    def _rows_of_chunk(self, me: np.ndarray, parts, seed_sims: np.ndarray, seed_nodes: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The edges (me[j] -> neighbour) of a chunk of new nodes, merged with numpy.
+
+        ``parts``: every index part's top k + 1 (``ShardedIndex.knn_parts``). As a whole index would: the k + 1
+        best posts of all parts (best first, ties by post id), less the node itself and posts not in the graph
+        (inserted after the round's snapshot), then the k + 1 nearest seeds; of those the k best (ties by node
+        number). A row where the (k + 1)-th and (k + 2)-th best posts tie is cut by post id (``_cut_by_id``), so
+        the rows are exactly those of one search over one index, tie for tie."""
+        k, nq = self.k, len(me)
+        nodes, sims, where = [], [], []
+        for ids, labels, s in parts:
+            if labels.shape[1] == 0:
+                continue
+            uniq, inv = np.unique(labels, return_inverse=True)
+            of = self.node_of
+            un = np.asarray([of.get(ids[x], -1) for x in uniq.tolist()], np.int64)
+            nodes.append(un[inv.reshape(labels.shape)])
+            sims.append(s)
+            where.append((ids, labels))
+        N = np.hstack(nodes) if nodes else np.zeros((nq, 0), np.int64)
+        V = np.hstack(sims) if sims else np.zeros((nq, 0), np.float32)
+        kk = min(k + 1, N.shape[1])
+        order = np.argsort(-V, axis=1, kind="stable")[:, :kk + 1]
+        Vs = np.take_along_axis(V, order, 1)
+        Ns = np.take_along_axis(N, order, 1)
+        if N.shape[1] > kk:
+            for j in np.flatnonzero(Vs[:, kk - 1] == Vs[:, kk]).tolist():
+                Ns[j, :kk], Vs[j, :kk] = self._cut_by_id(j, where, nodes, sims, kk)
+        Ns, Vs = Ns[:, :kk], Vs[:, :kk]
+        ks = min(k + 1, seed_sims.shape[1])   # only the k + 1 nearest seeds can make a row's top k
+        if ks:
+            top = np.argpartition(-seed_sims, ks - 1, axis=1)[:, :ks]
+            Ns = np.hstack([Ns, seed_nodes[top]])
+            Vs = np.hstack([Vs, np.take_along_axis(seed_sims, top, 1).astype(np.float32)])
+        ok = (Ns >= 0) & (Ns != me[:, None])
+        Vs = np.where(ok, Vs, -np.inf).astype(np.float32)
+        Ns = np.where(ok, Ns, np.iinfo(np.int64).max)
+        best = np.lexsort((Ns, -Vs), axis=1)[:, :k]
+        Nb = np.take_along_axis(Ns, best, 1)
+        keep = np.take_along_axis(ok, best, 1)
+        return np.broadcast_to(me[:, None], Nb.shape)[keep].astype(np.int64), Nb[keep].astype(np.int64)
+
+    @staticmethod
+    def _cut_by_id(j: int, where, nodes, sims, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``j``'s ``kk`` best posts over all parts, ties by post id (a tie at the cut: exact duplicates)."""
+        cand = []
+        for (ids, labels), n, s in zip(where, nodes, sims):
+            cand += [(-float(v), ids[int(lab)], int(x)) for lab, x, v in zip(labels[j], n[j], s[j])]
+        cand.sort(key=lambda t: (t[0], t[1]))
+        return (np.asarray([c[2] for c in cand[:kk]], np.int64),
+                np.asarray([-c[0] for c in cand[:kk]], np.float32))
 
     def drop(self, post_ids) -> int:
         """Remove posts that left the window (and their edges); the others keep their numbering order.

@@ -210,6 +210,27 @@ class PostIndex:
             ids = [[self._ids[int(x)] for x in row] for row in labels]
         return ids, (1.0 - dists).astype(np.float32)
 
+    def knn_labels(self, queries: np.ndarray, k: int, ef: int | None = None
+                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """:meth:`knn` as arrays, without turning labels into ids: ``(ids, labels [q, k'], cosines [q, k'])``, where
+        ``ids[labels[i, j]]`` is the post; ``ids`` is the index's own append-only list (read it, never change it).
+        ``ef``: the search's ef for this call (at least k'; by default the index's ``ef_search``)."""
+        q = l2_normalise(queries)
+        with self._lock.read():
+            n = len(self._ids)
+            kk = min(int(k), n)
+            if kk <= 0 or len(q) == 0:
+                return self._ids, np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+            self._index.set_ef(max(int(ef) if ef else self.ef_search, kk))
+            labels, dists = self._index.knn_query(q, k=kk, num_threads=1)
+            self._index.set_ef(self.ef_search)
+        return self._ids, labels.astype(np.int64, copy=False), (1.0 - dists).astype(np.float32)
+
+    def knn_parts(self, queries: np.ndarray, k: int, ef: int | None = None
+                  ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+        """One :meth:`knn_labels` per part of the index (here: one)."""
+        return [self.knn_labels(queries, k, ef)]
+
     def search(
         self,
         queries: np.ndarray,
@@ -476,6 +497,13 @@ class ShardedIndex:
             for row in range(len(q)):
                 merged[row].extend(zip(ids[row], sims[row].tolist()))
         return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
+
+    def knn_parts(self, queries: np.ndarray, k: int, ef: int | None = None
+                  ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+        """Every part's (shard's, or segment's) top ``k`` as arrays, unmerged (:meth:`PostIndex.knn_labels`): the
+        kNN graph merges them with numpy instead of sorting Python tuples (``KNNGraph.update``)."""
+        q = l2_normalise(queries)
+        return [part for s in list(self.shards.values()) for part in s.knn_parts(q, k, ef)]
 
     def search(self, queries: np.ndarray, k: int, *, exclude: Exclude = None, min_sim: float | None = None):
         q = l2_normalise(queries)

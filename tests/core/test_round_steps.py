@@ -118,17 +118,17 @@ def test_sealed_segment_shares_are_saved_once_and_restore_the_graph(tmp_path):
     # a restart: the same shards, a new rounds object; only the growing segments' posts are searched again
     _, again = rounds_for(index, S, store)
     searched = []
-    real_knn = index.knn
+    real_knn = index.knn_parts
 
-    def counting(q, k):
+    def counting(q, k, ef=None):
         searched.append(len(q))
-        return real_knn(q, k)
+        return real_knn(q, k, ef)
 
-    index.knn = counting
+    index.knn_parts = counting
     try:
         again.plan()
     finally:
-        index.knn = real_knn
+        index.knn_parts = real_knn
     growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
     assert sum(searched) == growing + len(S)
     assert edges_by_name(again.graph) == edges_by_name(r.graph)
