@@ -101,6 +101,7 @@ def run(a) -> dict:
     truth = {pid(i): int(y) for i, y in enumerate(data.labels(0, window).tolist())}
     shares_dir = (cache / "shares") if cache else Path(os.environ.get("TMPDIR", "/tmp")) / f"rp-{os.getpid()}"
     eng, r = make_rounds(index, data, truth, GraphShares(shares_dir))
+    r.graph.ef = a.first_ef or a.ef
     parts = Parts()
     instrument(r, parts)
     t = time.perf_counter()
@@ -109,7 +110,8 @@ def run(a) -> dict:
     p_first = parts.take()
     say(f"first round {first:.1f}s ({r.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
     train(r, eng, index, data)
-    res = {"window": window, "segment_posts": window // 8, "new_per_round": a.new, "ef_construction": a.ef_construction,
+    r.graph.ef = a.ef
+    res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // 8, "new_per_round": a.new, "ef_construction": a.ef_construction,
            "build_s": built, "first_round_s": first, "first_round_parts_s": p_first,
            "shares_loaded_posts": r.shares_loaded[1], "steady": []}
     nxt = window
@@ -154,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--new", type=int, default=1000, help="posts arriving before each steady round")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--ef-construction", type=int, default=100)
+    ap.add_argument("--ef", type=int, default=None, help="the graph searches' ef (default: the index's, 64)")
+    ap.add_argument("--first-ef", type=int, default=None, help="ef of the first round's graph build (default --ef)")
     ap.add_argument("--cache", default=None, help="keep the built segments and the graph shares here")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "round_profile.json"))

@@ -100,7 +100,7 @@ class LiveRounds:
         self.index = index
         params = params or SourceParams(k0=k0, seed=seed)
         built: dict[str, CandidateSource] = registry.build(sources, params, live=True)
-        self.graph = KNNGraph(params.gble_k)
+        self.graph = KNNGraph(params.gble_k, params.gble_ef)
         self._needs_graph = any(src.uses_graph for src in built.values())
         self.k0 = int(k0)
         self.k_max = int(k_max) if k_max else 2 * self.k0
