@@ -17,7 +17,6 @@ from scipy import sparse
 from .embedders.base import l2_normalise
 from .exceptions import ConfigError
 from .index import ShardedIndex
-from .methods.gble import row_normalise
 
 
 class KNNGraph:
@@ -51,6 +50,8 @@ class KNNGraph:
         self._seed_names: list[str] = []
         self._seed_vecs: list[np.ndarray] = []
         self._W: sparse.csr_matrix | None = None
+        self._A: sparse.csr_matrix | None = None   # the symmetric adjacency of the edge chunks _rows[:_A_chunks]
+        self._A_chunks = 0
         self._waiting: dict[str, list[str]] = {}   # name not a node yet -> loaded nodes whose row points at it
 
     def __len__(self) -> int:
@@ -189,6 +190,7 @@ class KNNGraph:
                 rows.append(new_of[r[ok]])
                 cols.append(new_of[c[ok]])
         self._rows, self._cols = rows, cols
+        self._A, self._A_chunks = None, 0        # the numbering changed: the next adjacency is built whole
         self.names = [n for n, k in zip(self.names, keep.tolist()) if k]
         self.node_of = {n: i for i, n in enumerate(self.names)}
         if self._waiting:
@@ -261,17 +263,50 @@ class KNNGraph:
         return {self.names[j] for j in A.indices[A.indptr[i]:A.indptr[i + 1]]}
 
     def adjacency(self) -> sparse.csr_matrix:
+        """The symmetric binary adjacency (float32 CSR, canonical). Kept between calls: only the edges added since
+        the last call are merged in (``A + E + Eᵀ``, O(nnz) in scipy's C loops, no sort of the old edges); built
+        whole after a drop (the nodes are renumbered). Equal to :meth:`adjacency_full` entry for entry."""
+        n = len(self.names)
+        if self._A is None:
+            self._A = self.adjacency_full()
+        elif self._A_chunks < len(self._rows) or self._A.shape[0] != n:
+            A = self._A
+            A.resize((n, n))                      # new nodes: empty rows and columns at the end
+            if self._A_chunks < len(self._rows):
+                r = np.concatenate(self._rows[self._A_chunks:])
+                c = np.concatenate(self._cols[self._A_chunks:])
+                E = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
+                A = A + E + E.T.tocsr()
+                A.data[:] = 1.0
+                A.sort_indices()
+            self._A = A
+        self._A_chunks = len(self._rows)
+        return self._A
+
+    def adjacency_full(self) -> sparse.csr_matrix:
+        """The symmetric binary adjacency built from every edge (what :meth:`adjacency` keeps up to date)."""
         n = len(self.names)
         if not self._rows:
             return sparse.csr_matrix((n, n), dtype=np.float32)
         r, c = np.concatenate(self._rows), np.concatenate(self._cols)
-        A = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
-        return ((A + A.T) > 0).astype(np.float32).tocsr()
+        A = sparse.csr_matrix((np.ones(2 * len(r), np.float32), (np.concatenate([r, c]), np.concatenate([c, r]))),
+                              shape=(n, n))       # duplicates summed (an edge both ways, a repeated edge) ...
+        A.data[:] = 1.0                           # ... and made binary
+        A.sort_indices()
+        return A
 
     def transition(self) -> sparse.csr_matrix:
-        """Row-normalised adjacency (GBLE's W), cached until the next update."""
+        """Row-normalised adjacency (GBLE's W), cached until the next update: ``row_normalise`` of
+        :meth:`adjacency`, computed by scaling the entries of each row by 1 / its degree (the same float32 values
+        as ``diag(1/deg) @ A``, without the product)."""
         if self._W is None:
-            self._W = row_normalise(self.adjacency())
+            A = self.adjacency()
+            deg = np.diff(A.indptr).astype(np.float64)
+            deg[deg == 0] = 1.0
+            W = sparse.csr_matrix((np.repeat((1.0 / deg).astype(np.float32), np.diff(A.indptr)), A.indices.copy(),
+                                   A.indptr.copy()), shape=A.shape)
+            W.has_sorted_indices = True
+            self._W = W
         return self._W
 
 

@@ -76,3 +76,44 @@ def test_knn_parts_merged_equal_knn():
         merged = sorted(((ids[int(lab)], float(s)) for ids, L, S in parts for lab, s in zip(L[j], S[j])),
                         key=lambda t: (-t[1], t[0]))[:6]
         assert merged == row
+
+
+def _same_csr(a, b) -> bool:
+    a, b = a.tocsr(), b.tocsr()
+    return (a.shape == b.shape and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+            and np.array_equal(a.data, b.data) and a.data.dtype == b.data.dtype)
+
+
+def test_kept_adjacency_and_transition_equal_a_whole_rebuild():
+    """Through updates, new seeds and a drop, the adjacency kept between rounds (new edges merged in) and its
+    transition equal the previous whole rebuild ``((A + Aᵀ) > 0)`` and ``row_normalise`` exactly."""
+    from scipy import sparse
+
+    from synapse_stream.methods.gble import row_normalise
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, DIM)).astype(np.float32)
+    index = ShardedIndex(DIM, Retention(segment_posts=50), ef_search=200)
+    g = KNNGraph(4)
+    ids = [f"p{i}" for i in range(300)]
+    seeds = {}
+    for step, stop in enumerate((60, 61, 130, 200, 300)):
+        index.add(0, ids[:stop], X[:stop], ts=[float(i) for i in range(stop)])
+        if step == 2:
+            seeds["s0"] = X[5] + 0.01
+        got_ids, V = index.vectors()
+        g.update(index, got_ids, seeds, V)
+        if step == 3:
+            assert g.drop(ids[:50]) == 50
+            index.shards[0].drop([index.shards[0].segments[0].name])
+            g.update(index, index.vectors()[0], seeds, index.vectors()[1])
+        g._W = None
+        r, c = np.concatenate(g._rows), np.concatenate(g._cols)
+        n = len(g)
+        A0 = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
+        A0 = ((A0 + A0.T) > 0).astype(np.float32).tocsr()
+        assert _same_csr(g.adjacency(), A0)
+        assert _same_csr(g.adjacency(), g.adjacency_full())
+        W0 = row_normalise(A0).tocsr()
+        W0.sort_indices()
+        assert _same_csr(g.transition(), W0)
