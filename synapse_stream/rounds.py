@@ -124,6 +124,7 @@ class LiveRounds:
         self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
         self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
         self.shares_loaded = [0, 0]              # graph shares loaded (segments, posts) since the last look
+        self.dropped = 0                         # posts that left the window applied by the last compute
 
     @property
     def sources(self) -> list[str]:
@@ -207,6 +208,7 @@ class LiveRounds:
         if reset:
             self.graph.reset()
             self._shares_done.clear()
+        self.dropped = len(drops) if not reset else 0
         if reset or (drops and self.graph.drop(drops)):
             for src in self.policy.sources.values():
                 src.forget()

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # 0 = the library's default (one per core). 1: no cross-core waits while the event loop, broker and
     # Redis share the cores (docs/benchmarks.md section 3)
     blas_threads: int | None = Field(1, ge=0, le=256)
+    # glibc: blocks of at least this many bytes get their own mapping, returned on free (0: glibc's dynamic
+    # threshold, which let RSS creep up after the window filled; stream_app/worker/memory.py, docs/soak.md)
+    malloc_mmap_threshold: int = Field(1 << 20, ge=0, le=1 << 30)
+    # glibc: malloc_trim(0) after a round that let go of expired segments
+    malloc_trim: bool = True
     # micro-batches of posts in flight through the posts agent: 2 = embed batch n+1 while batch n's claims
     # and publishes are awaited (1 = no overlap)
     posts_pipeline_depth: int = Field(2, ge=1, le=8)
