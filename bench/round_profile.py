@@ -20,7 +20,9 @@ import json
 import math
 import os
 import pstats
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,20 +101,27 @@ def run(a) -> dict:
     index = ShardedIndex(shard.dim, Retention(max_posts=window, segment_posts=window // 8))
     index.attach(0, shard)
     truth = {pid(i): int(y) for i, y in enumerate(data.labels(0, window).tolist())}
-    shares_dir = (cache / "shares") if cache else Path(os.environ.get("TMPDIR", "/tmp")) / f"rp-{os.getpid()}"
+    # the rounds prune the shares of segments they drop: they work on a copy, and the first round's shares are
+    # kept in the cache for the next invocation (whose first round is then a restart: every sealed segment loaded)
+    shares_dir = Path(tempfile.mkdtemp(prefix="round-profile-shares-"))
+    if cache and (cache / "shares").exists():
+        shutil.copytree(cache / "shares", shares_dir, dirs_exist_ok=True)
     eng, r = make_rounds(index, data, truth, GraphShares(shares_dir))
     r.graph.ef = a.first_ef or a.ef
     parts = Parts()
     instrument(r, parts)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     answer(eng, r, r.plan(), truth)
     first = time.perf_counter() - t
+    first_cpu = time.process_time() - c
+    if cache:
+        shutil.copytree(shares_dir, cache / "shares", dirs_exist_ok=True)
     p_first = parts.take()
-    say(f"first round {first:.1f}s ({r.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
+    say(f"first round {first:.1f}s ({first_cpu:.1f}s CPU; {r.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
     train(r, eng, index, data)
     r.graph.ef = a.ef
     res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // 8, "new_per_round": a.new, "ef_construction": a.ef_construction,
-           "build_s": built, "first_round_s": first, "first_round_parts_s": p_first,
+           "build_s": built, "first_round_s": first, "first_round_cpu_s": first_cpu, "first_round_parts_s": p_first,
            "shares_loaded_posts": r.shares_loaded[1], "steady": []}
     nxt = window
     prof = cProfile.Profile() if a.profile else None
@@ -132,17 +141,18 @@ def run(a) -> dict:
         r.touch()
         if prof is not None and k == a.rounds - 1:
             prof.enable()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         cands = r.plan()
         wall = time.perf_counter() - t
+        cpu = time.process_time() - c
         if prof is not None and k == a.rounds - 1:
             prof.disable()
-        row = {"round_s": wall, "window": len(index), "expired": bool(due), **parts.take()}
+        row = {"round_s": wall, "round_cpu_s": cpu, "window": len(index), "expired": bool(due), **parts.take()}
         res["steady"].append(row)
         answer(eng, r, cands, truth)
-        say(f"steady round {k + 1}: {wall:.2f}s, window {len(index):,}"
+        say(f"steady round {k + 1}: {wall:.2f}s ({cpu:.2f}s CPU), window {len(index):,}"
             f"{' (a segment expired)' if due else ''}: " + ", ".join(f"{k_}={v:.3f}" for k_, v in row.items()
-                                                                       if isinstance(v, float) and k_ != "round_s"))
+                                                                       if isinstance(v, float) and k_ not in ("round_s", "round_cpu_s")))
     if prof is not None:
         st = pstats.Stats(prof, stream=sys.stderr)
         st.sort_stats("cumulative").print_stats(30)
@@ -169,9 +179,12 @@ def main(argv=None) -> int:
     res["command"] = "python -m bench.round_profile " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(a.out).write_text(json.dumps(res, indent=1))
     steady = [x["round_s"] for x in res["steady"]]
-    print(f"window {a.window:,}: first round {res['first_round_s']:.2f}s; steady rounds after {a.new} new posts: "
-          f"median {np.median(steady):.2f}s, max {max(steady):.2f}s; load {la0} -> {res['load_average_after']}")
-    keys = sorted({k for x in res["steady"] for k in x if isinstance(x[k], float) and k != "round_s"})
+    cpu = [x["round_cpu_s"] for x in res["steady"]]
+    print(f"window {a.window:,}: first round {res['first_round_s']:.2f}s ({res['first_round_cpu_s']:.2f}s CPU, "
+          f"{res['shares_loaded_posts']:,} posts' rows loaded from shares); steady rounds after {a.new} new posts: "
+          f"median {np.median(steady):.2f}s ({np.median(cpu):.2f}s CPU), max {max(steady):.2f}s "
+          f"({max(cpu):.2f}s CPU); load {la0} -> {res['load_average_after']}")
+    keys = sorted({k for x in res["steady"] for k in x if isinstance(x[k], float) and k not in ("round_s", "round_cpu_s")})
     for k in keys:
         print(f"  {k}: median {np.median([x.get(k, 0.0) for x in res['steady']]):.3f}s")
     return 0 if math.isfinite(res["first_round_s"]) else 1
