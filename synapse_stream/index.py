@@ -42,7 +42,7 @@ Exclude = Callable[[str], bool] | set | frozenset | dict | None
 
 
 _BULK = 4096         # more new rows than this are read from hnswlib's serialised state, fewer through get_items
-_UNIT_BLOCK = 4096   # rows per block of the unit vectors a PostIndex keeps for its snapshots (6 MB at 384 dims)
+_UNIT_BLOCK = 4096   # rows normalised at a time into the unit vectors a PostIndex keeps for its snapshots
 
 
 def _unit_rows(x: np.ndarray, out: np.ndarray) -> None:
@@ -79,7 +79,7 @@ class PostIndex:
         self._label: dict[str, int] = {}
         self._lock = RWLock()
         self._unit_lock = threading.Lock()     # the kept unit vectors (filled by whichever reader comes first)
-        self._units: list[np.ndarray] = []     # blocks of _UNIT_BLOCK rows: the first _units_n posts' unit vectors
+        self._units = np.zeros((0, self.dim), np.float32)   # the first _units_n posts' unit vectors
         self._units_n = 0
         self.meta: dict = {}                   # saved with the index (e.g. the stream offset it covers)
 
@@ -170,7 +170,7 @@ class PostIndex:
         """Write the unit vectors of the first ``n`` posts into ``out`` [n, dim] float32; returns their ids.
 
         Posts only ever append, so the first ``n`` rows do not change: each row is read from hnswlib and
-        normalised once, into blocks of ``_UNIT_BLOCK`` rows kept beside the index (4 · dim bytes a post), and a
+        normalised once (``_UNIT_BLOCK`` rows at a time) into a matrix kept beside the index (4 · dim bytes a post), and a
         later call copies them (a round's snapshot no longer serialises every segment's whole HNSW state:
         docs/live-rounds.md, "A steady round at a 200 k window"). The values are those of :func:`l2_normalise`
         of the stored vectors (each row's norm is its own reduction).
@@ -185,23 +185,23 @@ class PostIndex:
                 return ids
             with self._unit_lock:
                 self._fill_units(n)
-                for b, lo in enumerate(range(0, n, _UNIT_BLOCK)):
-                    hi = min(n, lo + _UNIT_BLOCK)
-                    out[lo:hi] = self._units[b][:hi - lo]
+                out[:] = self._units[:n]
         return ids
 
     def _fill_units(self, n: int) -> None:
-        """The unit vectors of rows ``_units_n .. n`` into the kept blocks (the caller holds both locks)."""
+        """The unit vectors of rows ``_units_n .. n`` into the kept matrix (the caller holds both locks). Its
+        capacity follows hnswlib's (``max_elements``), so it wastes no more than the index itself."""
         have = self._units_n
         if have >= n:
             return
-        while len(self._units) * _UNIT_BLOCK < n:
-            self._units.append(np.empty((_UNIT_BLOCK, self.dim), np.float32))
+        if len(self._units) < n:
+            grown = np.empty((max(n, self._index.get_max_elements()), self.dim), np.float32)
+            grown[:have] = self._units[:have]
+            self._units = grown
         rows = self._stored_rows(have, n)
-        for lo in [have] + list(range((have // _UNIT_BLOCK + 1) * _UNIT_BLOCK, n, _UNIT_BLOCK)):
-            b, off = divmod(lo, _UNIT_BLOCK)
-            hi = min(n, (b + 1) * _UNIT_BLOCK)
-            _unit_rows(np.ascontiguousarray(rows[lo - have:hi - have]), self._units[b][off:off + hi - lo])
+        for lo in range(have, n, _UNIT_BLOCK):
+            hi = min(n, lo + _UNIT_BLOCK)
+            _unit_rows(np.ascontiguousarray(rows[lo - have:hi - have]), self._units[lo:hi])
         self._units_n = n
 
     def _stored_rows(self, lo: int, hi: int) -> np.ndarray:
