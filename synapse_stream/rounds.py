@@ -209,9 +209,12 @@ class LiveRounds:
             self.graph.reset()
             self._shares_done.clear()
         self.dropped = len(drops) if not reset else 0
-        if reset or (drops and self.graph.drop(drops)):
+        if reset:
             for src in self.policy.sources.values():
                 src.forget()
+        elif drops and self.graph.drop(drops):
+            for src in self.policy.sources.values():
+                src.expired()
 
     # ------------------------------------------------------------------ scheduling
     def due(self, now: float, *, min_interval: float, timeout: float, outstanding: float,

@@ -101,3 +101,8 @@ class CandidateSource(abc.ABC):
 
     def forget(self) -> None:
         """The posts changed under the source (shards dropped or replaced): rebuild from the next view."""
+
+    def expired(self) -> None:
+        """Posts left the window (segments dropped; the graph's nodes renumbered). By default :meth:`forget`; a
+        source whose state is keyed by post id and that drops departed posts as it drops answered ones keeps it."""
+        self.forget()

@@ -76,6 +76,10 @@ class LiveIBG(CandidateSource):
     def forget(self) -> None:
         self.lists, self._vecs, self._done = {}, {}, {}
 
+    def expired(self) -> None:
+        """Kept: the lists are by post id and lose departed posts as they lose answered ones (``_propose``); a
+        departed positive leaves with its list (``_update``); parts no longer held are not compared again."""
+
     # ------------------------------------------------------------------ upkeep
     def _keep(self, sims: np.ndarray, ids: list[str], limit: int, open_: np.ndarray | None = None
               ) -> tuple[list[tuple[float, str]], float]:
