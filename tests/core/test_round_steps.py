@@ -95,6 +95,9 @@ def test_expire_and_forget_apply_at_the_next_compute():
     assert len(r.graph) == n            # asked for, not applied: a compute may be reading the graph now
     r.compute(r.gather())
     assert len(r.graph) == n - len(gone) and not set(gone) & set(r.graph.node_of)
+    assert r.dropped == len(gone)       # the service trims the allocator after such a round
+    r.compute(r.gather())
+    assert r.dropped == 0
     r.forget()
     r.expire(ids[10:20])                # after a forget nothing is left to drop
     r._apply_changes()
