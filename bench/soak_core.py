@@ -3,7 +3,11 @@ the memory state, the soak's synthetic stream with event times (docs/soak.md), a
 candidate four batches later, segments expired after every batch. Prints RSS every 2,500 posts: what the
 core holds over a stream 16x its window (5,000 posts).
 
-    .venv/bin/python bench/soak_core.py [--posts 80000]
+    .venv/bin/python bench/soak_core.py [--posts 80000] [--window 5000] [--tracemalloc]
+
+``--tracemalloc``: Python allocations (numpy's arrays included) traced from the start; a snapshot at 2x the window and
+one at the end, and the 20 source lines whose held memory grew most between the two (what still grows after the
+window has filled; memory of C++ libraries, hnswlib's segments, is not traced).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import gc
 import json
 import tempfile
 import time
+import tracemalloc
 
 import psutil
 
@@ -22,7 +27,10 @@ from stream_app.worker.settings import DetectorSettings, Settings
 from stream_app.worker.state import MemoryState
 
 
-async def main(posts: int, window: int) -> None:
+async def main(posts: int, window: int, trace: bool = False) -> None:
+    if trace:
+        tracemalloc.start(8)
+    base = None
     st = Stream()
     s = Settings(_env_file=None, embedder="hashing-384", detectors=[DetectorSettings(**DETECTOR)],
                  data_dir=tempfile.mkdtemp(), retention=f"{window}s", round_settle=0.0, round_min_interval=0.0)
@@ -50,7 +58,16 @@ async def main(posts: int, window: int) -> None:
             gc.collect()
             c = await svc.state.verdicts.counters("trend")
             print(f"posts={b + 500} rss_mb={psutil.Process().memory_info().rss >> 20} window={len(svc.index)} "
-                  f"rounds={svc.rounds['trend'].planned} answered={c.get('answered', 0)}", flush=True)
+                  f"rounds={svc.rounds['trend'].planned} answered={c.get('answered', 0)}"
+                  + (f" traced_mb={tracemalloc.get_traced_memory()[0] / 2**20:.1f}" if trace else ""), flush=True)
+            if trace and b + 500 == 2 * window:
+                base = tracemalloc.take_snapshot()
+    if trace and base is not None:
+        gc.collect()
+        diff = tracemalloc.take_snapshot().compare_to(base, "lineno")
+        print(f"tracemalloc: held memory grown most from {2 * window} posts to {posts}:")
+        for d in diff[:20]:
+            print(f"  {d.size_diff / 2**20:+8.2f} MiB {d.count_diff:+8d} blocks  {d.traceback}")
     await svc.stop()
 
 
@@ -58,5 +75,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--posts", type=int, default=80_000)
     ap.add_argument("--window", type=int, default=5_000)
+    ap.add_argument("--tracemalloc", action="store_true")
     a = ap.parse_args()
-    asyncio.run(main(a.posts, a.window))
+    asyncio.run(main(a.posts, a.window, a.tracemalloc))

@@ -208,18 +208,18 @@ def restart(index, data: Data, truth, shares_dir: Path, running) -> dict:
     for label, shares in (("with_shares", GraphShares(shares_dir)), ("without_shares", None)):
         eng, r = make_rounds(index, data, truth, shares)
         searched = [0]
-        real = index.knn
+        real = index.knn_parts
 
-        def counting(q, k, real=real):
+        def counting(q, k, ef=None, real=real):
             searched[0] += len(q)
-            return real(q, k)
-        index.knn = counting
+            return real(q, k, ef)
+        index.knn_parts = counting
         try:
             t = time.perf_counter()
             r.plan()
             out[label] = {"first_round_s": time.perf_counter() - t, "posts_searched": searched[0]}
         finally:
-            index.knn = real
+            index.knn_parts = real
         say(f"restart {label}: first round {out[label]['first_round_s']:.2f}s, {searched[0]:,} searched")
     return out
 

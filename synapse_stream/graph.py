@@ -17,7 +17,6 @@ from scipy import sparse
 from .embedders.base import l2_normalise
 from .exceptions import ConfigError
 from .index import ShardedIndex
-from .methods.gble import row_normalise
 
 
 class KNNGraph:
@@ -39,10 +38,11 @@ class KNNGraph:
     ['seed:s']
     """
 
-    def __init__(self, k: int = 10) -> None:
+    def __init__(self, k: int = 10, ef: int | None = None) -> None:
         if k < 1:
             raise ConfigError("the kNN graph needs k >= 1")
         self.k = int(k)
+        self.ef = int(ef) if ef else None          # the searches' ef (None: the index's ef_search)
         self.node_of: dict[str, int] = {}
         self.names: list[str] = []
         self._rows: list[np.ndarray] = []
@@ -50,13 +50,15 @@ class KNNGraph:
         self._seed_names: list[str] = []
         self._seed_vecs: list[np.ndarray] = []
         self._W: sparse.csr_matrix | None = None
+        self._A: sparse.csr_matrix | None = None   # the symmetric adjacency of the edge chunks _rows[:_A_chunks]
+        self._A_chunks = 0
         self._waiting: dict[str, list[str]] = {}   # name not a node yet -> loaded nodes whose row points at it
 
     def __len__(self) -> int:
         return len(self.names)
 
     def reset(self) -> None:
-        self.__init__(self.k)
+        self.__init__(self.k, self.ef)
 
     def update(self, index: ShardedIndex, post_ids: Sequence[str], seeds: dict[str, np.ndarray],
                vectors: np.ndarray | None = None) -> int:
@@ -96,8 +98,8 @@ class KNNGraph:
         n_posts = len(new_posts)
         names = list(new_posts) + ["seed:" + s for s, _ in new_seeds]
         k = self.k
+        seed_nodes = np.asarray([self.node_of[s] for s in self._seed_names], np.int64)
         for start in range(0, len(names), 2048):
-            rows, cols = [], []
             stop = min(start + 2048, len(names))
             # the chunk's query rows: posts then seeds (no stacked copy of all the posts' vectors)
             if stop <= n_posts:
@@ -106,25 +108,68 @@ class KNNGraph:
                 q = seed_q[start - n_posts:stop - n_posts]
             else:
                 q = np.vstack([queries[start:], seed_q[:stop - n_posts]])
-            found = index.knn(q, k + 1) if len(index) else [[] for _ in range(len(q))]
+            me = np.asarray([self.node_of[n] for n in names[start:stop]], np.int64)
+            parts = index.knn_parts(q, k + 1, self.ef) if len(index) else []
             seed_sims = q @ S.T if len(S) else np.zeros((len(q), 0), np.float32)
-            ks = min(k + 1, seed_sims.shape[1])   # only the k + 1 nearest seeds can make a row's top k
-            top_seeds = (np.argpartition(-seed_sims, ks - 1, axis=1)[:, :ks] if ks
-                         else np.zeros((len(q), 0), np.int64))
-            for j, name in enumerate(names[start:start + 2048]):
-                cand = [(s, pid) for pid, s in found[j] if pid != name and pid in self.node_of]
-                cand += [(float(seed_sims[j, c]), self._seed_names[c]) for c in top_seeds[j].tolist()
-                         if self._seed_names[c] != name]
-                cand.sort(key=lambda t: (-t[0], self.node_of[t[1]]))
-                me = self.node_of[name]
-                for _, other in cand[:k]:
-                    rows.append(me)
-                    cols.append(self.node_of[other])
-            if rows:     # as arrays per chunk: no list of n·k Python ints at 1 M posts
-                self._rows.append(np.asarray(rows, np.int64))
-                self._cols.append(np.asarray(cols, np.int64))
+            rows, cols = self._rows_of_chunk(me, parts, seed_sims, seed_nodes)
+            if len(rows):     # as arrays per chunk: no list of n·k Python ints at 1 M posts
+                self._rows.append(rows)
+                self._cols.append(cols)
         self._W = None
         return len(names)
+
+    def _rows_of_chunk(self, me: np.ndarray, parts, seed_sims: np.ndarray, seed_nodes: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The edges (me[j] -> neighbour) of a chunk of new nodes, merged with numpy.
+
+        ``parts``: every index part's top k + 1 (``ShardedIndex.knn_parts``). As a whole index would: the k + 1
+        best posts of all parts (best first, ties by post id), less the node itself and posts not in the graph
+        (inserted after the round's snapshot), then the k + 1 nearest seeds; of those the k best (ties by node
+        number). A row where the (k + 1)-th and (k + 2)-th best posts tie is cut by post id (``_cut_by_id``), so
+        the rows are exactly those of one search over one index, tie for tie."""
+        k, nq = self.k, len(me)
+        nodes, sims, where = [], [], []
+        for ids, labels, s in parts:
+            if labels.shape[1] == 0:
+                continue
+            uniq, inv = np.unique(labels, return_inverse=True)
+            of = self.node_of
+            un = np.asarray([of.get(ids[x], -1) for x in uniq.tolist()], np.int64)
+            nodes.append(un[inv.reshape(labels.shape)])
+            sims.append(s)
+            where.append((ids, labels))
+        N = np.hstack(nodes) if nodes else np.zeros((nq, 0), np.int64)
+        V = np.hstack(sims) if sims else np.zeros((nq, 0), np.float32)
+        kk = min(k + 1, N.shape[1])
+        order = np.argsort(-V, axis=1, kind="stable")[:, :kk + 1]
+        Vs = np.take_along_axis(V, order, 1)
+        Ns = np.take_along_axis(N, order, 1)
+        if N.shape[1] > kk:
+            for j in np.flatnonzero(Vs[:, kk - 1] == Vs[:, kk]).tolist():
+                Ns[j, :kk], Vs[j, :kk] = self._cut_by_id(j, where, nodes, sims, kk)
+        Ns, Vs = Ns[:, :kk], Vs[:, :kk]
+        ks = min(k + 1, seed_sims.shape[1])   # only the k + 1 nearest seeds can make a row's top k
+        if ks:
+            top = np.argpartition(-seed_sims, ks - 1, axis=1)[:, :ks]
+            Ns = np.hstack([Ns, seed_nodes[top]])
+            Vs = np.hstack([Vs, np.take_along_axis(seed_sims, top, 1).astype(np.float32)])
+        ok = (Ns >= 0) & (Ns != me[:, None])
+        Vs = np.where(ok, Vs, -np.inf).astype(np.float32)
+        Ns = np.where(ok, Ns, np.iinfo(np.int64).max)
+        best = np.lexsort((Ns, -Vs), axis=1)[:, :k]
+        Nb = np.take_along_axis(Ns, best, 1)
+        keep = np.take_along_axis(ok, best, 1)
+        return np.broadcast_to(me[:, None], Nb.shape)[keep].astype(np.int64), Nb[keep].astype(np.int64)
+
+    @staticmethod
+    def _cut_by_id(j: int, where, nodes, sims, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``j``'s ``kk`` best posts over all parts, ties by post id (a tie at the cut: exact duplicates)."""
+        cand = []
+        for (ids, labels), n, s in zip(where, nodes, sims):
+            cand += [(-float(v), ids[int(lab)], int(x)) for lab, x, v in zip(labels[j], n[j], s[j])]
+        cand.sort(key=lambda t: (t[0], t[1]))
+        return (np.asarray([c[2] for c in cand[:kk]], np.int64),
+                np.asarray([-c[0] for c in cand[:kk]], np.float32))
 
     def drop(self, post_ids) -> int:
         """Remove posts that left the window (and their edges); the others keep their numbering order.
@@ -145,6 +190,7 @@ class KNNGraph:
                 rows.append(new_of[r[ok]])
                 cols.append(new_of[c[ok]])
         self._rows, self._cols = rows, cols
+        self._A, self._A_chunks = None, 0        # the numbering changed: the next adjacency is built whole
         self.names = [n for n, k in zip(self.names, keep.tolist()) if k]
         self.node_of = {n: i for i, n in enumerate(self.names)}
         if self._waiting:
@@ -217,17 +263,50 @@ class KNNGraph:
         return {self.names[j] for j in A.indices[A.indptr[i]:A.indptr[i + 1]]}
 
     def adjacency(self) -> sparse.csr_matrix:
+        """The symmetric binary adjacency (float32 CSR, canonical). Kept between calls: only the edges added since
+        the last call are merged in (``A + E + Eᵀ``, O(nnz) in scipy's C loops, no sort of the old edges); built
+        whole after a drop (the nodes are renumbered). Equal to :meth:`adjacency_full` entry for entry."""
+        n = len(self.names)
+        if self._A is None:
+            self._A = self.adjacency_full()
+        elif self._A_chunks < len(self._rows) or self._A.shape[0] != n:
+            A = self._A
+            A.resize((n, n))                      # new nodes: empty rows and columns at the end
+            if self._A_chunks < len(self._rows):
+                r = np.concatenate(self._rows[self._A_chunks:])
+                c = np.concatenate(self._cols[self._A_chunks:])
+                E = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
+                A = A + E + E.T.tocsr()
+                A.data[:] = 1.0
+                A.sort_indices()
+            self._A = A
+        self._A_chunks = len(self._rows)
+        return self._A
+
+    def adjacency_full(self) -> sparse.csr_matrix:
+        """The symmetric binary adjacency built from every edge (what :meth:`adjacency` keeps up to date)."""
         n = len(self.names)
         if not self._rows:
             return sparse.csr_matrix((n, n), dtype=np.float32)
         r, c = np.concatenate(self._rows), np.concatenate(self._cols)
-        A = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
-        return ((A + A.T) > 0).astype(np.float32).tocsr()
+        A = sparse.csr_matrix((np.ones(2 * len(r), np.float32), (np.concatenate([r, c]), np.concatenate([c, r]))),
+                              shape=(n, n))       # duplicates summed (an edge both ways, a repeated edge) ...
+        A.data[:] = 1.0                           # ... and made binary
+        A.sort_indices()
+        return A
 
     def transition(self) -> sparse.csr_matrix:
-        """Row-normalised adjacency (GBLE's W), cached until the next update."""
+        """Row-normalised adjacency (GBLE's W), cached until the next update: ``row_normalise`` of
+        :meth:`adjacency`, computed by scaling the entries of each row by 1 / its degree (the same float32 values
+        as ``diag(1/deg) @ A``, without the product)."""
         if self._W is None:
-            self._W = row_normalise(self.adjacency())
+            A = self.adjacency()
+            deg = np.diff(A.indptr).astype(np.float64)
+            deg[deg == 0] = 1.0
+            W = sparse.csr_matrix((np.repeat((1.0 / deg).astype(np.float32), np.diff(A.indptr)), A.indices.copy(),
+                                   A.indptr.copy()), shape=A.shape)
+            W.has_sorted_indices = True
+            self._W = W
         return self._W
 
 

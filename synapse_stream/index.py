@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -40,7 +41,8 @@ from .exceptions import PostIndexError
 Exclude = Callable[[str], bool] | set | frozenset | dict | None
 
 
-_BLOCK = 65_536   # rows normalised at a time by PostIndex.vectors_into (~100 MB of float32 at 384 dims)
+_BULK = 4096         # more new rows than this are read from hnswlib's serialised state, fewer through get_items
+_UNIT_BLOCK = 4096   # rows normalised at a time into the unit vectors a PostIndex keeps for its snapshots
 
 
 def _unit_rows(x: np.ndarray, out: np.ndarray) -> None:
@@ -76,6 +78,9 @@ class PostIndex:
         self._payload: list[str | None] = []   # optional text per post (e.g. for candidate messages)
         self._label: dict[str, int] = {}
         self._lock = RWLock()
+        self._unit_lock = threading.Lock()     # the kept unit vectors (filled by whichever reader comes first)
+        self._units = np.zeros((0, self.dim), np.float32)   # the first _units_n posts' unit vectors
+        self._units_n = 0
         self.meta: dict = {}                   # saved with the index (e.g. the stream offset it covers)
 
     # ------------------------------------------------------------------ basics
@@ -164,9 +169,11 @@ class PostIndex:
     def vectors_into(self, out: np.ndarray, n: int) -> list[str]:
         """Write the unit vectors of the first ``n`` posts into ``out`` [n, dim] float32; returns their ids.
 
-        Posts only ever append, so the first ``n`` rows do not change. Rows are normalised in blocks
-        of ``_BLOCK`` (the same values as :func:`l2_normalise` of the whole matrix: each row's norm is
-        its own reduction), so besides ``out`` only the serialised state and one block are held.
+        Posts only ever append, so the first ``n`` rows do not change: each row is read from hnswlib and
+        normalised once (``_UNIT_BLOCK`` rows at a time) into a matrix kept beside the index (4 · dim bytes a post), and a
+        later call copies them (a round's snapshot no longer serialises every segment's whole HNSW state:
+        docs/live-rounds.md, "A steady round at a 200 k window"). The values are those of :func:`l2_normalise`
+        of the stored vectors (each row's norm is its own reduction).
         """
         if out.shape != (n, self.dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise PostIndexError(f"vectors_into needs a C-contiguous float32 array of shape ({n}, {self.dim})")
@@ -176,21 +183,42 @@ class PostIndex:
             ids = self._ids[:n]
             if n == 0:
                 return ids
-            try:
-                st = self._index.__getstate__()[0]
-                size, off, loff = st["size_data_per_element"], st["offset_data"], st["label_offset"]
-                raw = np.asarray(st["data_level0"])[: n * size].reshape(n, size)
-                labels = raw[:, loff:loff + 8].copy().view("<u8").ravel()
-                if int(st["cur_element_count"]) < n or not np.array_equal(labels, np.arange(n, dtype=np.uint64)):
-                    raise ValueError("unexpected hnswlib layout")
-                for lo in range(0, n, _BLOCK):
-                    hi = min(n, lo + _BLOCK)
-                    _unit_rows(raw[lo:hi, off:off + 4 * self.dim].copy().view("<f4"), out[lo:hi])
-                return ids
-            except (KeyError, ValueError, TypeError, IndexError):
-                mat = np.asarray(self._index.get_items(np.arange(n)), dtype=np.float32)
-        out[:] = l2_normalise(mat)
+            with self._unit_lock:
+                self._fill_units(n)
+                out[:] = self._units[:n]
         return ids
+
+    def _fill_units(self, n: int) -> None:
+        """The unit vectors of rows ``_units_n .. n`` into the kept matrix (the caller holds both locks). Its
+        capacity follows hnswlib's (``max_elements``), so it wastes no more than the index itself."""
+        have = self._units_n
+        if have >= n:
+            return
+        if len(self._units) < n:
+            grown = np.empty((max(n, self._index.get_max_elements()), self.dim), np.float32)
+            grown[:have] = self._units[:have]
+            self._units = grown
+        rows = self._stored_rows(have, n)
+        for lo in range(have, n, _UNIT_BLOCK):
+            hi = min(n, lo + _UNIT_BLOCK)
+            _unit_rows(np.ascontiguousarray(rows[lo - have:hi - have]), self._units[lo:hi])
+        self._units_n = n
+
+    def _stored_rows(self, lo: int, hi: int) -> np.ndarray:
+        """The vectors hnswlib stores for rows ``lo .. hi`` (float32): a few through ``get_items``; many (a loaded
+        or new segment) straight from its serialised level-0 data, which is cheaper per row."""
+        if hi - lo <= _BULK:
+            return np.asarray(self._index.get_items(np.arange(lo, hi)), dtype=np.float32)
+        try:
+            st = self._index.__getstate__()[0]
+            size, off, loff = st["size_data_per_element"], st["offset_data"], st["label_offset"]
+            raw = np.asarray(st["data_level0"])[lo * size: hi * size].reshape(hi - lo, size)
+            labels = raw[:, loff:loff + 8].copy().view("<u8").ravel()
+            if int(st["cur_element_count"]) < hi or not np.array_equal(labels, np.arange(lo, hi, dtype=np.uint64)):
+                raise ValueError("unexpected hnswlib layout")
+            return raw[:, off:off + 4 * self.dim].copy().view("<f4")
+        except (KeyError, ValueError, TypeError, IndexError):
+            return np.asarray(self._index.get_items(np.arange(lo, hi)), dtype=np.float32)
 
     def knn(self, queries: np.ndarray, k: int) -> tuple[list[list[str]], np.ndarray]:
         """Batch top-``k`` search (no exclusion, no floor): ``(ids per query, cosines [q, k'])``, k' = min(k, n).
@@ -209,6 +237,27 @@ class PostIndex:
             self._index.set_ef(self.ef_search)
             ids = [[self._ids[int(x)] for x in row] for row in labels]
         return ids, (1.0 - dists).astype(np.float32)
+
+    def knn_labels(self, queries: np.ndarray, k: int, ef: int | None = None
+                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """:meth:`knn` as arrays, without turning labels into ids: ``(ids, labels [q, k'], cosines [q, k'])``, where
+        ``ids[labels[i, j]]`` is the post; ``ids`` is the index's own append-only list (read it, never change it).
+        ``ef``: the search's ef for this call (at least k'; by default the index's ``ef_search``)."""
+        q = l2_normalise(queries)
+        with self._lock.read():
+            n = len(self._ids)
+            kk = min(int(k), n)
+            if kk <= 0 or len(q) == 0:
+                return self._ids, np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+            self._index.set_ef(max(int(ef) if ef else self.ef_search, kk))
+            labels, dists = self._index.knn_query(q, k=kk, num_threads=1)
+            self._index.set_ef(self.ef_search)
+        return self._ids, labels.astype(np.int64, copy=False), (1.0 - dists).astype(np.float32)
+
+    def knn_parts(self, queries: np.ndarray, k: int, ef: int | None = None
+                  ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+        """One :meth:`knn_labels` per part of the index (here: one)."""
+        return [self.knn_labels(queries, k, ef)]
 
     def search(
         self,
@@ -476,6 +525,13 @@ class ShardedIndex:
             for row in range(len(q)):
                 merged[row].extend(zip(ids[row], sims[row].tolist()))
         return [sorted(m, key=lambda t: (-t[1], t[0]))[:k] for m in merged]
+
+    def knn_parts(self, queries: np.ndarray, k: int, ef: int | None = None
+                  ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+        """Every part's (shard's, or segment's) top ``k`` as arrays, unmerged (:meth:`PostIndex.knn_labels`): the
+        kNN graph merges them with numpy instead of sorting Python tuples (``KNNGraph.update``)."""
+        q = l2_normalise(queries)
+        return [part for s in list(self.shards.values()) for part in s.knn_parts(q, k, ef)]
 
     def search(self, queries: np.ndarray, k: int, *, exclude: Exclude = None, min_sim: float | None = None):
         q = l2_normalise(queries)

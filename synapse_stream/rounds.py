@@ -100,7 +100,7 @@ class LiveRounds:
         self.index = index
         params = params or SourceParams(k0=k0, seed=seed)
         built: dict[str, CandidateSource] = registry.build(sources, params, live=True)
-        self.graph = KNNGraph(params.gble_k)
+        self.graph = KNNGraph(params.gble_k, params.gble_ef)
         self._needs_graph = any(src.uses_graph for src in built.values())
         self.k0 = int(k0)
         self.k_max = int(k_max) if k_max else 2 * self.k0
@@ -124,6 +124,7 @@ class LiveRounds:
         self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
         self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
         self.shares_loaded = [0, 0]              # graph shares loaded (segments, posts) since the last look
+        self.dropped = 0                         # posts that left the window applied by the last compute
 
     @property
     def sources(self) -> list[str]:
@@ -207,9 +208,13 @@ class LiveRounds:
         if reset:
             self.graph.reset()
             self._shares_done.clear()
-        if reset or (drops and self.graph.drop(drops)):
+        self.dropped = len(drops) if not reset else 0
+        if reset:
             for src in self.policy.sources.values():
                 src.forget()
+        elif drops and self.graph.drop(drops):
+            for src in self.policy.sources.values():
+                src.expired()
 
     # ------------------------------------------------------------------ scheduling
     def due(self, now: float, *, min_interval: float, timeout: float, outstanding: float,

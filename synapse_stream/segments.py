@@ -322,6 +322,11 @@ class SegmentedIndex:
         rows = [sorted(m, key=lambda t: (-t[1], t[0]))[:kk] for m in merged]
         return [[p for p, _ in r] for r in rows], np.asarray([[s for _, s in r] for r in rows], np.float32)
 
+    def knn_parts(self, queries: np.ndarray, k: int, ef: int | None = None):
+        """As :meth:`PostIndex.knn_parts`: one ``(ids, labels, cosines)`` per segment, oldest first."""
+        q = l2_normalise(queries)
+        return [s.index.knn_labels(q, k, ef) for s in list(self.segments)]
+
     def search(self, queries: np.ndarray, k: int, *, exclude: Exclude = None, min_sim: float | None = None):
         """As :meth:`PostIndex.search`, over every segment, merged."""
         q = l2_normalise(queries)

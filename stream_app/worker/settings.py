@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     # 0 = the library's default (one per core). 1: no cross-core waits while the event loop, broker and
     # Redis share the cores (docs/benchmarks.md section 3)
     blas_threads: int | None = Field(1, ge=0, le=256)
+    # glibc: blocks of at least this many bytes get their own mapping, returned on free (0: glibc's dynamic
+    # threshold, which let RSS creep up after the window filled; stream_app/worker/memory.py, docs/soak.md)
+    malloc_mmap_threshold: int = Field(1 << 20, ge=0, le=1 << 30)
+    # glibc: malloc_trim(0) after a round that let go of expired segments
+    malloc_trim: bool = True
     # micro-batches of posts in flight through the posts agent: 2 = embed batch n+1 while batch n's claims
     # and publishes are awaited (1 = no overlap)
     posts_pipeline_depth: int = Field(2, ge=1, le=8)
@@ -201,6 +206,8 @@ class Settings(BaseSettings):
     round_outstanding: float = Field(0.0, ge=0.0, lt=1.0)
     round_timeout: float = Field(300.0, gt=0)
     gble_k: int = Field(10, ge=1, le=1000)          # degree of GBLE's kNN graph
+    # ef of the kNN graph's HNSW searches (None: hnsw_ef_search); docs/live-rounds.md has recall and cost per ef
+    gble_ef: int | None = Field(None, ge=1, le=10_000)
     gble_iterations: int = Field(20, ge=1, le=1000)
     model_C: float = Field(1.0, gt=0)               # inverse regularisation of the logistic regression
     model_cv_folds: int = Field(5, ge=0, le=20)     # cross-validation of each model version on the ledger (0: none)

@@ -43,6 +43,7 @@ class SourceParams:
     d_max: int = 10              # IBG's neighbours kept per positive
     k0: int = 100                # K0 (single-source batch runs)
     gble_k: int = 10             # neighbours per node of GBLE's kNN graph
+    gble_ef: int | None = None   # ef of the graph's HNSW searches (None: the index's ef_search)
     gble_iterations: int = 20    # propagation steps per round
     seed: int = 0                # random seed (sampling sources)
 
@@ -100,3 +101,8 @@ class CandidateSource(abc.ABC):
 
     def forget(self) -> None:
         """The posts changed under the source (shards dropped or replaced): rebuild from the next view."""
+
+    def expired(self) -> None:
+        """Posts left the window (segments dropped; the graph's nodes renumbered). By default :meth:`forget`; a
+        source whose state is keyed by post id and that drops departed posts as it drops answered ones keeps it."""
+        self.forget()

@@ -76,11 +76,18 @@ class LiveIBG(CandidateSource):
     def forget(self) -> None:
         self.lists, self._vecs, self._done = {}, {}, {}
 
+    def expired(self) -> None:
+        """Kept: the lists are by post id and lose departed posts as they lose answered ones (``_propose``); a
+        departed positive leaves with its list (``_update``); parts no longer held are not compared again."""
+
     # ------------------------------------------------------------------ upkeep
-    def _keep(self, sims: np.ndarray, ids: list[str], limit: int) -> tuple[list[tuple[float, str]], float]:
-        """The best ``limit`` of these (similarity, post) pairs above τ, best first; and the best similarity
-        left out (-inf: none), below which the kept list is not the whole story."""
+    def _keep(self, sims: np.ndarray, ids: list[str], limit: int, open_: np.ndarray | None = None
+              ) -> tuple[list[tuple[float, str]], float]:
+        """The best ``limit`` of these (similarity, post) pairs above τ (only where ``open_``, if given), best
+        first; and the best similarity left out (-inf: none), below which the kept list is not the whole story."""
         above = np.flatnonzero(sims > self._lists_tau)
+        if open_ is not None:
+            above = above[open_[above]]
         bound = -np.inf
         if len(above) > limit:
             part = np.argpartition(-sims[above], limit - 1)
@@ -88,19 +95,20 @@ class LiveIBG(CandidateSource):
             above = above[part[:limit]]
         return sorted(((float(sims[i]), ids[i]) for i in above.tolist()), key=lambda t: (-t[0], t[1])), bound
 
-    def _scan(self, names: list[str], state: LoopState, rows: np.ndarray, chunk: int = 256) -> None:
-        """Compare these positives with ``rows`` (the open posts) and keep their best: one product per chunk."""
+    def _scan(self, names: list[str], state: LoopState, free: np.ndarray, chunk: int = 256) -> None:
+        """Compare these positives with the open posts (``free``, a mask of the state's rows) and keep their best:
+        one product per chunk with the whole snapshot (no copy of its open rows: at a 200 k window that copy was
+        300 MB a scan), the rows not open left out after it."""
         if not names:
             return
-        XU = state.X[rows]
-        ids = [state.ids[r] for r in rows.tolist()]
+        n_open = int(free.sum())
         limit = self.d_max + self.slack
         for lo in range(0, len(names), chunk):
             part = names[lo:lo + chunk]
-            sims = np.vstack([self._vecs[n] for n in part]) @ XU.T
-            self.compared += sims.size
+            sims = np.vstack([self._vecs[n] for n in part]) @ state.X.T
+            self.compared += len(part) * n_open
             for i, name in enumerate(part):
-                self.lists[name] = self._keep(sims[i], ids, limit)
+                self.lists[name] = self._keep(sims[i], state.ids, limit, free)
 
     def _update(self, state: LoopState) -> None:
         free = state.unlabelled_mask()
@@ -141,8 +149,7 @@ class LiveIBG(CandidateSource):
         self._done = done
         for name, v in positives.items():
             self._vecs[name] = v
-        self._scan([n for n in positives if n not in self.lists or parts[0][0] is None], state,
-                   np.flatnonzero(free))
+        self._scan([n for n in positives if n not in self.lists or parts[0][0] is None], state, free)
 
     # ------------------------------------------------------------------ the batch
     def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:
@@ -169,7 +176,7 @@ class LiveIBG(CandidateSource):
             # d_max of them while something was left out, and the positive is compared with the window again
             if bound > -np.inf and sum(1 for s, _ in live if s > bound) < self.d_max:
                 short.append(name)
-        self._scan(short, state, np.flatnonzero(free))
+        self._scan(short, state, free)
         for name in list(self.lists):
             live = self.lists[name][0]
             for s, p in live[:self.d_max]:

@@ -88,6 +88,10 @@ class LiveModel(CandidateSource):
     def forget(self) -> None:
         self._restart()
 
+    def expired(self) -> None:
+        """Kept: the heap is by post id and loses departed posts as it loses answered ones; every post left out
+        of it scored below all it keeps, so what remains is still the best of the remaining (``propose``)."""
+
     def _restart(self) -> None:
         self._done, self._best, self._cut = {}, [], False
 

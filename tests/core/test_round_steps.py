@@ -95,6 +95,9 @@ def test_expire_and_forget_apply_at_the_next_compute():
     assert len(r.graph) == n            # asked for, not applied: a compute may be reading the graph now
     r.compute(r.gather())
     assert len(r.graph) == n - len(gone) and not set(gone) & set(r.graph.node_of)
+    assert r.dropped == len(gone)       # the service trims the allocator after such a round
+    r.compute(r.gather())
+    assert r.dropped == 0
     r.forget()
     r.expire(ids[10:20])                # after a forget nothing is left to drop
     r._apply_changes()
@@ -118,17 +121,17 @@ def test_sealed_segment_shares_are_saved_once_and_restore_the_graph(tmp_path):
     # a restart: the same shards, a new rounds object; only the growing segments' posts are searched again
     _, again = rounds_for(index, S, store)
     searched = []
-    real_knn = index.knn
+    real_knn = index.knn_parts
 
-    def counting(q, k):
+    def counting(q, k, ef=None):
         searched.append(len(q))
-        return real_knn(q, k)
+        return real_knn(q, k, ef)
 
-    index.knn = counting
+    index.knn_parts = counting
     try:
         again.plan()
     finally:
-        index.knn = real_knn
+        index.knn_parts = real_knn
     growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
     assert sum(searched) == growing + len(S)
     assert edges_by_name(again.graph) == edges_by_name(r.graph)
@@ -348,3 +351,54 @@ def test_live_ibg_with_an_automatic_tau_is_the_batch_ibg_with_one():
         index.add(0, [f"p{i}" for i in range(n, n + 100)], X[n:n + 100], ts=[float(i) for i in range(n, n + 100)])
         n += 100
     assert taus[0] is not None and 0 < taus[0] < 1
+
+
+def test_ibg_and_model_kept_over_an_expiry_give_the_batches_of_a_fresh_start(monkeypatch):
+    """Segments expiring between rounds: IBG and the classifier keep what they built (``expired``) and the batches
+    are those of sources that forget everything at each expiry (as before), round for round."""
+    from synapse_stream.classifier import train_model
+    from synapse_stream.sources.ibg import LiveIBG
+    from synapse_stream.sources.model import LiveModel
+
+    X, S = data(n=600, seed=4)
+    rng = np.random.default_rng(1)
+    truth = {f"p{i}": int(rng.random() < 0.3 or X[i] @ S[0] > 0.5) for i in range(len(X))}
+
+    def run(keep_state: bool):
+        if not keep_state:
+            monkeypatch.setattr(LiveIBG, "expired", LiveIBG.forget)
+            monkeypatch.setattr(LiveModel, "expired", LiveModel.forget)
+        index = ShardedIndex(DIM, Retention(max_posts=200, segment_posts=40), ef_search=200, ef_construction=200)
+        eng, r = rounds_for(index, S, sources=("ibg", "gble", "model"))
+        ids = [f"p{i}" for i in range(len(X))]
+        index.add(0, ids[:200], X[:200], ts=[float(i) for i in range(200)])
+        batches, expired = [], 0
+        for step, stop in enumerate(range(240, 600, 40)):
+            if step == 1:
+                lab = [p for p in eng.labels if p in index]
+                r.use_model(train_model("d", 1, S, index.get_vectors(lab) if lab else np.zeros((0, DIM), np.float32),
+                                        np.asarray([eng.labels[p] for p in lab], np.int8),
+                                        index.get_vectors(index.shards[0].ids()[:20]),
+                                        folds=0))
+            cands = r.plan()
+            batches.append([(c.post_id, round(c.score, 6), c.reason) for c in cands])
+            for c in cands:
+                eng.on_verdict(c.post_id, truth[c.post_id])
+                r.observe(c.post_id, truth[c.post_id], True)
+            index.add(0, ids[stop - 40:stop], X[stop - 40:stop], ts=[float(i) for i in range(stop - 40, stop)])
+            due = index.expirable()
+            for key, e in due.items():
+                index.shards[key].drop(e.segments)
+                r.expire(e.ids)
+                expired += len(e.segments)
+            r.touch()
+        monkeypatch.undo()
+        srcs = r.policy.sources
+        return batches, expired, (srcs["model"].scored, srcs["ibg"].compared)
+
+    kept, n_kept, cost_kept = run(True)
+    fresh, n_fresh, cost_fresh = run(False)
+    assert n_kept == n_fresh > 3
+    assert sum(len(b) for b in kept) > 20 and {"model", "ibg"} <= {src for b in kept for _, _, src in b}
+    assert cost_kept[0] < cost_fresh[0] and cost_kept[1] < cost_fresh[1]   # the state was kept: less work
+    assert kept == fresh

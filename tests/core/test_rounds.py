@@ -117,21 +117,28 @@ def _vectors_reference(index: ShardedIndex):
     return ids, np.vstack(mats)
 
 
-@pytest.mark.parametrize("block", [7, 65_536])
-def test_snapshot_vectors_equal_stacked_normalised_shards(monkeypatch, block):
-    """ShardedIndex.vectors writes every shard into one matrix, normalising in blocks: the same bits as
+@pytest.mark.parametrize("block,bulk", [(7, 0), (7, 4096), (4096, 0), (4096, 4096)])
+def test_snapshot_vectors_equal_stacked_normalised_shards(monkeypatch, block, bulk):
+    """ShardedIndex.vectors writes every shard into one matrix from the unit vectors each segment keeps (filled
+    in blocks, from hnswlib's serialised state or through get_items, as posts arrive): the same bits as
     normalising each shard's whole matrix and stacking them, and as reading the vectors back one by one."""
     import synapse_stream.index as index_mod
 
-    monkeypatch.setattr(index_mod, "_BLOCK", block)
+    monkeypatch.setattr(index_mod, "_UNIT_BLOCK", block)
+    monkeypatch.setattr(index_mod, "_BULK", bulk)
     X, S, _ = clustered(n=300)
     X[5] *= 3.0                       # not unit length on the way in
-    _, index, _, _ = live_setup(X, S, parts=3)
-    got_ids, V = index.vectors()
-    ref_ids, R = _vectors_reference(index)
-    assert got_ids == ref_ids and V.dtype == np.float32 and V.flags.c_contiguous
-    assert np.array_equal(V, R)
-    assert np.array_equal(V, index.get_vectors(got_ids))
+    _, index, _, _ = live_setup(X[:200], S, parts=3)
+    for more in (None, 1, 99):        # the kept vectors, then rows added since, across block boundaries
+        if more:
+            n = sum(len(sh) for sh in index.shards.values())
+            rows = list(range(n, n + more))
+            index.add(rows[0] % 3, [f"x{i}" for i in rows], X[rows])
+        got_ids, V = index.vectors()
+        ref_ids, R = _vectors_reference(index)
+        assert got_ids == ref_ids and V.dtype == np.float32 and V.flags.c_contiguous
+        assert np.array_equal(V, R)
+        assert np.array_equal(V, index.get_vectors(got_ids))
     one_ids, one = index.shards[1].vectors()
     assert one_ids == index.shards[1].ids() and np.array_equal(one, index.get_vectors(one_ids))
     empty = ShardedIndex(X.shape[1])

@@ -33,6 +33,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from stream_app.worker import memory
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.service.boundary import ErrorBoundary
 from stream_app.worker.service.catalog import DetectorCatalog
@@ -83,6 +84,7 @@ class DetectionService:
         self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.batch_size(),
                                                   threads=settings.model_threads(),
                                                   device=settings.device)
+        memory.fix_mmap_threshold(settings.malloc_mmap_threshold)   # before the index allocates (process-wide)
         self.index = ShardedIndex(self.embedder.dim, settings.retention_policy(), m=settings.hnsw_m,
                                   ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search)
         # per detector (created, changed and retired live by the catalog, from the ``detectors`` topic)

@@ -93,7 +93,7 @@ class DetectorCatalog(ServicePart):
             svc.rounds[d.name] = LiveRounds(
                 eng.books, svc.index, name=d.name, sources=SOURCES if d.candidates == "policy" else (d.candidates,),
                 params=SourceParams(tau=d.tau if d.tau is not None else "auto", d_max=d.d_max, k0=d.k0, gble_k=s.gble_k,
-                                    gble_iterations=s.gble_iterations), k0=d.k0)
+                                    gble_ef=s.gble_ef, gble_iterations=s.gble_iterations), k0=d.k0)
             svc.rounds[d.name].shares = GraphShares(s.data_dir)   # sealed segments' graph rows, beside their snapshots
             if d.name in svc.models:
                 svc.rounds[d.name].use_model(svc.models[d.name])

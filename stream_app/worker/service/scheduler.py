@@ -6,6 +6,7 @@ import logging
 import math
 import time
 
+from stream_app.worker import memory
 from stream_app.worker.service.records import (
     Outputs,
     ServicePart,
@@ -56,7 +57,7 @@ class RoundScheduler(ServicePart):
             inp = await self.svc.in_model_thread(rounds.gather, share, now, limit)
             if inp is None:
                 continue
-            out = await self.svc.in_round_thread(rounds.compute, inp)
+            out = await self.svc.in_round_thread(self._compute, rounds, inp)
             if rounds.shares_loaded[0]:
                 segs, posts = rounds.shares_loaded
                 rounds.shares_loaded = [0, 0]
@@ -78,3 +79,11 @@ class RoundScheduler(ServicePart):
             await self.svc.state.rounds.record(name, {c.post_id: c.reason for c in cands})
             await self.svc.outbox.emit([])
         return self.svc.outbox.drain(Outputs())
+
+    def _compute(self, rounds, inp):
+        """Round thread: the round's heavy step; after one that let go of expired segments (their last references
+        go with the round's snapshot), the allocator's free pages are given back (``malloc_trim``)."""
+        out = rounds.compute(inp)
+        if rounds.dropped and self.svc.settings.malloc_trim:
+            memory.trim()
+        return out
