@@ -152,11 +152,28 @@ def hist_quantile(before: dict, after: dict, q: float) -> float | None:
     return None
 
 
-async def send_posts(loop, posts: list[dict], *, rate: float | None = None, partition: int | None = None) -> dict:
-    """Produce posts (``ts`` = send time); returns ``{id: send time}``."""
+async def send_posts(loop, posts: list[dict], *, rate: float | None = None, partition: int | None = None,
+                     bulk: bool = False) -> dict:
+    """Produce posts (``ts`` = send time); returns ``{id: send time}``. ``bulk``: on Apache Kafka, through a
+    producer that batches (a backlog produced while the worker is stopped: only its speed matters)."""
+    own = bulk and not loop.tansu_quirks
+    if own:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=loop.bootstrap, linger_ms=20, max_batch_size=1 << 20, acks=1)
+        await p.start()
+    else:
+        p = await loop.producer()
+    try:
+        return await _send(p, loop, posts, rate, partition)
+    finally:
+        if own:
+            await p.stop()
+
+
+async def _send(p, loop, posts, rate, partition) -> dict:
     from synapse_stream.messages import dumps
 
-    p = await loop.producer()
     sent, t0 = {}, time.monotonic()
     for i, post in enumerate(posts):
         ts = time.time()
@@ -226,7 +243,7 @@ async def wait_emitted(loop, col: "Collector", timeout: float = 30) -> None:
 
 
 async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: float | None = None,
-                profile: Path | None = None) -> dict:
+                profile: Path | None = None, bulk: bool = False) -> dict:
     """Send ``posts`` and time them through the pipeline: all indexed, every candidate on the topic."""
     base = indexed(loop)
     spy = _start_profile(loop, profile) if profile else None
@@ -235,7 +252,7 @@ async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: 
         n0 = len(col.items)
         await asyncio.sleep(0.5)
         t0 = time.time()
-        sender = asyncio.create_task(send_posts(loop, posts, rate=rate))
+        sender = asyncio.create_task(send_posts(loop, posts, rate=rate, bulk=bulk))
 
         def cond():
             c = indexed(loop) - base
@@ -373,15 +390,34 @@ async def chunk_drain(loop, base: int, n: int, *, section: str, timeout: float) 
                  "synapse_embed_batch_size_sum", "synapse_posts_batch_io_seconds_sum",
                  "synapse_posts_batch_io_seconds_count")
         first_m = {k: metric_sum(loop, k) for k in names}
+        first_s = stage_seconds(loop)
         await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.05,
                        progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
         t_idx = samples[-1][0]
         last_m = {k: metric_sum(loop, k) for k in names}
+        last_s = stage_seconds(loop)
         await wait_emitted(loop, col)
         t_end = max([t_idx] + [t for t, _ in col.items])
         cands = len(col.items)
     return {"posts": n, "counted": n - int(c_first), "drain_s": t_end - t_first, "candidates": cands,
-            "metrics": {k: last_m[k] - first_m[k] for k in names}}
+            "metrics": {k: last_m[k] - first_m[k] for k in names},
+            "stages": {k: v - first_s.get(k, 0.0) for k, v in last_s.items()}}
+
+
+def stage_seconds(loop) -> dict[str, float]:
+    """The workers' own per-stage timers of the posts path (``synapse_posts_stage_seconds_total{stage=...}``),
+    summed over the workers: seconds spent so far in each stage (empty if the worker has none)."""
+    out: dict[str, float] = {}
+    for i in range(len(loop.workers)):
+        try:
+            m = loop.scrape(i)
+        except OSError:
+            continue
+        for k, v in m.items():
+            g = re.fullmatch(r'synapse_posts_stage_seconds_total\{stage="([^"]+)"\}', k)
+            if g:
+                out[g.group(1)] = out.get(g.group(1), 0.0) + v
+    return out
 
 
 async def produce_frozen(loop, posts: list[dict]) -> float:
@@ -392,7 +428,7 @@ async def produce_frozen(loop, posts: list[dict]) -> float:
     t = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
     try:
-        await send_posts(loop, posts)
+        await send_posts(loop, posts, bulk=True)
     finally:
         os.kill(pid, signal.SIGCONT)
     return time.monotonic() - t
@@ -432,6 +468,7 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
         if spy:
             _stop_profile(spy)
     m = {k: sum(p["metrics"][k] for p in parts) for k in parts[0]["metrics"]}
+    stages = {k: sum(p["stages"].get(k, 0.0) for p in parts) for k in parts[0]["stages"]}
     drain = sum(p["drain_s"] for p in parts)
     pipeline = sum(p["counted"] for p in parts) / drain
     raw = sum(n for n, _ in timed) / sum(sec for _, sec in timed)
@@ -450,23 +487,28 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
         # threads and processes cost it)
         "embedder_in_worker_posts_per_s": m["synapse_embed_batch_size_sum"] / max(1e-9, m["synapse_embed_batch_seconds_sum"]),
         "io_ms_per_batch": 1000 * m["synapse_posts_batch_io_seconds_sum"] / cnt_io if cnt_io else None,
+        # the worker's stage timers over the counted drains: seconds per stage (they overlap: threads)
+        "stage_seconds": stages,
     }
 
 
 def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
                profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
-               label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0) -> dict:
+               label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0,
+               broker: str | None = None, chunk_posts: int = 500) -> dict:
     """One worker, once its seeds are registered. Efficiency: ``posts`` are produced in ``chunks``, each drained
     by the worker, and the embedder alone is timed on the same kind of posts in this process before, between
     and after the chunks, while the worker idles (:func:`backlog_efficiency`). Then latency at half the drain
     rate (or ``latency_rate``).
     ``busy_cores``: that many processes spin on the CPU for the whole run (raw figures included), a controlled
-    stand-in for other jobs or other workers on the same cores."""
+    stand-in for other jobs or other workers on the same cores.
+    ``broker``: ``tansu`` or ``kafka`` (default ``$SYNAPSE_DEV_BROKER``, else Tansu); ``chunk_posts``: the most
+    posts per chunk (a chunk is produced while the worker is stopped: a few seconds at most)."""
     from stream_app.devstack.demo import LiveLoop
     from synapse_stream.embedders import make_embedder
 
     demo, seeds = load_demo_posts(), load_demo_seeds()
-    chunks = max(chunks, -(-posts // 500))   # each chunk is produced in a few seconds (see produce_frozen)
+    chunks = max(chunks, -(-posts // chunk_posts))   # each chunk is produced in a few seconds (see produce_frozen)
     eff_posts = make_posts("eff", posts, demo)
     lat_posts = make_posts("lat", latency_posts, demo[::-1], suffix=True)
     markers = lat_posts[::4]   # one post in four: the p99 of 200 markers is not just the slowest one or two
@@ -476,9 +518,9 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     opts = {} if embedder.startswith(("hashing", "wordllama", "model2vec")) else {"threads": threads}
     local = make_embedder(embedder, batch_size=batch, **opts) if posts else None
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
-                    workers=1, extra_env=env)
-    say(label, f"starting the embedded broker and Redis ({embedder}, {env})")
-    out: dict = {"embedder": embedder, "env": env, "busy_cores": busy_cores}
+                    workers=1, extra_env=env, broker_kind=broker)
+    say(label, f"starting the embedded broker ({loop.broker_description}) and Redis ({embedder}, {env})")
+    out: dict = {"embedder": embedder, "env": env, "busy_cores": busy_cores, "broker": loop.broker_kind}
     hogs = [subprocess.Popen([os.sys.executable, "-c", "while True: pass"]) for _ in range(busy_cores)]
     try:
         start_services(loop)
@@ -575,7 +617,8 @@ def _ms(x):
     return None if x is None else round(1000 * x, 1)
 
 
-def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None) -> dict:
+def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None,
+                broker: str | None = None) -> dict:
     """``workers`` workers on a 2-partition topic, all assigned before the posts are produced (as fast as the
     producer goes): throughput until all are indexed, then a probe per partition for the seed broadcast."""
     from stream_app.devstack.demo import LiveLoop
@@ -584,17 +627,18 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
     label = f"workers={workers}"
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
-                    workers=workers, extra_env=env)
-    say(label, f"starting {workers} worker(s) ({embedder}, {env})")
+                    workers=workers, extra_env=env, broker_kind=broker)
+    say(label, f"starting {workers} worker(s) ({embedder}, {env}, {loop.broker_description})")
     loop.start(timeout=240)
-    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env}
+    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env, "broker": loop.broker_kind}
 
     async def main():
         try:
             await wait_assigned(loop, 2)
             await loop.send_seeds(DETECTOR["name"], seeds)
             await wait_seeds(loop, len(set(seeds)))
-            d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout)
+            d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout,
+                            bulk=broker == "kafka")
             out.update({"posts": posts, "posts_per_s": d["posts_per_s"], "steady_posts_per_s": d["steady_posts_per_s"],
                         "end_to_end_s": d["end_to_end_s"], "send_s": d["send_s"]})
             say(label, f"{d['posts_per_s']:.0f} posts/s end to end ({d['steady_posts_per_s'] or 0:.0f} steady)")

@@ -90,6 +90,11 @@ class Metrics:
             "Per micro-batch of posts, after the model thread is done: Redis claims, publishing and the broker's "
             "acknowledgements (what the posts pipeline overlaps with the next batch's embedding)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+        self.posts_stage_seconds = Counter(
+            "synapse_posts_stage_seconds",
+            "Seconds spent in each stage of the posts path (event loop: events, parse, record, claim, publish; embed "
+            "thread: embed; model thread: index, compare, classify, trends); the threads overlap", ["stage"], registry=r)
+        self._stage_children: dict = {}
         self.gc_pause = Histogram("synapse_gc_pause_seconds",
                                   "Python garbage-collector pauses (every thread of the worker waits), by generation",
                                   ["generation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
@@ -147,6 +152,18 @@ class Metrics:
         from synapse_stream.llm_oracle import LLMRaterMetrics
 
         self.llm = LLMRaterMetrics(r)   # synapse_llm_*: calls, failures, tokens, budget, agreement
+
+    def stage(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` to the posts path's ``stage`` timer (``synapse_posts_stage_seconds_total``).
+
+        >>> m = Metrics(CollectorRegistry()); m.stage("parse", 0.25); m.stage("parse", 0.25)
+        >>> m.posts_stage_seconds.labels("parse")._value.get()
+        0.5
+        """
+        child = self._stage_children.get(stage)
+        if child is None:
+            child = self._stage_children[stage] = self.posts_stage_seconds.labels(stage)
+        child.inc(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,7 +49,9 @@ class PostsFeeder(RuntimePart):
         await self.slots.acquire()
         try:
             svc = await self.rt.get()
+            t0 = time.perf_counter()
             msgs = [raw_from_event(e) for e in events]
+            svc.metrics.stage("events", time.perf_counter() - t0)
             await self.rt.recovery.wait_recovered(msgs)
             batch = await self.rt.retry(svc.begin_posts, msgs, what="handle_posts")
         except BaseException as exc:
@@ -67,7 +69,9 @@ class PostsFeeder(RuntimePart):
             if prev is not None:
                 await asyncio.wait([prev])   # in order; its own failure is reported by submit_posts
             out = await self.rt.retry(svc.finish_posts, batch, what="handle_posts")
+            t0 = time.perf_counter()
             await self.rt.publish(out)
+            svc.metrics.stage("publish", time.perf_counter() - t0)
             if getattr(batch, "ingested_at", None) is not None:
                 svc.metrics.posts_io_seconds.observe(time.monotonic() - batch.ingested_at)
         except asyncio.CancelledError:   # the loop is going away: keep the events unacknowledged (re-consumed)
@@ -84,8 +88,12 @@ class PostsFeeder(RuntimePart):
             self.slots.release()
 
     def _release(self, events) -> None:
+        t0 = time.perf_counter()
         for e in events:
             release_event(self.rt.app, e)
+        svc = self.rt.service
+        if svc is not None:
+            svc.metrics.stage("ack", time.perf_counter() - t0)
 
     def _raise_error(self) -> None:
         exc, self.error = self.error, None
