@@ -388,7 +388,8 @@ async def chunk_drain(loop, base: int, n: int, *, section: str, timeout: float) 
         t_first, c_first = samples[-1]
         names = ("synapse_embed_batch_seconds_sum", "synapse_embed_batch_seconds_count",
                  "synapse_embed_batch_size_sum", "synapse_posts_batch_io_seconds_sum",
-                 "synapse_posts_batch_io_seconds_count")
+                 "synapse_posts_batch_io_seconds_count", "synapse_trend_proposal_updates_total",
+                 "synapse_trend_proposals_raised_total", "synapse_trend_batches_skipped_total")
         first_m = {k: metric_sum(loop, k) for k in names}
         first_s = stage_seconds(loop)
         await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.05,
@@ -487,6 +488,8 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
         # threads and processes cost it)
         "embedder_in_worker_posts_per_s": m["synapse_embed_batch_size_sum"] / max(1e-9, m["synapse_embed_batch_seconds_sum"]),
         "io_ms_per_batch": 1000 * m["synapse_posts_batch_io_seconds_sum"] / cnt_io if cnt_io else None,
+        "trend_updates": m["synapse_trend_proposal_updates_total"], "trend_raised": m["synapse_trend_proposals_raised_total"],
+        "trend_skipped": m["synapse_trend_batches_skipped_total"],
         # the worker's stage timers over the counted drains: seconds per stage (they overlap: threads)
         "stage_seconds": stages,
     }

@@ -51,7 +51,9 @@ def drain(*, broker: str, embedder: str, posts: int, batch: int, chunk_posts: in
            "overhead_us_per_post": 1e6 / e["pipeline_posts_per_s"] - 1e6 / e["raw_posts_per_s"],
            "posts_per_batch": e["posts_per_batch"], "embed_us_per_post_in_worker":
                1e6 / e["embedder_in_worker_posts_per_s"] if e["embedder_in_worker_posts_per_s"] else None,
-           "worker_start_s": r.get("worker_start_s")}
+           "worker_start_s": r.get("worker_start_s"), "candidates_last_chunk": e["candidates"],
+           "io_ms_per_batch": e["io_ms_per_batch"], "trend_records_per_post":
+               (e["trend_updates"] + e["trend_raised"]) / max(1, n), "trend_batches_skipped": e["trend_skipped"]}
     st = e.get("stage_seconds") or {}
     out["stages_us_per_post"] = {k: round(1e6 * v / n, 1) for k, v in sorted(st.items(), key=lambda kv: -kv[1])}
     if st:
