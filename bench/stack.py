@@ -391,23 +391,29 @@ async def chunk_drain(loop, base: int, n: int, *, section: str, timeout: float) 
                  "synapse_posts_batch_io_seconds_count", "synapse_trend_proposal_updates_total",
                  "synapse_trend_proposals_raised_total", "synapse_trend_batches_skipped_total")
         first_m = {k: metric_sum(loop, k) for k in names}
-        first_s = stage_seconds(loop)
+        first_s, first_c = stage_seconds(loop), labelled(loop, "synapse_thread_cpu_seconds", "thread")
         await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.05,
                        progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
         t_idx = samples[-1][0]
         last_m = {k: metric_sum(loop, k) for k in names}
-        last_s = stage_seconds(loop)
+        last_s, last_c = stage_seconds(loop), labelled(loop, "synapse_thread_cpu_seconds", "thread")
         await wait_emitted(loop, col)
         t_end = max([t_idx] + [t for t, _ in col.items])
         cands = len(col.items)
     return {"posts": n, "counted": n - int(c_first), "drain_s": t_end - t_first, "candidates": cands,
             "metrics": {k: last_m[k] - first_m[k] for k in names},
-            "stages": {k: v - first_s.get(k, 0.0) for k, v in last_s.items()}}
+            "stages": {k: v - first_s.get(k, 0.0) for k, v in last_s.items()},
+            "thread_cpu": {k: v - first_c.get(k, 0.0) for k, v in last_c.items()}}
 
 
 def stage_seconds(loop) -> dict[str, float]:
     """The workers' own per-stage timers of the posts path (``synapse_posts_stage_seconds_total{stage=...}``),
     summed over the workers: seconds spent so far in each stage (empty if the worker has none)."""
+    return labelled(loop, "synapse_posts_stage_seconds_total", "stage")
+
+
+def labelled(loop, name: str, label: str) -> dict[str, float]:
+    """``name{label="x"}`` summed over the workers, by ``x`` (empty if the workers do not export it)."""
     out: dict[str, float] = {}
     for i in range(len(loop.workers)):
         try:
@@ -415,7 +421,7 @@ def stage_seconds(loop) -> dict[str, float]:
         except OSError:
             continue
         for k, v in m.items():
-            g = re.fullmatch(r'synapse_posts_stage_seconds_total\{stage="([^"]+)"\}', k)
+            g = re.fullmatch(re.escape(name) + r'\{' + label + r'="([^"]+)"\}', k)
             if g:
                 out[g.group(1)] = out.get(g.group(1), 0.0) + v
     return out
@@ -470,6 +476,7 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
             _stop_profile(spy)
     m = {k: sum(p["metrics"][k] for p in parts) for k in parts[0]["metrics"]}
     stages = {k: sum(p["stages"].get(k, 0.0) for p in parts) for k in parts[0]["stages"]}
+    cpu = {k: sum(p["thread_cpu"].get(k, 0.0) for p in parts) for k in parts[0]["thread_cpu"]}
     drain = sum(p["drain_s"] for p in parts)
     pipeline = sum(p["counted"] for p in parts) / drain
     raw = sum(n for n, _ in timed) / sum(sec for _, sec in timed)
@@ -492,6 +499,7 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
         "trend_skipped": m["synapse_trend_batches_skipped_total"],
         # the worker's stage timers over the counted drains: seconds per stage (they overlap: threads)
         "stage_seconds": stages,
+        "thread_cpu_seconds": cpu,   # CPU per worker thread over the counted drains (/proc: 10 ms ticks)
     }
 
 

@@ -15,6 +15,9 @@ own consumer path. Per broker (Tansu, the dev broker; Apache Kafka 4.x from ``.c
   classify, trends) that overlap, so they do not add up to the overhead; ``event_loop_other_us_per_post``
   is the event loop's time outside its timed stages (Faust's consumer and ``take_events``, aiokafka's
   fetch parsing and produce, offset commits, the asyncio machinery): 1e6 / drain minus those stages;
+* ``thread_cpu_us_per_post``: CPU per post of each worker thread (``synapse_thread_cpu_seconds``, from
+  ``/proc``; MainThread = the event loop, synapse-embed, synapse-model, synapse-trends, Faust's consumer
+  thread), ``cpu_us_per_post`` their sum: with 2 cores, what bounds the drain once the threads overlap;
 * ``profile`` (``--profile``): py-spy's share of the worker's samples per stage (CPU, every thread).
 
 Then 1 and 2 workers on the 2-partition topic with the same static embedder (on Apache Kafka).
@@ -59,10 +62,16 @@ def drain(*, broker: str, embedder: str, posts: int, batch: int, chunk_posts: in
     if st:
         loop_us = sum(out["stages_us_per_post"].get(k, 0.0) for k in LOOP_STAGES)
         out["event_loop_other_us_per_post"] = round(1e6 / e["pipeline_posts_per_s"] - loop_us, 1)
+    cpu = e.get("thread_cpu_seconds") or {}
+    out["thread_cpu_us_per_post"] = {k: round(1e6 * v / n, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+                                     if v > 0}
+    out["cpu_us_per_post"] = round(sum(out["thread_cpu_us_per_post"].values()), 1)
+    out["wall_us_per_post"] = round(1e6 / e["pipeline_posts_per_s"], 1)
     if e.get("profile"):
         out["profile"] = e["profile"]
     say(out["broker"], f"static drain {out['posts_per_s']:.0f} posts/s, raw {out['raw_posts_per_s']:.0f} posts/s: "
-        f"overhead {out['overhead_us_per_post']:.0f} µs/post; stages (µs/post) {out['stages_us_per_post']}")
+        f"overhead {out['overhead_us_per_post']:.0f} µs/post; stages (µs/post) {out['stages_us_per_post']}; "
+        f"CPU by thread (µs/post) {out['thread_cpu_us_per_post']}")
     return out
 
 
