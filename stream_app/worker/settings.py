@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
+    # hnswlib threads per micro-batch insert (the model thread's add_items): 1 keeps the other cores for the
+    # embedder and the event loop; with a static embedder on free cores, 2 inserts faster (docs/benchmarks.md)
+    hnsw_insert_threads: int = Field(1, ge=1, le=64)
     audit_salt: SecretStr = SecretStr("synapse-audit")   # keep secret: posters must not predict audits
     audit_confidence: float = Field(0.95, gt=0, lt=1)
     max_text_chars: int = 20_000

@@ -83,7 +83,8 @@ class DetectionService:
         self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.embed_batch_size,
                                                   threads=settings.model_threads())
         self.index = ShardedIndex(self.embedder.dim, settings.retention_policy(), m=settings.hnsw_m,
-                                  ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search)
+                                  ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search,
+                                  insert_threads=settings.hnsw_insert_threads)
         # per detector (created, changed and retired live by the catalog, from the ``detectors`` topic)
         self.detectors: dict[str, DetectorSettings] = {}
         self.engines: dict[str, OnlineIBG] = {}
