@@ -9,6 +9,6 @@ each batch's offsets are committed only once it is finished.
 def register(w) -> None:
     @w.app.agent(w.posts, name="ingest_posts")
     async def ingest_posts(stream):
-        async for events in stream.take_events(w.settings.embed_batch_size, within=w.settings.embed_within):
+        async for events in stream.take_events(w.settings.posts_batch_size(), within=w.settings.embed_within):
             await w.runtime.submit_posts(events)
         await w.runtime.flush_posts()   # the stream ended (shutdown): finish what was begun

@@ -80,11 +80,23 @@ def drain(*, broker: str, embedder: str, posts: int, batch: int, chunk_posts: in
 CHUNK_POSTS = {"tansu": 500, "kafka": 4000}
 
 
-def section(*, posts: int, worker_posts: int, batch: int, brokers=("tansu", "kafka"), embedder: str | None = None,
-            env: dict | None = None, profile_dir=None) -> dict:
-    """The static-embedder section of ``bench/run.py`` (``--only static``)."""
+# further drains on Apache Kafka, one change each on top of the defaults (the insert is the largest stage left)
+CONFIGS = {
+    "ef_construction_100": {"SYNAPSE_HNSW_EF_CONSTRUCTION": "100"},
+    "insert_threads_2": {"SYNAPSE_HNSW_INSERT_THREADS": "2"},
+}
+
+
+def section(*, posts: int, worker_posts: int, batch: int | None = None, brokers=("tansu", "kafka"),
+            embedder: str | None = None, env: dict | None = None, profile_dir=None, configs: dict | None = None) -> dict:
+    """The static-embedder section of ``bench/run.py`` (``--only static``). ``batch``: the micro-batch (default:
+    the worker's for a static embedder); ``configs``: further Kafka drains (name -> worker env)."""
     embedder = embedder or static_embedder()
-    res: dict = {"embedder": embedder, "batch": batch, "brokers": {}}
+    if batch is None:
+        from stream_app.worker.settings import Settings
+
+        batch = Settings(_env_file=None, embedder=embedder).posts_batch_size()
+    res: dict = {"embedder": embedder, "batch": batch, "brokers": {}, "configs": {}}
     for b in brokers:
         prof = None
         if profile_dir is not None:
@@ -96,6 +108,10 @@ def section(*, posts: int, worker_posts: int, batch: int, brokers=("tansu", "kaf
     res["static_posts_per_s"] = top["posts_per_s"]
     res["overhead_us_per_post"] = top["overhead_us_per_post"]
     res["top_level_broker"] = top["broker"]
+    for name, extra in (configs or {}).items():
+        res["configs"][name] = drain(broker="kafka", embedder=embedder, posts=posts, batch=batch,
+                                     chunk_posts=CHUNK_POSTS["kafka"], env={**(env or {}), **extra},
+                                     label=f"static[kafka, {name}]")
     if not worker_posts:
         return res
     wb = "kafka" if "kafka" in brokers else brokers[0]
@@ -119,7 +135,7 @@ if __name__ == "__main__":   # python -m bench.static [posts] [brokers]: the sec
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 6000
     bs = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("tansu", "kafka")
     batch = int(sys.argv[3]) if len(sys.argv) > 3 else 32
-    prof = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    prof = Path(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
     wp = int(sys.argv[5]) if len(sys.argv) > 5 else n
     res = section(posts=n, worker_posts=wp, batch=batch, brokers=bs, profile_dir=prof)
     print(json.dumps(res, indent=2, default=str))

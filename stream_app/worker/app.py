@@ -39,7 +39,7 @@ def faust_config(s: Settings) -> dict:
         datadir=os.path.join(s.data_dir, "faust"),
         broker_commit_every=100,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4 * s.embed_batch_size, 256),
+        stream_buffer_maxsize=max(4 * s.posts_batch_size(), 256),
         producer_acks=-1,
     )
     if s.worker_instance_id:

@@ -97,7 +97,7 @@ class ShardRecovery(RuntimePart):
             c.assign([tp])
             c.seek(tp, start)
             while await c.position(tp) < committed:
-                batch = (await c.getmany(tp, timeout_ms=1000, max_records=self.rt.settings.embed_batch_size * 4)).get(tp, [])
+                batch = (await c.getmany(tp, timeout_ms=1000, max_records=self.rt.settings.posts_batch_size() * 4)).get(tp, [])
                 msgs = [RawMsg(m.topic, m.partition, m.offset, m.key, m.value,
                                m.timestamp / 1000 if m.timestamp else None) for m in batch if m.offset < committed]
                 if msgs:

@@ -83,6 +83,16 @@ class DetectorSettings(BaseModel):
                              f"({', '.join(registry.live_names())}), got {v!r}")
         return v
 
+
+# static embedders (a lookup table of token vectors, pooled): micro-seconds per post to embed
+STATIC_EMBEDDER_PREFIXES = ("hashing", "wordllama", "model2vec")
+STATIC_EMBED_BATCH_SIZE = 256
+
+
+def is_static_embedder(spec: str) -> bool:
+    """True for an embedder spec whose model is static (``wordllama``, ``model2vec-*``, ``hashing-*``)."""
+    return spec.startswith(STATIC_EMBEDDER_PREFIXES)
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNAPSE_", env_nested_delimiter="__", env_file=os.environ.get("SYNAPSE_ENV_FILE", "synapse.env"),
@@ -241,6 +251,21 @@ class Settings(BaseSettings):
     # -- derived -------------------------------------------------------------
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def posts_batch_size(self) -> int:
+        """The posts agent's micro-batch: ``embed_batch_size`` when set (``SYNAPSE_EMBED_BATCH_SIZE``), else 32
+        for a transformer and ``STATIC_EMBED_BATCH_SIZE`` for a static embedder, whose batch costs so little to
+        embed that the per-batch work (Redis and broker round trips, thread hand-offs) would dominate a batch
+        of 32 (docs/benchmarks.md, "The pipeline's own cost").
+
+        >>> Settings(_env_file=None, embedder="wordllama").posts_batch_size(), Settings(_env_file=None).posts_batch_size()
+        (256, 32)
+        >>> Settings(_env_file=None, embedder="wordllama", embed_batch_size=64).posts_batch_size()
+        64
+        """
+        if "embed_batch_size" in self.model_fields_set or not is_static_embedder(self.embedder):
+            return self.embed_batch_size
+        return STATIC_EMBED_BATCH_SIZE
 
     def model_threads(self) -> int:
         """torch threads of the model thread: ``torch_threads``, or all cores but one (the event loop's)."""

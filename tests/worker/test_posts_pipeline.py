@@ -383,3 +383,64 @@ def test_broker_url_schemes():
 
     assert fetch_max_wait_ms([yarl.URL("synapse-tansu://a:1?fetch_max_wait_ms=7")]) == 7
     assert fetch_max_wait_ms([yarl.URL("kafka://a:1")]) is None
+
+
+# ---------------------------------------------------------------------- the pipelined publish (send now, acks later)
+class FakeTopic:
+    """A topic whose ``send`` hands back a future (as Faust's does); ``fail`` keys fail their first ack."""
+
+    def __init__(self, name: str, log: list, fail: set = frozenset()) -> None:
+        self.name, self.log, self.fail, self.futures = name, log, set(fail), []
+
+    async def send(self, key=None, value=None, partition=None):
+        fut = asyncio.get_running_loop().create_future()
+        self.log.append((self.name, key))
+        self.futures.append((key, fut))
+        return fut
+
+    def ack_all(self) -> None:
+        from aiokafka.errors import KafkaConnectionError
+
+        for key, fut in self.futures:
+            if fut.done():
+                continue
+            if key in self.fail:
+                self.fail.discard(key)
+                fut.set_exception(KafkaConnectionError("broker gone"))
+            else:
+                fut.set_result(None)
+
+
+def test_publish_later_sends_at_once_and_settles_later_resending_only_what_failed():
+    log: list = []
+    cands, dead = FakeTopic("candidates", log, fail={b"p2"}), FakeTopic("dead", log)
+    confirmed: list = []
+    app = SimpleNamespace(should_stop=False)
+    rt = Runtime(app, Settings(_env_file=None), candidates_topic=cands, dead_letters_topic=dead, verdicts_topic=None,
+                 posts_topic_name="synapse.posts")
+
+    async def confirm(claims):
+        confirmed.extend(claims)
+    rt.service = SimpleNamespace(confirm=confirm)
+
+    async def go():
+        out = Outputs(candidates=[(b"p1", b"m1"), (b"p2", b"m2")], claims=[("d", "p1"), ("d", "p2")],
+                      dead_letters=[(b"x", b"bad")])
+        acks = await rt.publish_later(out)
+        sent_before_acks = list(log)                     # every record handed to the producer at once
+        assert not confirmed                             # nothing confirmed before the broker acknowledged it
+        task = asyncio.ensure_future(acks)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        cands.ack_all()                                  # p2's acknowledgement fails: re-sent (after a backoff)
+        dead.ack_all()
+        while not task.done():
+            await asyncio.sleep(0.05)
+            cands.ack_all()
+        await task
+        return sent_before_acks, out
+    sent_before_acks, out = asyncio.run(go())
+    assert sent_before_acks == [("dead", b"x"), ("candidates", b"p1"), ("candidates", b"p2")]
+    assert log == sent_before_acks + [("candidates", b"p2")]   # only the failed one went again
+    assert sorted(confirmed) == [("d", "p1"), ("d", "p2")]      # each confirmed once, after its ack
+    assert out.candidates == [] and out.claims == [] and out.dead_letters == []

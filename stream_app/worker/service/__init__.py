@@ -80,7 +80,7 @@ class DetectionService:
         self.settings = settings
         self.state = state
         self.metrics = metrics or Metrics()
-        self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.embed_batch_size,
+        self.embedder = embedder or make_embedder(settings.embedder, batch_size=settings.posts_batch_size(),
                                                   threads=settings.model_threads())
         self.index = ShardedIndex(self.embedder.dim, settings.retention_policy(), m=settings.hnsw_m,
                                   ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search,
