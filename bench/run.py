@@ -175,7 +175,7 @@ def main(argv=None) -> int:
         res["static_drain"] = sd = static.section(
             posts=z["static_posts"], worker_posts=z["static_posts"], batch=a.static_batch,
             embedder="hashing-384" if mode == "toy" else None, profile_dir=prof,
-            configs=static.CONFIGS if mode != "toy" else {})
+            configs={} if mode == "toy" else static.QUICK_CONFIGS if mode == "quick" else static.CONFIGS)
         res["static_posts_per_s"], res["overhead_us_per_post"] = sd["static_posts_per_s"], sd["overhead_us_per_post"]
 
     res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -84,7 +84,42 @@ CHUNK_POSTS = {"tansu": 500, "kafka": 4000}
 CONFIGS = {
     "ef_construction_100": {"SYNAPSE_HNSW_EF_CONSTRUCTION": "100"},
     "insert_threads_2": {"SYNAPSE_HNSW_INSERT_THREADS": "2"},
+    "trends_off": {"SYNAPSE_TRENDS": "false"},
 }
+QUICK_CONFIGS = {k: CONFIGS[k] for k in ("ef_construction_100", "trends_off")}
+
+
+def insert_threads(embedder: str, *, posts: int = 6000, batch: int = 256, ef_constructions=(200, 100)) -> dict:
+    """hnswlib ``add_items`` at 1 and 2 threads (the model thread's insert, ``SYNAPSE_HNSW_INSERT_THREADS``), in
+    this process on ``embedder``'s vectors of the demo posts (made distinct by a suffix), M = 16, micro-batches
+    of ``batch``; interleaved (1, 2, 1, 2) so a change of the machine's load shows as a spread."""
+    import time
+
+    import hnswlib
+    import numpy as np
+
+    from synapse_stream.embedders import make_embedder
+
+    from .common import load_demo_posts
+
+    demo = [p["text"] for p in load_demo_posts()]
+    texts = [f"{demo[i % len(demo)]} #{i}" for i in range(posts)]
+    vecs = np.asarray(make_embedder(embedder).encode(texts), dtype=np.float32)
+    out: dict = {"posts": posts, "batch": batch, "m": 16}
+    for efc in ef_constructions:
+        runs: dict[int, list[float]] = {1: [], 2: []}
+        for threads in (1, 2, 1, 2):
+            idx = hnswlib.Index(space="cosine", dim=vecs.shape[1])
+            idx.init_index(max_elements=posts, ef_construction=efc, M=16, random_seed=100)
+            t = time.perf_counter()
+            for i in range(0, posts, batch):
+                idx.add_items(vecs[i:i + batch], np.arange(i, min(i + batch, posts)), num_threads=threads)
+            runs[threads].append(1e6 * (time.perf_counter() - t) / posts)
+        out[f"ef_construction_{efc}"] = {"us_per_post_1_thread": min(runs[1]), "us_per_post_2_threads": min(runs[2]),
+                                         "each": runs, "speedup_2_vs_1": min(runs[1]) / min(runs[2])}
+        say("static", f"hnswlib insert, ef_construction {efc}: {min(runs[1]):.0f} µs/post on 1 thread, "
+                      f"{min(runs[2]):.0f} on 2 ({min(runs[1]) / min(runs[2]):.2f}x)")
+    return out
 
 
 def section(*, posts: int, worker_posts: int, batch: int | None = None, brokers=("tansu", "kafka"),
@@ -95,7 +130,8 @@ def section(*, posts: int, worker_posts: int, batch: int | None = None, brokers=
     if batch is None:
         from stream_app.worker.settings import Settings
 
-        batch = Settings(_env_file=None, embedder=embedder).posts_batch_size()
+        s = Settings(_env_file=None, embedder=embedder)
+        batch = s.posts_batch_size() if hasattr(s, "posts_batch_size") else s.embed_batch_size   # (older workers)
     res: dict = {"embedder": embedder, "batch": batch, "brokers": {}, "configs": {}}
     for b in brokers:
         prof = None
@@ -108,6 +144,7 @@ def section(*, posts: int, worker_posts: int, batch: int | None = None, brokers=
     res["static_posts_per_s"] = top["posts_per_s"]
     res["overhead_us_per_post"] = top["overhead_us_per_post"]
     res["top_level_broker"] = top["broker"]
+    res["insert_threads"] = insert_threads(embedder)
     for name, extra in (configs or {}).items():
         res["configs"][name] = drain(broker="kafka", embedder=embedder, posts=posts, batch=batch,
                                      chunk_posts=CHUNK_POSTS["kafka"], env={**(env or {}), **extra},
@@ -126,7 +163,7 @@ def section(*, posts: int, worker_posts: int, batch: int | None = None, brokers=
     return res
 
 
-if __name__ == "__main__":   # python -m bench.static [posts] [brokers]: the section alone, printed
+if __name__ == "__main__":   # python -m bench.static [posts] [brokers] [batch] [profile dir] [worker posts] [configs]
     import json
     import sys
 
@@ -134,8 +171,9 @@ if __name__ == "__main__":   # python -m bench.static [posts] [brokers]: the sec
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 6000
     bs = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("tansu", "kafka")
-    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 32
+    batch = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] else None
     prof = Path(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
     wp = int(sys.argv[5]) if len(sys.argv) > 5 else n
-    res = section(posts=n, worker_posts=wp, batch=batch, brokers=bs, profile_dir=prof)
+    cf = {k: CONFIGS[k] for k in sys.argv[6].split(",") if k} if len(sys.argv) > 6 else {}
+    res = section(posts=n, worker_posts=wp, batch=batch, brokers=bs, profile_dir=prof, configs=cf)
     print(json.dumps(res, indent=2, default=str))
