@@ -72,7 +72,7 @@ def render(res: dict, parity: dict | None = None) -> str:
     add("")
     add(summary(res))
     add("")
-    for sec in (efficiency, latency, backfill, memory, workers, embedders, proposals):
+    for sec in (efficiency, latency, backfill, memory, workers, embedders, proposals, static_cost):
         text = sec(res)
         if text:
             add(text)
@@ -731,6 +731,79 @@ def onnx_without_torch(p: dict) -> str:
             "print(OnnxEmbedder(variant='int8').encode(['free crypto giveaway']).shape)\"   # prints (1, 384)",
             "PYTHONPATH=. /tmp/notorch/bin/python -m pytest tests/core/test_bert_onnx.py   # the torch comparison skips",
             "```"]
+    return "\n".join(out)
+
+
+def _us(x) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def _stage_cells(r: dict, names) -> list[str]:
+    st = r.get("stages_us_per_post") or {}
+    return [_us(st.get(n)) for n in names]
+
+
+def static_cost(res) -> str:
+    """Issue #18 part 2: the worker's own per-post cost with a static embedder (``bench/static.py``)."""
+    sd = res.get("static_drain")
+    if not isinstance(sd, dict) or "brokers" not in sd:
+        return ""
+    before = res.get("static_drain_before") or {}
+    out = ["## 7. The pipeline's own cost (static embedder)", "",
+           f"`bench/static.py` (section `static` of `bench/run.py`): one worker drains a backlog of posts embedded by "
+           f"`{sd['embedder']}` (micro-batches of {sd['batch']}), produced in chunks while the worker is stopped; the "
+           "embedder alone is timed in the bench process between the chunks. overhead = 1e6 / drain − 1e6 / raw: "
+           "what a post costs besides its embedding. The top-level `static_posts_per_s` and `overhead_us_per_post` "
+           f"are the {sd.get('top_level_broker', 'kafka')} figures. Targets: ≥ 5,000 posts/s on Apache Kafka and "
+           "< 100 µs/post.", ""]
+    rows = []
+    for label, src in (("before", before), ("now", sd)):
+        for b, r in (src.get("brokers") or {}).items():
+            rows.append((label, b, src.get("batch", "–"), f"{r['raw_posts_per_s']:,.0f}", f"{r['posts_per_s']:,.0f}",
+                         _us(r["overhead_us_per_post"]), _us(r.get("cpu_us_per_post"))))
+        for name, r in (src.get("configs") or {}).items():
+            rows.append((label, f"{r['broker']}, {name}", src.get("batch", "–"), f"{r['raw_posts_per_s']:,.0f}",
+                         f"{r['posts_per_s']:,.0f}", _us(r["overhead_us_per_post"]), _us(r.get("cpu_us_per_post"))))
+    out.append(table(["code", "broker, change", "batch", "raw embedder posts/s", "drain posts/s", "overhead µs/post",
+                      "worker CPU µs/post"], rows))
+    if before.get("command"):
+        out += ["", f"before: `{before['command']}` on the unchanged code (commit {before.get('commit', '?')}), "
+                    f"load average {before.get('load_average')}; now: the run of this page."]
+    stages = ("events", "parse", "record", "claim", "publish", "ack", "embed", "index", "compare", "classify", "trends")
+    srows = [(b, *_stage_cells(r, stages)) for b, r in sd["brokers"].items()]
+    srows += [(f"{r['broker']}, {n}", *_stage_cells(r, stages)) for n, r in (sd.get("configs") or {}).items()]
+    out += ["", "Where the time goes: the worker's stage timers (`synapse_posts_stage_seconds_total`, wall µs per post "
+                "inside each stage, awaits included). Event loop: events … ack; embed thread: embed; model thread: "
+                "index … trends. The three threads overlap, so a row does not add up to the time per post.", "",
+            table(["run", *stages], srows)]
+    threads = sorted({t for r in sd["brokers"].values() for t in (r.get("thread_cpu_us_per_post") or {})})
+    if threads:
+        trows = [(b, *[_us((r.get("thread_cpu_us_per_post") or {}).get(t)) for t in threads],
+                  _us(r.get("cpu_us_per_post")), _us(r.get("wall_us_per_post"))) for b, r in sd["brokers"].items()]
+        trows += [(f"{r['broker']}, {n}", *[_us((r.get("thread_cpu_us_per_post") or {}).get(t)) for t in threads],
+                   _us(r.get("cpu_us_per_post")), _us(r.get("wall_us_per_post"))) for n, r in (sd.get("configs") or {}).items()]
+        out += ["", "CPU per post by worker thread (`synapse_thread_cpu_seconds`, from /proc; MainThread = the event "
+                    "loop with Faust and aiokafka, Thread-1 = Faust's consumer thread), and wall time per post:", "",
+                table(["run", *threads, "CPU total", "wall"], trows)]
+    it = sd.get("insert_threads") or {}
+    irows = [(k.replace("ef_construction_", ""), _us(v["us_per_post_1_thread"]), _us(v["us_per_post_2_threads"]),
+              f"{v['speedup_2_vs_1']:.2f}") for k, v in it.items() if isinstance(v, dict)]
+    if irows:
+        out += ["", f"hnswlib insert alone (this process, {it['posts']:,} `{sd['embedder']}` vectors, M = 16, batches of "
+                    f"{it['batch']}), `SYNAPSE_HNSW_INSERT_THREADS` 1 against 2:", "",
+                table(["ef_construction", "µs/post, 1 thread", "2 threads", "speed-up"], irows)]
+    w = sd.get("workers") or {}
+    if "speedup_2_vs_1" in w:
+        out += ["", f"Two workers against one ({w['1'].get('broker')}, 2 partitions, {w['1']['posts']:,} posts produced "
+                    f"while they run): {w['1']['posts_per_s']:,.0f} → {w['2']['posts_per_s']:,.0f} posts/s end to end "
+                    f"({w['speedup_2_vs_1']:.2f}×)."]
+        bw = before.get("workers") or {}
+        if "speedup_2_vs_1" in bw:
+            out[-1] += (f" Before: {bw['1']['posts_per_s']:,.0f} → {bw['2']['posts_per_s']:,.0f} posts/s "
+                        f"({bw['speedup_2_vs_1']:.2f}×).")
+    notes = res.get("static_notes")
+    if notes:
+        out += ["", notes]
     return "\n".join(out)
 
 
