@@ -807,6 +807,9 @@ def static_cost(res) -> str:
     return "\n".join(out)
 
 
+KEEP_MARKER = "<!-- hand-written below this line: kept as it is by bench/report.py -->"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="?", default=str(REPO / "bench" / "results.json"))
@@ -817,7 +820,13 @@ def main(argv=None) -> int:
     res = json.loads(Path(a.results).read_text(encoding="utf-8"))
     par = Path(a.onnx_parity)
     parity = json.loads(par.read_text(encoding="utf-8")) if par.exists() else None
-    Path(a.out).write_text(render(res, parity), encoding="utf-8")
+    text = render(res, parity)
+    out = Path(a.out)
+    if out.exists():   # hand-written sections after the marker are kept as they are
+        old = out.read_text(encoding="utf-8")
+        if KEEP_MARKER in old:
+            text = text.rstrip() + "\n\n" + old[old.index(KEEP_MARKER):]
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {a.out}")
     return 0
 

@@ -50,7 +50,7 @@ SIZES = {
                  posts=2000, latency_posts=800, worker_posts=2000, static_posts=16000),
     "quick": dict(speed_posts=160, speed_rounds=2, eval_sample=2000, seed_pool=600, acs=50, hnsw_vectors=5000,
                   seed_counts=(100, 1000, 10_000), shards=(10_000, 100_000), text_shard=None, shard_efc=100,
-                  posts=600, latency_posts=400, worker_posts=600, static_posts=8000),
+                  posts=600, latency_posts=400, worker_posts=600, static_posts=4000),
     "toy": dict(speed_posts=32, speed_rounds=1, eval_sample=None, seed_pool=None, acs=10, hnsw_vectors=600,
                 seed_counts=(10, 100), shards=(2000,), text_shard=None, posts=64, latency_posts=60, worker_posts=64,
                 static_posts=1000),
