@@ -736,3 +736,89 @@ def broker_fetch_latency(waits=(1500, 500, 10), records: int = 40, gap: float = 
     say("broker", "produce → consume on the embedded broker by fetch wait: "
         + ", ".join(f"{w} ms: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for w, v in out.items()))
     return out
+
+
+# ---------------------------------------------------------------------- n workers draining one backlog
+async def _frozen_all(loop, posts: list[dict]) -> float:
+    """Produce ``posts`` while every worker is stopped (SIGSTOP), so the drain never shares the cores with
+    the producer; returns the seconds it took."""
+    pids = [w.proc.pid for w in loop.workers]
+    t = time.monotonic()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        await send_posts(loop, posts, bulk=True)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    return time.monotonic() - t
+
+
+async def workers_backlog(loop, posts: list[dict], *, chunk_posts: int, section: str, timeout: float) -> dict:
+    """Every worker of ``loop`` drains the same backlog, produced in chunks while they are all stopped: per chunk,
+    from the first batch any worker indexed after the resume (by the workers' own clocks, ``/healthz``
+    ``last_indexed``) to the last one that completes the chunk; posts of the first batches seen are not counted."""
+    n_w = len(loop.workers)
+    counted, drain = 0, 0.0
+    for k in range(0, len(posts), chunk_posts):
+        chunk = posts[k:k + chunk_posts]
+        base = [last_indexed(loop, i)[1] for i in range(n_w)]
+        frozen = await _frozen_all(loop, chunk)
+        if frozen > 30:
+            say(section, f"warning: producing a chunk took {frozen:.1f}s with the workers stopped")
+        first: dict[int, tuple[float, int]] = {}
+        last: dict[int, tuple[float, int]] = {}
+
+        def cond():
+            for i in range(n_w):
+                at, size = last_indexed(loop, i)
+                if size > base[i]:
+                    first.setdefault(i, (at, size - base[i]))
+                    last[i] = (at, size - base[i])
+            return sum(v[1] for v in last.values()) >= len(chunk)
+        await wait_for(cond, timeout=timeout, what=f"{len(chunk)} posts indexed by {n_w} worker(s)", every=0.05)
+        t0 = min(v[0] for v in first.values())
+        seen_at_t0 = sum(v[1] for i, v in first.items() if v[0] == t0)
+        drain += max(v[0] for v in last.values()) - t0
+        counted += len(chunk) - seen_at_t0
+    return {"posts": len(posts), "counted": counted, "drain_s": drain, "posts_per_s": counted / max(1e-9, drain),
+            "chunk_posts": chunk_posts}
+
+
+def run_workers_backlog(*, embedder: str, posts: int, batch: int, timeout: float, workers: int,
+                        env: dict | None = None, broker: str | None = None, chunk_posts: int = 1000) -> dict:
+    """``workers`` workers on a 2-partition topic, all assigned and their seeds registered, drain a backlog
+    (:func:`workers_backlog`): the producer's speed is not in the figure."""
+    from stream_app.devstack.demo import LiveLoop
+
+    demo, seeds = load_demo_posts(), load_demo_seeds()
+    env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
+    label = f"backlog workers={workers}"
+    loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
+                    workers=workers, extra_env=env, broker_kind=broker)
+    say(label, f"starting {workers} worker(s) ({embedder}, {env}, {loop.broker_description})")
+    loop.start(timeout=240)
+    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env, "broker": loop.broker_kind,
+                 "method": "backlog produced in chunks while the workers are stopped"}
+
+    async def main():
+        try:
+            await wait_assigned(loop, 2)
+            await loop.send_seeds(DETECTOR["name"], seeds)
+            await wait_seeds(loop, len(set(seeds)))
+            d = await workers_backlog(loop, make_posts(f"b{workers}", posts, demo), chunk_posts=chunk_posts,
+                                      section=label, timeout=timeout)
+            out.update(d)
+            out["per_worker_posts"] = [last_indexed(loop, i)[1] for i in range(len(loop.workers))]
+            say(label, f"{d['posts_per_s']:.0f} posts/s ({d['counted']} posts in {d['drain_s']:.2f}s); "
+                       f"per worker {out['per_worker_posts']}")
+        finally:
+            await loop.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        loop.stop()
+        _keep_logs(loop, label)
+        shutil.rmtree(loop.run_dir, ignore_errors=True)
+    return out
