@@ -760,12 +760,26 @@ def static_cost(res) -> str:
     for label, src in (("before", before), ("now", sd)):
         for b, r in (src.get("brokers") or {}).items():
             rows.append((label, b, src.get("batch", "–"), f"{r['raw_posts_per_s']:,.0f}", f"{r['posts_per_s']:,.0f}",
-                         _us(r["overhead_us_per_post"]), _us(r.get("cpu_us_per_post"))))
+                         f"{r['posts_per_s'] / r['raw_posts_per_s']:.3f}", _us(r["overhead_us_per_post"]),
+                         _us(r.get("cpu_us_per_post") or None)))
         for name, r in (src.get("configs") or {}).items():
             rows.append((label, f"{r['broker']}, {name}", src.get("batch", "–"), f"{r['raw_posts_per_s']:,.0f}",
-                         f"{r['posts_per_s']:,.0f}", _us(r["overhead_us_per_post"]), _us(r.get("cpu_us_per_post"))))
-    out.append(table(["code", "broker, change", "batch", "raw embedder posts/s", "drain posts/s", "overhead µs/post",
-                      "worker CPU µs/post"], rows))
+                         f"{r['posts_per_s']:,.0f}", f"{r['posts_per_s'] / r['raw_posts_per_s']:.3f}",
+                         _us(r["overhead_us_per_post"]), _us(r.get("cpu_us_per_post") or None)))
+    out.append(table(["code", "broker, change", "batch", "raw embedder posts/s", "drain posts/s", "drain / raw",
+                      "overhead µs/post", "worker CPU µs/post"], rows))
+    ab = res.get("static_ab") or {}
+    if ab.get("runs"):
+        out += ["", f"The two runs above were minutes apart on a machine whose load moved a lot (the raw embedder's "
+                    f"speed shows it), so the code was also compared **alternating**, unchanged code and this code "
+                    f"one after the other, twice, on Apache Kafka (`{ab['command']}`):", "",
+                table(["round", "code", "batch", "raw embedder posts/s", "drain posts/s", "drain / raw",
+                       "overhead µs/post", "load average"],
+                      [(x["round"], x["code"], x["batch"], f"{x['raw_posts_per_s']:,.0f}", f"{x['posts_per_s']:,.0f}",
+                        f"{x['posts_per_s'] / x['raw_posts_per_s']:.3f}", _us(x["overhead_us_per_post"]),
+                        x.get("load_average", "–")) for x in ab["runs"]])]
+        if ab.get("summary"):
+            out += ["", ab["summary"]]
     if before.get("command"):
         out += ["", f"before: `{before['command']}` on the unchanged code (commit {before.get('commit', '?')}), "
                     f"load average {before.get('load_average')}; now: the run of this page."]
@@ -776,7 +790,8 @@ def static_cost(res) -> str:
                 "inside each stage, awaits included). Event loop: events … ack; embed thread: embed; model thread: "
                 "index … trends. The three threads overlap, so a row does not add up to the time per post.", "",
             table(["run", *stages], srows)]
-    threads = sorted({t for r in sd["brokers"].values() for t in (r.get("thread_cpu_us_per_post") or {})})
+    threads = sorted({t for r in [*sd["brokers"].values(), *(sd.get("configs") or {}).values()]
+                      for t in (r.get("thread_cpu_us_per_post") or {})})
     if threads:
         trows = [(b, *[_us((r.get("thread_cpu_us_per_post") or {}).get(t)) for t in threads],
                   _us(r.get("cpu_us_per_post")), _us(r.get("wall_us_per_post"))) for b, r in sd["brokers"].items()]
