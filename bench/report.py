@@ -835,6 +835,30 @@ def static_cost(res) -> str:
             "from snapshots), measured above at 1 and 2 threads.",
             "5. **Measurement in the worker**: `synapse_posts_stage_seconds_total{stage}` and "
             "`synapse_thread_cpu_seconds{thread}` (and their dashboard panels) give the breakdown above on any worker."]
+    pb = res.get("static_profile_before")
+    if pb:
+        out += ["", f"The profile that started it (`{pb['command']}`, batch {pb['batch']}, before the changes above, "
+                    f"{pb['posts_per_s']:,.0f} posts/s): py-spy samples by thread — "
+                    + ", ".join(f"{k} {v}" for k, v in pb["pyspy_samples_by_thread"].items())
+                    + "; stage timers (wall µs/post) — " + ", ".join(f"{k} {v:,.0f}" for k, v in pb["stages_us_per_post"].items())
+                    + ". " + pb["note"]]
+    k = sd["brokers"].get("kafka")
+    if k and k.get("thread_cpu_us_per_post"):
+        cpu = k["thread_cpu_us_per_post"]
+        rest = k["cpu_us_per_post"] - cpu.get("synapse-embed", 0.0)
+        out += ["", f"**Targets not met** on this machine: {k['posts_per_s']:,.0f} posts/s on Apache Kafka (≥ 5,000 "
+                    f"wanted), overhead {k['overhead_us_per_post']:,.0f} µs/post (< 100 wanted). What is left, measured "
+                    f"(CPU per post by thread, the Kafka row): "
+                    + ", ".join(f"{t} {v:,.0f} µs" for t, v in cpu.items())
+                    + f" — {rest:,.0f} µs of CPU per post besides the embed thread, before Redis's and the broker's own "
+                    "CPU. Even with two free cores that bounds a worker near 2e6 / that many posts/s. The three items: "
+                    "the trends stage (its own thread: MinHash signatures, micro-cluster learning and a k-NN probe per "
+                    "unclaimed post, docs/trends.md; `SYNAPSE_TRENDS=false` row), the event loop (Faust's per-event "
+                    "path, aiokafka's fetch decoding and produce, the acks; our parse is 11 µs of it), and the model "
+                    "thread's HNSW insert at ef_construction 200 (the hnswlib table above; the "
+                    "`ef_construction_100` row). The wall-time stages are several times their CPU: at a load average "
+                    "of 12–20 on 2 cores the worker ran on a fraction of a core, which is also why a second hnswlib "
+                    "thread and a second worker gain nothing here (both need a free core)."]
     notes = res.get("static_notes")
     if notes:
         out += ["", notes]
