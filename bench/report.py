@@ -774,10 +774,10 @@ def static_cost(res) -> str:
                     f"speed shows it), so the code was also compared **alternating**, unchanged code and this code "
                     f"one after the other, twice, on Apache Kafka (`{ab['command']}`):", "",
                 table(["round", "code", "batch", "raw embedder posts/s", "drain posts/s", "drain / raw",
-                       "overhead µs/post", "load average"],
+                       "overhead µs/post", "load average", "note"],
                       [(x["round"], x["code"], x["batch"], f"{x['raw_posts_per_s']:,.0f}", f"{x['posts_per_s']:,.0f}",
                         f"{x['posts_per_s'] / x['raw_posts_per_s']:.3f}", _us(x["overhead_us_per_post"]),
-                        x.get("load_average", "–")) for x in ab["runs"]])]
+                        x.get("load_average", "–"), x.get("disturbed") or "") for x in ab["runs"]])]
         if ab.get("summary"):
             out += ["", ab["summary"]]
     if before.get("command"):
