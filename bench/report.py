@@ -850,15 +850,17 @@ def static_cost(res) -> str:
                     f"wanted), overhead {k['overhead_us_per_post']:,.0f} µs/post (< 100 wanted). What is left, measured "
                     f"(CPU per post by thread, the Kafka row): "
                     + ", ".join(f"{t} {v:,.0f} µs" for t, v in cpu.items())
-                    + f" — {rest:,.0f} µs of CPU per post besides the embed thread, before Redis's and the broker's own "
-                    "CPU. Even with two free cores that bounds a worker near 2e6 / that many posts/s. The three items: "
+                    + f" — {rest:,.0f} µs of CPU per post besides the embed thread ({k['cpu_us_per_post']:,.0f} µs "
+                    f"with it), before Redis's and the broker's own CPU: even with both cores free that bounds a "
+                    f"worker near {2e6 / k['cpu_us_per_post']:,.0f} posts/s. The three items: "
                     "the trends stage (its own thread: MinHash signatures, micro-cluster learning and a k-NN probe per "
                     "unclaimed post, docs/trends.md; `SYNAPSE_TRENDS=false` row), the event loop (Faust's per-event "
                     "path, aiokafka's fetch decoding and produce, the acks; our parse is 11 µs of it), and the model "
                     "thread's HNSW insert at ef_construction 200 (the hnswlib table above; the "
                     "`ef_construction_100` row). The wall-time stages are several times their CPU: at a load average "
                     "of 12–20 on 2 cores the worker ran on a fraction of a core, which is also why a second hnswlib "
-                    "thread and a second worker gain nothing here (both need a free core)."]
+                    "thread and a second worker gain nothing here (both need a free core). A config row whose "
+                    "thread list shows `synapse-train` had a classifier retrained during its drain."]
     notes = res.get("static_notes")
     if notes:
         out += ["", notes]
