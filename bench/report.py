@@ -772,7 +772,7 @@ def static_cost(res) -> str:
     if ab.get("runs"):
         out += ["", f"The two runs above were minutes apart on a machine whose load moved a lot (the raw embedder's "
                     f"speed shows it), so the code was also compared **alternating**, unchanged code and this code "
-                    f"one after the other, twice, on Apache Kafka (`{ab['command']}`):", "",
+                    f"one after the other, in {max(x['round'] for x in ab['runs'])} rounds, on Apache Kafka (`{ab['command']}`):", "",
                 table(["round", "code", "batch", "raw embedder posts/s", "drain posts/s", "drain / raw",
                        "overhead µs/post", "load average", "note"],
                       [(x["round"], x["code"], x["batch"], f"{x['raw_posts_per_s']:,.0f}", f"{x['posts_per_s']:,.0f}",
