@@ -798,7 +798,8 @@ def static_cost(res) -> str:
         trows += [(f"{r['broker']}, {n}", *[_us((r.get("thread_cpu_us_per_post") or {}).get(t)) for t in threads],
                    _us(r.get("cpu_us_per_post")), _us(r.get("wall_us_per_post"))) for n, r in (sd.get("configs") or {}).items()]
         out += ["", "CPU per post by worker thread (`synapse_thread_cpu_seconds`, from /proc; MainThread = the event "
-                    "loop with Faust and aiokafka, Thread-1 = Faust's consumer thread), and wall time per post:", "",
+                    "loop with Faust and aiokafka, Thread-1 = Faust's consumer thread; /proc counts 10 ms ticks, coarse for "
+                    "the short Tansu chunks of 500 posts), and wall time per post:", "",
                 table(["run", *threads, "CPU total", "wall"], trows)]
     it = sd.get("insert_threads") or {}
     irows = [(k.replace("ef_construction_", ""), _us(v["us_per_post_1_thread"]), _us(v["us_per_post_2_threads"]),
