@@ -15,6 +15,8 @@ a ratio or a comparison taken within one run, not a constant of the code. Sectio
              /metrics response times under that full load and Redis commands per post; then
              ``efficiency_vs_best_embedder`` = the shipped settings' drain / ``best_embedder_raw_posts_per_s``
              (the fastest raw embedder of the embedders section with cosine >= 0.999 to MiniLM fp32, all cores)
+  static     the pipeline's own per-post cost: a static embedder's drain on Tansu and Apache Kafka, the
+             overhead per post and its breakdown (stage timers, CPU per thread), 1 vs 2 workers
 
 ``--merge`` re-runs only the chosen sections and updates their keys in an existing results file.
 """
@@ -43,18 +45,19 @@ from . import embedders as emb  # noqa: E402
 from . import micro  # noqa: E402
 from .common import REPO, load_demo_posts, machine, say  # noqa: E402
 
-SECTIONS = ("embedders", "quality", "hnsw", "seeds", "shards", "broker", "gc", "stack", "threads")
+SECTIONS = ("embedders", "quality", "hnsw", "seeds", "shards", "broker", "gc", "stack", "threads", "static")
 TARGETS = {"pipeline_efficiency": 0.9, "latency_p99_ms": 250.0, "backfill_ms_1M": 50.0, "bytes_per_post": 2500.0}
 
 SIZES = {
     "full": dict(speed_posts=320, speed_rounds=3, eval_sample=6000, seed_pool=2000, acs=100, hnsw_vectors=9000,
                  seed_counts=(100, 1000, 10_000), shards=(10_000, 100_000, 1_000_000), text_shard=100_000,
-                 posts=2000, latency_posts=800, worker_posts=2000),
+                 posts=2000, latency_posts=800, worker_posts=2000, static_posts=16000),
     "quick": dict(speed_posts=160, speed_rounds=2, eval_sample=2000, seed_pool=600, acs=50, hnsw_vectors=5000,
                   seed_counts=(100, 1000, 10_000), shards=(10_000, 100_000), text_shard=None, shard_efc=100,
-                  posts=600, latency_posts=400, worker_posts=600),
+                  posts=600, latency_posts=400, worker_posts=600, static_posts=4000),
     "toy": dict(speed_posts=32, speed_rounds=1, eval_sample=None, seed_pool=None, acs=10, hnsw_vectors=600,
-                seed_counts=(10, 100), shards=(2000,), text_shard=None, posts=64, latency_posts=60, worker_posts=64),
+                seed_counts=(10, 100), shards=(2000,), text_shard=None, posts=64, latency_posts=60, worker_posts=64,
+                static_posts=1000),
 }
 EF_CONSTRUCTION_1M = 100  # a 1 M shard at the default 200 takes ~15 min on this machine; see docs/benchmarks.md
 
@@ -69,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stack-embedder", default=_shipped_embedder(),
                     help="embedder of the workers in the stack runs (default: the worker's, SYNAPSE_EMBEDDER)")
     ap.add_argument("--batch", type=int, default=32, help="micro-batch size (SYNAPSE_EMBED_BATCH_SIZE)")
+    ap.add_argument("--static-batch", type=int, default=None,
+                    help="micro-batch size of the static drain (default: the worker's default for a static embedder)")
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during the efficiency run")
     ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     ap.add_argument("--merge", action="store_true", help="update only the sections run in the existing --out file")
@@ -169,6 +174,17 @@ def main(argv=None) -> int:
     res["threads"] = {"skipped": "not run"}
     if "threads" in run:
         res["threads"] = _threads(a, z, mode)
+    res["static_drain"] = {"skipped": "not run"}
+    res["static_posts_per_s"] = res["overhead_us_per_post"] = None
+    if "static" in run:
+        from . import static
+
+        prof = (tmp / "static-profile") if a.profile else None
+        res["static_drain"] = sd = static.section(
+            posts=z["static_posts"], worker_posts=z["static_posts"], batch=a.static_batch,
+            embedder="hashing-384" if mode == "toy" else None, profile_dir=prof,
+            configs={} if mode == "toy" else static.QUICK_CONFIGS if mode == "quick" else static.CONFIGS)
+        res["static_posts_per_s"], res["overhead_us_per_post"] = sd["static_posts_per_s"], sd["overhead_us_per_post"]
 
     res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     res["duration_s"] = round(time.time() - t_start, 1)
@@ -178,7 +194,8 @@ def main(argv=None) -> int:
         keys = {"embedders": ["embedders"], "quality": ["embedder_quality"], "hnsw": ["hnsw_tuning"],
                 "seeds": ["seed_compare_us"], "shards": ["shards", "backfill_ms", "bytes_per_post"],
                 "broker": ["broker_fetch"], "gc": ["gc_pause"], "stack": ["pipeline_efficiency", "latency", "latency_p50_ms",
-                                                      "latency_p99_ms", "workers"], "threads": ["threads"]}
+                                                      "latency_p99_ms", "workers"], "threads": ["threads"],
+                "static": ["static_drain", "static_posts_per_s", "overhead_us_per_post"]}
         for sec in run:
             if sec == "shards" and isinstance(old.get("shards"), dict) and "shards" in res:
                 old["shards"].update(res["shards"])   # shard sizes merge one by one
@@ -422,6 +439,11 @@ def targets(res) -> dict:
         h = (row.get("http_under_load") or {}).get(k, {})
         if h.get("p99_ms") is not None:
             out[f"{k}_p99_ms_under_load"] = {"target": "<= 100", "value": h["p99_ms"], "met": h["p99_ms"] <= 100}
+    if res.get("static_posts_per_s") is not None:
+        out["static_posts_per_s"] = {"target": ">= 5000 (Apache Kafka)", "value": res["static_posts_per_s"],
+                                     "met": res["static_posts_per_s"] >= 5000}
+        out["overhead_us_per_post"] = {"target": "< 100", "value": res["overhead_us_per_post"],
+                                       "met": res["overhead_us_per_post"] < 100}
     bpp = res.get("bytes_per_post", {})
     for k in ("100000", "1000000"):
         if k in bpp:
@@ -480,6 +502,17 @@ def table(res) -> str:
     for k, v in res.get("bytes_per_post", {}).items():
         if isinstance(v, (int, float)):
             rows.append(("memory", f"{k} posts (target <= 2500)", f"{v:.0f} B/post"))
+    sd = res.get("static_drain", {})
+    for b, r in (sd.get("brokers") or {}).items():
+        rows.append(("static", f"{sd['embedder']} drain on {b} (raw {r['raw_posts_per_s']:.0f} posts/s)",
+                     f"{r['posts_per_s']:.0f} posts/s, overhead {r['overhead_us_per_post']:.0f} µs/post"))
+    for name, r in (sd.get("configs") or {}).items():
+        rows.append(("static", f"{name} on {r['broker']}", f"{r['posts_per_s']:.0f} posts/s, overhead "
+                     f"{r['overhead_us_per_post']:.0f} µs/post"))
+    sw = sd.get("workers") or {}
+    if "speedup_2_vs_1" in sw:
+        rows.append(("static", "2 workers vs 1", f"{sw['2']['posts_per_s']:.0f} vs {sw['1']['posts_per_s']:.0f} posts/s "
+                     f"({sw['speedup_2_vs_1']:.2f}x)"))
     w = res.get("workers", {})
     for k in ("1", "2"):
         if isinstance(w.get(k), dict) and "posts_per_s" in w[k]:

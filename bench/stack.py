@@ -260,11 +260,28 @@ def hist_quantile(before: dict, after: dict, q: float) -> float | None:
     return None
 
 
-async def send_posts(loop, posts: list[dict], *, rate: float | None = None, partition: int | None = None) -> dict:
-    """Produce posts (``ts`` = send time); returns ``{id: send time}``."""
+async def send_posts(loop, posts: list[dict], *, rate: float | None = None, partition: int | None = None,
+                     bulk: bool = False) -> dict:
+    """Produce posts (``ts`` = send time); returns ``{id: send time}``. ``bulk``: on Apache Kafka, through a
+    producer that batches (a backlog produced while the worker is stopped: only its speed matters)."""
+    own = bulk and not loop.tansu_quirks
+    if own:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=loop.bootstrap, linger_ms=20, max_batch_size=1 << 20, acks=1)
+        await p.start()
+    else:
+        p = await loop.producer()
+    try:
+        return await _send(p, loop, posts, rate, partition)
+    finally:
+        if own:
+            await p.stop()
+
+
+async def _send(p, loop, posts, rate, partition) -> dict:
     from synapse_stream.messages import dumps
 
-    p = await loop.producer()
     sent, t0 = {}, time.monotonic()
     for i, post in enumerate(posts):
         ts = time.time()
@@ -334,7 +351,7 @@ async def wait_emitted(loop, col: "Collector", timeout: float = 30) -> None:
 
 
 async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: float | None = None,
-                profile: Path | None = None) -> dict:
+                profile: Path | None = None, bulk: bool = False) -> dict:
     """Send ``posts`` and time them through the pipeline: all indexed, every candidate on the topic."""
     base = indexed(loop)
     spy = _start_profile(loop, profile) if profile else None
@@ -343,7 +360,7 @@ async def drain(loop, posts: list[dict], *, section: str, timeout: float, rate: 
         n0 = len(col.items)
         await asyncio.sleep(0.5)
         t0 = time.time()
-        sender = asyncio.create_task(send_posts(loop, posts, rate=rate))
+        sender = asyncio.create_task(send_posts(loop, posts, rate=rate, bulk=bulk))
 
         def cond():
             c = indexed(loop) - base
@@ -479,19 +496,45 @@ async def chunk_drain(loop, base: int, n: int, *, section: str, timeout: float) 
         t_first, c_first = samples[-1]
         names = ("synapse_embed_batch_seconds_sum", "synapse_embed_batch_seconds_count",
                  "synapse_embed_batch_size_sum", "synapse_posts_batch_io_seconds_sum",
-                 "synapse_posts_batch_io_seconds_count")
+                 "synapse_posts_batch_io_seconds_count", "synapse_trend_proposal_updates_total",
+                 "synapse_trend_proposals_raised_total", "synapse_trend_batches_skipped_total")
         first_m = {k: metric_sum(loop, k) for k in names}
+        first_s, first_c = stage_seconds(loop), labelled(loop, "synapse_thread_cpu_seconds", "thread")
         await wait_for(cond, timeout=timeout, what=f"{n} posts indexed", every=0.05,
                        progress=lambda: say(section, f"{int(samples[-1][1])}/{n} indexed"))
         t_idx = samples[-1][0]
         last_m = {k: metric_sum(loop, k) for k in names}
+        last_s, last_c = stage_seconds(loop), labelled(loop, "synapse_thread_cpu_seconds", "thread")
         await wait_emitted(loop, col)
         t_end = max([t_idx] + [t for t, _ in col.items])
         cands = len(col.items)
         cand_bytes = sum(len(json.dumps(c, ensure_ascii=False, separators=(",", ":")).encode()) for _, c in col.items)
     return {"posts": n, "counted": n - int(c_first), "drain_s": t_end - t_first, "candidates": cands,
             "candidate_bytes": cand_bytes,
-            "metrics": {k: last_m[k] - first_m[k] for k in names}}
+            "metrics": {k: last_m[k] - first_m[k] for k in names},
+            "stages": {k: v - first_s.get(k, 0.0) for k, v in last_s.items()},
+            "thread_cpu": {k: v - first_c.get(k, 0.0) for k, v in last_c.items()}}
+
+
+def stage_seconds(loop) -> dict[str, float]:
+    """The workers' own per-stage timers of the posts path (``synapse_posts_stage_seconds_total{stage=...}``),
+    summed over the workers: seconds spent so far in each stage (empty if the worker has none)."""
+    return labelled(loop, "synapse_posts_stage_seconds_total", "stage")
+
+
+def labelled(loop, name: str, label: str) -> dict[str, float]:
+    """``name{label="x"}`` summed over the workers, by ``x`` (empty if the workers do not export it)."""
+    out: dict[str, float] = {}
+    for i in range(len(loop.workers)):
+        try:
+            m = loop.scrape(i)
+        except OSError:
+            continue
+        for k, v in m.items():
+            g = re.fullmatch(re.escape(name) + r'\{' + label + r'="([^"]+)"\}', k)
+            if g:
+                out[g.group(1)] = out.get(g.group(1), 0.0) + v
+    return out
 
 
 async def produce_frozen(loop, posts: list[dict]) -> float:
@@ -502,7 +545,7 @@ async def produce_frozen(loop, posts: list[dict]) -> float:
     t = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
     try:
-        await send_posts(loop, posts)
+        await send_posts(loop, posts, bulk=True)
     finally:
         os.kill(pid, signal.SIGCONT)
     return time.monotonic() - t
@@ -555,6 +598,8 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
         if spy:
             _stop_profile(spy)
     m = {k: sum(p["metrics"][k] for p in parts) for k in parts[0]["metrics"]}
+    stages = {k: sum(p["stages"].get(k, 0.0) for p in parts) for k in parts[0]["stages"]}
+    cpu = {k: sum(p["thread_cpu"].get(k, 0.0) for p in parts) for k in parts[0]["thread_cpu"]}
     drain = sum(p["drain_s"] for p in parts)
     pipeline = sum(p["counted"] for p in parts) / drain
     raw = sum(n for n, _ in timed) / sum(sec for _, sec in timed)
@@ -577,13 +622,19 @@ async def backlog_efficiency(loop, posts: list[dict], local, texts: list[str], b
         # threads and processes cost it)
         "embedder_in_worker_posts_per_s": m["synapse_embed_batch_size_sum"] / max(1e-9, m["synapse_embed_batch_seconds_sum"]),
         "io_ms_per_batch": 1000 * m["synapse_posts_batch_io_seconds_sum"] / cnt_io if cnt_io else None,
+        "trend_updates": m["synapse_trend_proposal_updates_total"], "trend_raised": m["synapse_trend_proposals_raised_total"],
+        "trend_skipped": m["synapse_trend_batches_skipped_total"],
+        # the worker's stage timers over the counted drains: seconds per stage (they overlap: threads)
+        "stage_seconds": stages,
+        "thread_cpu_seconds": cpu,   # CPU per worker thread over the counted drains (/proc: 10 ms ticks)
     }
 
 
 def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, timeout: float,
                profile_dir: Path | None = None, extra_env: dict | None = None, latency_rate: float | None = None,
                label: str = "stack", raw_posts: int = 320, chunks: int = 4, busy_cores: int = 0,
-               http_probe: bool = False, redis_ops: bool = False, best_raw: tuple[str, ...] = ()) -> dict:
+               http_probe: bool = False, redis_ops: bool = False, best_raw: tuple[str, ...] = (),
+               broker: str | None = None, chunk_posts: int = 500) -> dict:
     """One worker, once its seeds are registered. Efficiency: ``posts`` are produced in ``chunks``, each drained
     by the worker, and the embedder alone is timed on the same kind of posts in this process before, between
     and after the chunks, while the worker idles (:func:`backlog_efficiency`). Then latency at half the drain
@@ -593,12 +644,15 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
     ``http_probe``: ``/healthz`` and ``/metrics`` asked in turn every 0.1 s while the worker drains
     (:class:`HttpProbe`; ``out["http_under_load"]``). ``redis_ops``: Redis commands per drained post from
     ``INFO commandstats`` over the drain, less the probe's ``/metrics`` scrapes (each refreshes the Redis
-    gauges; their cost is measured on the idle worker first), and Redis memory before and after."""
+    gauges; their cost is measured on the idle worker first), and Redis memory before and after.
+
+    ``broker``: ``tansu`` or ``kafka`` (default ``$SYNAPSE_DEV_BROKER``, else Tansu); ``chunk_posts``: the most
+    posts per chunk (a chunk is produced while the worker is stopped: a few seconds at most)."""
     from stream_app.devstack.demo import LiveLoop
     from synapse_stream.embedders import make_embedder
 
     demo, seeds = load_demo_posts(), load_demo_seeds()
-    chunks = max(chunks, -(-posts // 500))   # each chunk is produced in a few seconds (see produce_frozen)
+    chunks = max(chunks, -(-posts // chunk_posts))   # each chunk is produced in a few seconds (see produce_frozen)
     eff_posts = make_posts("eff", posts, demo)
     lat_posts = make_posts("lat", latency_posts, demo[::-1], suffix=True)
     markers = lat_posts[::4]   # one post in four: the p99 of 200 markers is not just the slowest one or two
@@ -615,9 +669,9 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
         except Exception as exc:  # noqa: BLE001 - torch absent: that candidate is skipped, with a note
             say(label, f"raw candidate {spec} unavailable ({type(exc).__name__}: {exc})")
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
-                    workers=1, extra_env=env)
-    say(label, f"starting the embedded broker and Redis ({embedder}, {env})")
-    out: dict = {"embedder": embedder, "env": env, "busy_cores": busy_cores}
+                    workers=1, extra_env=env, broker_kind=broker)
+    say(label, f"starting the embedded broker ({loop.broker_description}) and Redis ({embedder}, {env})")
+    out: dict = {"embedder": embedder, "env": env, "busy_cores": busy_cores, "broker": loop.broker_kind}
     hogs = [subprocess.Popen([os.sys.executable, "-c", "while True: pass"]) for _ in range(busy_cores)]
     try:
         start_services(loop)
@@ -743,7 +797,8 @@ def _ms(x):
     return None if x is None else round(1000 * x, 1)
 
 
-def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None) -> dict:
+def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None,
+                broker: str | None = None) -> dict:
     """``workers`` workers on a 2-partition topic, all assigned before the posts are produced (as fast as the
     producer goes): throughput until all are indexed, then a probe per partition for the seed broadcast."""
     from stream_app.devstack.demo import LiveLoop
@@ -752,10 +807,10 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
     label = f"workers={workers}"
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
-                    workers=workers, extra_env=env)
-    say(label, f"starting {workers} worker(s) ({embedder}, {env})")
+                    workers=workers, extra_env=env, broker_kind=broker)
+    say(label, f"starting {workers} worker(s) ({embedder}, {env}, {loop.broker_description})")
     loop.start(timeout=240)
-    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env}
+    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env, "broker": loop.broker_kind}
 
     async def main():
         try:
@@ -765,7 +820,8 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
             cpu0 = await asyncio.to_thread(process_cpu, loop)
             r0 = [await asyncio.to_thread(redis_commandstats, loop, k) for k in ("calls", "usec")]
             m0, t0 = await asyncio.to_thread(redis_memory, loop), time.monotonic()
-            d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout)
+            d = await drain(loop, make_posts(f"w{workers}", posts, demo), section=label, timeout=timeout,
+                            bulk=broker == "kafka")
             cpu1 = await asyncio.to_thread(process_cpu, loop)
             r1 = [await asyncio.to_thread(redis_commandstats, loop, k) for k in ("calls", "usec")]
             out["redis"] = {**redis_split(_delta(r0[0], r1[0]), _delta(r0[1], r1[1]), posts, time.monotonic() - t0,
@@ -859,4 +915,90 @@ def broker_fetch_latency(waits=(1500, 500, 10), records: int = 40, gap: float = 
         out = {str(w): asyncio.run(one(st.bootstrap, w)) for w in waits}
     say("broker", "produce → consume on the embedded broker by fetch wait: "
         + ", ".join(f"{w} ms: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for w, v in out.items()))
+    return out
+
+
+# ---------------------------------------------------------------------- n workers draining one backlog
+async def _frozen_all(loop, posts: list[dict]) -> float:
+    """Produce ``posts`` while every worker is stopped (SIGSTOP), so the drain never shares the cores with
+    the producer; returns the seconds it took."""
+    pids = [w.proc.pid for w in loop.workers]
+    t = time.monotonic()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        await send_posts(loop, posts, bulk=True)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    return time.monotonic() - t
+
+
+async def workers_backlog(loop, posts: list[dict], *, chunk_posts: int, section: str, timeout: float) -> dict:
+    """Every worker of ``loop`` drains the same backlog, produced in chunks while they are all stopped: per chunk,
+    from the first batch any worker indexed after the resume (by the workers' own clocks, ``/healthz``
+    ``last_indexed``) to the last one that completes the chunk; posts of the first batches seen are not counted."""
+    n_w = len(loop.workers)
+    counted, drain = 0, 0.0
+    for k in range(0, len(posts), chunk_posts):
+        chunk = posts[k:k + chunk_posts]
+        base = [last_indexed(loop, i)[1] for i in range(n_w)]
+        frozen = await _frozen_all(loop, chunk)
+        if frozen > 30:
+            say(section, f"warning: producing a chunk took {frozen:.1f}s with the workers stopped")
+        first: dict[int, tuple[float, int]] = {}
+        last: dict[int, tuple[float, int]] = {}
+
+        def cond():
+            for i in range(n_w):
+                at, size = last_indexed(loop, i)
+                if size > base[i]:
+                    first.setdefault(i, (at, size - base[i]))
+                    last[i] = (at, size - base[i])
+            return sum(v[1] for v in last.values()) >= len(chunk)
+        await wait_for(cond, timeout=timeout, what=f"{len(chunk)} posts indexed by {n_w} worker(s)", every=0.05)
+        t0 = min(v[0] for v in first.values())
+        seen_at_t0 = sum(v[1] for i, v in first.items() if v[0] == t0)
+        drain += max(v[0] for v in last.values()) - t0
+        counted += len(chunk) - seen_at_t0
+    return {"posts": len(posts), "counted": counted, "drain_s": drain, "posts_per_s": counted / max(1e-9, drain),
+            "chunk_posts": chunk_posts}
+
+
+def run_workers_backlog(*, embedder: str, posts: int, batch: int, timeout: float, workers: int,
+                        env: dict | None = None, broker: str | None = None, chunk_posts: int = 1000) -> dict:
+    """``workers`` workers on a 2-partition topic, all assigned and their seeds registered, drain a backlog
+    (:func:`workers_backlog`): the producer's speed is not in the figure."""
+    from stream_app.devstack.demo import LiveLoop
+
+    demo, seeds = load_demo_posts(), load_demo_seeds()
+    env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
+    label = f"backlog workers={workers}"
+    loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
+                    workers=workers, extra_env=env, broker_kind=broker)
+    say(label, f"starting {workers} worker(s) ({embedder}, {env}, {loop.broker_description})")
+    loop.start(timeout=240)
+    out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env, "broker": loop.broker_kind,
+                 "method": "backlog produced in chunks while the workers are stopped"}
+
+    async def main():
+        try:
+            await wait_assigned(loop, 2)
+            await loop.send_seeds(DETECTOR["name"], seeds)
+            await wait_seeds(loop, len(set(seeds)))
+            d = await workers_backlog(loop, make_posts(f"b{workers}", posts, demo), chunk_posts=chunk_posts,
+                                      section=label, timeout=timeout)
+            out.update(d)
+            out["per_worker_posts"] = [last_indexed(loop, i)[1] for i in range(len(loop.workers))]
+            say(label, f"{d['posts_per_s']:.0f} posts/s ({d['counted']} posts in {d['drain_s']:.2f}s); "
+                       f"per worker {out['per_worker_posts']}")
+        finally:
+            await loop.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        loop.stop()
+        _keep_logs(loop, label)
+        shutil.rmtree(loop.run_dir, ignore_errors=True)
     return out

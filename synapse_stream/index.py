@@ -62,8 +62,10 @@ class PostIndex:
         ef_search: int = 64,
         initial_capacity: int = 1024,
         seed: int = 100,
+        insert_threads: int = 1,
     ) -> None:
         self.dim = int(dim)
+        self.insert_threads = max(1, int(insert_threads))   # hnswlib threads per add (not saved: a runtime choice)
         self.m = int(m)
         self.ef_construction = int(ef_construction)
         self.ef_search = int(ef_search)
@@ -124,7 +126,7 @@ class PostIndex:
             if need > self._index.get_max_elements():
                 self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
             labels = np.arange(len(self._ids), need, dtype=np.int64)
-            self._index.add_items(vectors[rows], labels, num_threads=1)
+            self._index.add_items(vectors[rows], labels, num_threads=self.insert_threads)
             for pid, lab in zip(fresh, labels):
                 self._label[pid] = int(lab)
             self._ids.extend(fresh)
@@ -427,6 +429,14 @@ class ShardedIndex:
     def attach(self, key, index: PostIndex) -> None:
         if index.dim != self.dim:
             raise PostIndexError(f"shard {key!r} has dimension {index.dim}, expected {self.dim}")
+        threads = self.index_options.get("insert_threads")
+        if threads is not None:   # a loaded snapshot inserts with this deployment's thread count (not saved)
+            if isinstance(index, PostIndex):
+                index.insert_threads = max(1, int(threads))
+            else:
+                index.index_options["insert_threads"] = threads
+                for seg in list(index.segments):
+                    seg.index.insert_threads = max(1, int(threads))
         self.shards[key] = index
 
     def drop(self, key) -> PostIndex | None:

@@ -90,6 +90,14 @@ class Metrics:
             "Per micro-batch of posts, after the model thread is done: Redis claims, publishing and the broker's "
             "acknowledgements (what the posts pipeline overlaps with the next batch's embedding)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+        self.posts_stage_seconds = Counter(
+            "synapse_posts_stage_seconds",
+            "Seconds spent in each stage of the posts path (event loop: events, parse, record, claim, publish; embed "
+            "thread: embed; model thread: index, compare, classify, trends); the threads overlap", ["stage"], registry=r)
+        self._stage_children: dict = {}
+        self.thread_cpu = Gauge("synapse_thread_cpu_seconds", "CPU seconds used so far by each of the worker's "
+                                "threads, by name (MainThread = the event loop); read at each scrape", ["thread"],
+                                registry=r)
         self.gc_pause = Histogram("synapse_gc_pause_seconds",
                                   "Python garbage-collector pauses (every thread of the worker waits), by generation",
                                   ["generation"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
@@ -148,8 +156,50 @@ class Metrics:
 
         self.llm = LLMRaterMetrics(r)   # synapse_llm_*: calls, failures, tokens, budget, agreement
 
+    def stage(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` to the posts path's ``stage`` timer (``synapse_posts_stage_seconds_total``).
+
+        >>> m = Metrics(CollectorRegistry()); m.stage("parse", 0.25); m.stage("parse", 0.25)
+        >>> m.posts_stage_seconds.labels("parse")._value.get()
+        0.5
+        """
+        child = self._stage_children.get(stage)
+        if child is None:
+            child = self._stage_children[stage] = self.posts_stage_seconds.labels(stage)
+        child.inc(seconds)
+
     def exposition(self) -> bytes:
+        for name, seconds in thread_cpu_seconds().items():
+            self.thread_cpu.labels(name).set(seconds)
         return generate_latest(self.registry)
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of each live Python thread of this process, by thread name with the
+    pool's index dropped (``synapse-model_0`` -> ``synapse-model``; the threads of one name are summed), from
+    ``/proc/self/task/<tid>/stat``; empty where there is no ``/proc``.
+
+    >>> isinstance(thread_cpu_seconds().get("MainThread", 0.0), float)
+    True
+    """
+    import os
+    import re
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        tid = getattr(t, "native_id", None)
+        if tid is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"_\d+$", "", t.name)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick   # utime, stime
+    return out
 
 
 class GCPauses:

@@ -24,6 +24,7 @@ class PostsFeeder(RuntimePart):
         super().__init__(rt)
         self.slots: asyncio.Semaphore | None = None   # created on the event loop, at the first batch
         self.tail: asyncio.Future | None = None       # stage 2 of the last begun batch of posts
+        self.sent: asyncio.Future | None = None       # ... done once its claims are made and its records handed out
         self.error: BaseException | None = None       # a stage 2 that failed for good, raised by the next call
 
     # ------------------------------------------------------------------ the posts pipeline
@@ -49,7 +50,9 @@ class PostsFeeder(RuntimePart):
         await self.slots.acquire()
         try:
             svc = await self.rt.get()
+            t0 = time.perf_counter()
             msgs = [raw_from_event(e) for e in events]
+            svc.metrics.stage("events", time.perf_counter() - t0)
             await self.rt.recovery.wait_recovered(msgs)
             batch = await self.rt.retry(svc.begin_posts, msgs, what="handle_posts")
         except BaseException as exc:
@@ -59,21 +62,40 @@ class PostsFeeder(RuntimePart):
             raise
         for e in events:
             hold_event(e)
-        self.tail = asyncio.ensure_future(self._finish(self.tail, svc, batch, list(events)))
+        sent = asyncio.get_running_loop().create_future()
+        self.tail = asyncio.ensure_future(self._finish(self.tail, self.sent, sent, svc, batch, list(events)))
+        self.sent = sent
         self._raise_error()
 
-    async def _finish(self, prev, svc: DetectionService, batch, events) -> None:
+    async def _finish(self, prev, prev_sent, sent: asyncio.Future, svc: DetectionService, batch, events) -> None:
+        """Stage 2 of one batch: after the previous batch's claims and sends, claim this batch's candidates
+        and hand its records to the producer (``sent``: the next batch may claim and send now); then await
+        their acknowledgements (overlapping the next batch's claims and sends) and, once the previous
+        batch is done, release the events (in order: offsets are committed only after both)."""
         try:
-            if prev is not None:
-                await asyncio.wait([prev])   # in order; its own failure is reported by submit_posts
+            if prev_sent is not None:
+                await asyncio.wait([prev_sent])   # in order; a failure is reported by submit_posts
             out = await self.rt.retry(svc.finish_posts, batch, what="handle_posts")
-            await self.rt.publish(out)
+            t0 = time.perf_counter()
+            acks = await self.rt.publish_later(out)
+            if not sent.done():
+                sent.set_result(None)
+            await acks
+            svc.metrics.stage("publish", time.perf_counter() - t0)
+            if prev is not None:
+                await asyncio.wait([prev])
             if getattr(batch, "ingested_at", None) is not None:
                 svc.metrics.posts_io_seconds.observe(time.monotonic() - batch.ingested_at)
         except asyncio.CancelledError:   # the loop is going away: keep the events unacknowledged (re-consumed)
+            if not sent.done():
+                sent.set_result(None)
             self.slots.release()
             raise
         except Exception as exc:  # noqa: BLE001 - reported by the next submit_posts / flush_posts
+            if not sent.done():
+                sent.set_result(None)
+            if prev is not None:   # the events of earlier batches are released first
+                await asyncio.wait([prev])
             self.rt.liveness.crashed("ingest_posts", exc)
             if self.error is None:
                 self.error = exc
@@ -84,8 +106,12 @@ class PostsFeeder(RuntimePart):
             self.slots.release()
 
     def _release(self, events) -> None:
+        t0 = time.perf_counter()
         for e in events:
             release_event(self.rt.app, e)
+        svc = self.rt.service
+        if svc is not None:
+            svc.metrics.stage("ack", time.perf_counter() - t0)
 
     def _raise_error(self) -> None:
         exc, self.error = self.error, None

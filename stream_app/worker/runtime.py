@@ -172,37 +172,65 @@ class Runtime:
     async def _publish(self, out: Outputs) -> None:
         """Send and await every acknowledgement; what was acknowledged is removed from ``out``, so a
         retry after a broker error re-sends only what did not get through (no duplicates)."""
-        async def send_all(items, send):
-            futs = [await send(*item) for item in items]
-            results = await asyncio.gather(*futs, return_exceptions=True)
-            failed = [it for it, r in zip(items, results) if isinstance(r, BaseException)]
-            return failed, next((r for r in results if isinstance(r, BaseException)), None)
+        await self.settle(out, await self.send_outputs(out))
 
-        error = None
-        out.dead_letters, err = await send_all(
-            out.dead_letters, lambda k, v: self.dead_letters_topic.send(key=k, value=v))
-        error = error or err
-        out.verdicts, err = await send_all(
-            out.verdicts, lambda p, k, v: self.verdicts_topic.send(key=k, value=v, partition=p))
-        error = error or err
+    async def publish_later(self, out: Outputs):
+        """Hand ``out``'s records to the producer now and return a coroutine that awaits their
+        acknowledgements (then confirms the candidates; what failed is published again, with retries).
+
+        The posts pipeline issues batch n+1's sends while batch n's acknowledgements are awaited: the
+        producer keeps the order, and each batch's offsets are still committed only after its own
+        acknowledgements (:class:`~stream_app.worker.posts_feeder.PostsFeeder`)."""
+        try:
+            sent = await self.send_outputs(out)
+        except transient_errors():
+            return self.publish(out)
+
+        async def acks() -> None:
+            try:
+                await self.settle(out, sent)
+            except transient_errors():
+                await self.publish(out)   # re-sends only what was not acknowledged
+        return acks()
+
+    async def send_outputs(self, out: Outputs) -> list:
+        """Issue every send of ``out`` (no waiting for the broker); the futures, by record kind, for :meth:`settle`."""
+        async def send_all(items, send):
+            return items, [await send(*item) for item in items]
+
+        sent = [("dead_letters", *await send_all(
+            out.dead_letters, lambda k, v: self.dead_letters_topic.send(key=k, value=v)))]
+        sent.append(("verdicts", *await send_all(
+            out.verdicts, lambda p, k, v: self.verdicts_topic.send(key=k, value=v, partition=p))))
         if self.detections_topic is not None:   # at least once: a consumer dedupes on (detector, post_id)
-            out.detections, err = await send_all(
-                out.detections, lambda k, v: self.detections_topic.send(key=k, value=v))
-            error = error or err
+            sent.append(("detections", *await send_all(
+                out.detections, lambda k, v: self.detections_topic.send(key=k, value=v))))
         else:
             out.detections = []
         if self.trends_topic is not None:   # compacted by proposal id: a re-send only repeats the latest version
-            out.trends, err = await send_all(
-                out.trends, lambda k, v: self.trends_topic.send(key=k, value=v, partition=0))
-            error = error or err
+            sent.append(("trends", *await send_all(
+                out.trends, lambda k, v: self.trends_topic.send(key=k, value=v, partition=0))))
         else:
             out.trends = []
         pending = list(zip(out.candidates, out.claims))
-        failed, err = await send_all(pending, lambda kv, claim: self.candidates_topic.send(key=kv[0], value=kv[1]))
-        error = error or err
-        out.acked += [claim for (kv, claim) in pending if (kv, claim) not in failed]
-        out.candidates = [kv for kv, _ in failed]
-        out.claims = [claim for _, claim in failed]
+        sent.append(("candidates", *await send_all(
+            pending, lambda kv, claim: self.candidates_topic.send(key=kv[0], value=kv[1]))))
+        return sent
+
+    async def settle(self, out: Outputs, sent: list) -> None:
+        """Await the acknowledgements of :meth:`send_outputs`; what was acknowledged leaves ``out`` (the
+        candidates' claims are confirmed in Redis), what failed stays for a retry, whose error is raised."""
+        error = None
+        for kind, items, futs in sent:
+            results = await asyncio.gather(*futs, return_exceptions=True)
+            failed = [it for it, r in zip(items, results) if isinstance(r, BaseException)]
+            error = error or next((r for r in results if isinstance(r, BaseException)), None)
+            if kind != "candidates":
+                setattr(out, kind, failed)
+                continue
+            out.acked += [claim for (kv, claim) in items if (kv, claim) not in failed]
+            out.candidates = [kv for kv, _ in failed]
+            out.claims = [claim for _, claim in failed]
         if out.acked:   # if Redis fails here, the retry confirms them without sending them again
             await self.service.confirm(out.acked)
             out.acked = []
@@ -211,5 +239,3 @@ class Runtime:
         if out.released:   # held labels whose verdicts (or dead letters) are now on their topics
             await self.service.state.held.drop(out.released)
             out.released = []
-
-

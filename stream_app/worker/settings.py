@@ -104,6 +104,15 @@ def auto_threads(cores: int) -> int:
     return max(1, int(cores) - 1)
 
 
+# static embedders (a lookup table of token vectors, pooled): micro-seconds per post to embed
+STATIC_EMBEDDER_PREFIXES = ("hashing", "wordllama", "model2vec")
+STATIC_EMBED_BATCH_SIZE = 256
+
+
+def is_static_embedder(spec: str) -> bool:
+    """True for an embedder spec whose model is static (``wordllama``, ``model2vec-*``, ``hashing-*``)."""
+    return spec.startswith(STATIC_EMBEDDER_PREFIXES)
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNAPSE_", env_nested_delimiter="__", env_file=os.environ.get("SYNAPSE_ENV_FILE", "synapse.env"),
@@ -179,6 +188,9 @@ class Settings(BaseSettings):
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
+    # hnswlib threads per micro-batch insert (the model thread's add_items): 1 keeps the other cores for the
+    # embedder and the event loop; with a static embedder on free cores, 2 inserts faster (docs/benchmarks.md)
+    hnsw_insert_threads: int = Field(1, ge=1, le=64)
     audit_salt: SecretStr = SecretStr("synapse-audit")   # keep secret: posters must not predict audits
     audit_confidence: float = Field(0.95, gt=0, lt=1)
     max_text_chars: int = 20_000
@@ -299,9 +311,21 @@ class Settings(BaseSettings):
         return self._device
 
     def batch_size(self) -> int:
-        """``embed_batch_size``, or the device's default (32 on the CPU, 256 on a GPU)."""
+        """The posts agent's micro-batch, also the embedder's batch: ``embed_batch_size`` when set
+        (``SYNAPSE_EMBED_BATCH_SIZE``); else ``STATIC_EMBED_BATCH_SIZE`` for a static embedder, whose batch costs
+        so little to embed that the per-batch work (Redis and broker round trips, thread hand-offs) would
+        dominate a batch of 32 (docs/benchmarks.md, "The pipeline's own cost"); else the device's default (32 on
+        the CPU, 256 on a GPU).
+
+        >>> Settings(_env_file=None, embedder="wordllama").batch_size(), Settings(_env_file=None).batch_size()
+        (256, 32)
+        >>> Settings(_env_file=None, embedder="wordllama", embed_batch_size=64).batch_size()
+        64
+        """
         if self.embed_batch_size:
             return int(self.embed_batch_size)
+        if is_static_embedder(self.embedder):
+            return STATIC_EMBED_BATCH_SIZE
         from synapse_stream.embedders.device import default_batch_size
 
         return default_batch_size(self.resolved_device())

@@ -318,3 +318,31 @@ def test_sharded_index_equals_one_index():
     np.testing.assert_allclose(sharded.get_vectors(["p5", "p6"]), X[[5, 6]], atol=1e-6)
     with pytest.raises(PostIndexError):
         sharded.get_vectors(["nope"])
+
+
+def test_insert_threads_find_every_post_and_reach_loaded_shards(tmp_path):
+    """``insert_threads`` (hnswlib's add_items threads): a 2-thread insert still finds every post as its own
+    nearest neighbour, and a shard loaded from a snapshot takes the deployment's thread count on attach."""
+    from synapse_stream.index import ShardedIndex
+    from synapse_stream.segments import SegmentedIndex
+
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((300, 24)).astype(np.float32)
+    ids = [f"p{i}" for i in range(len(vecs))]
+    idx = PostIndex(24, insert_threads=2)
+    assert idx.insert_threads == 2
+    for i in range(0, len(vecs), 64):
+        idx.add(ids[i:i + 64], vecs[i:i + 64])
+    assert [row[0] for row in idx.knn(vecs, k=1)[0]] == ids
+
+    sharded = ShardedIndex(24, insert_threads=3)
+    sharded.add(0, ids[:10], vecs[:10])
+    shard = sharded.shard(0)
+    assert all(seg.index.insert_threads == 3 for seg in shard.segments)
+    shard.save(tmp_path / "s" / "index.json")
+    loaded = SegmentedIndex.load(tmp_path / "s" / "index.json")
+    assert all(seg.index.insert_threads == 1 for seg in loaded.segments)   # not saved: a runtime choice
+    other = ShardedIndex(24, insert_threads=2)
+    other.attach(0, loaded)
+    assert all(seg.index.insert_threads == 2 for seg in loaded.segments)
+    assert loaded.index_options["insert_threads"] == 2

@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = ("pipeline_efficiency", "latency_p50_ms", "latency_p99_ms", "backfill_ms", "seed_compare_us", "bytes_per_post",
-        "workers", "embedders", "machine", "command", "targets", "hnsw_tuning")
+        "workers", "embedders", "machine", "command", "targets", "hnsw_tuning", "static_drain", "static_posts_per_s",
+        "overhead_us_per_post")
 
 
 def _numbers(x):
@@ -36,7 +37,7 @@ def _numbers(x):
 @pytest.fixture(scope="module")
 def toy_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    proc = subprocess.run([sys.executable, "bench/run.py", "--toy", "--skip", "stack,threads,quality,broker", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "bench/run.py", "--toy", "--skip", "stack,threads,quality,broker,static", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
@@ -62,6 +63,7 @@ def test_toy_run_numbers_are_positive(toy_results):
         assert 0 < b["recall_vs_exact"] <= 1
     assert res["seed_compare_us"]["choice"]["step"] in ("brute force", "index")
     assert res["pipeline_efficiency"] == {"skipped": "not run"}  # the stack was skipped, and says so
+    assert res["static_drain"] == {"skipped": "not run"} and res["static_posts_per_s"] is None
 
 
 def test_report_renders_from_results(toy_results, tmp_path):

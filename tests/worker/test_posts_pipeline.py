@@ -15,6 +15,9 @@ import pytest
 from faust.types.tuples import Message
 from service_helpers import service_settings
 
+from prometheus_client import CollectorRegistry
+
+from stream_app.worker.metrics import Metrics
 from stream_app.worker.runtime import Runtime
 from stream_app.worker.service import DetectionService, Outputs, PostsBatch, RawMsg
 from stream_app.worker.settings import Settings
@@ -67,8 +70,19 @@ def make_runtime(settings: Settings, service) -> tuple[Runtime, list[str], dict]
         seen["published"].append(out)
         for _ in range(3):      # a broker round trip: other work may run meanwhile
             await asyncio.sleep(0)
-    rt.publish = publish
+    use_publish(rt, publish)
     return rt, steps, seen
+
+
+def use_publish(rt: Runtime, publish) -> None:
+    """Make ``publish`` the runtime's publish, and its pipelined form (``publish_later``: the sends are
+    handed out at once, here the step before the coroutine's first suspension; the acknowledgements are
+    what the returned coroutine awaits)."""
+    rt.publish = publish
+
+    async def publish_later(out):
+        return publish(out)
+    rt.publish_later = publish_later
 
 
 async def agent(rt: Runtime, batches: list[list[Event]], *, on_submitted=None) -> None:
@@ -93,6 +107,7 @@ class FakeService:
         self.n = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.metrics = Metrics(CollectorRegistry())
 
     async def begin_posts(self, msgs):
         i = self.n
@@ -129,7 +144,7 @@ def test_stages_keep_order_and_bound_the_batches_in_flight(depth):
         steps.append(f"publish {out.batch_id}")
         for _ in range(3):
             await asyncio.sleep(0)
-    rt.publish = publish
+    use_publish(rt, publish)
     asyncio.run(agent(rt, batches_of(6)))
     assert published == list(range(6))                                   # stage 2 in the consumed order
     assert [x for x in steps if x.startswith("finish")] == [f"finish {i}" for i in range(6)]
@@ -145,19 +160,35 @@ def test_offsets_are_committed_only_once_the_batch_is_published():
     steps: list[str] = []
     rt, _, _ = make_runtime(s, FakeService(steps))
     batches = batches_of(5)
-    acked_at_publish = []
+    acked_at_publish, acked_after_broker, overlapped = [], [], []
 
     async def publish(out):
         evs = batches[out.batch_id]
         acked_at_publish.append([e.acked for e in evs])
-        # every earlier batch is fully acknowledged before this one is published (commits stay contiguous)
-        assert all(e.acked for b in batches[:out.batch_id] for e in b)
-        for _ in range(3):
+        overlapped.append(out.batch_id > 0 and not all(e.acked for e in batches[out.batch_id - 1]))
+        for _ in range(12):   # the broker's acknowledgements (longer than a claim): the next batch sends meanwhile
             await asyncio.sleep(0)
-    rt.publish = publish
-    submitted = []
-    asyncio.run(agent(rt, batches, on_submitted=lambda i: submitted.append([e.acked for b in batches for e in b])))
+        acked_after_broker.append([e.acked for e in evs])
+    use_publish(rt, publish)
+    order = []
+
+    def watch(i, e):   # the order in which batches become committable (their last reference dropped)
+        ack = e.ack
+
+        def recorded():
+            done = ack()
+            if e.acked and i not in order:
+                order.append(i)
+            return done
+        e.ack = recorded
+    for i, b in enumerate(batches):
+        for e in b:
+            watch(i, e)
+    asyncio.run(agent(rt, batches))
     assert all(not any(a) for a in acked_at_publish)          # take_events' ack alone does not commit them
+    assert all(not any(a) for a in acked_after_broker)        # nor anything before the broker's acknowledgements
+    assert any(overlapped)            # batch n+1 is sent while batch n's acknowledgements are awaited
+    assert order == sorted(order) == list(range(5))           # committable in the consumed order (contiguous)
     assert all(e.acked for b in batches for e in b)            # all acknowledged once finished
     assert all(e.message.refcount == 0 for b in batches for e in b)
 
@@ -171,7 +202,7 @@ def test_a_failed_batch_is_released_and_its_error_reaches_the_agent():
 
     async def publish(out):
         published.append(out.batch_id)
-    rt.publish = publish
+    use_publish(rt, publish)
     batches = batches_of(4)
 
     async def go():
@@ -352,3 +383,64 @@ def test_broker_url_schemes():
 
     assert fetch_max_wait_ms([yarl.URL("synapse-tansu://a:1?fetch_max_wait_ms=7")]) == 7
     assert fetch_max_wait_ms([yarl.URL("kafka://a:1")]) is None
+
+
+# ---------------------------------------------------------------------- the pipelined publish (send now, acks later)
+class FakeTopic:
+    """A topic whose ``send`` hands back a future (as Faust's does); ``fail`` keys fail their first ack."""
+
+    def __init__(self, name: str, log: list, fail: set = frozenset()) -> None:
+        self.name, self.log, self.fail, self.futures = name, log, set(fail), []
+
+    async def send(self, key=None, value=None, partition=None):
+        fut = asyncio.get_running_loop().create_future()
+        self.log.append((self.name, key))
+        self.futures.append((key, fut))
+        return fut
+
+    def ack_all(self) -> None:
+        from aiokafka.errors import KafkaConnectionError
+
+        for key, fut in self.futures:
+            if fut.done():
+                continue
+            if key in self.fail:
+                self.fail.discard(key)
+                fut.set_exception(KafkaConnectionError("broker gone"))
+            else:
+                fut.set_result(None)
+
+
+def test_publish_later_sends_at_once_and_settles_later_resending_only_what_failed():
+    log: list = []
+    cands, dead = FakeTopic("candidates", log, fail={b"p2"}), FakeTopic("dead", log)
+    confirmed: list = []
+    app = SimpleNamespace(should_stop=False)
+    rt = Runtime(app, Settings(_env_file=None), candidates_topic=cands, dead_letters_topic=dead, verdicts_topic=None,
+                 posts_topic_name="synapse.posts")
+
+    async def confirm(claims):
+        confirmed.extend(claims)
+    rt.service = SimpleNamespace(confirm=confirm)
+
+    async def go():
+        out = Outputs(candidates=[(b"p1", b"m1"), (b"p2", b"m2")], claims=[("d", "p1"), ("d", "p2")],
+                      dead_letters=[(b"x", b"bad")])
+        acks = await rt.publish_later(out)
+        sent_before_acks = list(log)                     # every record handed to the producer at once
+        assert not confirmed                             # nothing confirmed before the broker acknowledged it
+        task = asyncio.ensure_future(acks)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        cands.ack_all()                                  # p2's acknowledgement fails: re-sent (after a backoff)
+        dead.ack_all()
+        while not task.done():
+            await asyncio.sleep(0.05)
+            cands.ack_all()
+        await task
+        return sent_before_acks, out
+    sent_before_acks, out = asyncio.run(go())
+    assert sent_before_acks == [("dead", b"x"), ("candidates", b"p1"), ("candidates", b"p2")]
+    assert log == sent_before_acks + [("candidates", b"p2")]   # only the failed one went again
+    assert sorted(confirmed) == [("d", "p1"), ("d", "p2")]      # each confirmed once, after its ack
+    assert out.candidates == [] and out.claims == [] and out.dead_letters == []

@@ -86,7 +86,8 @@ class DetectionService:
                                                   device=settings.device)
         memory.fix_mmap_threshold(settings.malloc_mmap_threshold)   # before the index allocates (process-wide)
         self.index = ShardedIndex(self.embedder.dim, settings.retention_policy(), m=settings.hnsw_m,
-                                  ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search)
+                                  ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search,
+                                  insert_threads=settings.hnsw_insert_threads)
         # per detector (created, changed and retired live by the catalog, from the ``detectors`` topic)
         self.detectors: dict[str, DetectorSettings] = {}
         self.engines: dict[str, OnlineIBG] = {}

@@ -51,7 +51,10 @@ class PostsPipeline(ServicePart):
             if post.id not in seen:  # the same id twice in one batch: the first wins (as in the index)
                 seen.add(post.id)
                 good.append((m, post))
+        t0 = time.perf_counter()
         await self.svc.boundary.each(msgs, out, "parse", parse)
+        t1 = time.perf_counter()
+        self.svc.metrics.stage("parse", t1 - t0)
         batch = PostsBatch(list(msgs), out)
         if good:
             # the partition map first: a post must never be a candidate (through another agent's backfill)
@@ -69,6 +72,7 @@ class PostsPipeline(ServicePart):
                     await self.svc.state.posts.record({p.id: int(m.partition or 0)})
                     good.append(item)
                 await self.svc.boundary.each(one, out, "record", record, msg_of=lambda item: item[0])
+            self.svc.metrics.stage("record", time.perf_counter() - t1)
         batch.good = good
         if good:
             now = time.time()
@@ -101,7 +105,9 @@ class PostsPipeline(ServicePart):
                 batch.ingested_at = time.monotonic()
                 self.svc.outbox.queue(cands, batch.arrival)
                 batch.queued = True
+            t0 = time.perf_counter()
             await self.svc.outbox.emit([])
+            self.svc.metrics.stage("claim", time.perf_counter() - t0)
         for m in batch.msgs:   # consumed (indexed or dead-lettered): the snapshot offset and the health check's lag
             if m.partition is not None and m.offset is not None:
                 self.svc.offsets[m.partition] = max(self.svc.offsets.get(m.partition, -1), m.offset)
@@ -130,13 +136,16 @@ class PostsPipeline(ServicePart):
     def _embed_sync(self, good: list[tuple[RawMsg, PostMsg]]):
         t0 = time.perf_counter()
         vecs = self.svc.embedder.encode([p.text for _, p in good])
-        self.svc.metrics.embed_seconds.observe(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        self.svc.metrics.embed_seconds.observe(dt)
+        self.svc.metrics.stage("embed", dt)
         self.svc.metrics.embed_batch.observe(len(good))
         return vecs
 
     def _index_sync(self, good: list[tuple[RawMsg, PostMsg]], vecs, compare_all: bool = False) -> list[Candidate]:
         """Model thread: add the batch to its shards and compare the new posts (``compare_all``: every post)
         with every detector's seeds."""
+        t0 = time.perf_counter()
         by_part: dict[int, list[int]] = {}
         for i, (m, _) in enumerate(good):
             by_part.setdefault(int(m.partition or 0), []).append(i)
@@ -155,6 +164,8 @@ class PostsPipeline(ServicePart):
                     fresh = [i for i in fresh if good[i][1].id in shard]
                 new_rows += fresh
         self.svc.metrics.posts.inc(len(new_rows))
+        t1 = time.perf_counter()
+        self.svc.metrics.stage("index", t1 - t0)
         if compare_all:
             new_rows = list(range(len(good)))
         if not new_rows:
@@ -170,7 +181,11 @@ class PostsPipeline(ServicePart):
             eng = self.svc.engines[name]
             cands += [Candidate(name, pid, 0.0, (), "audit") for pid in ids
                       if sampler.should_audit(pid) and pid not in eng.queried]
+        t2 = time.perf_counter()
+        self.svc.metrics.stage("compare", t2 - t1)
         self._after_index(ids, vecs[new_rows])
+        t3 = time.perf_counter()
+        self.svc.metrics.stage("classify", t3 - t2)
         try:   # posts no active detector claims -> the trends stage (never a reason to lose the batch)
             if not compare_all:   # a one-by-one retry: the failed attempt may have fed them already
                 self.svc.trends.observe_sync(ids, [good[i][1].text for i in new_rows], vecs[new_rows],
@@ -178,6 +193,7 @@ class PostsPipeline(ServicePart):
         except Exception as exc:  # noqa: BLE001 - logged and counted; the posts are indexed and compared already
             log.warning("trends stage failed on a batch of %d posts: %s: %s", len(ids), type(exc).__name__, exc)
             self.svc.metrics.internal_errors.labels("posts", "trends", type(exc).__name__).inc()
+        self.svc.metrics.stage("trends", time.perf_counter() - t3)
         return cands
 
     def _event_times(self, good: list[tuple[RawMsg, PostMsg]]) -> list[float]:
