@@ -73,11 +73,19 @@ def restyle(text: str) -> str:
     return t if t[-1] in ".!?" else t + "."
 
 
-def load(name: str, embedder, seed: int = 0):
+def load(name: str, embedder, seed: int = 0, *, sample: int | None = None, seed_limit: int | None = None):
+    """Pool, vectors, seed vectors, seeds, selection. ``sample``: a random subset of the SST-2 pool (rows drawn as
+    ``synapse-stream eval --sample N --seed 0`` draws them); ``seed_limit``: the first N texts of the seed pool only
+    (both for a slow embedder; the offensive pool is always whole)."""
     kind, what = DATASETS[name]
     if kind == "sst2":
         pool = make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed)
+        if sample and sample < len(pool):
+            rows = np.sort(np.random.default_rng(seed).choice(len(pool), sample, replace=False))
+            pool = pool.subset(rows.tolist())
         texts = load_seed_texts(SST / what)
+        if seed_limit:
+            texts = texts[:seed_limit]
         vecs = embedder.encode(texts)
         picks, sel = choose_seeds(texts, vecs, 100, "acs")
         seeds, S = [texts[i] for i in picks], vecs[picks]
@@ -113,7 +121,7 @@ def run_dataset(name: str, args, embedder) -> None:
     if (out / "metrics.json").exists() and not args.force:
         log(f"{name}: exists, skipped")
         return
-    pool, X, S, seeds, sel = load(name, embedder)
+    pool, X, S, seeds, sel = load(name, embedder, sample=args.sample, seed_limit=args.seed_limit)
     n, pos = len(pool), pool.positives
     log(f"{name}: {n} posts, {pos} positives, {len(S)} seeds")
     reports = {"random": random_report(n, pos, args.max_query_ratio)}
@@ -129,7 +137,8 @@ def run_dataset(name: str, args, embedder) -> None:
             f"{rep.recall_at['0.1']:.3f} {time.perf_counter() - t0:.1f}s {rep.params.get('auto_tau', '')}")
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(out / "metrics.json", {"name": name, **pool.describe(), "seeds": sel, "embedder": embedder.name,
-                                         "max_query_ratio": args.max_query_ratio}, reports)
+                                         "max_query_ratio": args.max_query_ratio, "sample": args.sample,
+                                         "seed_limit": args.seed_limit}, reports)
     (out / "cumulative.json").write_text(json.dumps(cums), encoding="utf-8")
     (out / "seeds.txt").write_text("\n".join(seeds) + "\n", encoding="utf-8")
     shown = {k: v for k, v in reports.items()
@@ -214,9 +223,13 @@ def main() -> int:
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache" / "embeddings"))
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--embedder", default="minilm-onnx", help="embedder spec (default minilm-onnx; docs/tau.md "
+                    "'A stronger encoder' uses mpnet)")
+    ap.add_argument("--sample", type=int, default=None, help="SST-2 only: a random sample of N posts of the 1 %% pool")
+    ap.add_argument("--seed-limit", type=int, default=None, help="SST-2 only: the first N texts of the seed pool")
     args = ap.parse_args()
     if not args.table_only:
-        embedder = CachedEmbedder(make_embedder("minilm-onnx"), args.cache_dir)
+        embedder = CachedEmbedder(make_embedder(args.embedder), args.cache_dir)
         for name in args.datasets.split(","):
             run_dataset(name, args, embedder)
     text = table(args)
