@@ -21,7 +21,7 @@ For each dataset and seed:
 Reported per run: precision and recall at the classifier's threshold 0.5 (the detections topic's default
 ``detect_threshold``), PR-AUC (average precision), the fine-tuning's wall and CPU seconds, and the re-embedding's.
 
-    nice -n 10 python scripts/finetune_eval.py --seeds 0,1,2 --out docs/finetune   # writes results-<dataset>.json
+    nice -n 10 python scripts/finetune_eval.py --seeds 0,1,2 --out docs/finetune   # writes results-<dataset>-n<ledger>-s<seed>.json
     python scripts/finetune_eval.py --table-only --out docs/finetune                 # table.md + finetune.png
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -188,7 +189,7 @@ def run_dataset(name: str, args, embedder) -> list[dict]:
 
 def yield_row(args, row: dict) -> None:
     """Append one finished run to results.json at once (a stopped session keeps what finished)."""
-    path = args.out / f"results-{row['dataset']}.json"
+    path = args.out / f"results-{row['dataset']}-n{row['ledger']}-s{row['seed']}.json"
     doc = json.loads(path.read_text()) if path.exists() else {"runs": []}
     doc["runs"] = [r for r in doc["runs"] if (r["dataset"], r["seed"], r["ledger"]) !=
                    (row["dataset"], row["seed"], row["ledger"])] + [row]
@@ -197,7 +198,13 @@ def yield_row(args, row: dict) -> None:
 
 
 def table(args) -> str:
-    runs = [r for f in sorted(args.out.glob("results-*.json")) for r in json.loads(f.read_text())["runs"]]
+    # one file per run (parallel processes never write the same file); an older per-dataset file may hold the same
+    # run: the per-run file, written last, wins
+    by_key = {}
+    for f in sorted(args.out.glob("results-*.json"), key=lambda f: (re.search(r"-n\d+-s\d+\.json$", f.name) is not None, f.name)):
+        for r in json.loads(f.read_text())["runs"]:
+            by_key[(r["dataset"], r["ledger"], r["seed"])] = r
+    runs = list(by_key.values())
     lines = ["| dataset | ledger (+) | seed | frozen P | frozen R | frozen PR-AUC | tuned P | tuned R | tuned PR-AUC | "
              "fine-tune wall / CPU s | re-embed s (texts) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r["dataset"], r["ledger"], r["seed"])):
