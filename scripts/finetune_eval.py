@@ -3,9 +3,9 @@
 For each dataset and seed:
 
 1. **Test split** (fixed per dataset, drawn first, never trained on): up to ``--test-pos`` positives and
-   ``--test-neg`` negatives at random from the pool. Negatives are subsampled, so every metric weights each test
-   negative by (pool negatives left) / (test negatives): precision and PR-AUC are those of the pool's prevalence,
-   not of the test's.
+   ``--test-neg`` negatives at random from the pool. Each test post weighs (posts of its class left in the pool) /
+   (test posts of its class) in every metric: precision and PR-AUC are those at the pool's prevalence, not the
+   test's.
 2. **Ledger** (what a live detector has after some rounds): the first ``--ledger`` posts the default candidate
    ``Policy`` (IBG τ auto + GBLE + the classifier, replay oracle, method seed = the run's seed) queries on the
    rest of the pool, on frozen MiniLM vectors, with their true labels (a moderator's verdicts).
@@ -143,7 +143,10 @@ def run_dataset(name: str, args, embedder) -> list[dict]:
     test = split_test(y, args.test_pos, args.test_neg)
     rest = np.setdiff1d(np.arange(len(pool)), test)
     n_neg_rest = int((y[rest] == 0).sum())
-    w = np.where(y[test] == 1, 1.0, n_neg_rest / max(1, int((y[test] == 0).sum())))
+    # each test post stands for the posts of its class left in the pool, so the test has the pool's prevalence.
+    # (The runs in docs/finetune/ before this fix weighed positives 1: a lower prevalence, see docs/finetune.md.)
+    n_pos_rest = int((y[rest] == 1).sum())
+    w = np.where(y[test] == 1, n_pos_rest / max(1, int(y[test].sum())), n_neg_rest / max(1, int((y[test] == 0).sum())))
     log(f"{name}: {len(pool)} posts ({pool.positives} positive); test {len(test)} ({int(y[test].sum())} positive, "
         f"each negative weighs {w.max():.1f}); {len(seeds)} seeds")
     out = []
@@ -157,7 +160,8 @@ def run_dataset(name: str, args, embedder) -> list[dict]:
         log(f"  seed {seed}: ledger {len(led)} ({int(y_led.sum())} positive) by the policy in "
             f"{time.perf_counter() - t:.0f}s")
         row = {"dataset": name, "seed": seed, "ledger": len(led), "ledger_positives": int(y_led.sum()),
-               "seeds": len(S), "provisional": len(prov), "test": len(test), "test_positives": int(y[test].sum())}
+               "seeds": len(S), "provisional": len(prov), "test": len(test), "test_positives": int(y[test].sum()),
+               "test_prevalence_weighted": float(w[y[test] == 1].sum() / w.sum())}
         mv = train_model(name, 1, S, X[led], y_led, X[prov], folds=0)
         row["frozen"] = metrics(mv.predict_proba(X[test]), y[test], w)
         texts = [pool.texts[i] for i in led]
