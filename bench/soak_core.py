@@ -27,19 +27,26 @@ from stream_app.worker.settings import DetectorSettings, Settings
 from stream_app.worker.state import MemoryState
 
 
-async def main(posts: int, window: int, trace: bool = False) -> None:
-    if trace:
-        tracemalloc.start(8)
-    base = None
-    st = Stream()
-    s = Settings(_env_file=None, embedder="hashing-384", detectors=[DetectorSettings(**DETECTOR)],
-                 data_dir=tempfile.mkdtemp(), retention=f"{window}s", round_settle=0.0, round_min_interval=0.0)
+async def seeded_service(st: Stream, **settings) -> DetectionService:
+    """The worker's service on the memory state (no Faust, Kafka or Redis), holding partition 0, with the soak
+    detector and ``st``'s seeds registered; ``settings``: the worker settings of the run."""
+    s = Settings(_env_file=None, detectors=[DetectorSettings(**DETECTOR)], data_dir=tempfile.mkdtemp(), **settings)
     svc = DetectionService(s, MemoryState())
     await svc.start()
     await svc.assign([0])
     for t in st.seeds():
         await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps({"detector": "trend", "text": t}).encode())])
     await svc.poll_seedlog(block_ms=None)
+    return svc
+
+
+async def main(posts: int, window: int, trace: bool = False) -> None:
+    if trace:
+        tracemalloc.start(8)
+    base = None
+    st = Stream()
+    svc = await seeded_service(st, embedder="hashing-384", retention=f"{window}s", round_settle=0.0,
+                               round_min_interval=0.0)
     t0, delayed = time.time() - posts - 3600, []
     for b in range(0, posts, 500):
         out = await svc.handle_posts([RawMsg("synapse.posts", 0, i, f"s{i}".encode(), json.dumps(

@@ -761,9 +761,7 @@ def run_single(*, embedder: str, posts: int, latency_posts: int, batch: int, tim
         for h in hogs:
             h.kill()
             h.wait()
-        loop.stop()
-        _keep_logs(loop, label)
-        shutil.rmtree(loop.run_dir, ignore_errors=True)
+        finish_loop(loop, label)
     return out
 
 
@@ -771,6 +769,21 @@ def _post_bytes(post: dict) -> bytes:
     from synapse_stream.messages import dumps
 
     return dumps({"id": post["id"], "text": post["text"], "ts": time.time()})
+
+
+def run_then_clean(loop, label: str, main) -> None:
+    """``asyncio.run(main())`` on a started live loop, then :func:`finish_loop` whatever happened."""
+    try:
+        asyncio.run(main())
+    finally:
+        finish_loop(loop, label)
+
+
+def finish_loop(loop, label: str) -> None:
+    """Stop the loop's processes, keep their logs if asked (:func:`_keep_logs`), remove its run directory."""
+    loop.stop()
+    _keep_logs(loop, label)
+    shutil.rmtree(loop.run_dir, ignore_errors=True)
 
 
 def _keep_logs(loop, label: str) -> None:
@@ -865,12 +878,7 @@ def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, worker
         finally:
             await loop.close()
 
-    try:
-        asyncio.run(main())
-    finally:
-        loop.stop()
-        _keep_logs(loop, label)
-        shutil.rmtree(loop.run_dir, ignore_errors=True)
+    run_then_clean(loop, label, main)
     return out
 
 
@@ -995,10 +1003,5 @@ def run_workers_backlog(*, embedder: str, posts: int, batch: int, timeout: float
         finally:
             await loop.close()
 
-    try:
-        asyncio.run(main())
-    finally:
-        loop.stop()
-        _keep_logs(loop, label)
-        shutil.rmtree(loop.run_dir, ignore_errors=True)
+    run_then_clean(loop, label, main)
     return out

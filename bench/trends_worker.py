@@ -20,13 +20,11 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
 
-from stream_app.devstack.soak import DETECTOR, Stream
-from stream_app.worker.service import DetectionService, RawMsg
-from stream_app.worker.settings import DetectorSettings, Settings
-from stream_app.worker.state import MemoryState
+from bench.soak_core import seeded_service
+from stream_app.devstack.soak import Stream
+from stream_app.worker.service import RawMsg
 
 MODES = {"off": {"trends": False}, "thread": {"trends": True, "trends_thread": True},
          "inline": {"trends": True, "trends_thread": False}}
@@ -34,14 +32,7 @@ MODES = {"off": {"trends": False}, "thread": {"trends": True, "trends_thread": T
 
 async def one_run(mode: str, posts: int, batch: int, embedder: str) -> dict:
     st = Stream()
-    s = Settings(_env_file=None, embedder=embedder, detectors=[DetectorSettings(**DETECTOR)],
-                 data_dir=tempfile.mkdtemp(), embed_batch_size=batch, **MODES[mode])
-    svc = DetectionService(s, MemoryState())
-    await svc.start()
-    await svc.assign([0])
-    for t in st.seeds():
-        await svc.handle_seeds([RawMsg("synapse.seeds", 0, 0, None, json.dumps({"detector": "trend", "text": t}).encode())])
-    await svc.poll_seedlog(block_ms=None)
+    svc = await seeded_service(st, embedder=embedder, embed_batch_size=batch, **MODES[mode])
     t0 = time.time() - posts - 3600
     msgs = [[RawMsg("synapse.posts", 0, i, f"s{i}".encode(), json.dumps(
         {"id": f"s{i}", "text": st.text(i), "ts": t0 + i}).encode()) for i in range(b, min(posts, b + batch))]
