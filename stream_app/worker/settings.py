@@ -92,16 +92,20 @@ def usable_cores() -> int:
 
 
 def auto_threads(cores: int) -> int:
-    """The embedder's intra-op threads for ``embed_threads=auto`` on ``cores`` cores: all but one, the event
-    loop's (broker, Redis, HTTP), at least one. Measured on 2 cores (docs/benchmarks.md section 1b,
-    ``bench/run.py --only threads``): one ONNX Runtime thread drains faster than two and keeps ``/healthz``
-    and ``/metrics`` quicker, since a second intra-op thread takes the core the event loop, the broker
-    client and Redis need. Machines with more cores were not measured here; the rule keeps one core free.
+    """The embedder's intra-op threads for ``embed_threads=auto`` on ``cores`` cores: all of them. Measured on
+    2 cores (docs/benchmarks.md section 1b, ``bench/run.py --quick --only threads``), on a quiet machine (load
+    average 1.0 → 1.8, 2026-12-03 15:50 UTC): two ONNX Runtime threads drained 142 posts/s against one
+    thread's 104 (the best raw embedder, all cores: 181), with ``/healthz`` p99 14.4 ms, ``/metrics`` p99
+    28.9 ms and post→candidate p99 139 ms at half the drain rate, all inside their targets: the event loop,
+    the broker client and Redis wait on I/O most of the time and fit beside the embedder. The same command
+    while other jobs loaded the cores (load 11 → 13) had one thread ahead (59 vs 41 posts/s, latency p99 493 vs
+    2,883 ms): a worker that shares its cores with other busy processes should set ``SYNAPSE_EMBED_THREADS``
+    to the cores it really has. Machines with more cores were not measured here.
 
     >>> [auto_threads(n) for n in (1, 2, 4, 16)]
-    [1, 1, 3, 15]
+    [1, 2, 4, 16]
     """
-    return max(1, int(cores) - 1)
+    return max(1, int(cores))
 
 
 # static embedders (a lookup table of token vectors, pooled): micro-seconds per post to embed

@@ -59,9 +59,9 @@ def test_embed_threads_auto_number_and_former_name(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert Settings(_env_file=None).embed_threads == "auto"
-    assert Settings(_env_file=None).model_threads() == auto_threads(2) == 1
-    monkeypatch.setenv("SYNAPSE_EMBED_THREADS", "2")
-    assert Settings(_env_file=None).model_threads() == 2
+    assert Settings(_env_file=None).model_threads() == auto_threads(2) == 2
+    monkeypatch.setenv("SYNAPSE_EMBED_THREADS", "1")
+    assert Settings(_env_file=None).model_threads() == 1
     assert Settings(_env_file=None, torch_threads=3).model_threads() == 3     # the former name wins when set
     monkeypatch.setenv("SYNAPSE_EMBED_THREADS", "0")
     with pytest.raises(Exception, match="embed_threads"):
