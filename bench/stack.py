@@ -215,18 +215,8 @@ def indexed(loop) -> int:
 
 
 def histogram(loop, name: str) -> dict[float, float]:
-    out: dict[float, float] = {}
-    for i in range(len(loop.workers)):
-        try:
-            m = loop.scrape(i)
-        except OSError:
-            continue
-        for k, v in m.items():
-            g = re.fullmatch(name + r'_bucket\{le="([^"]+)"\}', k)
-            if g:
-                le = float("inf") if g.group(1) == "+Inf" else float(g.group(1))
-                out[le] = out.get(le, 0.0) + v
-    return out
+    """A Prometheus histogram's cumulative buckets summed over the workers, by upper bound (``le``)."""
+    return {float("inf") if le == "+Inf" else float(le): v for le, v in labelled(loop, f"{name}_bucket", "le").items()}
 
 
 def gc_pauses(loop) -> dict:
