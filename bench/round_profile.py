@@ -31,7 +31,7 @@ import numpy as np
 
 from .common import REPO, machine
 from .rounds import Data, pid
-from .window_rounds import Parts, answer, make_rounds, train
+from .window_rounds import Parts, answer, expire_due, make_rounds, train
 
 T0 = time.monotonic()
 
@@ -132,12 +132,7 @@ def run(a) -> dict:
                 truth.update(zip(ids, y[s:s + 64].tolist()))
                 index.add(0, ids, X[s:s + 64], ts=[float(first_id + s + j) for j in range(len(ids))])
         nxt += a.new
-        due = index.expirable()
-        if due:
-            gone = [p for e in due.values() for p in e.ids]
-            for key, e in due.items():
-                index.shards[key].drop(e.segments)
-            r.expire(gone)
+        due = expire_due(index, r)
         r.touch()
         if prof is not None and k == a.rounds - 1:
             prof.enable()

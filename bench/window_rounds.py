@@ -70,6 +70,18 @@ class Parts:
         return out
 
 
+def expire_due(index, rounds) -> bool:
+    """Drop every segment past the window from ``index`` and tell ``rounds`` which posts left (as the worker's
+    retention step does); True if any did."""
+    due = index.expirable()
+    if due:
+        gone = [p for e in due.values() for p in e.ids]
+        for key, e in due.items():
+            index.shards[key].drop(e.segments)
+        rounds.expire(gone)
+    return bool(due)
+
+
 def make_rounds(index, data: Data, truth: dict[str, int], shares=None):
     from synapse_stream.online import DetectorConfig, OnlineIBG
     from synapse_stream.rounds import LiveRounds
@@ -163,12 +175,7 @@ def stream(index, eng, r, data: Data, truth, start: int, stop: int, batch: int, 
             for p, lab in zip(ids, y[s:s + batch].tolist()):
                 truth[p] = lab
             index.add(0, ids, X[s:s + batch], ts=[float(first + s + j) for j in range(len(ids))])
-            due = index.expirable()
-            if due:
-                gone = [p for e in due.values() for p in e.ids]
-                for key, e in due.items():
-                    index.shards[key].drop(e.segments)
-                r.expire(gone)
+            expire_due(index, r)
             while not tasks.empty():
                 tasks.get()()
             if not threaded and time.perf_counter() - last_plan >= 0.5:   # the old way: a round on this thread
@@ -255,7 +262,8 @@ def run(window: int, n_stream: int, batch: int, efc: int) -> dict:
             f"({'round thread' if threaded else 'rounds on the inserting thread'})")
         row = stream(index, eng, r, data, truth, window, window * (1 + n_stream), batch, threaded, parts)
         res["round_thread" if threaded else "inserting_thread"] = row
-        say(f"  {row['rounds']} rounds, compute p50 {row['round_compute_p50_s']:.2f}s; micro-batch p50 "
+        p50 = row["round_compute_p50_s"]
+        say(f"  {row['rounds']} rounds, compute p50 {'-' if p50 is None else f'{p50:.2f}s'}; micro-batch p50 "
             f"{row['batch_p50_s'] * 1000:.1f} ms p99 {row['batch_p99_s'] * 1000:.1f} ms max {row['batch_max_s']:.2f}s")
         if threaded:
             res["restart"] = restart(index, data, truth, shares_dir, r)
@@ -270,8 +278,8 @@ def table(res: dict) -> str:
     for key, label in (("rounds", "rounds"), ("round_compute_p50_s", "round, median s"),
                        ("batch_p50_s", "micro-batch p50 s"), ("batch_p99_s", "micro-batch p99 s"),
                        ("batch_max_s", "micro-batch max s (the longest stall)")):
-        lines.append(f"| {label} | {a[key]:.3f} | {b[key]:.3f} |" if isinstance(a[key], float)
-                     else f"| {label} | {a[key]} | {b[key]} |")
+        cell = [f"{x:.3f}" if isinstance(x, float) else "–" if x is None else f"{x}" for x in (a[key], b[key])]
+        lines.append(f"| {label} | {cell[0]} | {cell[1]} |")
     lines.append("")
     lines.append("| round part, median s | round thread |")
     lines.append("|---|---|")
