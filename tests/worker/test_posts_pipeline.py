@@ -316,11 +316,11 @@ def test_finish_is_safe_to_retry_after_a_redis_error(redis_url):
 
 
 # ---------------------------------------------------------------------- threads of the model thread
-def test_model_threads_leave_a_core_to_the_event_loop(monkeypatch):
+def test_model_threads_follow_the_usable_cores(monkeypatch):
     import os
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert Settings(_env_file=None).model_threads() == 3
+    assert Settings(_env_file=None).model_threads() == 4
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert Settings(_env_file=None).model_threads() == 1
     assert Settings(_env_file=None, torch_threads=2).model_threads() == 2
