@@ -800,19 +800,26 @@ def _ms(x):
     return None if x is None else round(1000 * x, 1)
 
 
-def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None,
-                broker: str | None = None) -> dict:
-    """``workers`` workers on a 2-partition topic, all assigned before the posts are produced (as fast as the
-    producer goes): throughput until all are indexed, then a probe per partition for the seed broadcast."""
+def _started_workers(label: str, embedder: str, workers: int, batch: int, env: dict | None, broker: str | None):
+    """A started live loop of ``workers`` workers on a 2-partition topic with the bench detector; also the
+    workers' env and the demo posts and seeds."""
     from stream_app.devstack.demo import LiveLoop
 
     demo, seeds = load_demo_posts(), load_demo_seeds()
     env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
-    label = f"workers={workers}"
     loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
                     workers=workers, extra_env=env, broker_kind=broker)
     say(label, f"starting {workers} worker(s) ({embedder}, {env}, {loop.broker_description})")
     loop.start(timeout=240)
+    return loop, env, demo, seeds
+
+
+def run_workers(*, embedder: str, posts: int, batch: int, timeout: float, workers: int, env: dict | None = None,
+                broker: str | None = None) -> dict:
+    """``workers`` workers on a 2-partition topic, all assigned before the posts are produced (as fast as the
+    producer goes): throughput until all are indexed, then a probe per partition for the seed broadcast."""
+    label = f"workers={workers}"
+    loop, env, demo, seeds = _started_workers(label, embedder, workers, batch, env, broker)
     out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env, "broker": loop.broker_kind}
 
     async def main():
@@ -967,15 +974,8 @@ def run_workers_backlog(*, embedder: str, posts: int, batch: int, timeout: float
                         env: dict | None = None, broker: str | None = None, chunk_posts: int = 1000) -> dict:
     """``workers`` workers on a 2-partition topic, all assigned and their seeds registered, drain a backlog
     (:func:`workers_backlog`): the producer's speed is not in the figure."""
-    from stream_app.devstack.demo import LiveLoop
-
-    demo, seeds = load_demo_posts(), load_demo_seeds()
-    env = {"SYNAPSE_EMBED_BATCH_SIZE": str(batch), **(env or {})}
     label = f"backlog workers={workers}"
-    loop = LiveLoop(tempfile.mkdtemp(prefix="synapse-bench-"), detectors=[DETECTOR], embedder=embedder, partitions=2,
-                    workers=workers, extra_env=env, broker_kind=broker)
-    say(label, f"starting {workers} worker(s) ({embedder}, {env}, {loop.broker_description})")
-    loop.start(timeout=240)
+    loop, env, demo, seeds = _started_workers(label, embedder, workers, batch, env, broker)
     out: dict = {"workers": workers, "partitions": 2, "embedder": embedder, "env": env, "broker": loop.broker_kind,
                  "method": "backlog produced in chunks while the workers are stopped"}
 

