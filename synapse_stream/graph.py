@@ -53,6 +53,7 @@ class KNNGraph:
         self._A: sparse.csr_matrix | None = None   # the symmetric adjacency of the edge chunks _rows[:_A_chunks]
         self._A_chunks = 0
         self._waiting: dict[str, list[str]] = {}   # name not a node yet -> loaded nodes whose row points at it
+        self._nodes_of: tuple[Sequence[str], np.ndarray] | None = None   # (post ids of the last update, nodes)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -70,18 +71,20 @@ class KNNGraph:
         that was 30-40 s and a second copy of every vector in the first round). They are the same
         vectors, so the graph is the same (``tests/core/test_rounds.py``).
         """
-        if vectors is not None:
-            if len(vectors) != len(post_ids):
-                raise ConfigError(f"{len(vectors)} vectors for {len(post_ids)} posts")
-            fresh = [i for i, p in enumerate(post_ids) if p not in self.node_of]
-            new_posts = [post_ids[i] for i in fresh]
-        else:
-            new_posts = [p for p in post_ids if p not in self.node_of]
+        if vectors is not None and len(vectors) != len(post_ids):
+            raise ConfigError(f"{len(vectors)} vectors for {len(post_ids)} posts")
+        of = self.node_of
+        nodes = np.fromiter((of.get(p, -1) for p in post_ids), np.int64, len(post_ids))   # one pass: -1 new
+        fresh = np.flatnonzero(nodes < 0)
+        new_posts = [post_ids[i] for i in fresh.tolist()]
         new_seeds = [(s, v) for s, v in seeds.items() if "seed:" + s not in self.node_of]
-        if not new_posts and not new_seeds:
-            return 0
+        first = len(self.names)
         for p in new_posts:
             self._add_name(p)
+        nodes[fresh] = np.arange(first, first + len(fresh))
+        self._nodes_of = (post_ids, nodes)
+        if not new_posts and not new_seeds:
+            return 0
         for s, v in new_seeds:
             self._add_name("seed:" + s)
             self._seed_names.append("seed:" + s)
@@ -117,6 +120,14 @@ class KNNGraph:
                 self._cols.append(cols)
         self._W = None
         return len(names)
+
+    def nodes_of(self, post_ids: Sequence[str]) -> np.ndarray:
+        """The node of each post (all in the graph): kept from :meth:`update` when ``post_ids`` is the list
+        it was given (a round's snapshot ids: no second O(n) pass), else looked up."""
+        kept = self._nodes_of
+        if kept is not None and kept[0] is post_ids and len(kept[1]) == len(post_ids):
+            return kept[1]
+        return np.fromiter((self.node_of[p] for p in post_ids), np.int64, len(post_ids))
 
     def _rows_of_chunk(self, me: np.ndarray, parts, seed_sims: np.ndarray, seed_nodes: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -193,6 +204,7 @@ class KNNGraph:
         self._A, self._A_chunks = None, 0        # the numbering changed: the next adjacency is built whole
         self.names = [n for n, k in zip(self.names, keep.tolist()) if k]
         self.node_of = {n: i for i, n in enumerate(self.names)}
+        self._nodes_of = None                      # renumbered: the kept rows->nodes map is stale
         if self._waiting:
             dropped = set(post_ids)
             self._waiting = {t: [w for w in ws if w not in dropped] for t, ws in self._waiting.items()

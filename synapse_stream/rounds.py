@@ -334,6 +334,7 @@ class LiveRounds:
         S = {sid: v for sid, v in inp.external.items() if sid not in row_of}
         state = LoopState(X=X, S=np.vstack(list(S.values())) if S else np.zeros((0, self.index.dim), np.float32),
                           ids=ids, labels=labels, rng=self.rng, pending=pending)
+        state.row_of(row_of)
         if inp.last is not None:
             state.rounds = [inp.last]
         return state, S
@@ -345,7 +346,7 @@ class LiveRounds:
             self.graph.update(self.index, state.ids, external, state.X)
         view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
                         self.graph if self._needs_graph else None, self._parts)
-        row_of = {p: i for i, p in enumerate(state.ids)} if inp.verdicts else {}
+        row_of = state.row_of() if inp.verdicts else {}
         got = [(row_of[p], y) for p, y in inp.verdicts.items() if p in row_of]
         rows, ys = [r for r, _ in got], [y for _, y in got]
         for src in self.policy.sources.values():

@@ -49,6 +49,21 @@ class LoopState:
     def n(self) -> int:
         return len(self.X)
 
+    def row_of(self, built: dict[str, int] | None = None) -> dict[str, int]:
+        """Post id -> row, built once per state (a live round's sources share it: O(n) once, not per source);
+        ``built``: that map, already made by the caller, kept as the state's.
+
+        >>> s = LoopState(X=np.zeros((2, 1)), S=np.zeros((0, 1)), ids=["a", "b"], labels=np.full(2, -1))
+        >>> s.row_of()["b"], s.row_of() is s.row_of()
+        (1, True)
+        """
+        key = (id(self.ids), len(self.ids))
+        cached = self.__dict__.get("_row_of")
+        if built is not None or cached is None or cached[0] != key:
+            made = built if built is not None else {p: i for i, p in enumerate(self.ids)}
+            cached = self.__dict__["_row_of"] = (key, made)
+        return cached[1]
+
     def unlabelled_mask(self) -> np.ndarray:
         """Rows a method may propose: no verdict and not waiting for one."""
         mask = self.labels == UNLABELLED

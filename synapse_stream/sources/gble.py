@@ -46,7 +46,7 @@ class LiveGBLE(CandidateSource):
         if g is None or len(g) == 0 or state.n == 0:
             return []
         n_nodes = len(g)
-        rows_nodes = np.fromiter((g.node_of[p] for p in state.ids), np.int64, state.n)
+        rows_nodes = g.nodes_of(state.ids)
         known = np.flatnonzero(state.labels >= 0)
         seed_nodes = np.asarray([g.node_of[s] for s in self.seed_values], np.int64)
         clamp_rows = np.concatenate([rows_nodes[known], seed_nodes])

@@ -164,7 +164,7 @@ class LiveIBG(CandidateSource):
         if self._current_tau(state) >= 1.0:
             return []
         self._update(state)
-        row_of = {p: i for i, p in enumerate(state.ids)}
+        row_of = state.row_of()
         free = state.unlabelled_mask()
         best: dict[int, float] = {}
         short = []

@@ -135,7 +135,7 @@ class LiveModel(CandidateSource):
             return []
         keep = max(self.keep, 4 * k)
         self._score_new(state, keep)
-        row_of = {p: i for i, p in enumerate(state.ids)}
+        row_of = state.row_of()
         free = state.unlabelled_mask()
         rows = [(row_of[p], sc) for sc, p in self._best if p in row_of and free[row_of[p]]]
         if len(rows) < k and self._cut:       # the kept best were answered: score the window again
