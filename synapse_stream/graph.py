@@ -195,7 +195,8 @@ class KNNGraph:
         keep[list(gone)] = False
         new_of = np.cumsum(keep) - 1             # old node -> new node (where kept)
         rows, cols = [], []
-        for r, c in zip(self._rows, self._cols):
+        if self._rows:          # one filter over all edge chunks (a loaded share leaves one chunk per node)
+            r, c = np.concatenate(self._rows), np.concatenate(self._cols)
             ok = keep[r] & keep[c]
             if ok.any():
                 rows.append(new_of[r[ok]])

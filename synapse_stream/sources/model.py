@@ -104,20 +104,32 @@ class LiveModel(CandidateSource):
         parts = self._parts or [(None, 0, state.n)]
         if parts[0][0] is None:    # no parts known (a batch state): every row, every time
             self._restart()
-        new_rows, now_done = [], {}
+        new_rows, new_scores, now_done = [], [], {}
+        free = state.unlabelled_mask()   # answered or waiting for a verdict: never proposed again
         for part, start, count in parts:
             key = id(part)
             seen = self._done.get(key, (part, 0))[1] if part is not None else 0
             if count > seen:
-                new_rows.append(np.arange(start + seen, start + count))
+                lo, hi = start + seen, start + count
+                rows = lo + np.flatnonzero(free[lo:hi])
+                if len(rows) == hi - lo:     # all open: score the slice itself (a view, no copy of its vectors)
+                    new_scores.append(np.asarray(model.predict_proba(state.X[lo:hi]), np.float32))
+                elif len(rows):
+                    new_scores.append(np.asarray(model.predict_proba(state.X[rows]), np.float32))
+                new_rows.append(rows)
             now_done[key] = (part, max(seen, count))
         self._done = now_done        # parts no longer held are forgotten (and released)
         rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
-        rows = rows[state.unlabelled_mask()[rows]]   # answered or waiting for a verdict: never proposed again
         if not len(rows):
             return
-        scores = np.asarray(model.predict_proba(state.X[rows]), np.float32)
+        scores = np.concatenate(new_scores)
         self.scored += len(rows)
+        if len(rows) > keep:   # only the best ``keep`` new rows (and ties at the cut) can enter the kept list
+            cut = np.partition(scores, len(scores) - keep)[len(scores) - keep]
+            sel = scores >= cut
+            if not sel.all():
+                self._cut = True
+            rows, scores = rows[sel], scores[sel]
         best = self._best
         for r, sc in zip(rows.tolist(), scores.tolist()):
             item = (sc, state.ids[r])
