@@ -1,18 +1,17 @@
-"""How much of the candidate policy's margin is luck?  The randomised methods over several seeds.
+"""Policy variants over method seeds against the best single method, on the datasets of scripts/tau_datasets.py.
 
-IBG and GBLE are deterministic; the LR baseline (random bootstrap), the model-guided source (random
-provisional negatives) and the policy (Thompson sampling, and its model source) depend on ``--seed``.
-Same set-up as ``docs/sst2/policy`` (imbalanced SST-2, MiniLM from the cache, 100 ACS FuseGen seeds,
-up to 12 % of the pool). Prints a Markdown table: recall at 2.4 %, 5 %, 10 % per seed, and the
-policy's margin over the best of IBG, GBLE and LR for the same seed.
+    python scripts/policy_seeds.py DATASETS VARIANTS [SEEDS] [hist]
 
-    python scripts/policy_seeds.py --seeds 5                      # about 6 minutes on 2 cores
-    python scripts/policy_seeds.py --seeds 5 --imbalance 0.01     # 1 % positives
-    python scripts/policy_seeds.py --seeds 5 --imbalance 0.01 --kmax 200   # single methods with small rounds
+``DATASETS``: a comma list of tau_datasets' names (their single methods' curves are read from
+``docs/tau/<name>/cumulative.json``, written by tau_datasets.py); ``VARIANTS``: a comma list of ``base`` (the
+default policy: τ auto, rerank earned) or ``name+option=value+...`` (``Policy`` keyword arguments, e.g.
+``spread+overflow=spread``); ``SEEDS``: method seeds (default 0). One line per run: the worst ratio of the
+policy's recall to the best single method's at any query ratio from 1 % to 15 % (step 0.5 %), recall at 2.4 %,
+5 % and 10 %, and the ratio at 1 %, 1.5 % and 2 %; ``hist`` also prints the first rounds' splits.
 """
 from __future__ import annotations
 
-import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -20,62 +19,61 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+import tau_datasets as td  # noqa: E402
 
-from audit_coverage import load  # noqa: E402  (same pool, seeds and cache)
-
-from synapse_stream.evaluation import report_from_run  # noqa: E402
-from synapse_stream.methods import GBLE, IBG, LRBaseline, ModelGuided, Policy  # noqa: E402
+from synapse_stream.embedders import CachedEmbedder, make_embedder  # noqa: E402
+from synapse_stream.methods import Policy  # noqa: E402
 from synapse_stream.oracles import ReplayOracle  # noqa: E402
+from synapse_stream.sources import SourceParams, registry  # noqa: E402
 
-POINTS = ("0.024", "0.05", "0.1")
-RATIO = 0.12
+QS = np.arange(0.01, 0.1501, 0.005)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--imbalance", type=float, default=0.1, help="share of positives kept (default 0.1)")
-    p.add_argument("--kmax", type=int, default=None,
-                   help="k_max of GBLE, LR and the model run alone (default theirs, 10 K0); the policy keeps its own")
-    p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "embeddings"))
-    args = p.parse_args(argv)
-    pool, X, S = load(Path(args.cache_dir), args.imbalance)
-    n, positives = len(pool), pool.positives
+def make(variant: str, seed: int) -> Policy:
+    opts: dict = {}
+    for part in variant.split("+")[1:]:
+        k, val = part.split("=")
+        try:
+            opts[k] = float(val) if "." in val else int(val)
+        except ValueError:
+            opts[k] = val
+    src = registry.build(registry.POLICY_DEFAULT, SourceParams(tau="auto", d_max=5, k0=100, gble_k=10, seed=seed))
+    return Policy(src, k0=100, rerank="earned", max_query_ratio=0.15, seed=seed, **opts)
 
-    def recall(method):
-        t0 = time.perf_counter()
-        run = method.run(X, S, pool.ids, ReplayOracle(pool.truth()))
-        rep = report_from_run(run, n, positives)
-        print(f"{rep.name} seed={method.seed}: " + " ".join(f"{rep.recall_at[q]:.3f}" for q in POINTS)
-              + f" ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
-        return np.array([rep.recall_at[q] for q in POINTS])
 
-    km = {"k_max": args.kmax} if args.kmax else {}
-    fixed = {"ibg": recall(IBG(tau=0.55, d_max=5, max_query_ratio=RATIO)),
-             "gble": recall(GBLE(max_query_ratio=RATIO, **km))}
-    rows = {"lr": [], "model": [], "policy": []}
-    for seed in range(args.seeds):
-        kw = {"max_query_ratio": RATIO, "seed": seed}
-        rows["lr"].append(recall(LRBaseline(**kw, **km)))
-        rows["model"].append(recall(ModelGuided(**kw, **km)))
-        rows["policy"].append(recall(Policy(tau=0.55, d_max=5, **kw)))
-    lines = ["| method | seed | recall@2.4% | recall@5% | recall@10% |", "|---|---|---|---|---|"]
-    for name, r in fixed.items():
-        lines.append(f"| {name} | (deterministic) | " + " | ".join(f"{v:.3f}" for v in r) + " |")
-    for name, rs in rows.items():
-        for seed, r in enumerate(rs):
-            lines.append(f"| {name} | {seed} | " + " | ".join(f"{v:.3f}" for v in r) + " |")
-        a = np.array(rs)
-        lines.append(f"| **{name}** | mean ± sd | " + " | ".join(f"**{m:.3f} ± {s:.3f}**" for m, s in
-                                                             zip(a.mean(0), a.std(0, ddof=1) if len(a) > 1 else 0 * a[0]))
-                     + " |")
-    margin = np.array([pol - np.maximum.reduce([fixed["ibg"], fixed["gble"], lr])
-                       for pol, lr in zip(rows["policy"], rows["lr"])])
-    lines.append("| policy − best of (IBG, GBLE, LR), same seed | min over seeds | "
-                 + " | ".join(f"{v:+.3f}" for v in margin.min(0)) + " |")
-    print("\n".join(lines))
+def recall(cum, q: float, n: int, pos: int) -> float:
+    c = np.asarray(cum)
+    i = min(int(round(q * n)), len(c))
+    return (c[i - 1] if i else 0) / pos
+
+
+def main() -> int:
+    names, variants = sys.argv[1].split(","), sys.argv[2].split(",")
+    seeds = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "0").split(",")]
+    hist = "hist" in sys.argv[4:]
+    emb = CachedEmbedder(make_embedder("minilm-onnx"), str(ROOT / ".cache" / "embeddings"))
+    for name in names:
+        pool, X, S, _, _ = td.load(name, emb)
+        n, pos = len(pool), pool.positives
+        cums = json.loads((ROOT / "docs" / "tau" / name / "cumulative.json").read_text())
+        singles = [c for k, c in cums.items() if not k.startswith("policy")]
+        best = np.array([max(recall(c, q, n, pos) for c in singles) for q in QS])
+        for v in variants:
+            for sd in seeds:
+                t0 = time.perf_counter()
+                m = make(v, sd)
+                c = m.run(X, S, pool.ids, ReplayOracle(pool.truth())).cumulative_positives()
+                ratio = np.array([recall(c, q, n, pos) for q in QS]) / np.maximum(best, 1e-9)
+                w = int(np.argmin(ratio))
+                print(f"{name} {v} seed{sd}: worst {ratio[w]:.2f} at {QS[w] * 100:.1f}% | r@2.4 "
+                      f"{recall(c, 0.024, n, pos):.3f} r@5 {recall(c, 0.05, n, pos):.3f} r@10 {recall(c, 0.1, n, pos):.3f}"
+                      f" | ratio@1% {ratio[0]:.2f} @1.5% {ratio[1]:.2f} @2% {ratio[2]:.2f} "
+                      f"({time.perf_counter() - t0:.0f}s)", flush=True)
+                if hist and sd == seeds[0]:
+                    for h in m.history[:4]:
+                        print("   ", h, flush=True)
     return 0
 
 

@@ -109,12 +109,13 @@ def methods(args) -> list:
     out += [IBG(tau=t, d_max=args.dmax, **kw) for t in args.taus]
     out += [GBLE(k=10, k0=100, **kw), ModelGuided(k0=100, **kw)]
 
-    def policy(tau, rerank):
+    def policy(tau, rerank, overflow="hold"):
         src = registry.build(registry.POLICY_DEFAULT, SourceParams(tau=tau, d_max=args.dmax, k0=100, gble_k=10))
-        return Policy(src, k0=100, rerank=rerank, **kw)
+        return Policy(src, k0=100, rerank=rerank, overflow=overflow, **kw)
 
-    out.append(policy(0.6, "always"))          # the old default
-    out.append(policy("auto", "earned"))       # the new default
+    out.append(policy(0.6, "always", "spread"))    # the old default
+    out.append(policy("auto", "earned", "spread"))  # the default before the held overflow
+    out.append(policy("auto", "earned"))           # the new default
     out += [policy(t, "earned") for t in args.policy_taus]
     return out
 
@@ -151,7 +152,7 @@ def run_dataset(name: str, args, embedder) -> None:
 
 
 def old_name() -> str:
-    return "policy[sources=ibg+gble+model,tau=0.6,dmax=5,K0=100,rerank=always]"
+    return "policy[sources=ibg+gble+model,tau=0.6,dmax=5,K0=100,rerank=always,overflow=spread]"
 
 
 def new_name() -> str:

@@ -88,6 +88,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--policy-rerank", default="earned", choices=("earned", "always", "never"),
                    help="policy: when the classifier re-orders the other sources' proposals: earned (default: only "
                         "while its measured precision is at least theirs), always (the old policy), never")
+    p.add_argument("--policy-overflow", default="hold", choices=("hold", "spread"),
+                   help="slots a capped source cannot take: held for later rounds (default) or spread over the others")
     p.add_argument("--lexical", action="store_true",
                    help="the model source (alone and in the policy) also uses hashed word and character n-grams of the "
                         "texts (synapse_stream.lexical; eval only, the live classifier uses the embedding alone)")
@@ -149,7 +151,8 @@ def _methods(args) -> list:
             raise SynapseError(f"--policy-sources: {exc}") from None
         if args.lexical and "model" in sources:
             sources["model"] = ModelGuided(k0=args.k0, seed=args.seed, lexical=True)
-        out.append(Policy(sources, k0=args.k0, floor=args.policy_floor, rerank=args.policy_rerank, **kw))
+        out.append(Policy(sources, k0=args.k0, floor=args.policy_floor, rerank=args.policy_rerank,
+                          overflow=args.policy_overflow, **kw))
     return out, "random" in names
 
 

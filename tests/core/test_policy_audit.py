@@ -370,7 +370,7 @@ def test_policy_ranker_reorders_the_other_sources_candidates():
 
 def test_policy_split_respects_floor_capacity_and_caps():
     pol = Policy({"a": _FakeSource(np.zeros(1), 0, 0), "b": _FakeSource(np.zeros(1), 0, 0),
-                  "c": _FakeSource(np.zeros(1), 0, 0)}, floor=0.1)
+                  "c": _FakeSource(np.zeros(1), 0, 0)}, floor=0.1, overflow="spread")
     pol.counts = {"a": [900.0, 100.0], "b": [100.0, 900.0], "c": [500.0, 500.0]}
     rng = np.random.default_rng(0)
     alloc = pol.split(100, {"a": 1000, "b": 1000, "c": 1000}, rng)
@@ -389,6 +389,25 @@ def test_policy_split_respects_floor_capacity_and_caps():
     for bad in [dict(floor=1.0), dict(discount=1.5), dict(prior_strength=0), dict(k0=0), dict(growth=0.5)]:
         with pytest.raises(ConfigError):
             Policy(**bad)
+
+
+def test_policy_overflow_hold_keeps_a_capped_best_sources_slots_for_later():
+    """With ``overflow="hold"`` the slots a capped source cannot take are not handed to worse sources: the round
+    is smaller; a source out of proposals still passes its share on; without caps both modes agree."""
+    srcs = {k: _FakeSource(np.zeros(1), 0, 0) for k in "abc"}
+    hold, spread = Policy(dict(srcs), floor=0.1, overflow="hold"), Policy(dict(srcs), floor=0.1, overflow="spread")
+    for pol in (hold, spread):
+        pol.counts = {"a": [900.0, 100.0], "b": [100.0, 900.0], "c": [500.0, 500.0]}
+    many = {"a": 1000, "b": 1000, "c": 1000}
+    caps = {"a": 40, "b": 1000, "c": 1000}
+    got = hold.split(100, many, np.random.default_rng(0), caps)
+    assert got == {"a": 40, "b": 10, "c": 10}                      # a's other 40 slots wait
+    assert sum(spread.split(100, many, np.random.default_rng(0), caps).values()) == 100
+    assert hold.split(100, many, np.random.default_rng(0)) == spread.split(100, many, np.random.default_rng(0))
+    dry = hold.split(100, {"a": 30, "b": 1000, "c": 1000}, np.random.default_rng(0))
+    assert sum(dry.values()) == 100 and dry["a"] == 30            # out of proposals: its share goes on
+    with pytest.raises(ConfigError):
+        Policy(dict(srcs), overflow="later")
 
 
 def test_policy_pooled_prior():
