@@ -9,8 +9,12 @@ with the group founder's on at least ``min_jaccard`` of the hashes (the estimate
 of loosely similar texts drifting into one group); otherwise it founds a new group.
 
 Bounds: at most ``max_buckets`` band buckets and ``max_buckets / bands`` founder signatures (least recently
-used dropped first), so memory is O(max_buckets) whatever the stream. Texts shorter than ``min_chars`` once normalised are not grouped (an
-"ok" or a bare link is no campaign).
+used dropped first), so memory is O(max_buckets) whatever the stream; and, by event time, with a ``horizon``,
+buckets and founders not used for ``horizon`` seconds (the event time of the last text that used them against
+the newest event time seen) are dropped after each text, from the old end of the same least-recently-used order
+(so a steady stream holds about ``horizon`` seconds' worth of buckets, not the cap). Event times that go back
+(late posts) keep that order only roughly: an entry used by a late text is dropped when it reaches the old end.
+Texts shorter than ``min_chars`` once normalised are not grouped (an "ok" or a bare link is no campaign).
 
 >>> d = NearDupIndex()
 >>> a = d.assign("WIN a FREE iPhone now!!! click http://x.co/1 @bob")
@@ -18,9 +22,15 @@ used dropped first), so memory is O(max_buckets) whatever the stream. Texts shor
 >>> c = d.assign("the council meets on tuesday to discuss the budget")
 >>> a == b, a == c
 (True, False)
+>>> d = NearDupIndex(horizon=3600)
+>>> a = d.assign("WIN a FREE iPhone now!!! click http://x.co/1 @bob", ts=0)
+>>> _ = d.assign("the council meets on tuesday to discuss the budget", ts=7200)
+>>> len(d), d.assign("win a free iphone NOW - click http://y.co/2 @alice", ts=7300) == a   # forgotten
+(16, False)
 """
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections import OrderedDict
@@ -50,7 +60,8 @@ class NearDupIndex:
     """MinHash-LSH grouping of near-duplicate texts (see the module docstring)."""
 
     def __init__(self, *, perms: int = 128, bands: int = 16, shingle: int = 5, min_chars: int = 20,
-                 min_jaccard: float = 0.6, max_buckets: int = 200_000, seed: int = 1) -> None:
+                 min_jaccard: float = 0.6, max_buckets: int = 200_000, horizon: float | None = None,
+                 seed: int = 1) -> None:
         if perms % bands:
             raise ValueError("perms must be a multiple of bands")
         rng = np.random.default_rng(seed)
@@ -59,9 +70,14 @@ class NearDupIndex:
         self.bands, self.rows = bands, perms // bands
         self.shingle, self.min_chars, self.max_buckets = shingle, min_chars, max_buckets
         self.min_jaccard = float(min_jaccard)
-        self._buckets: OrderedDict[bytes, str] = OrderedDict()   # band key -> group id
-        self._founders: OrderedDict[str, np.ndarray] = OrderedDict()   # group id -> its first text's signature
+        if horizon is not None and not horizon > 0:
+            raise ValueError("horizon must be > 0 (or None: no time bound)")
+        self.horizon = None if horizon is None else float(horizon)
+        # least recently used first; the event time of their last use beside each value
+        self._buckets: OrderedDict[bytes, tuple[str, float]] = OrderedDict()   # band key -> (group id, last used)
+        self._founders: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()   # group -> (signature, last used)
         self._next = 0
+        self.now = -math.inf            # the newest event time seen
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -73,34 +89,51 @@ class NearDupIndex:
         h = (x[:, None] * (self.a[None, :] & np.uint64(0xFFFFFFFF)) + self.b[None, :]) % np.uint64(_PRIME)
         return h.min(axis=0)
 
-    def assign(self, text: str) -> str | None:
-        """The near-duplicate group of ``text`` (a new one if it matches none); None if too short."""
+    def assign(self, text: str, ts: float | None = None) -> str | None:
+        """The near-duplicate group of ``text`` (a new one if it matches none); None if too short. ``ts``: its
+        event time (None: the newest seen so far), for the ``horizon``."""
         norm = normalise(text)
         if len(norm) < self.min_chars:
             return None
+        t = self.now if ts is None else float(ts)
+        self.now = max(self.now, t)
         sig = self.signature(norm)
         keys = [bytes([i]) + sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
         group = None
         for k in keys:
-            g = self._buckets.get(k)
-            if g is not None and g != group:
-                f = self._founders.get(g)
-                if f is not None and float((f == sig).mean()) >= self.min_jaccard:
-                    group = g
+            hit = self._buckets.get(k)
+            if hit is not None and hit[0] != group:
+                f = self._founders.get(hit[0])
+                if f is not None and float((f[0] == sig).mean()) >= self.min_jaccard:
+                    group = hit[0]
                     break
         if group is None:
             group = f"d{self._next}"
             self._next += 1
-            self._founders[group] = sig
+            self._founders[group] = (sig, t)
             while len(self._founders) > max(1, self.max_buckets // self.bands):
                 self._founders.popitem(last=False)
         else:
+            self._founders[group] = (self._founders[group][0], t)
             self._founders.move_to_end(group)
         for k in keys:
-            if self._buckets.get(k) == group:
-                self._buckets.move_to_end(k)
-            else:
-                self._buckets[k] = group             # a bucket leads to the newest group that shares it
+            self._buckets[k] = (group, t)            # a bucket leads to the newest group that shares it
+            self._buckets.move_to_end(k)
         while len(self._buckets) > self.max_buckets:
             self._buckets.popitem(last=False)
+        self.expire()
         return group
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop the buckets and founders last used more than ``horizon`` seconds before ``now`` (default: the
+        newest event time seen); returns the buckets dropped. Nothing without a horizon."""
+        if self.horizon is None:
+            return 0
+        cut = (self.now if now is None else float(now)) - self.horizon
+        dropped = 0
+        while self._buckets and next(iter(self._buckets.values()))[1] < cut:
+            self._buckets.popitem(last=False)
+            dropped += 1
+        while self._founders and next(iter(self._founders.values()))[1] < cut:
+            self._founders.popitem(last=False)
+        return dropped

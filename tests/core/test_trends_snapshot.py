@@ -76,6 +76,8 @@ def test_a_stage_restarted_mid_event_keeps_its_proposal_id_and_raises_no_duplica
     restarted = load_stage(TrendStage(index2, DIM, params), tmp_path / "stage.npz")
     assert (restarted.seen, restarted.now, restarted.start) == (stage.seen, stage.now, stage.start)
     assert restarted.group_count() == stage.group_count() and restarted.held_posts() == stage.held_posts()
+    assert restarted.dupes.now == stage.dupes.now and list(restarted.dupes._founders) == list(stage.dupes._founders)
+    assert list(restarted.dupes._buckets.items()) == list(stage.dupes._buckets.items())   # keys, groups, times
     assert list(restarted.book.proposals) == [pid]
 
     after_restart = feed(index2, restarted, data[520:])
