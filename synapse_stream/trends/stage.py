@@ -144,17 +144,19 @@ class TrendStage:
         for t in ts:
             self.total.add(t)
         cids = self.clusters.learn(vecs, ts)
+        dids = self.dupes.assign_batch(texts, ts) if self.dupes is not None else [None] * len(ids)
+        v16 = vecs.astype(np.float16)
         touched: dict[str, Group] = {}
-        for i, (pid, text, cid, t) in enumerate(zip(ids, texts, cids, ts)):
-            gs = [self._new_group("cluster", cid, pid, t)]
-            if self.dupes is not None:
-                did = self.dupes.assign(text, t)
-                if did is not None:
-                    gs.append(self._new_group("dupes", did, pid, t))
+        for i, (pid, text, cid, did, t) in enumerate(zip(ids, texts, cids, dids, ts)):
+            member = (pid, t, text[:500], v16[i].copy())   # one tuple for both groups; its own row, not a view
+            gs = (self._new_group("cluster", cid, pid, t),)
+            if did is not None:
+                gs += (self._new_group("dupes", did, pid, t),)
             for g in gs:
-                g.members.append((pid, t, text[:500], vecs[i].astype(np.float16)))
+                g.members.append(member)
                 g.size += 1
-                g.last_seen = max(g.last_seen, t)
+                if t > g.last_seen:
+                    g.last_seen = t
                 g.rate.add(t)
                 touched[g.key] = g
         self._probe(touched.values())
@@ -190,7 +192,8 @@ class TrendStage:
     def _probe(self, touched) -> None:
         """Probe the first ``probes`` posts of each touched group of two posts or more for novelty (a singleton
         is not probed until a second post joins it: most groups stay singletons, and probing them all would
-        double the stage's cost). Excluded from each probe: the post itself and its group's members."""
+        double the stage's cost). Excluded from each probe: the post itself and its group's members. Before the
+    warm-up a probe counts as not novel whatever it finds, so it is counted without a search."""
         warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
         todo: list[tuple[Group, np.ndarray, set[str]]] = []
         for g in touched:
@@ -201,6 +204,10 @@ class TrendStage:
             for m in members[g.probed:min(len(members), self.p.probes)]:
                 todo.append((g, m[3], ex))
         if not todo:
+            return
+        if not warm:                # nothing probed before the warm-up counts as novel: no search needed
+            for g, _, _ in todo:
+                g.probed += 1
             return
         prior = self.novelty.prior_similarity(np.stack([v for _, v, _ in todo]).astype(np.float32),
                                               [ex for _, _, ex in todo])
