@@ -126,9 +126,13 @@ class NearDupIndex:
             return np.zeros((0, len(self.a)), np.uint64)
         x = np.concatenate(parts)
         # (a*x + b) mod p, in uint64 with wraparound: x < 2**32 and a < 2**61 would overflow, so take a mod 2**32
-        h = x[:, None] * self._a32[None, :] + self.b[None, :]
-        h = (h & _P) + (h >> _B61)              # mod 2**61 - 1 (2**61 = 1 mod p): below p + 8 ...
-        h = np.where(h >= _P, h - _P, h)        # ... so one subtraction ends it
+        # (in place: two [shingles, perms] arrays at most, the batch's peak memory)
+        h = x[:, None] * self._a32[None, :]
+        h += self.b[None, :]
+        hi = h >> _B61                          # mod 2**61 - 1 (2**61 = 1 mod p): hi + lo is below p + 8 ...
+        h &= _P
+        h += hi
+        np.subtract(h, _P, out=h, where=h >= _P)   # ... so one subtraction ends it
         starts = np.concatenate(([0], np.cumsum(counts[:-1]))).astype(np.intp)
         sigs = np.minimum.reduceat(h, starts, axis=0)
         out = np.empty_like(sigs)
@@ -191,8 +195,9 @@ class NearDupIndex:
         else:
             self._founders[group] = (self._founders[group][0], t)
             self._founders.move_to_end(group)
+        used = (group, t)                            # one tuple for the text's buckets (memory: not one each)
         for k in keys:
-            self._buckets[k] = (group, t)            # a bucket leads to the newest group that shares it
+            self._buckets[k] = used                  # a bucket leads to the newest group that shares it
             self._buckets.move_to_end(k)
         while len(self._buckets) > self.max_buckets:
             self._buckets.popitem(last=False)

@@ -196,8 +196,10 @@ def load_stage(stage: TrendStage, path: str | Path) -> TrendStage:
             # a snapshot written before the horizon has no times: its entries count as used at its last post
             kts = arr.get("dup_key_ts", np.full(len(arr["dup_keys"]), stage.now)).tolist()
             sts = arr.get("dup_sig_ts", np.full(len(arr["dup_sigs"]), stage.now)).tolist()
+            shared: dict[tuple[str, float], tuple[str, float]] = {}      # one (group, time) per text, as kept
             d._buckets = OrderedDict(zip((k.tobytes() for k in arr["dup_keys"]),
-                                         zip((str(g) for g in dd["bucket_groups"]), kts, strict=True)))
+                                         (shared.setdefault(v, v) for v in
+                                          zip((str(g) for g in dd["bucket_groups"]), kts, strict=True))))
             d._founders = OrderedDict(zip((str(g) for g in dd["founders"]), zip(arr["dup_sigs"], sts, strict=True)))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise DataError(f"{path}: damaged trends snapshot ({type(exc).__name__}: {exc})") from None
