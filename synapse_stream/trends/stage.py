@@ -193,7 +193,7 @@ class TrendStage:
         """Probe the first ``probes`` posts of each touched group of two posts or more for novelty (a singleton
         is not probed until a second post joins it: most groups stay singletons, and probing them all would
         double the stage's cost). Excluded from each probe: the post itself and its group's members. Before the
-    warm-up a probe counts as not novel whatever it finds, so it is counted without a search."""
+        warm-up a probe counts as not novel whatever it finds, so it is counted without a search."""
         warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
         todo: list[tuple[Group, np.ndarray, set[str]]] = []
         for g in touched:
