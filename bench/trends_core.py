@@ -4,7 +4,9 @@
 
 A stream of ``--posts`` unit vectors around 2000 topic centres (and short random texts, for the
 near-duplicate index), one post every 2.16 s of event time (10 000 in the 6 h window), goes in batches of 32 into a window index (6 h) and
-the stage, with one BLAS thread as in the worker's model thread. Every 10 000 posts it prints the stage's
+the stage, with one BLAS thread as in the worker's model thread. The stage's ``horizon`` is the window, as the
+worker sets it (``trend_params``: the retention window when shorter than the stage's 48 h), unless
+``--horizon`` says otherwise (0: the stage's default). Every 10 000 posts it prints the stage's
 ms per post over those posts (the index's own cost apart), its micro-clusters, groups, posts held by groups,
 near-duplicate buckets and the process's peak RSS: the bounds of docs/trends.md, measured.
 """
@@ -25,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--posts", type=int, default=60_000)
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--horizon", type=float, default=6 * 3600.0, help="event-time seconds (0: the default)")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(2000, a.dim)).astype(np.float32)
@@ -32,7 +35,7 @@ def main() -> None:
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     words = ["".join(rng.choice(letters, 6)) for _ in range(5000)]   # no digits: normalise() maps digits to "n"
     index = SegmentedIndex(a.dim, Retention(seconds=6 * 3600))
-    stage = TrendStage(index, a.dim, TrendParams())
+    stage = TrendStage(index, a.dim, TrendParams(horizon=a.horizon or None))
     t_stage = t_index = 0.0
     n = 0
     with threadpool_limits(1):

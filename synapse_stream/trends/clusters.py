@@ -4,7 +4,8 @@
 vectors with numpy: a post joins the nearest micro-cluster whose centre is within cosine ``radius`` of it
 (the centre moves toward the post, the weight is faded by ``2 ** (-(t - last) / half_life)`` and gains 1),
 else it founds a new one. Micro-clusters whose faded weight falls below ``min_weight`` are dropped at each
-cleanup, and at most ``max_clusters`` are kept (the weakest is evicted to make room): memory is
+cleanup (every ``cleanup_every`` posts), and so are, with a ``horizon``, those no post joined for ``horizon``
+seconds of event time; at most ``max_clusters`` are kept (the weakest is evicted to make room): memory is
 O(max_clusters · d) whatever the stream. One post costs one ``[max_clusters, d]`` matrix-vector product.
 
 :class:`RiverDBSTREAM` wraps ``river.cluster.DBSTREAM`` behind the same interface. River works on Python
@@ -45,9 +46,11 @@ class FadingMicroClusters:
     """DBSTREAM-style leader micro-clusters on unit vectors (see the module docstring)."""
 
     def __init__(self, dim: int, *, radius: float = 0.6, half_life: float = 6 * 3600.0,
-                 max_clusters: int = 4000, min_weight: float = 0.05, cleanup_every: int = 1000) -> None:
+                 max_clusters: int = 4000, min_weight: float = 0.05, cleanup_every: int = 1000,
+                 horizon: float | None = None) -> None:
         self.dim, self.radius, self.half_life = int(dim), float(radius), float(half_life)
         self.max_clusters, self.min_weight, self.cleanup_every = int(max_clusters), float(min_weight), int(cleanup_every)
+        self.horizon = None if horizon is None else float(horizon)
         self._c = np.zeros((self.max_clusters, self.dim), np.float32)   # centres (unit rows); unused rows zero
         self._w = np.zeros(self.max_clusters, np.float64)               # weight at _t
         self._t = np.zeros(self.max_clusters, np.float64)               # last update (event time)
@@ -122,9 +125,13 @@ class FadingMicroClusters:
         self._free.append(s)
 
     def cleanup(self, now: float) -> list[int]:
-        """Drop micro-clusters whose faded weight is below ``min_weight``; returns their ids."""
+        """Drop micro-clusters whose faded weight is below ``min_weight`` (or, with a ``horizon``, that no post
+        joined since ``now - horizon``); returns their ids."""
         used = np.flatnonzero(self._id >= 0)
-        weak = used[self._faded(used, now) < self.min_weight]
+        gone = self._faded(used, now) < self.min_weight
+        if self.horizon is not None:
+            gone |= self._t[used] < now - self.horizon
+        weak = used[gone]
         ids = [int(self._id[s]) for s in weak]
         for s in weak:
             self._release(int(s))

@@ -8,9 +8,19 @@ of the time, at 0.7 56 %, at 0.8 94 %). A text joins the group of a bucket it sh
 with the group founder's on at least ``min_jaccard`` of the hashes (the estimated Jaccard similarity: no chains
 of loosely similar texts drifting into one group); otherwise it founds a new group.
 
+Cost: :meth:`NearDupIndex.assign_batch` signs a whole batch at once (:meth:`~NearDupIndex.signatures`): the
+crc32 of every 5-shingle of the batch's ASCII texts in numpy (a table-driven crc32 over a sliding window of
+their bytes; other texts' shingles through :func:`zlib.crc32`), the ``perms`` hashes of all shingles in one
+product, the Mersenne-prime modulus by shift-and-add and one ``np.minimum.reduceat`` over each text's rows:
+the same signatures as one text at a time, bit for bit (tests/core/test_trends_dupes.py).
+
 Bounds: at most ``max_buckets`` band buckets and ``max_buckets / bands`` founder signatures (least recently
-used dropped first), so memory is O(max_buckets) whatever the stream. Texts shorter than ``min_chars`` once normalised are not grouped (an
-"ok" or a bare link is no campaign).
+used dropped first), so memory is O(max_buckets) whatever the stream; and, by event time, with a ``horizon``,
+buckets and founders not used for ``horizon`` seconds (the event time of the last text that used them against
+the newest event time seen) are dropped after each text, from the old end of the same least-recently-used order
+(so a steady stream holds about ``horizon`` seconds' worth of buckets, not the cap). Event times that go back
+(late posts) keep that order only roughly: an entry used by a late text is dropped when it reaches the old end.
+Texts shorter than ``min_chars`` once normalised are not grouped (an "ok" or a bare link is no campaign).
 
 >>> d = NearDupIndex()
 >>> a = d.assign("WIN a FREE iPhone now!!! click http://x.co/1 @bob")
@@ -18,9 +28,15 @@ used dropped first), so memory is O(max_buckets) whatever the stream. Texts shor
 >>> c = d.assign("the council meets on tuesday to discuss the budget")
 >>> a == b, a == c
 (True, False)
+>>> d = NearDupIndex(horizon=3600)
+>>> a = d.assign("WIN a FREE iPhone now!!! click http://x.co/1 @bob", ts=0)
+>>> _ = d.assign("the council meets on tuesday to discuss the budget", ts=7200)
+>>> len(d), d.assign("win a free iphone NOW - click http://y.co/2 @alice", ts=7300) == a   # forgotten
+(16, False)
 """
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections import OrderedDict
@@ -32,6 +48,20 @@ _MENTION = re.compile(r"@\w+")
 _DIGITS = re.compile(r"\d+")
 _NONWORD = re.compile(r"[\W_]+", re.UNICODE)
 _PRIME = (1 << 61) - 1
+_P = np.uint64(_PRIME)
+_B61 = np.uint64(61)
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def _crc32_table() -> np.ndarray:
+    """The byte table of the reflected CRC-32 (polynomial 0xEDB88320: zlib's)."""
+    t = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        t = np.where(t & 1, (t >> 1) ^ np.uint32(0xEDB88320), t >> 1)
+    return t
+
+
+_CRC = _crc32_table()
 
 
 def normalise(text: str) -> str:
@@ -50,57 +80,139 @@ class NearDupIndex:
     """MinHash-LSH grouping of near-duplicate texts (see the module docstring)."""
 
     def __init__(self, *, perms: int = 128, bands: int = 16, shingle: int = 5, min_chars: int = 20,
-                 min_jaccard: float = 0.6, max_buckets: int = 200_000, seed: int = 1) -> None:
+                 min_jaccard: float = 0.6, max_buckets: int = 200_000, horizon: float | None = None,
+                 seed: int = 1) -> None:
         if perms % bands:
             raise ValueError("perms must be a multiple of bands")
         rng = np.random.default_rng(seed)
         self.a = rng.integers(1, _PRIME, size=perms, dtype=np.uint64)
         self.b = rng.integers(0, _PRIME, size=perms, dtype=np.uint64)
+        self._a32 = self.a & _M32
+        self._prefix = [bytes([i]) for i in range(bands)]
         self.bands, self.rows = bands, perms // bands
         self.shingle, self.min_chars, self.max_buckets = shingle, min_chars, max_buckets
         self.min_jaccard = float(min_jaccard)
-        self._buckets: OrderedDict[bytes, str] = OrderedDict()   # band key -> group id
-        self._founders: OrderedDict[str, np.ndarray] = OrderedDict()   # group id -> its first text's signature
+        if horizon is not None and not horizon > 0:
+            raise ValueError("horizon must be > 0 (or None: no time bound)")
+        self.horizon = None if horizon is None else float(horizon)
+        # least recently used first; the event time of their last use beside each value
+        self._buckets: OrderedDict[bytes, tuple[str, float]] = OrderedDict()   # band key -> (group id, last used)
+        self._founders: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()   # group -> (signature, last used)
         self._next = 0
+        self.now = -math.inf            # the newest event time seen
 
     def __len__(self) -> int:
         return len(self._buckets)
 
     def signature(self, norm: str) -> np.ndarray:
-        sh = {norm[i:i + self.shingle] for i in range(max(1, len(norm) - self.shingle + 1))}
-        x = np.fromiter((zlib.crc32(s.encode("utf-8")) for s in sh), dtype=np.uint64, count=len(sh))
-        # (a*x + b) mod p, in uint64 with wraparound: x < 2**32 and a < 2**61 would overflow, so take a mod 2**32
-        h = (x[:, None] * (self.a[None, :] & np.uint64(0xFFFFFFFF)) + self.b[None, :]) % np.uint64(_PRIME)
-        return h.min(axis=0)
+        """The MinHash signature of one normalised text (``perms`` uint64 hashes)."""
+        return self.signatures([norm])[0]
 
-    def assign(self, text: str) -> str | None:
-        """The near-duplicate group of ``text`` (a new one if it matches none); None if too short."""
-        norm = normalise(text)
-        if len(norm) < self.min_chars:
-            return None
-        sig = self.signature(norm)
-        keys = [bytes([i]) + sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
+    def signatures(self, norms) -> np.ndarray:
+        """The signatures of normalised texts, ``[len(norms), perms]``: each the minimum over the text's
+        character ``shingle``-shingles (the whole text when shorter) of ``(a * crc32(shingle) + b) mod p``."""
+        k = self.shingle
+        fast = [i for i, n in enumerate(norms) if len(n) >= k and n.isascii()]   # a char is a byte
+        slow = [i for i, n in enumerate(norms) if not (len(n) >= k and n.isascii())]
+        parts, counts = [], []
+        if fast:
+            parts.append(self._ascii_crcs([norms[i] for i in fast], counts))
+        for i in slow:
+            n = norms[i]
+            sh = [n[j:j + k].encode("utf-8") for j in range(max(1, len(n) - k + 1))]
+            parts.append(np.fromiter(map(zlib.crc32, sh), dtype=np.uint64, count=len(sh)))
+            counts.append(len(sh))
+        if not counts:
+            return np.zeros((0, len(self.a)), np.uint64)
+        x = np.concatenate(parts)
+        # (a*x + b) mod p, in uint64 with wraparound: x < 2**32 and a < 2**61 would overflow, so take a mod 2**32
+        # (in place: two [shingles, perms] arrays at most, the batch's peak memory)
+        h = x[:, None] * self._a32[None, :]
+        h += self.b[None, :]
+        hi = h >> _B61                          # mod 2**61 - 1 (2**61 = 1 mod p): hi + lo is below p + 8 ...
+        h &= _P
+        h += hi
+        np.subtract(h, _P, out=h, where=h >= _P)   # ... so one subtraction ends it
+        starts = np.concatenate(([0], np.cumsum(counts[:-1]))).astype(np.intp)
+        sigs = np.minimum.reduceat(h, starts, axis=0)
+        out = np.empty_like(sigs)
+        out[np.array(fast + slow, np.intp)] = sigs
+        return out
+
+    def _ascii_crcs(self, norms: list[str], counts: list[int]) -> np.ndarray:
+        """crc32 of every shingle of ASCII texts at least ``shingle`` long, text after text (the shingles of
+        each counted into ``counts``), as uint64: zlib's CRC-32 over a sliding window of the bytes."""
+        k = self.shingle
+        buf = np.frombuffer("".join(norms).encode("ascii"), np.uint8)
+        lens = np.fromiter(map(len, norms), dtype=np.intp, count=len(norms))
+        n_sh = lens - (k - 1)
+        counts.extend(n_sh.tolist())
+        text_start = np.cumsum(lens) - lens
+        sh_start = np.cumsum(n_sh) - n_sh
+        pos = np.arange(int(n_sh.sum()), dtype=np.intp) + np.repeat(text_start - sh_start, n_sh)
+        crc = np.full(len(pos), 0xFFFFFFFF, np.uint32)
+        for j in range(k):
+            crc = _CRC[(crc ^ buf[pos + j]) & 0xFF] ^ (crc >> 8)
+        return (crc ^ np.uint32(0xFFFFFFFF)).astype(np.uint64)
+
+    def assign(self, text: str, ts: float | None = None) -> str | None:
+        """The near-duplicate group of ``text`` (a new one if it matches none); None if too short. ``ts``: its
+        event time (None: the newest seen so far), for the ``horizon``."""
+        return self.assign_batch([text], None if ts is None else [ts])[0]
+
+    def assign_batch(self, texts, ts=None) -> list[str | None]:
+        """:meth:`assign` for each text in turn (``ts``: their event times, or None), the signatures made for
+        the whole batch at once."""
+        norms = [normalise(t) for t in texts]
+        rows = [i for i, n in enumerate(norms) if len(n) >= self.min_chars]
+        sigs = self.signatures([norms[i] for i in rows])
+        out: list[str | None] = [None] * len(norms)
+        for i, sig in zip(rows, sigs):
+            t = self.now if ts is None else float(ts[i])
+            self.now = max(self.now, t)
+            out[i] = self._place(sig, t)
+            self.expire()
+        return out
+
+    def _place(self, sig: np.ndarray, t: float) -> str:
+        """The group of the text signed ``sig`` at event time ``t``: found through its band buckets or new."""
+        raw, w = sig.tobytes(), 8 * self.rows
+        keys = [pre + raw[i * w:(i + 1) * w] for i, pre in enumerate(self._prefix)]
         group = None
         for k in keys:
-            g = self._buckets.get(k)
-            if g is not None and g != group:
-                f = self._founders.get(g)
-                if f is not None and float((f == sig).mean()) >= self.min_jaccard:
-                    group = g
+            hit = self._buckets.get(k)
+            if hit is not None and hit[0] != group:
+                f = self._founders.get(hit[0])
+                if f is not None and np.count_nonzero(f[0] == sig) / len(sig) >= self.min_jaccard:
+                    group = hit[0]
                     break
         if group is None:
             group = f"d{self._next}"
             self._next += 1
-            self._founders[group] = sig
+            self._founders[group] = (sig.copy(), t)     # a copy: not a view holding the batch's rows
             while len(self._founders) > max(1, self.max_buckets // self.bands):
                 self._founders.popitem(last=False)
         else:
+            self._founders[group] = (self._founders[group][0], t)
             self._founders.move_to_end(group)
+        used = (group, t)                            # one tuple for the text's buckets (memory: not one each)
         for k in keys:
-            if self._buckets.get(k) == group:
-                self._buckets.move_to_end(k)
-            else:
-                self._buckets[k] = group             # a bucket leads to the newest group that shares it
+            self._buckets[k] = used                  # a bucket leads to the newest group that shares it
+            self._buckets.move_to_end(k)
         while len(self._buckets) > self.max_buckets:
             self._buckets.popitem(last=False)
         return group
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop the buckets and founders last used more than ``horizon`` seconds before ``now`` (default: the
+        newest event time seen); returns the buckets dropped. Nothing without a horizon."""
+        if self.horizon is None:
+            return 0
+        cut = (self.now if now is None else float(now)) - self.horizon
+        dropped = 0
+        while self._buckets and next(iter(self._buckets.values()))[1] < cut:
+            self._buckets.popitem(last=False)
+            dropped += 1
+        while self._founders and next(iter(self._founders.values()))[1] < cut:
+            self._founders.popitem(last=False)
+        return dropped

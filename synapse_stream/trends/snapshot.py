@@ -3,8 +3,8 @@
 A restarted worker that loads this file goes on where it stopped: its groups keep their first posts and rate
 histories (so a wave under way keeps its proposal id and is not raised again), the warm-up is not repeated
 and rejected groups stay muted. :func:`save_stage` writes one ``.npz`` file (numpy arrays; no pickle) holding
-the arrays (micro-cluster centres, member vectors as float16, LSH band keys, founder signatures, muted centres)
-and one JSON document (everything else, post texts included as JSON strings: data, never code), tagged with
+the arrays (micro-cluster centres, member vectors as float16, LSH band keys, founder signatures and the event
+times they were last used, muted centres) and one JSON document (everything else, post texts included as JSON strings: data, never code), tagged with
 :data:`FORMAT` and :data:`VERSION`. The write is atomic (a temporary file in the same directory, fsynced, then
 renamed), so a crash mid-write leaves the previous snapshot. :func:`load_stage` refuses a file of another
 format, version, dimension or capacity with :class:`~synapse_stream.exceptions.DataError` (the caller then
@@ -115,12 +115,14 @@ def save_stage(stage: TrendStage, path: str | Path) -> None:
                        else np.zeros((0, dim), np.float32))
     if stage.dupes is not None:
         d = stage.dupes
-        doc["dupes"] = {"next": d._next, "bucket_groups": [g for g in d._buckets.values()],
+        doc["dupes"] = {"next": d._next, "now": d.now, "bucket_groups": [g for g, _ in d._buckets.values()],
                         "founders": list(d._founders)}
         arrays["dup_keys"] = (np.frombuffer(b"".join(d._buckets), np.uint8).reshape(len(d._buckets), -1)
                               if d._buckets else np.zeros((0, 1 + 8 * d.rows), np.uint8))
-        arrays["dup_sigs"] = (np.stack(list(d._founders.values())) if d._founders
+        arrays["dup_key_ts"] = np.array([t for _, t in d._buckets.values()], np.float64)
+        arrays["dup_sigs"] = (np.stack([f for f, _ in d._founders.values()]) if d._founders
                               else np.zeros((0, d.bands * d.rows), np.uint64))
+        arrays["dup_sig_ts"] = np.array([t for _, t in d._founders.values()], np.float64)
     arrays["meta"] = np.frombuffer(json.dumps(doc).encode("utf-8"), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -190,8 +192,15 @@ def load_stage(stage: TrendStage, path: str | Path) -> TrendStage:
         if stage.dupes is not None:
             d, dd = stage.dupes, doc["dupes"]
             d._next = int(dd["next"])
-            d._buckets = OrderedDict(zip((k.tobytes() for k in arr["dup_keys"]), (str(g) for g in dd["bucket_groups"])))
-            d._founders = OrderedDict(zip((str(g) for g in dd["founders"]), arr["dup_sigs"]))
+            d.now = float(dd.get("now", stage.now))
+            # a snapshot written before the horizon has no times: its entries count as used at its last post
+            kts = arr.get("dup_key_ts", np.full(len(arr["dup_keys"]), stage.now)).tolist()
+            sts = arr.get("dup_sig_ts", np.full(len(arr["dup_sigs"]), stage.now)).tolist()
+            shared: dict[tuple[str, float], tuple[str, float]] = {}      # one (group, time) per text, as kept
+            d._buckets = OrderedDict(zip((k.tobytes() for k in arr["dup_keys"]),
+                                         (shared.setdefault(v, v) for v in
+                                          zip((str(g) for g in dd["bucket_groups"]), kts, strict=True))))
+            d._founders = OrderedDict(zip((str(g) for g in dd["founders"]), zip(arr["dup_sigs"], sts, strict=True)))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise DataError(f"{path}: damaged trends snapshot ({type(exc).__name__}: {exc})") from None
     return stage

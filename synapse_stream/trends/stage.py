@@ -22,7 +22,12 @@ Bounds (whatever the length of the stream): ``max_clusters`` micro-clusters and 
 near-duplicate groups, each holding at most ``max_members`` posts (text cut to 500 characters, vector as
 float16) and ``history_bins`` rate bins; ``background`` recent texts for c-TF-IDF; the proposal book's caps.
 With the defaults and 384-d vectors: about (4000 + 4000) x 24 x (0.8 + 0.5) kB = 250 MB in the worst case of
-every group full; measured by ``bench/trends_core.py`` (docs/trends.md).
+every group full; measured by ``bench/trends_core.py`` (docs/trends.md). And by event time: micro-clusters,
+near-duplicate groups and the near-duplicate index's buckets and founder signatures not used for ``horizon``
+seconds (default ``history_bins * bin_seconds``, the stage's own memory of rates; the worker passes the
+retention window when it is shorter) are dropped, so a steady stream holds about ``horizon`` seconds' worth
+of them rather than filling the caps. The proposal book is left to its count caps: it holds decisions
+(proposals, mutes) that must outlive the groups they came from, and grows only with proposals raised.
 """
 from __future__ import annotations
 
@@ -67,6 +72,15 @@ class TrendParams:
     dupes: bool = True
     knn: int = 8
     warmup: float = 6 * 3600.0       # raise nothing until the stage has seen this much event time (a history)
+    # forget micro-clusters, near-duplicate groups and buckets unused for this much event time (None: the
+    # rate history's span, history_bins * bin_seconds; resolved when made, so dataclasses.replace keeps it)
+    horizon: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.horizon is None:
+            object.__setattr__(self, "horizon", float(self.history_bins * self.bin_seconds))
+        if not self.horizon > 0:
+            raise ValueError(f"horizon must be > 0, got {self.horizon!r}")
 
 
 @dataclass
@@ -96,8 +110,8 @@ class TrendStage:
         self.p = p = params or TrendParams()
         self.index = index
         self.clusters = clusterer or FadingMicroClusters(dim, radius=p.radius, half_life=p.half_life,
-                                                         max_clusters=p.max_clusters)
-        self.dupes = NearDupIndex() if p.dupes else None
+                                                         max_clusters=p.max_clusters, horizon=p.horizon)
+        self.dupes = NearDupIndex(horizon=p.horizon) if p.dupes else None
         self.novelty = WindowNovelty(index, novelty_sim=p.novelty_sim, k=p.knn)
         self.book = book or ProposalBook(merge_sim=p.merge_sim)
         self.total = RateHistory(p.bin_seconds, p.history_bins)
@@ -130,23 +144,26 @@ class TrendStage:
         for t in ts:
             self.total.add(t)
         cids = self.clusters.learn(vecs, ts)
+        dids = self.dupes.assign_batch(texts, ts) if self.dupes is not None else [None] * len(ids)
+        v16 = vecs.astype(np.float16)
         touched: dict[str, Group] = {}
-        for i, (pid, text, cid, t) in enumerate(zip(ids, texts, cids, ts)):
-            gs = [self._new_group("cluster", cid, pid, t)]
-            if self.dupes is not None:
-                did = self.dupes.assign(text)
-                if did is not None:
-                    gs.append(self._new_group("dupes", did, pid, t))
+        for i, (pid, text, cid, did, t) in enumerate(zip(ids, texts, cids, dids, ts)):
+            member = (pid, t, text[:500], v16[i].copy())   # one tuple for both groups; its own row, not a view
+            gs = (self._new_group("cluster", cid, pid, t),)
+            if did is not None:
+                gs += (self._new_group("dupes", did, pid, t),)
             for g in gs:
-                g.members.append((pid, t, text[:500], vecs[i].astype(np.float16)))
+                g.members.append(member)
                 g.size += 1
-                g.last_seen = max(g.last_seen, t)
+                if t > g.last_seen:
+                    g.last_seen = t
                 g.rate.add(t)
                 touched[g.key] = g
         self._probe(touched.values())
         self._background.extend(t[:500] for t in texts)
         self.seen += len(ids)
         self._forget_dead_clusters()
+        self._forget_idle_dup_groups()
         out = []
         for g in touched.values():
             r = self._consider(g)
@@ -175,7 +192,8 @@ class TrendStage:
     def _probe(self, touched) -> None:
         """Probe the first ``probes`` posts of each touched group of two posts or more for novelty (a singleton
         is not probed until a second post joins it: most groups stay singletons, and probing them all would
-        double the stage's cost). Excluded from each probe: the post itself and its group's members."""
+        double the stage's cost). Excluded from each probe: the post itself and its group's members. Before the
+        warm-up a probe counts as not novel whatever it finds, so it is counted without a search."""
         warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
         todo: list[tuple[Group, np.ndarray, set[str]]] = []
         for g in touched:
@@ -186,6 +204,10 @@ class TrendStage:
             for m in members[g.probed:min(len(members), self.p.probes)]:
                 todo.append((g, m[3], ex))
         if not todo:
+            return
+        if not warm:                # nothing probed before the warm-up counts as novel: no search needed
+            for g, _, _ in todo:
+                g.probed += 1
             return
         prior = self.novelty.prior_similarity(np.stack([v for _, v, _ in todo]).astype(np.float32),
                                               [ex for _, _, ex in todo])
@@ -201,6 +223,13 @@ class TrendStage:
             return
         for key in [k for k in self.groups if not alive(int(k[1:]))]:
             del self.groups[key]
+
+    def _forget_idle_dup_groups(self) -> None:
+        """Drop the near-duplicate groups no post joined for ``horizon`` seconds (from the old end of their
+        least-recently-used order; a group touched by a late post waits there until it reaches that end)."""
+        cut = self.now - self.p.horizon
+        while self._dup_groups and next(iter(self._dup_groups.values())).last_seen < cut:
+            self._dup_groups.popitem(last=False)
 
     # ------------------------------------------------------------------ proposals
     def _consider(self, g: Group) -> tuple[Proposal, bool] | None:

@@ -212,3 +212,66 @@ def test_micro_clusters_fade_and_evict():
     far = mc.learn(unit(rng.normal(size=(1, DIM))), [1000.0])[0]
     assert mc.weight(far, 1000.0) == pytest.approx(1.0)
     assert mc.weight(far, 1010.0) == pytest.approx(0.5)
+
+
+def test_near_dup_index_forgets_buckets_unused_for_its_horizon():
+    d = NearDupIndex(horizon=3600.0)
+    rng = np.random.default_rng(8)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    texts = [" ".join("".join(rng.choice(letters, 6)) for _ in range(8)) for _ in range(400)]
+    for i, text in enumerate(texts):                        # one new text every 60 s: 400 min, the horizon 60
+        assert d.assign(text, ts=60.0 * i) is not None
+    now = 60.0 * (len(texts) - 1)
+    times = [t for _, t in d._buckets.values()]
+    assert min(times) >= now - 3600.0                       # only the last hour's buckets are left ...
+    assert len(d) == d.bands * 61                           # ... all of them (61 texts at 0, 60, ..., 3600 s ago)
+    assert len(d._founders) == 61 and len(d) < d.max_buckets
+    assert d.assign(texts[-1], ts=now) == d.assign(texts[-1], ts=now)   # a recent one still groups
+    old = d.assign(texts[0], ts=now)                        # an old one founds a new group: forgotten
+    assert old == f"d{len(texts)}"
+
+
+def test_near_dup_index_without_horizon_keeps_buckets_to_the_cap():
+    d = NearDupIndex(max_buckets=16 * 50)
+    rng = np.random.default_rng(10)
+    for i in range(100):
+        d.assign(" ".join("".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 6)) for _ in range(8)), ts=1e6 * i)
+    assert len(d) == 16 * 50                                # the count cap only, whatever the event time
+
+
+def test_the_stage_forgets_groups_and_buckets_past_its_horizon():
+    horizon = 2 * 3600.0
+    params = TrendParams(horizon=horizon, dupes=True, min_size=10**6)   # raises nothing: bounds only
+    rng = np.random.default_rng(9)
+    index = SegmentedIndex(DIM, Retention(seconds=horizon))
+    stage = TrendStage(index, DIM, params)
+    t = 0.0
+    for b in range(200):                                    # 10 000 posts over 10 h, each far from the others
+        ids = [f"p{b}-{j}" for j in range(50)]
+        texts = [f"message number {b} {j} " + " ".join(rng.choice(list("abcdefghij"), 12)) for j in range(50)]
+        ts = [t + 3.6 * j for j in range(50)]
+        t += 180.0
+        vecs = unit(rng.normal(size=(50, DIM)))
+        index.add(ids, vecs, None, ts=ts)
+        index.drop(index.expirable().segments)
+        stage.observe(ids, texts, vecs, ts)
+    cut = stage.now - horizon
+    assert stage.dupes.horizon == horizon and stage.clusters.horizon == horizon
+    assert min(t for _, t in stage.dupes._buckets.values()) >= cut
+    assert min(t for _, t in stage.dupes._founders.values()) >= cut
+    assert min(g.last_seen for g in stage._dup_groups.values()) >= cut
+    assert len(stage._dup_groups) <= 2 * 2000 + 50          # 2 h of posts (+ a batch), not the 4000 cap of 10 000
+    assert len(stage.dupes) <= stage.dupes.bands * (2 * 2000 + 50)
+    # micro-clusters are checked every 1000 posts: none unused for the horizon plus that much event time
+    mc = stage.clusters
+    used = mc._id >= 0
+    assert mc._t[used].min() >= cut - 1000 * 3.6
+    assert len(mc) < params.max_clusters and len(stage.groups) <= len(mc) + 50
+
+
+def test_trend_params_horizon_defaults_to_the_rate_history():
+    assert TrendParams().horizon == 48 * 3600.0
+    assert TrendParams(history_bins=10, bin_seconds=60.0).horizon == 600.0
+    assert TrendParams(horizon=5.0).horizon == 5.0
+    with pytest.raises(ValueError):
+        TrendParams(horizon=0.0)

@@ -76,6 +76,8 @@ def test_a_stage_restarted_mid_event_keeps_its_proposal_id_and_raises_no_duplica
     restarted = load_stage(TrendStage(index2, DIM, params), tmp_path / "stage.npz")
     assert (restarted.seen, restarted.now, restarted.start) == (stage.seen, stage.now, stage.start)
     assert restarted.group_count() == stage.group_count() and restarted.held_posts() == stage.held_posts()
+    assert restarted.dupes.now == stage.dupes.now and list(restarted.dupes._founders) == list(stage.dupes._founders)
+    assert list(restarted.dupes._buckets.items()) == list(stage.dupes._buckets.items())   # keys, groups, times
     assert list(restarted.book.proposals) == [pid]
 
     after_restart = feed(index2, restarted, data[520:])
@@ -129,3 +131,23 @@ def test_a_bad_snapshot_is_a_clear_error(tmp_path):
             load_stage(TrendStage(SegmentedIndex(DIM), DIM), tmp_path / bad)
     with zipfile.ZipFile(path) as zf:
         assert "meta.npy" in zf.namelist()
+
+
+def test_a_snapshot_without_bucket_times_loads_them_as_used_at_its_last_post(tmp_path):
+    """Snapshots written before the horizon have no last-use times: the buckets and founders count as used at
+    the snapshot's last post (so they age out a horizon later, not at once)."""
+    stage = TrendStage(SegmentedIndex(DIM), DIM)
+    texts = ["the first rather long text about a budget", "a second long text on the council meeting"]
+    stage.observe(["a", "b"], texts, unit(np.eye(DIM)[:2]), [0.0, 50.0])
+    save_stage(stage, tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as z:
+        arrays = {k: z[k] for k in z.files if k not in ("dup_key_ts", "dup_sig_ts")}
+    doc = json.loads(arrays["meta"].tobytes())
+    del doc["dupes"]["now"]
+    arrays["meta"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    again = load_stage(TrendStage(SegmentedIndex(DIM), DIM), tmp_path / "old.npz")
+    assert len(again.dupes) == len(stage.dupes) == 32
+    assert {t for _, t in again.dupes._buckets.values()} == {t for _, t in again.dupes._founders.values()} == {50.0}
+    assert again.dupes.now == 50.0
+    assert {t for _, t in stage.dupes._buckets.values()} == {0.0, 50.0}      # the new snapshot keeps them apart

@@ -265,3 +265,22 @@ def test_a_waves_decision_reaches_every_members_proposal_and_counts_once():
             await svc.stop()
 
     assert asyncio.run(go()) == (2, 0, 1, ["rejected", "rejected"])
+
+
+def test_the_stage_horizon_follows_a_shorter_retention_window():
+    from stream_app.worker.service.trends import trend_params
+
+    default = TrendParams().horizon
+    assert trend_params(settings(retention="12h")).horizon == 12 * 3600.0
+    assert trend_params(settings(retention="7d")).horizon == default          # longer than the stage's own
+    assert trend_params(settings(retention="off")).horizon == default
+
+    async def go():
+        svc = await seeded_service(settings(retention="6h"), seed=SEED)
+        try:
+            stage = svc.trends.stage
+            return stage.p.horizon, stage.dupes.horizon, stage.clusters.horizon
+        finally:
+            await svc.stop()
+
+    assert asyncio.run(go()) == (6 * 3600.0,) * 3                              # the worker's stage has it

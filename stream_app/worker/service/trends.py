@@ -28,6 +28,11 @@ the shards (``ShardKeeper.snapshot``: every ``snapshot_interval`` s and on shutd
 ``<data_dir>/trends/stage-<worker_instance_id or "worker">.npz`` (:mod:`synapse_stream.trends.snapshot`: atomic,
 version-tagged) and loaded when the worker starts, so a restarted worker keeps its groups, their proposal ids,
 its warm-up and its mutes. A snapshot it cannot read is logged and the stage starts afresh.
+
+The stage forgets what no post used for its ``horizon`` of event time (micro-clusters, near-duplicate groups and
+buckets: :mod:`synapse_stream.trends.stage`, *Bounds*): :func:`trend_params` sets it to the retention window
+(``retention``) when that is shorter than the stage's own default, so the stage holds nothing older than the
+window whose posts its novelty probe searches.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ import numpy as np
 from stream_app.trend_board import DECISION_SUFFIX, _decision, decode
 from stream_app.worker.service.records import Outputs, ServicePart
 from synapse_stream.exceptions import DataError
+from synapse_stream.segments import parse_duration
 from synapse_stream.trends import TrendParams, TrendStage
 from synapse_stream.trends.snapshot import load_stage, save_stage
 from synapse_stream.trends.proposals import Proposal
@@ -59,6 +65,16 @@ def decision_doc(proposal_id: str, status: str, detector: str = "", by: str = ""
     return _decision(proposal_id, status, detector, by)
 
 
+def trend_params(settings) -> TrendParams:
+    """The stage's parameters in this worker: the defaults, with the ``horizon`` cut to the retention window
+    (``settings.retention``, event time) when one is set and is shorter."""
+    params = TrendParams()
+    window = parse_duration(settings.retention)
+    if window is not None and window < params.horizon:
+        params = dataclasses.replace(params, horizon=window)
+    return params
+
+
 class TrendKeeper(ServicePart):
     """The worker's trends stage (see the module docstring)."""
 
@@ -66,7 +82,7 @@ class TrendKeeper(ServicePart):
         super().__init__(svc)
         self.stage: TrendStage | None = None
         if svc.settings.trends:
-            self.stage = self._restored(TrendStage(svc.index, svc.embedder.dim, TrendParams()))
+            self.stage = self._restored(TrendStage(svc.index, svc.embedder.dim, trend_params(svc.settings)))
         self._decided: dict[str, str] = {}
         self._to_name: deque[str] = deque(maxlen=1000)    # new proposals waiting for the LLM's name
         self._chat = None
