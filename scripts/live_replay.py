@@ -23,6 +23,14 @@ Usage::
 
 Progress goes to stderr every few seconds; the run directory (worker logs in ``<run-dir>/logs``) is
 kept and printed.
+
+Issue #16's replay (``--dataset NAME``, a dataset of ``scripts/tau_datasets.py``): the pool and the seeds of
+``docs/tau/<NAME>`` (its ``seeds.txt``), the detector with the live defaults (``--tau auto``, ``d_max`` 5, ``k0``
+100, no audit) up to 15 %, compared with that eval's every source alone and its old and new default policies;
+output in ``docs/tau/live/<NAME>``. ``--tau-table`` writes ``docs/tau/live/table.md`` from those runs::
+
+    for d in offensive-real-seeds sst2-1pct-fusegen-gpt35; do .venv/bin/python scripts/live_replay.py --dataset $d; done
+    .venv/bin/python scripts/live_replay.py --tau-table
 """
 from __future__ import annotations
 
@@ -52,8 +60,9 @@ from synapse_stream.evaluation import (
 from synapse_stream.methods.base import RunResult
 
 EVAL_FAMILIES = ("ibg", "gble", "lr", "model", "policy")
-SINGLE = ("ibg", "gble", "lr")     # issue #6: "the best single method's (IBG, GBLE, LR baseline)"
+SINGLE = ("ibg", "gble", "lr", "model")   # #6: "the best single method's (IBG, GBLE, LR baseline)"; #16 adds the model
 T0 = time.monotonic()
+TAU_DIR = REPO / "docs" / "tau"
 
 
 def say(msg: str) -> None:
@@ -62,7 +71,10 @@ def say(msg: str) -> None:
 
 # ---------------------------------------------------------------------- inputs (the eval's, exactly)
 def build_inputs(args):
-    """The pool and seed texts ``synapse-stream eval --imbalance ... --seed-pool ... --acs K`` uses."""
+    """The pool and seed texts ``synapse-stream eval --imbalance ... --seed-pool ... --acs K`` uses (with
+    ``--dataset``: the pool of ``scripts/tau_datasets.py`` and the seeds its run wrote to ``seeds.txt``)."""
+    if args.dataset:
+        return dataset_inputs(args.dataset)
     pool = load_pool(args.pool)
     if args.imbalance:
         pool = make_imbalanced(pool, args.imbalance, seed=args.seed)
@@ -81,6 +93,63 @@ def build_inputs(args):
     picks, selection = choose_seeds(seed_texts, vecs, args.acs, "acs", coverage=args.coverage, seed=args.seed)
     seeds = [seed_texts[i] for i in picks]
     return pool, seeds, selection
+
+
+def dataset_inputs(name: str):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import tau_datasets as td
+
+    kind, _what = td.DATASETS[name]
+    if kind == "sst2":
+        pool = make_imbalanced(load_pool(td.SST / "train.tsv"), 0.01, seed=0)
+    else:
+        pool = load_pool(td.OFF / "pool.tsv")
+    seeds = load_seed_texts(TAU_DIR / name / "seeds.txt")
+    return pool, seeds, {"dataset": name, "seeds": f"docs/tau/{name}/seeds.txt", "k": len(seeds)}
+
+
+def dataset_eval_curves(path: Path) -> dict:
+    """The eval's curves worth drawing beside a live run of ``--dataset``: every source alone (IBG at the
+    automatic τ and at its best fixed τ at 5 %), the old and the new default policies."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import tau_datasets as td
+
+    _, reports = load_reports(path)
+    keep = {k for k in reports if k.startswith(("gble", "model", "ibg[tau=auto"))}
+    keep |= {td.old_name(), td.new_name(), td.best_fixed_ibg(reports)}
+    return {k: v for k, v in reports.items() if k in keep}
+
+
+def tau_table(live_dir: Path) -> str:
+    """docs/tau/live/table.md: each live run's recall against its eval (new default, best single, 0.9 rule)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import tau_datasets as td
+
+    rows = [("| dataset | ratio | **live loop** | eval new default | eval old default | best single (eval) | "
+            "live − eval new | live / best single |"), "|---|---|---|---|---|---|---|---|"]
+    runs = ["", ("| dataset | posts | positives | rounds | queried | wall (s): index / rounds | queried per source "
+            "(precision) | problems |"), "|---|---|---|---|---|---|---|---|"]
+    for name in td.DATASETS:
+        path = live_dir / name / "metrics.json"
+        if not path.exists():
+            continue
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        _, ev = load_reports(TAU_DIR / name / "metrics.json")
+        live = next(iter(doc["methods"].values()))["recall_at"]
+        singles = [k for k in ev if k.split("[", 1)[0] in SINGLE]
+        for r in ("0.024", "0.05", "0.1"):
+            best = max(singles, key=lambda k: ev[k].recall_at[r])
+            new, old = ev[td.new_name()].recall_at[r], ev[td.old_name()].recall_at[r]
+            rows.append(f"| {name} | {float(r):.1%} | **{live[r]:.3f}** | {new:.3f} | {old:.3f} | "
+                        f"{ev[best].recall_at[r]:.3f} ({best.split('[', 1)[0]}) | {live[r] - new:+.3f} | "
+                        f"{live[r] / ev[best].recall_at[r]:.2f} |")
+        lv, d = doc["live"], doc["dataset"]
+        src = ", ".join(f"{s} {v['queried']} ({v['precision']:.2f})" for s, v in sorted(next(iter(
+            doc["methods"].values())).get("sources", {}).items()) if v["precision"] is not None)
+        runs.append(f"| {name} | {d['posts']} | {d['positives']} | {lv['rounds']} | {lv['queried']} | "
+                    f"{lv.get('index_s', 0):.0f} / {lv.get('rounds_s', 0):.0f} | {src} | "
+                    f"{'; '.join(lv['problems']) or 'none'} |")
+    return "\n".join(rows + runs) + "\n"
 
 
 def check_seeds(seeds: list[str], eval_dir: Path) -> bool | None:
@@ -219,8 +288,9 @@ def sending_order(cands: list[tuple[int, int, dict]]) -> tuple[list[dict], list[
     return order, rounds
 
 
-def plot(out: Path, eval_reports: dict, name: str, live, n: int, positives: int, title: str) -> None:
-    plot_reports(out, {**eval_reports, name: live}, n, positives, max_query_ratio=0.12, title=title)
+def plot(out: Path, eval_reports: dict, name: str, live, n: int, positives: int, title: str,
+         max_ratio: float = 0.12) -> None:
+    plot_reports(out, {**eval_reports, name: live}, n, positives, max_query_ratio=max_ratio, title=title)
 
 
 def eval_curves(path: Path) -> dict:
@@ -255,7 +325,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=str(REPO / ".cache/embeddings"))
     ap.add_argument("--embedder", default="minilm-onnx", help="the live worker's embedder: minilm-onnx (default) or minilm-onnx-int8")
     ap.add_argument("--detector", default="sst2")
-    ap.add_argument("--tau", type=float, default=0.55)
+    ap.add_argument("--tau", default="0.55", help="a number, or auto (the worker chooses it: the live default)")
     ap.add_argument("--dmax", type=int, default=5)
     ap.add_argument("--k0", type=int, default=100)
     ap.add_argument("--candidates", default="policy", choices=["policy", "ibg", "gble", "model"])
@@ -272,7 +342,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "docs/sst2/live-replay"))
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra worker environment")
     ap.add_argument("--replot", action="store_true", help="only redraw curves.png from --out's metrics.json")
+    ap.add_argument("--dataset", help="a dataset of scripts/tau_datasets.py (issue #16's replay; sets --tau auto, "
+                    "--max-query-ratio 0.15, --eval-metrics and --out to docs/tau)")
+    ap.add_argument("--audit-rate", type=float, default=0.0, help="the detector's audit rate (the eval has none)")
+    ap.add_argument("--tau-table", action="store_true", help="only write docs/tau/live/table.md from the runs there")
     args = ap.parse_args(argv)
+    if args.tau_table:
+        (TAU_DIR / "live" / "table.md").write_text(tau_table(TAU_DIR / "live"), encoding="utf-8")
+        print((TAU_DIR / "live" / "table.md").read_text(encoding="utf-8"))
+        return 0
+    if args.dataset:
+        args.tau, args.max_query_ratio, args.detector = "auto", 0.15, "replay"
+        args.eval_metrics = str(TAU_DIR / args.dataset / "metrics.json")
+        args.out = str(TAU_DIR / "live" / args.dataset)
+    args.tau = None if str(args.tau) == "auto" else float(args.tau)
     if args.replot:
         return replot(args)
 
@@ -284,7 +367,8 @@ def main(argv=None) -> int:
         say("WARNING: the seeds differ from the eval's seeds.txt")
 
     det = {"name": args.detector, "tau": args.tau, "d_max": args.dmax, "candidates": args.candidates,
-           "k0": args.k0, "max_query_ratio": args.max_query_ratio, "detect_threshold": None}
+           "k0": args.k0, "max_query_ratio": args.max_query_ratio, "detect_threshold": None,
+           "audit_rate": args.audit_rate}
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="live-replay-"))
     extra = dict(kv.split("=", 1) for kv in args.env)
     loop = LiveLoop(run_dir, detectors=[det], embedder=args.embedder, partitions=args.partitions,
@@ -323,7 +407,7 @@ def main(argv=None) -> int:
         problems.append(f"{len(unknown)} candidates are not posts of the pool")
     ids = [p for p in dict.fromkeys(ids) if p in truth]
     # named "<family>[live ...]" so plot_reports draws it in its family's colour, dashed (the eval's is solid)
-    name = f"{args.candidates}[live loop,tau={args.tau},dmax={args.dmax},K0={args.k0},{args.embedder}]"
+    name = f"{args.candidates}[live loop,tau={'auto' if args.tau is None else args.tau},dmax={args.dmax},K0={args.k0},{args.embedder}]"
     run = RunResult(name, {"tau": args.tau, "dmax": args.dmax, "k0": args.k0, "embedder": args.embedder,
                            "max_query_ratio": args.max_query_ratio, "live": True},
                     [row_of[p] for p in ids], [truth[p] for p in ids],
@@ -355,7 +439,7 @@ def main(argv=None) -> int:
     live.rounds = len(rounds)
     m = res["metrics"]
 
-    ev = eval_curves(eval_path)
+    ev = dataset_eval_curves(eval_path) if args.dataset else eval_curves(eval_path)
     comparison = {}
     for r in ("0.024", "0.05", "0.1"):
         best_name = max((k for k in ev if k.split("[", 1)[0] in SINGLE), key=lambda k: ev[k].recall_at[r])
@@ -367,12 +451,13 @@ def main(argv=None) -> int:
 
     models = res["models"]
     title = (f"Live loop ({args.candidates}, {args.embedder}, {len(rounds)} rounds) vs synapse-stream eval: "
-             f"imbalanced SST-2, {n} posts, {positives} positives, {len(seeds)} ACS seeds")
+             + (f"{args.dataset}, {n} posts, {positives} positives, {len(seeds)} seeds" if args.dataset else
+                f"imbalanced SST-2, {n} posts, {positives} positives, {len(seeds)} ACS seeds"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
-        "dataset": {"pool": args.pool, **pool.describe(), "imbalance": args.imbalance, "random_seed": args.seed,
-                    "seed_file": args.seed_pool, "seeds": selection, "seeds_identical_to_eval": same_seeds,
+        "dataset": {**({"name": args.dataset} if args.dataset else {"pool": args.pool, "imbalance": args.imbalance,
+                    "random_seed": args.seed, "seed_file": args.seed_pool}), **pool.describe(), "seeds": selection, "seeds_identical_to_eval": same_seeds,
                     "embedder": args.embedder, "max_query_ratio": args.max_query_ratio},
         "live": {
             "detector": det, "partitions": args.partitions, "workers": args.workers, "worker_env": extra,
@@ -391,7 +476,7 @@ def main(argv=None) -> int:
         "methods": {name: live.as_json()},
     }
     (out / "metrics.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    plot(out, ev, name, live, n, positives, title)
+    plot(out, ev, name, live, n, positives, title, max(0.12, args.max_query_ratio))
 
     print(f"{'method':52s} {'r@1%':>6s} {'r@2.4%':>6s} {'r@5%':>6s} {'r@10%':>6s} {'p@5%':>6s}")
     for k, rep in [(name, live), (name + " (verdict order)", v_rep)] + [(f"eval {k}", v) for k, v in ev.items()]:
