@@ -48,6 +48,12 @@ def register(w) -> None:
         """Drop the segments that left the retention window, and what is keyed by their posts."""
         await runtime.tick("expire_window", "expire_window")
 
+    @app.timer(interval=0.5)
+    async def expire_on_seal():
+        """The same as soon as a segment sealed (a backlog caught up after a restart fills segments fast)."""
+        if runtime.service is not None and runtime.service.retention.sealed():
+            await runtime.tick("expire_window", "expire_window")
+
     @app.timer(interval=5.0)
     async def send_waiting_candidates():
         """Send the candidates that waited for room in a detector's hourly budget, once the hour has room."""

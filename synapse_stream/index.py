@@ -469,6 +469,11 @@ class ShardedIndex:
             return shard.add(*args)
         return shard.add(*args, ts=[ts[i] for i in keep] if ts is not None else None)
 
+    def seals(self) -> int:
+        """Segments sealed by this worker's shards so far (a shard revoked takes its count with it): a change
+        is when a segment may have become due, sooner than the next periodic check."""
+        return sum(getattr(s, "seals", 0) for s in list(self.shards.values()))
+
     def expirable(self) -> dict:
         """Per shard key, the segments due to leave the window and their posts (only shards with some)."""
         out = {}

@@ -150,6 +150,7 @@ class SegmentedIndex:
         self.segments: list[Segment] = []
         self.watermark = -math.inf           # the newest event time seen
         self.late = 0                         # posts not indexed: older than the window when they arrived
+        self.seals = 0                        # segments sealed so far (a seal is when an old one may be due)
         self.meta: dict = {}
         self._lock = RWLock()                 # structure (segments added / dropped); each segment locks itself
         self._legacy: list[Path] = []         # files of a pre-segment snapshot, removed after the first save
@@ -219,6 +220,7 @@ class SegmentedIndex:
                 seg = self._growing()
                 if seg.min_ts != math.inf and times[rows[0]] - seg.min_ts >= self.retention.seal_seconds:
                     seg.sealed = True
+                    self.seals += 1
                     continue
                 room = self.retention.seal_posts - len(seg.index)
                 take, rows = rows[:room], rows[room:]
@@ -228,6 +230,7 @@ class SegmentedIndex:
                 seg.max_ts = max(seg.max_ts, max(times[i] for i in take))
                 if len(seg.index) >= self.retention.seal_posts:
                     seg.sealed = True
+                    self.seals += 1
             return added
 
     def expirable(self) -> Expiry:

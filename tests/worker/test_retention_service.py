@@ -138,3 +138,44 @@ def test_a_crash_while_a_segment_is_dropped_leaves_it_due_and_the_retry_finishes
     assert mid == (["c0", "n0", "n1", "u1"], True, None)   # Redis cleaned, the posts still here: due again
     assert after == (["n0", "n1"], None, 0)
     assert applied.dead_letters == [] and sorted(s["origin"] for s in seeds) == ["confirmed", "synthetic"]
+
+
+def test_a_seal_asks_for_a_check_so_a_fast_backlog_holds_about_one_segment_over_the_window():
+    """A restarted worker catching up ingests far faster than the periodic check runs: the seal check (what the
+    worker's ``expire_on_seal`` timer polls) keeps it near the window, the periodic check alone does not."""
+    window_s, seg = 100, 10          # 100 s of event time, one post a second: the window holds 100 posts
+
+    async def catch_up(on_seal: bool) -> int:
+        svc = await seeded_service(service_settings(retention=f"{window_s}s", segment_posts=seg), seed=SEED)
+        try:
+            assert not svc.retention.sealed()
+            peak = 0
+            for b in range(40):      # 400 posts in batches of 10, no periodic check in between
+                await svc.handle_posts([post(f"p{b}-{i}", unrelated(b * 10 + i), T0 + b * 10 + i, off=b * 10 + i)
+                                        for i in range(10)])
+                if on_seal and svc.retention.sealed():
+                    await svc.expire_window()
+                    assert not svc.retention.sealed()
+                peak = max(peak, len(svc.index))
+            return peak
+        finally:
+            await svc.stop()
+
+    assert asyncio.run(catch_up(True)) <= window_s + 2 * seg
+    assert asyncio.run(catch_up(False)) == 400
+
+
+def test_two_checks_at_once_drop_each_segment_once():
+    async def go():
+        svc = await seeded_service(service_settings(retention="10s", segment_posts=2), seed=SEED)
+        try:
+            for i in range(6):       # one batch each (a batch's watermark is its newest post)
+                await svc.handle_posts([post(f"p{i}", unrelated(i), T0 + 30 * i, off=i)])
+            await asyncio.gather(svc.expire_window(), svc.expire_window())
+            return sorted(svc.index.shards[0].ids()), svc.metrics.posts_expired._value.get()
+        finally:
+            await svc.stop()
+
+    ids, expired = asyncio.run(go())
+    # 30 s apart, a 10 s window: each post seals the segment before it; all but the growing one are due, once
+    assert ids == ["p5"] and expired == 5

@@ -6,9 +6,15 @@ budget) are let go with their posts; the vectors of candidates still waiting for
 Redis (a late positive verdict still makes a seed); the routing of posts no detector sent is forgotten (a
 verdict may still come for a sent one, so theirs stays: it grows with the candidates, not with the stream);
 then, on the model thread, the segments go, the online windows that held their posts are refilled, and the
-rounds' kNN graph lets go of them."""
+rounds' kNN graph lets go of them.
+
+When: every ``retention_check_seconds``, and as soon as a segment seals (:meth:`RetentionKeeper.sealed`, polled
+twice a second): a worker catching up a backlog after a restart ingests thousands of posts a second, and with
+the periodic check alone would hold the window plus that many seconds of backlog; with the seal check it holds
+the window plus about one segment, as :class:`~synapse_stream.segments.Retention` promises. One check at a time."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from stream_app.worker.crashpoints import crash_point
@@ -21,7 +27,21 @@ log = logging.getLogger("synapse.service")
 class RetentionKeeper(ServicePart):
     """Drops what left the window (see the module docstring)."""
 
+    def __init__(self, svc) -> None:
+        super().__init__(svc)
+        self._lock = asyncio.Lock()
+        self._seals = 0        # the index's seal count at the last check
+
+    def sealed(self) -> bool:
+        """A segment sealed since the last check (an int read on the event loop, no model-thread work)."""
+        return self.svc.index.seals() != self._seals
+
     async def expire(self) -> Outputs:
+        async with self._lock:
+            self._seals = self.svc.index.seals()
+            return await self._expire()
+
+    async def _expire(self) -> Outputs:
         due = await self.svc.in_model_thread(self.svc.index.expirable)
         if due:
             ids = [pid for e in due.values() for pid in e.ids]
