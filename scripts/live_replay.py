@@ -128,7 +128,7 @@ def tau_table(live_dir: Path) -> str:
     rows = [("| dataset | ratio | **live loop** | eval new default | eval old default | best single (eval) | "
             "live − eval new | live / best single |"), "|---|---|---|---|---|---|---|---|"]
     runs = ["", ("| dataset | posts | positives | rounds | queried | wall (s): index / rounds | queried per source "
-            "(precision) | problems |"), "|---|---|---|---|---|---|---|---|"]
+            "(precision) | worst live / best single, 1–15 % (at) | problems |"), "|---|---|---|---|---|---|---|---|---|"]
     for name in td.DATASETS:
         path = live_dir / name / "metrics.json"
         if not path.exists():
@@ -146,8 +146,16 @@ def tau_table(live_dir: Path) -> str:
         lv, d = doc["live"], doc["dataset"]
         src = ", ".join(f"{s} {v['queried']} ({v['precision']:.2f})" for s, v in sorted(next(iter(
             doc["methods"].values())).get("sources", {}).items()) if v["precision"] is not None)
+        cums = json.loads((TAU_DIR / name / "cumulative.json").read_text(encoding="utf-8"))
+        curve = next(iter(doc["methods"].values()))["curve"]
+        ratios = []
+        for q in td.CHECK:   # the live recall at q: its curve's last point at or below q
+            got = max((r for x, r, _ in curve if x <= q + 1e-9), default=0.0)
+            best = max(td.recall_at(cums[k], d["posts"], d["positives"], q) for k in singles)
+            ratios.append((got / best if best else 1.0, q))
+        worst, at = min(ratios)
         runs.append(f"| {name} | {d['posts']} | {d['positives']} | {lv['rounds']} | {lv['queried']} | "
-                    f"{lv.get('index_s', 0):.0f} / {lv.get('rounds_s', 0):.0f} | {src} | "
+                    f"{lv.get('index_s', 0):.0f} / {lv.get('rounds_s', 0):.0f} | {src} | {worst:.2f} ({at:.1%}) | "
                     f"{'; '.join(lv['problems']) or 'none'} |")
     return "\n".join(rows + runs) + "\n"
 
