@@ -82,11 +82,12 @@ class FadingMicroClusters:
         vecs = np.asarray(vecs, np.float32)
         out: list[int] = []
         sims_all = vecs @ self._c.T                                   # one product for the batch
+        sims_all += self._mask                                        # free slots never win
         touched: list[int] = []                                       # slots changed inside this batch
         for row, (x, t) in enumerate(zip(vecs, ts)):
             t = float(t)
-            sims = sims_all[row] + self._mask                         # free slots never win
-            if touched:                                               # centres moved or were born in this batch
+            sims = sims_all[row]                                      # this row's, used once: no copy
+            if touched:                                               # centres moved, born or freed in this batch
                 sims[touched] = self._c[touched] @ x + self._mask[touched]
             s = int(np.argmax(sims))
             if float(sims[s]) >= self.radius:
@@ -106,7 +107,8 @@ class FadingMicroClusters:
                 touched.append(s)
             self._seen += 1
             if self._seen % self.cleanup_every == 0:
-                self.cleanup(t)
+                freed = self.cleanup_slots(t)
+                touched += [f for f in freed if f not in touched]    # the rows below see them free
         return out
 
     def _free_slot(self, now: float) -> int:
@@ -127,15 +129,21 @@ class FadingMicroClusters:
     def cleanup(self, now: float) -> list[int]:
         """Drop micro-clusters whose faded weight is below ``min_weight`` (or, with a ``horizon``, that no post
         joined since ``now - horizon``); returns their ids."""
+        return [cid for _, cid in self._cleanup(now)]
+
+    def cleanup_slots(self, now: float) -> list[int]:
+        """:meth:`cleanup`, returning the slots freed."""
+        return [s for s, _ in self._cleanup(now)]
+
+    def _cleanup(self, now: float) -> list[tuple[int, int]]:
         used = np.flatnonzero(self._id >= 0)
         gone = self._faded(used, now) < self.min_weight
         if self.horizon is not None:
             gone |= self._t[used] < now - self.horizon
-        weak = used[gone]
-        ids = [int(self._id[s]) for s in weak]
-        for s in weak:
-            self._release(int(s))
-        return ids
+        out = [(int(s), int(self._id[s])) for s in used[gone]]
+        for s, _ in out:
+            self._release(s)
+        return out
 
 
 class RiverDBSTREAM:

@@ -275,3 +275,23 @@ def test_trend_params_horizon_defaults_to_the_rate_history():
     assert TrendParams(horizon=5.0).horizon == 5.0
     with pytest.raises(ValueError):
         TrendParams(horizon=0.0)
+
+
+def test_micro_clusters_learn_a_batch_as_one_post_at_a_time_with_cleanups_and_evictions_inside_it():
+    """The batch's one product, its mask added once and the rows' recomputed slots (moved, born, evicted or freed
+    by a cleanup inside the batch) give what learning one post at a time gives."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(30, 16))
+    ts = np.cumsum(rng.exponential(40.0, size=600))
+    x = centres[rng.integers(30, size=600)] + 0.35 * rng.normal(size=(600, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def make():   # few slots (evictions), a short half-life and frequent cleanups (slots freed mid-batch)
+        return FadingMicroClusters(16, radius=0.7, half_life=300.0, max_clusters=24, min_weight=0.3, cleanup_every=7)
+
+    one, batch = make(), make()
+    ids_one = [one.learn(x[i:i + 1], ts[i:i + 1])[0] for i in range(600)]
+    ids_batch = [c for s in range(0, 600, 64) for c in batch.learn(x[s:s + 64], ts[s:s + 64])]
+    assert ids_batch == ids_one
+    assert len(set(ids_one)) > 24                       # clusters came and went
+    assert np.allclose(batch._c, one._c) and np.array_equal(batch._id, one._id)
