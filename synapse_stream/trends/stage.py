@@ -195,14 +195,7 @@ class TrendStage:
         double the stage's cost). Excluded from each probe: the post itself and its group's members. Before the
         warm-up a probe counts as not novel whatever it finds, so it is counted without a search."""
         warm = self.now - self.start >= self.p.warmup    # before that the window is too short to judge
-        todo: list[tuple[Group, np.ndarray, set[str]]] = []
-        for g in touched:
-            if g.kind != "cluster" or g.size < 2 or g.probed >= self.p.probes:
-                continue
-            members = list(g.members)
-            ex = g.member_ids()
-            for m in members[g.probed:min(len(members), self.p.probes)]:
-                todo.append((g, m[3], ex))
+        todo = self._probes(touched)
         if not todo:
             return
         if not warm:                # nothing probed before the warm-up counts as novel: no search needed
@@ -214,6 +207,18 @@ class TrendStage:
         for (g, _, _), s in zip(todo, prior):
             g.probed += 1
             g.novel += int(warm and self.novelty.is_novel(s))
+
+    def _probes(self, touched) -> list[tuple[Group, np.ndarray, set[str]]]:
+        """What :meth:`_probe` searches: (group, member vector, ids to exclude) for each member still to probe."""
+        todo: list[tuple[Group, np.ndarray, set[str]]] = []
+        for g in touched:
+            if g.kind != "cluster" or g.size < 2 or g.probed >= self.p.probes:
+                continue
+            members = list(g.members)
+            ex = g.member_ids()
+            for m in members[g.probed:min(len(members), self.p.probes)]:
+                todo.append((g, m[3], ex))
+        return todo
 
     def _forget_dead_clusters(self) -> None:
         if len(self.groups) <= len(self.clusters):

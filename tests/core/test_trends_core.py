@@ -180,13 +180,13 @@ def test_burst_test_tracks_share_not_volume():
     assert burst_test(g, total, now=23 * 3600.0, recent_bins=3, p_floor=0.002).p_value > 0.01
 
 
-def test_memory_stays_capped_over_a_long_stream():
-    params = TrendParams(max_clusters=300, max_dup_groups=200, max_members=8, background=100, dupes=True)
-    rng = np.random.default_rng(6)
-    index = SegmentedIndex(DIM, Retention(seconds=3600 * 6))
+def far_stream(rng, params: TrendParams, window: float, after_batch=None) -> TrendStage:
+    """10 000 posts over 10 h of event time (200 batches of 50), every one far from the others, through a stage
+    over a ``window``-second index; ``after_batch(stage)`` after each batch. Returns the stage."""
+    index = SegmentedIndex(DIM, Retention(seconds=window))
     stage = TrendStage(index, DIM, params)
-    t, sizes = 0.0, []
-    for b in range(200):                                    # 10 000 posts, every one far from the others
+    t = 0.0
+    for b in range(200):
         ids = [f"p{b}-{j}" for j in range(50)]
         texts = [f"message number {b} {j} " + " ".join(rng.choice(list("abcdefghij"), 12)) for j in range(50)]
         ts = [t + 3.6 * j for j in range(50)]
@@ -195,12 +195,22 @@ def test_memory_stays_capped_over_a_long_stream():
         index.add(ids, vecs, None, ts=ts)
         index.drop(index.expirable().segments)
         stage.observe(ids, texts, vecs, ts)
-        sizes.append((len(stage.clusters), stage.group_count(), stage.held_posts(), len(stage._background),
-                      len(stage.dupes)))
+        if after_batch is not None:
+            after_batch(stage)
+    return stage
+
+
+def test_memory_stays_capped_over_a_long_stream():
+    params = TrendParams(max_clusters=300, max_dup_groups=200, max_members=8, background=100, dupes=True)
+    rng = np.random.default_rng(6)
+    sizes = []
+    stage = far_stream(rng, params, 3600 * 6, lambda stage: sizes.append((len(stage.clusters), stage.group_count(),
+                                                                  stage.held_posts(), len(stage._background),
+                                                                  len(stage.dupes))))
     clusters, groups, held, back, buckets = map(max, zip(*sizes))
     assert clusters <= 300 and groups <= 500 and held <= 500 * 8 and back <= 100
     assert buckets <= stage.dupes.max_buckets
-    assert len(index) < 10_000 * 0.75                       # the window (6 h of 10 h) forgets too
+    assert len(stage.index) < 10_000 * 0.75                       # the window (6 h of 10 h) forgets too
 
 
 def test_micro_clusters_fade_and_evict():
@@ -243,18 +253,7 @@ def test_the_stage_forgets_groups_and_buckets_past_its_horizon():
     horizon = 2 * 3600.0
     params = TrendParams(horizon=horizon, dupes=True, min_size=10**6)   # raises nothing: bounds only
     rng = np.random.default_rng(9)
-    index = SegmentedIndex(DIM, Retention(seconds=horizon))
-    stage = TrendStage(index, DIM, params)
-    t = 0.0
-    for b in range(200):                                    # 10 000 posts over 10 h, each far from the others
-        ids = [f"p{b}-{j}" for j in range(50)]
-        texts = [f"message number {b} {j} " + " ".join(rng.choice(list("abcdefghij"), 12)) for j in range(50)]
-        ts = [t + 3.6 * j for j in range(50)]
-        t += 180.0
-        vecs = unit(rng.normal(size=(50, DIM)))
-        index.add(ids, vecs, None, ts=ts)
-        index.drop(index.expirable().segments)
-        stage.observe(ids, texts, vecs, ts)
+    stage = far_stream(rng, params, horizon)                # 10 000 posts over 10 h
     cut = stage.now - horizon
     assert stage.dupes.horizon == horizon and stage.clusters.horizon == horizon
     assert min(t for _, t in stage.dupes._buckets.values()) >= cut

@@ -88,14 +88,7 @@ class ReferenceStage(TrendStage):
 
     def _probe(self, touched) -> None:
         warm = self.now - self.start >= self.p.warmup
-        todo = []
-        for g in touched:
-            if g.kind != "cluster" or g.size < 2 or g.probed >= self.p.probes:
-                continue
-            members = list(g.members)
-            ex = g.member_ids()
-            for m in members[g.probed:min(len(members), self.p.probes)]:
-                todo.append((g, m[3], ex))
+        todo = self._probes(touched)
         if not todo:
             return
         prior = self.novelty.prior_similarity(np.stack([v for _, v, _ in todo]).astype(np.float32),
