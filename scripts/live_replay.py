@@ -46,6 +46,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import tau_datasets as td   # the datasets of issue #16's replay (--dataset)
 
 from stream_app.devstack.demo import LiveLoop, gauge
 from synapse_stream.data import load_pool, load_seed_texts, make_imbalanced
@@ -96,24 +99,13 @@ def build_inputs(args):
 
 
 def dataset_inputs(name: str):
-    sys.path.insert(0, str(REPO / "scripts"))
-    import tau_datasets as td
-
-    kind, _what = td.DATASETS[name]
-    if kind == "sst2":
-        pool = make_imbalanced(load_pool(td.SST / "train.tsv"), 0.01, seed=0)
-    else:
-        pool = load_pool(td.OFF / "pool.tsv")
     seeds = load_seed_texts(TAU_DIR / name / "seeds.txt")
-    return pool, seeds, {"dataset": name, "seeds": f"docs/tau/{name}/seeds.txt", "k": len(seeds)}
+    return td.pool_of(name), seeds, {"dataset": name, "seeds": f"docs/tau/{name}/seeds.txt", "k": len(seeds)}
 
 
 def dataset_eval_curves(path: Path) -> dict:
     """The eval's curves worth drawing beside a live run of ``--dataset``: every source alone (IBG at the
     automatic τ and at its best fixed τ at 5 %), the old and the new default policies."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import tau_datasets as td
-
     _, reports = load_reports(path)
     keep = {k for k in reports if k.startswith(("gble", "model", "ibg[tau=auto"))}
     keep |= {td.old_name(), td.new_name(), td.best_fixed_ibg(reports)}
@@ -122,9 +114,6 @@ def dataset_eval_curves(path: Path) -> dict:
 
 def tau_table(live_dir: Path) -> str:
     """docs/tau/live/table.md: each live run's recall against its eval (new default, best single, 0.9 rule)."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import tau_datasets as td
-
     rows = [("| dataset | ratio | **live loop** | eval new default | eval old default | best single (eval) | "
             "live − eval new | live / best single |"), "|---|---|---|---|---|---|---|---|"]
     runs = ["", ("| dataset | posts | positives | rounds | queried | wall (s): index / rounds | queried per source "
@@ -135,7 +124,8 @@ def tau_table(live_dir: Path) -> str:
             continue
         doc = json.loads(path.read_text(encoding="utf-8"))
         _, ev = load_reports(TAU_DIR / name / "metrics.json")
-        live = next(iter(doc["methods"].values()))["recall_at"]
+        method = next(iter(doc["methods"].values()))
+        live = method["recall_at"]
         singles = [k for k in ev if k.split("[", 1)[0] in SINGLE]
         for r in ("0.024", "0.05", "0.1"):
             best = max(singles, key=lambda k: ev[k].recall_at[r])
@@ -144,10 +134,10 @@ def tau_table(live_dir: Path) -> str:
                         f"{ev[best].recall_at[r]:.3f} ({best.split('[', 1)[0]}) | {live[r] - new:+.3f} | "
                         f"{live[r] / ev[best].recall_at[r]:.2f} |")
         lv, d = doc["live"], doc["dataset"]
-        src = ", ".join(f"{s} {v['queried']} ({v['precision']:.2f})" for s, v in sorted(next(iter(
-            doc["methods"].values())).get("sources", {}).items()) if v["precision"] is not None)
+        src = ", ".join(f"{s} {v['queried']} ({v['precision']:.2f})"
+                        for s, v in sorted(method.get("sources", {}).items()) if v["precision"] is not None)
         cums = json.loads((TAU_DIR / name / "cumulative.json").read_text(encoding="utf-8"))
-        curve = next(iter(doc["methods"].values()))["curve"]
+        curve = method["curve"]
         ratios = []
         for q in td.CHECK:   # the live recall at q: its curve's last point at or below q
             got = max((r for x, r, _ in curve if x <= q + 1e-9), default=0.0)

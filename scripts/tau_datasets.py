@@ -79,13 +79,20 @@ def _sample(pool, n: int | None, seed: int):
     return pool.subset(np.sort(np.random.default_rng(seed).choice(len(pool), n, replace=False)).tolist())
 
 
+def pool_of(name: str, seed: int = 0):
+    """The dataset's pool: SST-2 train at 1 % positives (``make_imbalanced``, ``seed``), or the offensive pool."""
+    if DATASETS[name][0] == "sst2":
+        return make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed)
+    return load_pool(OFF / "pool.tsv")
+
+
 def load(name: str, embedder, seed: int = 0, *, sample: int | None = None, seed_limit: int | None = None):
     """Pool, vectors, seed vectors, seeds, selection. ``sample``: a random subset of the SST-2 pool (rows drawn as
     ``synapse-stream eval --sample N --seed 0`` draws them); ``seed_limit``: the first N texts of an SST-2 seed pool
     only (both for a slow embedder)."""
     kind, what = DATASETS[name]
+    pool = _sample(pool_of(name, seed), sample, seed)
     if kind == "sst2":
-        pool = _sample(make_imbalanced(load_pool(SST / "train.tsv"), 0.01, seed=seed), sample, seed)
         texts = load_seed_texts(SST / what)
         if seed_limit:
             texts = texts[:seed_limit]
@@ -93,7 +100,6 @@ def load(name: str, embedder, seed: int = 0, *, sample: int | None = None, seed_
         picks, sel = choose_seeds(texts, vecs, 100, "acs")
         seeds, S = [texts[i] for i in picks], vecs[picks]
     else:
-        pool = _sample(load_pool(OFF / "pool.tsv"), sample, seed)
         seeds = load_seed_texts(OFF / "seeds_real_val.txt")
         if what == "restyled":
             seeds = [t for t in map(restyle, seeds) if t]

@@ -107,8 +107,8 @@ class FadingMicroClusters:
                 touched.append(s)
             self._seen += 1
             if self._seen % self.cleanup_every == 0:
-                freed = self.cleanup_slots(t)
-                touched += [f for f in freed if f not in touched]    # the rows below see them free
+                # the rows below see the freed slots free
+                touched += [f for f, _ in self._cleanup(t) if f not in touched]
         return out
 
     def _free_slot(self, now: float) -> int:
@@ -131,11 +131,8 @@ class FadingMicroClusters:
         joined since ``now - horizon``); returns their ids."""
         return [cid for _, cid in self._cleanup(now)]
 
-    def cleanup_slots(self, now: float) -> list[int]:
-        """:meth:`cleanup`, returning the slots freed."""
-        return [s for s, _ in self._cleanup(now)]
-
     def _cleanup(self, now: float) -> list[tuple[int, int]]:
+        """:meth:`cleanup`, returning (slot, id) of each cluster dropped."""
         used = np.flatnonzero(self._id >= 0)
         gone = self._faded(used, now) < self.min_weight
         if self.horizon is not None:
