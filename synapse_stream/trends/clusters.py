@@ -24,6 +24,7 @@ same interface for comparison and for low-dimensional inputs.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Protocol, Sequence
 
@@ -58,6 +59,7 @@ class FadingMicroClusters:
         self._mask = np.full(self.max_clusters, -4.0, np.float32)       # 0 for a used slot, -4 for a free one
         self._free = list(range(self.max_clusters - 1, -1, -1))       # free slots, lowest last
         self._slot: dict[int, int] = {}
+        self._hw = 0                      # slots [0, _hw) hold every live micro-cluster
         self._next_id = 0
         self._seen = 0
 
@@ -78,11 +80,27 @@ class FadingMicroClusters:
     def alive(self, cid: int) -> bool:
         return cid in self._slot
 
+    #: posts per product: a row recomputes the slots changed earlier in its chunk (a gather of up to ``chunk``
+    #: centres), so a long chunk costs more per post than its one product saves (bench/trends_core.py)
+    chunk = 64
+
     def learn(self, vecs: np.ndarray, ts: Sequence[float]) -> list[int]:
         vecs = np.asarray(vecs, np.float32)
+        ts = list(ts)
         out: list[int] = []
-        sims_all = vecs @ self._c.T                                   # one product for the batch
-        sims_all += self._mask                                        # free slots never win
+        for s in range(0, len(vecs), self.chunk):
+            out += self._learn(vecs[s:s + self.chunk], ts[s:s + self.chunk])
+        return out
+
+    def _learn(self, vecs: np.ndarray, ts: Sequence[float]) -> list[int]:
+        out: list[int] = []
+        if len(self._slot) < self._hw // 2 and self._hw > 64:
+            self._compact()
+        # a post founds at most one micro-cluster, in the lowest free slot (at most _hw): the batch's slots are
+        # below _hw + len(vecs)
+        n = min(self.max_clusters, self._hw + len(vecs))
+        sims_all = vecs @ self._c[:n].T                               # one product for the batch
+        sims_all += self._mask[:n]                                    # free slots never win
         touched: list[int] = []                                       # slots changed inside this batch
         for row, (x, t) in enumerate(zip(vecs, ts)):
             t = float(t)
@@ -91,10 +109,11 @@ class FadingMicroClusters:
                 sims[touched] = self._c[touched] @ x + self._mask[touched]
             s = int(np.argmax(sims))
             if float(sims[s]) >= self.radius:
-                w = float(self._faded(s, t)) + 1.0
+                last = float(self._t[s])                              # _faded(s, t) in Python floats (the hot path)
+                w = float(self._w[s]) * 2.0 ** (-max(0.0, t - last) / self.half_life) + 1.0
                 c = self._c[s] + (x - self._c[s]) / w
-                self._c[s] = c / (np.linalg.norm(c) or 1.0)
-                self._w[s], self._t[s] = w, max(t, self._t[s])
+                self._c[s] = c / (math.sqrt(float(c @ c)) or 1.0)
+                self._w[s], self._t[s] = w, max(t, last)
                 out.append(int(self._id[s]))
             else:
                 s = self._free_slot(t)
@@ -102,6 +121,7 @@ class FadingMicroClusters:
                 self._next_id += 1
                 self._c[s], self._w[s], self._t[s], self._id[s], self._mask[s] = x, 1.0, t, cid, 0.0
                 self._slot[cid] = s
+                self._hw = max(self._hw, s + 1)
                 out.append(cid)
             if s not in touched:
                 touched.append(s)
@@ -113,7 +133,7 @@ class FadingMicroClusters:
 
     def _free_slot(self, now: float) -> int:
         if self._free:
-            return self._free.pop()
+            return self._free.pop()                                   # the lowest free slot
         s = int(np.argmin(self._faded(slice(None), now)))            # full: evict the weakest
         self._release(s)
         return self._free.pop()
@@ -124,7 +144,22 @@ class FadingMicroClusters:
         self._c[s] = 0.0
         self._w[s] = 0.0
         self._mask[s] = -4.0
-        self._free.append(s)
+        bisect.insort(self._free, s, key=lambda f: -f)                # kept highest first: pop() gives the lowest
+
+    def _compact(self) -> None:
+        """Move the live micro-clusters to the lowest slots (their ids stay), so the product covers them only."""
+        used = np.flatnonzero(self._id >= 0)
+        k = len(used)
+        for arr in (self._c, self._w, self._t, self._id, self._mask):
+            arr[:k] = arr[used]
+        self._c[k:self._hw] = 0.0
+        self._w[k:self._hw] = 0.0
+        self._t[k:self._hw] = 0.0
+        self._id[k:self._hw] = -1
+        self._mask[k:self._hw] = -4.0
+        self._slot = {int(c): s for s, c in enumerate(self._id[:k])}
+        self._free = list(range(self.max_clusters - 1, k - 1, -1))
+        self._hw = k
 
     def cleanup(self, now: float) -> list[int]:
         """Drop micro-clusters whose faded weight is below ``min_weight`` (or, with a ``horizon``, that no post

@@ -38,6 +38,7 @@ from synapse_stream.exceptions import DataError
 
 from .bursts import RateHistory
 from .clusters import FadingMicroClusters
+from .dupes import HASH
 from .proposals import Proposal
 from .stage import Group, TrendStage
 
@@ -88,6 +89,7 @@ def _clusters_load(mc: FadingMicroClusters, doc: dict, arr) -> None:
     mc._slot = {int(mc._id[s]): int(s) for s in slots}
     used = set(int(s) for s in slots)
     mc._free = [s for s in range(mc.max_clusters - 1, -1, -1) if s not in used]
+    mc._hw = max(used, default=-1) + 1
     mc._next_id, mc._seen = int(doc["next_id"]), int(doc["seen"])
 
 
@@ -115,13 +117,13 @@ def save_stage(stage: TrendStage, path: str | Path) -> None:
                        else np.zeros((0, dim), np.float32))
     if stage.dupes is not None:
         d = stage.dupes
-        doc["dupes"] = {"next": d._next, "now": d.now, "bucket_groups": [g for g, _ in d._buckets.values()],
-                        "founders": list(d._founders)}
+        doc["dupes"] = {"next": d._next, "now": d.now, "hash": HASH,
+                        "bucket_groups": [g for g, _ in d._buckets.values()], "founders": list(d._founders)}
         arrays["dup_keys"] = (np.frombuffer(b"".join(d._buckets), np.uint8).reshape(len(d._buckets), -1)
-                              if d._buckets else np.zeros((0, 1 + 8 * d.rows), np.uint8))
+                              if d._buckets else np.zeros((0, 1 + 4 * d.rows), np.uint8))
         arrays["dup_key_ts"] = np.array([t for _, t in d._buckets.values()], np.float64)
         arrays["dup_sigs"] = (np.stack([f for f, _ in d._founders.values()]) if d._founders
-                              else np.zeros((0, d.bands * d.rows), np.uint64))
+                              else np.zeros((0, d.bands * d.rows), np.uint32))
         arrays["dup_sig_ts"] = np.array([t for _, t in d._founders.values()], np.float64)
     arrays["meta"] = np.frombuffer(json.dumps(doc).encode("utf-8"), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,8 +193,12 @@ def load_stage(stage: TrendStage, path: str | Path) -> TrendStage:
         book.counts.update(doc["book"]["counts"])
         if stage.dupes is not None:
             d, dd = stage.dupes, doc["dupes"]
-            d._next = int(dd["next"])
+            d._next = int(dd["next"])                   # kept in any case: new groups' ids follow the held ones'
             d.now = float(dd.get("now", stage.now))
+            if dd.get("hash") != HASH:
+                # signed by another hash family (before "mas32": none recorded): its buckets and founders match
+                # nothing new, so the index starts empty; the groups already held keep their posts and rates
+                return stage
             # a snapshot written before the horizon has no times: its entries count as used at its last post
             kts = arr.get("dup_key_ts", np.full(len(arr["dup_keys"]), stage.now)).tolist()
             sts = arr.get("dup_sig_ts", np.full(len(arr["dup_sigs"]), stage.now)).tolist()

@@ -71,6 +71,7 @@ class TrendParams:
     terms: int = 8
     dupes: bool = True
     knn: int = 8
+    novelty_ef: int | None = 32      # ef of the novelty probe's search (None: the index's ef_search; docs/trends.md)
     warmup: float = 6 * 3600.0       # raise nothing until the stage has seen this much event time (a history)
     # forget micro-clusters, near-duplicate groups and buckets unused for this much event time (None: the
     # rate history's span, history_bins * bin_seconds; resolved when made, so dataclasses.replace keeps it)
@@ -112,7 +113,7 @@ class TrendStage:
         self.clusters = clusterer or FadingMicroClusters(dim, radius=p.radius, half_life=p.half_life,
                                                          max_clusters=p.max_clusters, horizon=p.horizon)
         self.dupes = NearDupIndex(horizon=p.horizon) if p.dupes else None
-        self.novelty = WindowNovelty(index, novelty_sim=p.novelty_sim, k=p.knn)
+        self.novelty = WindowNovelty(index, novelty_sim=p.novelty_sim, k=p.knn, ef=p.novelty_ef)
         self.book = book or ProposalBook(merge_sim=p.merge_sim)
         self.total = RateHistory(p.bin_seconds, p.history_bins)
         self.groups: dict[str, Group] = {}

@@ -294,3 +294,47 @@ def test_micro_clusters_learn_a_batch_as_one_post_at_a_time_with_cleanups_and_ev
     assert ids_batch == ids_one
     assert len(set(ids_one)) > 24                       # clusters came and went
     assert np.allclose(batch._c, one._c) and np.array_equal(batch._id, one._id)
+
+
+class FullProductClusters(FadingMicroClusters):
+    """The reference: every slot in the product (no high-water mark), never compacted."""
+
+    def _compact(self) -> None:
+        pass
+
+    def learn(self, vecs, ts):
+        hw, self._hw = self._hw, self.max_clusters      # the product then covers every slot
+        try:
+            return super().learn(vecs, ts)
+        finally:
+            self._hw = max(hw, max(self._slot.values(), default=-1) + 1)
+
+
+def test_micro_clusters_over_the_slots_in_use_learn_as_over_every_slot():
+    """The product over the slots below the high-water mark, the live clusters moved down when they fill less
+    than half of it: the same ids, centres and weights as the product over every slot (bursts of new topics
+    push the high-water mark up; quiet spells let cleanups free most slots, so compactions happen)."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(400, 16))
+    n = 4000
+    topic = np.where(rng.random(n) < 0.5, rng.integers(400, size=n), rng.integers(8, size=n))   # bursts of new topics
+    ts = np.cumsum(np.where(np.arange(n) % 1000 < 500, 1.0, 30.0))        # fast spells and slow ones (fading)
+    x = centres[topic] + 0.3 * rng.normal(size=(n, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def make(cls):
+        return cls(16, radius=0.8, half_life=200.0, max_clusters=300, min_weight=0.3, cleanup_every=50)
+
+    fast, ref = make(FadingMicroClusters), make(FullProductClusters)
+    compactions = []
+    orig = fast._compact
+    fast._compact = lambda: (compactions.append(fast._hw), orig())[1]
+    ids_fast = [c for s in range(0, n, 48) for c in fast.learn(x[s:s + 48], ts[s:s + 48])]
+    ids_ref = [c for s in range(0, n, 48) for c in ref.learn(x[s:s + 48], ts[s:s + 48])]
+    assert ids_fast == ids_ref
+    assert compactions, "no compaction happened: the test would not cover it"
+    assert max(ids_ref) > 300                           # clusters came and went past the slot count
+    for cid, s in ref._slot.items():
+        f = fast._slot[cid]
+        assert np.allclose(fast._c[f], ref._c[s]) and fast._w[f] == ref._w[s] and fast._t[f] == ref._t[s]
+    assert len(fast._slot) == len(ref._slot) and fast._hw <= max(2 * len(fast._slot), 64 + 48)

@@ -8,7 +8,7 @@ import numpy as np
 
 from synapse_stream.segments import Retention, SegmentedIndex
 from synapse_stream.trends import TrendParams, TrendStage
-from synapse_stream.trends.dupes import _PRIME, NearDupIndex, normalise
+from synapse_stream.trends.dupes import NearDupIndex, normalise
 
 DIM = 32
 
@@ -16,16 +16,17 @@ DIM = 32
 def reference_signature(d: NearDupIndex, norm: str) -> np.ndarray:
     """The signature as it was computed before batching: one text, a set of its shingles, zlib's crc32 each."""
     sh = {norm[i:i + d.shingle] for i in range(max(1, len(norm) - d.shingle + 1))}
-    x = np.fromiter((zlib.crc32(s.encode("utf-8")) for s in sh), dtype=np.uint64, count=len(sh))
-    h = (x[:, None] * (d.a[None, :] & np.uint64(0xFFFFFFFF)) + d.b[None, :]) % np.uint64(_PRIME)
-    return h.min(axis=0)
+    x = [zlib.crc32(s.encode("utf-8")) for s in sh]
+    a, b = [int(v) for v in d.a], [int(v) for v in d.b]
+    # multiply-add-shift in Python's integers: (a * x + b) mod 2**64, its high 32 bits
+    return np.array([min(((ai * xi + bi) % 2**64) >> 32 for xi in x) for ai, bi in zip(a, b)], np.uint32)
 
 
 class ReferenceDupes(NearDupIndex):
     """A :class:`NearDupIndex` signing each text on its own with :func:`reference_signature`."""
 
     def signatures(self, norms):
-        return np.stack([reference_signature(self, n) for n in norms]) if norms else np.zeros((0, len(self.a)), np.uint64)
+        return np.stack([reference_signature(self, n) for n in norms]) if norms else np.zeros((0, len(self.a)), np.uint32)
 
 
 def random_texts(rng, n):
@@ -46,7 +47,7 @@ def test_batched_signatures_equal_the_per_text_reference():
         for norms in (texts, [normalise(t) for t in texts]):
             ref = np.stack([reference_signature(d, n) for n in norms])
             batched = d.signatures(norms)
-            assert batched.dtype == np.uint64 and batched.shape == ref.shape
+            assert batched.dtype == np.uint32 and batched.shape == ref.shape
             assert np.array_equal(batched, ref)
             assert all(np.array_equal(d.signature(n), r) for n, r in zip(norms[:50], ref[:50]))
             order = rng.permutation(len(norms))             # rows follow the texts, whatever their mix

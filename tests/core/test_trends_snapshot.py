@@ -151,3 +151,27 @@ def test_a_snapshot_without_bucket_times_loads_them_as_used_at_its_last_post(tmp
     assert {t for _, t in again.dupes._buckets.values()} == {t for _, t in again.dupes._founders.values()} == {50.0}
     assert again.dupes.now == 50.0
     assert {t for _, t in stage.dupes._buckets.values()} == {0.0, 50.0}      # the new snapshot keeps them apart
+
+
+def test_a_snapshot_signed_by_the_old_hash_family_keeps_its_groups_and_starts_the_near_dup_index_afresh(tmp_path):
+    """Signatures of the Mersenne-prime family (snapshots with no ``hash`` tag) match nothing the current family
+    signs: the near-duplicate index starts empty, the groups held keep their posts, new groups get new ids."""
+    stage = TrendStage(SegmentedIndex(DIM), DIM)
+    text = "the first rather long text about a budget"
+    stage.observe(["a", "b"], [text, text + "!"], unit(np.eye(DIM)[:2]), [0.0, 50.0])
+    assert len(stage._dup_groups) == 1
+    save_stage(stage, tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    doc = json.loads(arrays["meta"].tobytes())
+    del doc["dupes"]["hash"]
+    arrays["meta"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    again = load_stage(TrendStage(SegmentedIndex(DIM), DIM), tmp_path / "old.npz")
+    assert len(again.dupes) == 0 and not again.dupes._founders
+    assert [m[0] for g in again._dup_groups.values() for m in g.members] == ["a", "b"]
+    again.observe(["c"], [text], unit(np.eye(DIM)[2:3]), [60.0])
+    assert sorted(again._dup_groups) == ["d:d0", "d:d1"]       # a new group, not the held one's id again
+    same = load_stage(TrendStage(SegmentedIndex(DIM), DIM), tmp_path / "s.npz")
+    same.observe(["c"], [text], unit(np.eye(DIM)[2:3]), [60.0])
+    assert sorted(same._dup_groups) == ["d:d0"]                 # tagged with the current family: it joins
