@@ -49,10 +49,12 @@ def main() -> None:
     window, probes = x[:a.posts], x[a.posts:]
     index = SegmentedIndex(x.shape[1], Retention(segment_posts=1000))
     for s in range(0, a.posts, 256):
-        index.add([f"p{i}" for i in range(s, min(s + 256, a.posts))], window[s:s + 256], None, ts=list(range(s, min(s + 256, a.posts))))
+        rows = range(s, min(s + 256, a.posts))
+        index.add([f"p{i}" for i in rows], window[s:s + 256], None, ts=list(rows))
     exact = (probes @ window.T).max(axis=1)
     exact_novel = exact < a.novelty_sim
-    print(f"{a.posts} posts in {len(index.segments)} segments, {len(probes)} probes; exact: {exact_novel.mean():.1%} novel")
+    print(f"{a.posts} posts in {len(index.segments)} segments, {len(probes)} probes; "
+          f"exact: {exact_novel.mean():.1%} novel")
     with threadpool_limits(1):
         for ef in (None, 64, 32, 24, 16, 8):
             nov = WindowNovelty(index, novelty_sim=a.novelty_sim, k=8, ef=ef)

@@ -26,7 +26,9 @@ class ReferenceDupes(NearDupIndex):
     """A :class:`NearDupIndex` signing each text on its own with :func:`reference_signature`."""
 
     def signatures(self, norms):
-        return np.stack([reference_signature(self, n) for n in norms]) if norms else np.zeros((0, len(self.a)), np.uint32)
+        if not norms:
+            return np.zeros((0, len(self.a)), np.uint32)
+        return np.stack([reference_signature(self, n) for n in norms])
 
 
 def random_texts(rng, n):
