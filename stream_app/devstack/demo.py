@@ -140,10 +140,16 @@ class LiveLoop:
 
     @property
     def topics(self) -> TopicNames:
-        from stream_app.worker.settings import Settings
+        """The topic names (made once per prefix and partition count: building ``Settings`` reads the
+        environment, about a millisecond, and harnesses ask for a topic once per post)."""
+        key = (self.prefix, self.partitions)
+        cached = getattr(self, "_topics", None)
+        if cached is None or cached[0] != key:
+            from stream_app.worker.settings import Settings
 
-        return TopicNames.from_settings(Settings(topic_prefix=self.prefix, partitions=self.partitions,
-                                                 _env_file=None))
+            cached = self._topics = (key, TopicNames.from_settings(
+                Settings(topic_prefix=self.prefix, partitions=self.partitions, _env_file=None)))
+        return cached[1]
 
     def _start_services(self) -> None:
         """Start the broker and Redis (unless external ones were given)."""

@@ -4,7 +4,8 @@
 A synthetic stream (topics of words, one of them the trend the detector looks for, ``prevalence`` of the
 posts) carries event timestamps that advance one second per post (``--event-rate`` posts per event second),
 far faster than real time, and end now; the worker's window is ``--window`` posts' worth of event time.
-One detector runs the default policy (rounds of IBG, GBLE and the classifier, the bandit, a recall audit);
+The harness sends ``--rate`` posts a second of wall time (500 by default: a stream the worker keeps up
+with, not a backlog; 0 sends as fast as it can). One detector runs the default policy (rounds of IBG, GBLE and the classifier, the bandit, a recall audit);
 a simulated moderator answers its candidates from the truth at a fixed rate. Every ``--sample`` seconds
 the harness records the worker's RSS (psutil), Redis ``used_memory``, posts in the window
 (``synapse_index_size``), segments held and the ingest rate; it reads every round's duration and end
@@ -268,11 +269,12 @@ async def _moderate(loop: LiveLoop, stream: Stream, sent_at: np.ndarray, report:
 async def _produce(loop: LiveLoop, stream: Stream, n: int, t0_event: float, event_rate: float, sent_at: np.ndarray,
                    sent: list[int], start: int = 0, rate: float | None = None, progress=None) -> None:
     p = await loop.producer()
+    topic = loop.topics.posts
     t_start = time.monotonic()
     for i in range(start, n):
         ts = t0_event + i / event_rate
         sent_at[i] = time.time()
-        await p.send(loop.topics.posts, dumps({"id": f"s{i}", "text": stream.text(i), "ts": ts}), key=f"s{i}".encode())
+        await p.send(topic, dumps({"id": f"s{i}", "text": stream.text(i), "ts": ts}), key=f"s{i}".encode())
         sent[0] = i + 1
         if rate:
             ahead = (i + 1 - start) / rate - (time.monotonic() - t_start)
@@ -461,7 +463,8 @@ def add_soak_parser(sub) -> None:
     p.add_argument("--embedder", default="hashing-384", help="hashing-384 (fast) or minilm-onnx")
     p.add_argument("--moderator-rate", type=float, default=10.0, help="answers per second")
     p.add_argument("--prevalence", type=float, default=0.02)
-    p.add_argument("--rate", type=float, default=None, help="posts per second sent (default: as fast as possible)")
+    p.add_argument("--rate", type=float, default=500.0,
+                   help="posts per second sent (0: as fast as the harness can, a backlog rather than a stream)")
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--sample", type=float, default=2.0, help="seconds between samples")
     p.add_argument("--snapshot-interval", type=float, default=60.0)
