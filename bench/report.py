@@ -923,7 +923,14 @@ def static_cost(res) -> str:
             "4. **hnswlib insert threads**: `SYNAPSE_HNSW_INSERT_THREADS` (default 1, also applied to shards loaded "
             "from snapshots), measured above at 1 and 2 threads.",
             "5. **Measurement in the worker**: `synapse_posts_stage_seconds_total{stage}` and "
-            "`synapse_thread_cpu_seconds{thread}` (and their dashboard panels) give the breakdown above on any worker."]
+            "`synapse_thread_cpu_seconds{thread}` (and their dashboard panels) give the breakdown above on any worker.",
+            "6. **The trends stage's CPU** (the largest thread above; docs/trends.md, *Cost*): the micro-cluster step "
+            "multiplies a chunk of 64 posts by the slots in use only (a high-water mark, the live micro-clusters "
+            "moved down when they fill less than half of it) instead of all 4,000; the MinHash signatures use "
+            "multiply-add-shift hashes (no modulus pass) over blocks of 32 texts that stay in the cache instead of "
+            "one array for the batch; the novelty probe searches each segment at ef 32 (its decision agrees with an "
+            "exact search on 99.65 % of probes, `bench/novelty_ef.py`) and takes each part's first post not excluded "
+            "instead of merging the parts' lists."]
     pb = res.get("static_profile_before")
     if pb:
         out += ["", f"The profile that started it (`{pb['command']}`, batch {pb['batch']}, before the changes above, "
@@ -946,9 +953,9 @@ def static_cost(res) -> str:
                     "unclaimed post, docs/trends.md; `SYNAPSE_TRENDS=false` row), the event loop (Faust's per-event "
                     "path, aiokafka's fetch decoding and produce, the acks; our parse is 11 µs of it), and the model "
                     "thread's HNSW insert at ef_construction 200 (the hnswlib table above; the "
-                    "`ef_construction_100` row). The wall-time stages are several times their CPU: at a load average "
-                    "of 12–20 on 2 cores the worker ran on a fraction of a core, which is also why a second hnswlib "
-                    "thread and a second worker gain nothing here (both need a free core). A config row whose "
+                    "`ef_construction_100` row). The wall-time stages exceed their CPU where a thread waits for a core "
+                    "(the run's load averages are under *How it was run*); a second hnswlib thread and a second "
+                    "worker gain only what a free core gives them. A config row whose "
                     "thread list shows `synapse-train` had a classifier retrained during its drain."]
     notes = res.get("static_notes")
     if notes:
