@@ -158,6 +158,15 @@ class LiveRounds:
         """Something changed (posts indexed, a seed, a verdict): a new round may find something new."""
         self.changes += n
 
+    def unsent(self, post_ids: Sequence[str]) -> None:
+        """Posts a round chose that did not go to the oracle after all (claimed before elsewhere, or gone with the
+        window while they waited in the outbox): their round does not wait for their verdicts (it would wait for
+        ``round_timeout``); a verdict that comes anyway still credits the source through ``owner``."""
+        for pid in post_ids:
+            for rec in reversed(list(self.rounds)):   # a copy: commit may append in another thread
+                if rec.sent.pop(pid, None) is not None:
+                    break
+
     def seed_added(self, now: float) -> None:
         """A synthetic or manual seed arrived (a confirmed post is just a change: :meth:`touch`)."""
         self.changes += 1
@@ -172,7 +181,7 @@ class LiveRounds:
             return src
         self.fresh[src][0] += label
         self.fresh[src][1] += 1 - label
-        for rec in reversed(self.rounds):
+        for rec in reversed(list(self.rounds)):   # a copy: commit may append in another thread
             if post_id in rec.sent:
                 rec.answered += 1
                 rec.positives += int(label)

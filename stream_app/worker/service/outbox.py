@@ -25,6 +25,10 @@ log = logging.getLogger("synapse.service")
 class CandidateOutbox(ServicePart):
     """Candidates between being found and being confirmed as sent."""
 
+    def __init__(self, svc) -> None:
+        super().__init__(svc)
+        self._taking: set[int] = set()   # id() of the waiting entries an emit is claiming now (it holds them)
+
     def queue(self, cands: Sequence[Candidate], arrival: dict[str, float] | None = None) -> None:
         """Put found candidates in the outbox at once, before any I/O that could fail and lose them."""
         self.svc.pending.extend((c, (arrival or {}).get(c.post_id) if c.reason == "post" else None) for c in cands)
@@ -40,18 +44,56 @@ class CandidateOutbox(ServicePart):
         one re-sends it unless it is already on the topic (:meth:`orphans`).
         """
         self.queue(cands, arrival)
-        if not self.svc.pending:
+        taken = self._take()
+        if not taken:
             return
-        taken = list(self.svc.pending)
+        try:
+            await self._claim(taken)
+        finally:
+            self._taking.difference_update(map(id, taken))
+
+    def _take(self) -> list:
+        """The waiting entries no other :meth:`emit` is claiming now (emits overlap: the posts pipeline's, a
+        round's, the verdicts'; each claims and removes only what it took, so an entry queued or dropped by the
+        window meanwhile is neither lost nor claimed twice)."""
+        taking = self._taking
+        taken = [x for x in self.svc.pending if id(x) not in taking]
+        taking.update(map(id, taken))
+        return taken
+
+    def discard(self, post_ids: set[str]) -> set[tuple[str, str]]:
+        """Drop the waiting candidates of these posts (they left the window before going out): ``(detector,
+        post id)`` of each; the rounds that chose them stop waiting for their verdicts. An entry an emit is claiming
+        now goes out (it counts as sent, so its post is parked like any sent candidate's)."""
+        def leaving(x) -> bool:
+            return x[0].post_id in post_ids and id(x) not in self._taking
+        gone = {(c.detector, c.post_id) for c, _ in filter(leaving, self.svc.pending)}
+        if gone:
+            self.svc.pending[:] = [x for x in self.svc.pending if not leaving(x)]
+            self._not_sent(gone)
+        return gone
+
+    def _not_sent(self, items) -> None:
+        """Round candidates that will not reach the oracle from here: their round does not wait for them."""
+        by_det: dict[str, list[str]] = {}
+        for det, pid in items:
+            by_det.setdefault(det, []).append(pid)
+        for det, pids in by_det.items():
+            rounds = self.svc.rounds.get(det)
+            if rounds is not None:
+                rounds.unsent(pids)
+
+    async def _claim(self, taken: list) -> None:
         # candidates of a detector retired since they were found are dropped (its books are gone here)
-        batch = [(c, t) for c, t in taken if c.detector in self.svc.audited]
+        batch = [x for x in taken if x[0].detector in self.svc.audited]   # the same entries (their id() counts)
         batch, deferred, grants = await self._within_rate(batch)
         now = time.time()
         values, sets = [], []
         # on the model thread: it reads the index and the seed sets, which that thread owns (and it is numpy work)
         why = await self.svc.in_model_thread(self._why, [c for c, _ in batch]) if batch else {}
+        auditing = {(c.detector, c.post_id) for c, _ in batch if c.reason == "audit"}
         for c, _ in batch:
-            if c.reason != "audit" and c.post_id in self.svc.audited[c.detector]:
+            if c.reason != "audit" and (c.post_id in self.svc.audited[c.detector] or (c.detector, c.post_id) in auditing):
                 # the detector wants a post the audit already sent: never twice to the oracle; the
                 # audit's verdict (now or when it comes) is also the detector's
                 values.append(b"")
@@ -68,14 +110,18 @@ class CandidateOutbox(ServicePart):
             sets.append("audited" if c.reason == "audit" else "queried")
         fresh = await self.svc.state.claims.claim_many([(c.detector, c.post_id) for c, _ in batch], self.svc.worker_id, values,
                                              sets)
-        self.svc.pending[:len(taken)] = deferred   # waiting for room in the hour, in the order found
+        done = {id(x) for x in taken} - {id(x) for x in deferred}   # deferred ones wait for room in the hour
+        self.svc.pending[:] = [x for x in self.svc.pending if id(x) not in done]
         unused: dict[str, int] = {}
+        refused = []
         for (c, arrived), value, ok in zip(batch, values, fresh):
             if c.reason == "audit":
                 self.svc.audited[c.detector].add(c.post_id)
             if (not ok or not value) and c.detector in grants:
                 unused[c.detector] = unused.get(c.detector, 0) + 1
             if not ok:
+                if c.reason != "audit":
+                    refused.append((c.detector, c.post_id))
                 continue
             if not value:   # re-using an audit verdict, if it is already known
                 y = self.svc.audit_labels[c.detector].get(c.post_id)
@@ -90,6 +136,7 @@ class CandidateOutbox(ServicePart):
             if arrived is not None:
                 self.svc.metrics.latency.observe(max(0.0, now - arrived))
 
+        self._not_sent(refused)   # claimed before (by another worker, or as this batch's audit of the post)
         for det, n in unused.items():   # not sent after all (claimed before, or an audit's verdict reused)
             await self.svc.state.rate.refund(det, n)
         if grants or deferred:

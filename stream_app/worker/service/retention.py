@@ -47,8 +47,7 @@ class RetentionKeeper(ServicePart):
             ids = [pid for e in due.values() for pid in e.ids]
             idset = set(ids)
             # found but never sent (waiting for room in the hourly budget): they leave with their posts
-            unsent = {(c.detector, c.post_id) for c, _ in self.svc.pending if c.post_id in idset}
-            self.svc.pending[:] = [(c, t) for c, t in self.svc.pending if c.post_id not in idset]
+            unsent = self.svc.outbox.discard(idset)
             parked, sent = await self.svc.in_model_thread(self._sent_sync, ids, unsent)
             for det, items in parked.items():
                 await self.svc.state.posts.park(det, items)
