@@ -190,6 +190,17 @@ class PostIndex:
                 out[:] = self._units[:n]
         return ids
 
+    def rows(self, lo: int, hi: int) -> tuple[list[str], np.ndarray]:
+        """The ids and unit vectors (a copy) of rows ``lo .. hi``: posts only append, so a reader that took the
+        first ``lo`` rows gets exactly the next ones (the kNN graph grows by them between rounds)."""
+        with self._lock.read():
+            if not 0 <= lo <= hi <= len(self._ids):
+                raise PostIndexError(f"rows {lo}..{hi} of a shard holding {len(self._ids)} posts")
+            ids = self._ids[lo:hi]
+            with self._unit_lock:
+                self._fill_units(hi)
+                return ids, self._units[lo:hi].copy()
+
     def _fill_units(self, n: int) -> None:
         """The unit vectors of rows ``_units_n .. n`` into the kept matrix (the caller holds both locks). Its
         capacity follows hnswlib's (``max_elements``), so it wastes no more than the index itself."""
@@ -516,11 +527,16 @@ class ShardedIndex:
         ids, out, _ = self.vectors_parts()
         return ids, out
 
+    def parts(self) -> list[tuple[PostIndex, int]]:
+        """Every part (a shard, or a segment of one; shards in key order, a shard's segments oldest first) and how
+        many posts it holds now."""
+        shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]   # another thread may drop one
+        return [p for s in shards if s is not None for p in s.parts()]
+
     def vectors_parts(self) -> tuple[list[str], np.ndarray, list[tuple["PostIndex", int, int]]]:
         """:meth:`vectors` and where each part (a shard, or a segment of one) is: ``(part, first row, rows)``. A
         part only ever appends, so a reader that saw its first ``rows`` posts knows the next ones are new."""
-        shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]   # another thread may drop one
-        parts = [p for s in shards if s is not None for p in s.parts()]
+        parts = self.parts()
         out = np.empty((sum(c for _, c in parts), self.dim), dtype=np.float32)
         ids: list[str] = []
         where = []

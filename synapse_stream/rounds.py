@@ -125,6 +125,8 @@ class LiveRounds:
         self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
         self.shares_loaded = [0, 0]              # graph shares loaded (segments, posts) since the last look
         self.dropped = 0                         # posts that left the window applied by the last compute
+        self._grown: dict[object, int] = {}      # part (a segment's PostIndex) -> its first rows in the graph
+        self.graph_lag = 0                       # posts indexed here and not in the kNN graph yet (last look)
 
     @property
     def sources(self) -> list[str]:
@@ -142,6 +144,11 @@ class LiveRounds:
         ibg = self.policy.sources.get("ibg")
         auto = getattr(ibg, "auto", None)
         return auto.summary() if auto is not None else None
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether a source needs the kNN graph (GBLE)."""
+        return self._needs_graph
 
     @property
     def uses_model(self) -> bool:
@@ -217,6 +224,7 @@ class LiveRounds:
         if reset:
             self.graph.reset()
             self._shares_done.clear()
+            self._grown.clear()
         self.dropped = len(drops) if not reset else 0
         if reset:
             for src in self.policy.sources.values():
@@ -353,6 +361,8 @@ class LiveRounds:
         if self._needs_graph:
             self._load_shares()
             self.graph.update(self.index, state.ids, external, state.X)
+            for part, _first, count in self._parts:   # what the snapshot held is in the graph now
+                self._grown[part] = max(self._grown.get(part, 0), count)
         view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
                         self.graph if self._needs_graph else None, self._parts)
         row_of = state.row_of() if inp.verdicts else {}
@@ -362,6 +372,41 @@ class LiveRounds:
             src.refresh(view)
             if rows:
                 src.learn(state, rows, ys)
+
+    # ------------------------------------------------------------------ the graph between rounds
+    def advance(self, limit: int = 2048) -> int:
+        """The kNN graph takes up to ``limit`` posts indexed since it last grew (the round thread, between rounds,
+        every ``round_check_interval``): a round's own graph update then covers only the posts of its last
+        seconds, so its time does not grow with the time since the previous round (which waits for the oracle).
+        Saved shares of sealed segments are loaded first and the shares of segments now complete are saved.
+        Returns how many posts the graph took; ``graph_lag`` is how many it has yet to take.
+
+        The graph is the one the rounds would build, up to HNSW's recall: a node's list is searched among the
+        nodes present when it joins (as in a round), and symmetrisation gives earlier nodes their edges to it.
+        Cost: O(limit · parts · log n · d) searches and O(parts) bookkeeping; no O(n) pass over the window.
+        """
+        if not self._needs_graph:
+            return 0
+        self._apply_changes()
+        self._load_shares()
+        parts = self.index.parts()
+        held = {part for part, _ in parts}
+        self._grown = {part: n for part, n in self._grown.items() if part in held}   # dropped segments go
+        room, took, lag = max(0, int(limit)), 0, 0
+        for part, count in parts:
+            lo = self._grown.get(part, 0)
+            hi = min(count, lo + room)
+            if hi > lo:
+                ids, vecs = part.rows(lo, hi)
+                self.graph.update(self.index, ids, {}, vecs)   # rows already in the graph (a loaded share) skip
+                self._grown[part] = hi
+                room -= hi - lo
+                took += hi - lo
+            lag += count - self._grown.get(part, 0)
+        self.graph_lag = lag
+        if took:
+            self._save_shares()
+        return took
 
     # ------------------------------------------------------------------ the graph's shares of sealed segments
     def _sealed_segments(self):

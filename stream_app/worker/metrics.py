@@ -109,6 +109,8 @@ class Metrics:
         self.rounds = Counter("synapse_rounds", "Candidate rounds planned by this worker", ["detector"], registry=r)
         self.round_seconds = Histogram("synapse_round_seconds", "Time to plan one candidate round (this worker)",
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.graph_lag = Gauge("synapse_graph_lag_posts", "Posts indexed by this worker and not yet in the detector's "
+                               "kNN graph (grown between rounds; a round adds the rest)", ["detector"], registry=r)
         self.rate_spent = Gauge("synapse_rate_budget_spent", "Candidates sent in the last hour (all workers), "
                                 "counted against max_candidates_per_hour", ["detector"], registry=r)
         self.rate_limit = Gauge("synapse_rate_budget_limit", "max_candidates_per_hour (absent without one)",

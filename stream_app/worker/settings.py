@@ -217,6 +217,9 @@ class Settings(BaseSettings):
 
     # -- candidate rounds (detectors with candidates != "ibg") and the classifier ------------------
     round_check_interval: float = Field(1.0, gt=0, le=600)   # seconds between checks whether a round is due
+    # at each check the kNN graph (GBLE's) takes up to this many newly indexed posts, so a round searches only the
+    # last seconds' posts (docs/live-rounds.md); 0: the rounds alone grow it
+    graph_upkeep_posts: int = Field(2048, ge=0, le=1_000_000)
     round_min_interval: float = Field(2.0, ge=0, le=86_400)  # at least this long between two rounds
     round_settle: float = Field(2.0, ge=0, le=3600)          # no round until no seed arrived for this long
     # a round starts when the previous one is answered but for this fraction of its posts, or after round_timeout s

@@ -26,6 +26,7 @@ class RoundScheduler(ServicePart):
         see every verdict of the previous round.
         """
         s = self.svc.settings
+        await self.upkeep()
         now = time.time() if now is None else now
         for name, rounds in list(self.svc.rounds.items()):
             if not rounds.due(now, min_interval=s.round_min_interval, timeout=s.round_timeout,
@@ -79,6 +80,22 @@ class RoundScheduler(ServicePart):
             await self.svc.state.rounds.record(name, {c.post_id: c.reason for c in cands})
             await self.svc.outbox.emit([])
         return self.svc.outbox.drain(Outputs())
+
+    async def upkeep(self) -> None:
+        """Between rounds, in the round thread: each detector's kNN graph takes the posts indexed since it last grew
+        (at most ``graph_upkeep_posts`` a detector per check; ``LiveRounds.advance``)."""
+        limit = self.svc.settings.graph_upkeep_posts
+        for name, rounds in list(self.svc.rounds.items()):
+            d = self.svc.detectors.get(name)
+            if limit and rounds.uses_graph and d is not None and not d.paused:
+                await self.svc.in_round_thread(self._advance, rounds, limit)
+                self.svc.metrics.graph_lag.labels(name).set(rounds.graph_lag)
+
+    def _advance(self, rounds, limit: int) -> int:
+        took = rounds.advance(limit)
+        if rounds.dropped and self.svc.settings.malloc_trim:
+            memory.trim()
+        return took
 
     def _compute(self, rounds, inp):
         """Round thread: the round's heavy step; after one that let go of expired segments (their last references

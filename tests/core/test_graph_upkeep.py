@@ -1,0 +1,122 @@
+"""The kNN graph grown between rounds (``LiveRounds.advance``): it takes exactly the posts indexed since it last
+grew, part by part, as the same updates called by hand would; a round after it searches only the seeds; the limit,
+a drop, a rebalance and the sealed segments' shares."""
+from __future__ import annotations
+
+import numpy as np
+from test_round_steps import DIM, data, edges_by_name, rounds_for
+
+from synapse_stream.graph import GraphShares, KNNGraph
+from synapse_stream.index import ShardedIndex
+from synapse_stream.segments import Retention
+
+
+def arriving(X, batches=4, parts=2, seal=40):
+    """A segmented index and a function that adds the next batch of posts (round-robin over the shards)."""
+    index = ShardedIndex(DIM, Retention(segment_posts=seal), ef_search=200, ef_construction=200)
+    ids = [f"p{i}" for i in range(len(X))]
+    edges = np.linspace(0, len(X), batches + 1).astype(int)
+
+    def add(b):
+        for p in range(parts):
+            rows = [i for i in range(edges[b], edges[b + 1]) if i % parts == p]
+            index.add(p, [ids[i] for i in rows], X[rows], ts=[float(i) for i in rows])
+    return ids, index, add
+
+
+def counting(index):
+    searched = []
+    real = index.knn_parts
+
+    def knn_parts(q, k, ef=None):
+        searched.append(len(q))
+        return real(q, k, ef)
+    index.knn_parts = knn_parts
+    return searched
+
+
+def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():
+    X, S = data(n=240)
+    ids, index, add = arriving(X)
+    _, r = rounds_for(index, S)
+    ref = KNNGraph(r.graph.k, r.graph.ef)
+    done: dict = {}
+    for b in range(4):
+        add(b)
+        assert r.advance(limit=10_000) > 0 and r.graph_lag == 0
+        for part, count in index.parts():          # the reference: each part's new rows, oldest part first
+            lo = done.get(part, 0)
+            if count > lo:
+                new_ids, vecs = part.rows(lo, count)
+                ref.update(index, new_ids, {}, vecs)
+                done[part] = count
+    assert set(r.graph.node_of) == set(ids) and r.graph.names == ref.names
+    assert (r.graph.adjacency() != ref.adjacency()).nnz == 0
+    assert r.advance() == 0                        # nothing new: nothing searched
+
+
+def test_after_the_upkeep_a_round_searches_only_the_seeds():
+    X, S = data(n=240)
+    ids, index, add = arriving(X)
+    _, r = rounds_for(index, S)
+    for b in range(4):
+        add(b)
+        r.advance()
+    searched = counting(index)
+    first = r.plan()
+    assert first and sum(searched) == len(S)       # the posts were all in the graph already
+    _, alone = rounds_for(index, S)                # the same round without the upkeep searches every post
+    searched.clear()
+    alone.plan()
+    assert sum(searched) == len(ids) + len(S)
+
+
+def test_the_limit_leaves_a_lag_the_next_calls_take():
+    X, S = data(n=200)
+    ids, index, add = arriving(X, batches=1)
+    _, r = rounds_for(index, S)
+    add(0)
+    assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 70
+    assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 140
+    assert r.advance(limit=70) == 60 and r.graph_lag == 0
+    assert set(r.graph.node_of) == set(ids)
+
+
+def test_a_drop_and_a_rebalance_between_rounds():
+    X, S = data(n=240)
+    ids, index, add = arriving(X, batches=2)
+    _, r = rounds_for(index, S)
+    add(0)
+    r.advance()
+    shard = index.shards[0]
+    oldest = shard.segments[0]
+    gone = oldest.index.ids()
+    shard.drop([oldest.name])                      # as retention does: the segment, then the rounds are told
+    r.expire(gone)
+    add(1)
+    r.advance()
+    assert not set(gone) & set(r.graph.node_of)
+    assert set(r.graph.node_of) == {p for p in ids if p in index} and r.graph_lag == 0
+    assert oldest.index not in r._grown            # no reference kept to a dropped segment
+    index.drop(1)                                  # a rebalance took shard 1
+    r.forget()
+    r.advance()
+    assert set(r.graph.node_of) == set(index.shards[0].ids()) and r.graph_lag == 0
+
+
+def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them(tmp_path):
+    X, S = data(n=240)
+    ids, index, add = arriving(X)
+    store = GraphShares(tmp_path)
+    _, r = rounds_for(index, S, store)
+    for b in range(4):
+        add(b)
+        r.advance()
+    sealed = [(k, s.name) for k, sh in index.shards.items() for s in sh.segments if s.sealed]
+    assert len(sorted(tmp_path.rglob("*.npz"))) == len(sealed) > 0   # saved without any round
+    _, again = rounds_for(index, S, store)
+    searched = counting(index)
+    again.advance()
+    growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
+    assert sum(searched) == growing and again.graph_lag == 0
+    assert edges_by_name(again.graph) == edges_by_name(r.graph)
