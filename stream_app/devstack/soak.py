@@ -200,6 +200,7 @@ class _Sampler:
         row["segments"] = int(gauge(m, "synapse_index_segments") or 0)
         row["posts_total"] = int(gauge(m, "synapse_posts_total") or 0)
         row["expired_total"] = int(gauge(m, "synapse_posts_expired_total") or 0)
+        row["graph_lag"] = int(gauge(m, "synapse_graph_lag_posts", detector=DETECTOR["name"]) or 0)
         if self.last is not None and row["posts_total"] >= self.last["posts_total"]:
             row["ingest_per_s"] = (row["posts_total"] - self.last["posts_total"]) / max(1e-6, now - self.last["t"])
         self.last = row
@@ -390,18 +391,25 @@ async def _restart(loop: LiveLoop, sampler: _Sampler, say) -> dict:
 
 async def _back_to_consuming(loop: LiveLoop, restart: dict, timeout: float) -> dict:
     """Seconds from the kill until the restarted worker indexes posts sent after it (health ``last_indexed``)."""
+    import urllib.error
+
     t0 = time.monotonic()
+    unhealthy: dict[str, int] = {}   # why the health check said 503 meanwhile (its body still counts)
     while time.monotonic() - t0 < timeout:
         try:
             h = await asyncio.to_thread(loop.health)
-            last = h.get("last_indexed") or {}
-            if last.get("at", 0) > restart["killed_at"] and not h.get("recovering"):
-                return {"back_to_consuming_s": last["at"] - restart["killed_at"],
-                        "index_size_after": h.get("index_size")}
-        except OSError:
-            pass
+        except urllib.error.HTTPError as exc:
+            h = json.loads(exc.read() or b"{}")
+            why = str(h.get("reason", exc.code))
+            unhealthy[why] = unhealthy.get(why, 0) + 1
+        except (OSError, ValueError):
+            h = {}
+        last = h.get("last_indexed") or {}
+        if last.get("at", 0) > restart["killed_at"] and not h.get("recovering"):
+            return {"back_to_consuming_s": last["at"] - restart["killed_at"],
+                    "index_size_after": h.get("index_size"), "unhealthy_meanwhile": unhealthy}
         await asyncio.sleep(0.25)
-    return {"back_to_consuming_s": float("nan")}
+    return {"back_to_consuming_s": float("nan"), "unhealthy_meanwhile": unhealthy}
 
 
 # ---------------------------------------------------------------------- output
