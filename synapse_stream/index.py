@@ -533,10 +533,14 @@ class ShardedIndex:
         shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]   # another thread may drop one
         return [p for s in shards if s is not None for p in s.parts()]
 
-    def vectors_parts(self) -> tuple[list[str], np.ndarray, list[tuple["PostIndex", int, int]]]:
+    def vectors_parts(self, upto: dict | None = None
+                      ) -> tuple[list[str], np.ndarray, list[tuple["PostIndex", int, int]]]:
         """:meth:`vectors` and where each part (a shard, or a segment of one) is: ``(part, first row, rows)``. A
-        part only ever appends, so a reader that saw its first ``rows`` posts knows the next ones are new."""
+        part only ever appends, so a reader that saw its first ``rows`` posts knows the next ones are new.
+        ``upto``: at most this many first rows of each part (a part not in it: none)."""
         parts = self.parts()
+        if upto is not None:
+            parts = [(s, min(c, upto.get(s, 0))) for s, c in parts]
         out = np.empty((sum(c for _, c in parts), self.dim), dtype=np.float32)
         ids: list[str] = []
         where = []

@@ -127,6 +127,9 @@ class LiveRounds:
         self.dropped = 0                         # posts that left the window applied by the last compute
         self._grown: dict[object, int] = {}      # part (a segment's PostIndex) -> its first rows in the graph
         self.graph_lag = 0                       # posts indexed here and not in the kNN graph yet (last look)
+        # True when the graph grows between rounds (:meth:`advance`): a round then plans over the posts the graph
+        # has taken, so its time does not follow a lag; the posts after them wait for the next round
+        self.graph_first = False
 
     @property
     def sources(self) -> list[str]:
@@ -336,7 +339,8 @@ class LiveRounds:
     def _snapshot(self, inp: RoundInput) -> tuple[LoopState, dict[str, np.ndarray]]:
         """The loop state and the positives outside it (its ``S``, by seed id): synthetic and manual seeds and
         posts confirmed on other workers (overturned ones excluded)."""
-        ids, X, self._parts = self.index.vectors_parts()
+        upto = self._grown if self.graph_first and self._needs_graph else None
+        ids, X, self._parts = self.index.vectors_parts(upto)
         row_of = {p: i for i, p in enumerate(ids)}
         labels = np.full(len(ids), -1, np.int8)
         for pid, y in inp.labels.items():

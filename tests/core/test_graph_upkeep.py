@@ -120,3 +120,26 @@ def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them
     growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
     assert sum(searched) == growing and again.graph_lag == 0
     assert edges_by_name(again.graph) == edges_by_name(r.graph)
+
+
+def test_graph_first_rounds_plan_over_the_posts_the_graph_has_taken():
+    X, S = data(n=240)
+    ids, index, add = arriving(X, batches=2)
+    _, r = rounds_for(index, S, sources=("ibg", "gble"))
+    r.graph_first = True
+    assert r.plan() == []                          # nothing in the graph yet: nothing to plan over
+    add(0)
+    r.advance()
+    taken = set(r.graph.node_of)
+    add(1)                                         # indexed after the upkeep: the next round's
+    searched = counting(index)
+    r.touch()
+    inp = r.gather()
+    out = r.compute(inp)
+    assert set(out.ids) == {p for p in taken if not p.startswith("seed:")} and len(out.ids) == 120
+    assert sum(searched) == len(S)                 # the round searched the seeds only
+    assert {out.ids[row] for row, _, _ in out.batch} <= set(out.ids)
+    r.commit(out)
+    r.advance()
+    r.touch()
+    assert len(r.compute(r.gather()).ids) == len(ids)

@@ -27,7 +27,8 @@ def test_the_graph_grows_at_each_check_while_no_round_is_due(upkeep, in_graph):
     async def go():
         svc = await seeded_service(settings, seed=SEED)
         try:
-            texts = [f"{SEED} send seed phrase now {i}" for i in range(6)] + [f"football results {i}" for i in range(12)]
+            texts = [f"{SEED} send seed phrase now {i}" for i in range(6)]
+            texts += [f"football results {i}" for i in range(12)]
             await svc.handle_posts([post(f"p{i}", t, i) for i, t in enumerate(texts)])
             out = await svc.run_rounds()
             rounds = svc.rounds["scam"]

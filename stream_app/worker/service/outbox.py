@@ -93,7 +93,8 @@ class CandidateOutbox(ServicePart):
         why = await self.svc.in_model_thread(self._why, [c for c, _ in batch]) if batch else {}
         auditing = {(c.detector, c.post_id) for c, _ in batch if c.reason == "audit"}
         for c, _ in batch:
-            if c.reason != "audit" and (c.post_id in self.svc.audited[c.detector] or (c.detector, c.post_id) in auditing):
+            audited = c.post_id in self.svc.audited[c.detector] or (c.detector, c.post_id) in auditing
+            if c.reason != "audit" and audited:
                 # the detector wants a post the audit already sent: never twice to the oracle; the
                 # audit's verdict (now or when it comes) is also the detector's
                 values.append(b"")
