@@ -29,11 +29,11 @@ def test_settings_default_to_the_measured_fix(monkeypatch, tmp_path):
 
     monkeypatch.chdir(tmp_path)
     s = Settings(_env_file=None)
-    assert s.malloc_mmap_threshold == 1 << 20 and s.malloc_trim is True and s.gble_ef is None
+    assert s.malloc_mmap_threshold == 1 << 20 and s.malloc_trim is True and s.gble_ef == 32
     monkeypatch.setenv("SYNAPSE_MALLOC_MMAP_THRESHOLD", "0")
-    monkeypatch.setenv("SYNAPSE_GBLE_EF", "32")
+    monkeypatch.setenv("SYNAPSE_GBLE_EF", "64")
     s = Settings(_env_file=None)
-    assert s.malloc_mmap_threshold == 0 and s.gble_ef == 32
+    assert s.malloc_mmap_threshold == 0 and s.gble_ef == 64
 
 
 @pytest.mark.parametrize("dropped,enabled,trims", [(0, True, 0), (40, True, 1), (40, False, 0)])
