@@ -4,7 +4,7 @@
 A synthetic stream (topics of words, one of them the trend the detector looks for, ``prevalence`` of the
 posts) carries event timestamps that advance one second per post (``--event-rate`` posts per event second),
 far faster than real time, and end now; the worker's window is ``--window`` posts' worth of event time.
-The harness sends ``--rate`` posts a second of wall time (500 by default: a stream the worker keeps up
+The harness sends ``--rate`` posts a second of wall time (250 by default: a stream the worker keeps up
 with, not a backlog; 0 sends as fast as it can). One detector runs the default policy (rounds of IBG, GBLE
 and the classifier, the bandit, a recall audit); a simulated moderator answers its candidates from the truth at a fixed rate. Every ``--sample`` seconds
 the harness records the worker's RSS (psutil), Redis ``used_memory``, posts in the window
