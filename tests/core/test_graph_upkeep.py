@@ -4,7 +4,7 @@ a drop, a rebalance and the sealed segments' shares."""
 from __future__ import annotations
 
 import numpy as np
-from test_round_steps import DIM, data, edges_by_name, rounds_for
+from test_round_steps import DIM, counting, data, edges_by_name, rounds_for
 
 from synapse_stream.graph import GraphShares, KNNGraph
 from synapse_stream.index import ShardedIndex
@@ -22,17 +22,6 @@ def arriving(X, batches=4, parts=2, seal=40):
             rows = [i for i in range(edges[b], edges[b + 1]) if i % parts == p]
             index.add(p, [ids[i] for i in rows], X[rows], ts=[float(i) for i in rows])
     return ids, index, add
-
-
-def counting(index):
-    searched = []
-    real = index.knn_parts
-
-    def knn_parts(q, k, ef=None):
-        searched.append(len(q))
-        return real(q, k, ef)
-    index.knn_parts = knn_parts
-    return searched
 
 
 def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():

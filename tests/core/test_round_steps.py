@@ -46,6 +46,18 @@ def rounds_for(index, S, shares=None, sources=("gble",), name="d"):
     return eng, r
 
 
+def counting(index) -> list[int]:
+    """Counts the rows ``index.knn_parts`` is asked to search (the list it returns grows with each call)."""
+    searched: list[int] = []
+    real = index.knn_parts
+
+    def knn_parts(q, k, ef=None):
+        searched.append(len(q))
+        return real(q, k, ef)
+    index.knn_parts = knn_parts
+    return searched
+
+
 def edges_by_name(g: KNNGraph) -> set[tuple[str, str]]:
     A = g.adjacency().tocoo()
     return {(g.names[i], g.names[j]) for i, j in zip(A.row.tolist(), A.col.tolist())}
@@ -120,14 +132,8 @@ def test_sealed_segment_shares_are_saved_once_and_restore_the_graph(tmp_path):
 
     # a restart: the same shards, a new rounds object; only the growing segments' posts are searched again
     _, again = rounds_for(index, S, store)
-    searched = []
     real_knn = index.knn_parts
-
-    def counting(q, k, ef=None):
-        searched.append(len(q))
-        return real_knn(q, k, ef)
-
-    index.knn_parts = counting
+    searched = counting(index)
     try:
         again.plan()
     finally:
