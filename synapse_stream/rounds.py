@@ -365,8 +365,8 @@ class LiveRounds:
         if self._needs_graph:
             self._load_shares()
             self.graph.update(self.index, state.ids, external, state.X)
-            for part, _first, count in self._parts:   # what the snapshot held is in the graph now
-                self._grown[part] = max(self._grown.get(part, 0), count)
+            # what the snapshot held is in the graph now; a segment dropped since is no longer referenced
+            self._grown = {part: max(self._grown.get(part, 0), count) for part, _first, count in self._parts}
         view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
                         self.graph if self._needs_graph else None, self._parts)
         row_of = state.row_of() if inp.verdicts else {}

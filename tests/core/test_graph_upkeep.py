@@ -132,3 +132,19 @@ def test_graph_first_rounds_plan_over_the_posts_the_graph_has_taken():
     r.advance()
     r.touch()
     assert len(r.compute(r.gather()).ids) == len(ids)
+
+
+def test_rounds_without_the_upkeep_keep_no_reference_to_a_dropped_segment():
+    X, S = data(n=240)
+    ids, index, add = arriving(X, batches=1)
+    _, r = rounds_for(index, S)
+    add(0)
+    r.plan()
+    shard = index.shards[0]
+    oldest = shard.segments[0]
+    assert oldest.index in r._grown
+    r.expire(oldest.index.ids())
+    shard.drop([oldest.name])
+    r.touch()
+    r.plan()
+    assert oldest.index not in r._grown and len(r._grown) == len(index.parts())
