@@ -396,21 +396,36 @@ class LiveRounds:
         parts = self.index.parts()
         held = {part for part, _ in parts}
         self._grown = {part: n for part, n in self._grown.items() if part in held}   # dropped segments go
-        room, took, lag = max(0, int(limit)), 0, 0
-        for part, count in parts:
+        took = 0
+        for part, hi in self._upkeep_plan(parts, max(0, int(limit))):
             lo = self._grown.get(part, 0)
-            hi = min(count, lo + room)
-            if hi > lo:
-                ids, vecs = part.rows(lo, hi)
-                self.graph.update(self.index, ids, {}, vecs)   # rows already in the graph (a loaded share) skip
-                self._grown[part] = hi
-                room -= hi - lo
-                took += hi - lo
-            lag += count - self._grown.get(part, 0)
-        self.graph_lag = lag
+            ids, vecs = part.rows(lo, hi)
+            self.graph.update(self.index, ids, {}, vecs)   # rows already in the graph (a loaded share) skip
+            self._grown[part] = hi
+            took += hi - lo
+        self.graph_lag = sum(count - self._grown.get(part, 0) for part, count in parts)
         if took:
             self._save_shares()
         return took
+
+    def _upkeep_plan(self, parts, room: int) -> list[tuple[object, int]]:
+        """How far each part's rows go in this upkeep: the room shared evenly among the parts with rows waiting
+        (what one of them does not need goes to the others, oldest part first), so when the graph cannot keep up
+        every shard lags alike instead of the last ones starving."""
+        todo = {part: count - self._grown.get(part, 0) for part, count in parts if count > self._grown.get(part, 0)}
+        give = dict.fromkeys(todo, 0)
+        while room > 0 and todo:
+            share = max(1, room // len(todo))
+            for part in list(todo):
+                n = min(share, todo[part], room)
+                give[part] += n
+                todo[part] -= n
+                room -= n
+                if not todo[part]:
+                    del todo[part]
+                if room == 0:
+                    break
+        return [(part, self._grown.get(part, 0) + n) for part, n in give.items() if n]
 
     # ------------------------------------------------------------------ the graph's shares of sealed segments
     def _sealed_segments(self):

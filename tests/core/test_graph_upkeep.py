@@ -148,3 +148,15 @@ def test_rounds_without_the_upkeep_keep_no_reference_to_a_dropped_segment():
     r.touch()
     r.plan()
     assert oldest.index not in r._grown and len(r._grown) == len(index.parts())
+
+
+def test_a_short_upkeep_is_shared_by_the_shards_not_taken_by_the_first():
+    X, S = data(n=240)
+    ids, index, add = arriving(X, batches=1)     # 120 posts a shard, 3 segments each
+    _, r = rounds_for(index, S)
+    add(0)
+    r.advance(limit=60)
+    per_shard = {key: sum(1 for p in sh.ids() if p in r.graph.node_of) for key, sh in index.shards.items()}
+    assert per_shard == {0: 30, 1: 30} and r.graph_lag == 180
+    r.advance(limit=10_000)
+    assert r.graph_lag == 0 and set(r.graph.node_of) == set(ids)
