@@ -1,6 +1,7 @@
 """The kNN graph grown between rounds (``LiveRounds.advance``): it takes exactly the posts indexed since it last
 grew, part by part, as the same updates called by hand would; a round after it searches only the seeds; the limit,
-a drop, a rebalance and the sealed segments' shares."""
+a drop, a rebalance and the sealed segments' shares. The upkeep starts on an empty window (``advance`` then) or after
+the first round, which builds the graph over its posts in one update as the core does."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,6 +29,7 @@ def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():
     X, S = data(n=240)
     ids, index, add = arriving(X)
     _, r = rounds_for(index, S)
+    r.advance()                                    # on the empty window: the upkeep starts
     ref = KNNGraph(r.graph.k, r.graph.ef)
     done: dict = {}
     for b in range(4):
@@ -48,6 +50,7 @@ def test_after_the_upkeep_a_round_searches_only_the_seeds():
     X, S = data(n=240)
     ids, index, add = arriving(X)
     _, r = rounds_for(index, S)
+    r.advance()
     for b in range(4):
         add(b)
         r.advance()
@@ -64,6 +67,7 @@ def test_the_limit_leaves_a_lag_the_next_calls_take():
     X, S = data(n=200)
     ids, index, add = arriving(X, batches=1)
     _, r = rounds_for(index, S)
+    r.advance()
     add(0)
     assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 70
     assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 140
@@ -75,6 +79,7 @@ def test_a_drop_and_a_rebalance_between_rounds():
     X, S = data(n=240)
     ids, index, add = arriving(X, batches=2)
     _, r = rounds_for(index, S)
+    r.advance()
     add(0)
     r.advance()
     shard = index.shards[0]
@@ -89,8 +94,12 @@ def test_a_drop_and_a_rebalance_between_rounds():
     assert oldest.index not in r._grown            # no reference kept to a dropped segment
     index.drop(1)                                  # a rebalance took shard 1
     r.forget()
-    r.advance()
-    assert set(r.graph.node_of) == set(index.shards[0].ids()) and r.graph_lag == 0
+    assert r.advance() == 0 and r.graph_lag == len(index)   # after a reset the next round builds it whole
+    r.touch()
+    r.plan()
+    assert {p for p in r.graph.node_of if not p.startswith("seed:")} == set(index.shards[0].ids())
+    add_more = r.advance()
+    assert add_more == 0 and r.graph_lag == 0
 
 
 def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them(tmp_path):
@@ -98,6 +107,7 @@ def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them
     ids, index, add = arriving(X)
     store = GraphShares(tmp_path)
     _, r = rounds_for(index, S, store)
+    r.advance()
     for b in range(4):
         add(b)
         r.advance()
@@ -105,10 +115,15 @@ def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them
     assert len(sorted(tmp_path.rglob("*.npz"))) == len(sealed) > 0   # saved without any round
     _, again = rounds_for(index, S, store)
     searched = counting(index)
-    again.advance()
+    assert again.advance() == 0                    # a restart: the first round loads the shares, searches the rest
+    again.plan()
     growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
-    assert sum(searched) == growing and again.graph_lag == 0
-    assert edges_by_name(again.graph) == edges_by_name(r.graph)
+    assert sum(searched) == growing + len(S) and again.advance() == 0 and again.graph_lag == 0
+    held = {p for sh in index.shards.values() for s in sh.segments if s.sealed for p in s.index.ids()}
+
+    def sealed_edges(g):   # the sealed segments' rows came from their shares: the same edges among their posts
+        return {e for e in edges_by_name(g) if e[0] in held and e[1] in held}
+    assert sealed_edges(again.graph) == sealed_edges(r.graph) and sealed_edges(r.graph)
 
 
 def test_graph_first_rounds_plan_over_the_posts_the_graph_has_taken():
@@ -116,7 +131,7 @@ def test_graph_first_rounds_plan_over_the_posts_the_graph_has_taken():
     ids, index, add = arriving(X, batches=2)
     _, r = rounds_for(index, S, sources=("ibg", "gble"))
     r.graph_first = True
-    assert r.plan() == []                          # nothing in the graph yet: nothing to plan over
+    assert r.plan() == []                          # no posts yet: the graph over none is built, the upkeep starts
     add(0)
     r.advance()
     taken = set(r.graph.node_of)
@@ -154,6 +169,7 @@ def test_a_short_upkeep_is_shared_by_the_shards_not_taken_by_the_first():
     X, S = data(n=240)
     ids, index, add = arriving(X, batches=1)     # 120 posts a shard, 3 segments each
     _, r = rounds_for(index, S)
+    r.advance()
     add(0)
     r.advance(limit=60)
     per_shard = {key: sum(1 for p in sh.ids() if p in r.graph.node_of) for key, sh in index.shards.items()}

@@ -68,7 +68,8 @@ def test_gble_rounds_through_kafka_equal_the_core(tmp_path):
     # have a tie at their 10th neighbour), so "the" kNN graph would not be defined; MiniLM's smallest gap
     # there is 3.5e-6, and the core's answer is the same with any batching of the embedder
     loop = LiveLoop(tmp_path, detectors=[det], embedder="minilm-onnx", partitions=1,
-                    extra_env={"SYNAPSE_HNSW_EF_SEARCH": "500", "SYNAPSE_ROUND_MIN_INTERVAL": "0.5",
+                    extra_env={"SYNAPSE_HNSW_EF_SEARCH": "500", "SYNAPSE_GBLE_EF": "500",   # exact, as the core
+                               "SYNAPSE_ROUND_MIN_INTERVAL": "0.5",
                                "SYNAPSE_ROUND_SETTLE": "3"})   # the first round sees all 10 seeds
     with loop:
         metrics, cands, _ = run_loop(loop, posts, seeds, "g", truth)
