@@ -25,11 +25,17 @@ def arriving(X, batches=4, parts=2, seal=40):
     return ids, index, add
 
 
-def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():
-    X, S = data(n=240)
-    ids, index, add = arriving(X)
-    _, r = rounds_for(index, S)
+def upkept(n=240, batches=4, store=None, sources=("gble",)):
+    """``arriving`` posts and rounds whose upkeep started on the empty window."""
+    X, S = data(n=n)
+    ids, index, add = arriving(X, batches=batches)
+    _, r = rounds_for(index, S, store, sources=sources)
     r.advance()                                    # on the empty window: the upkeep starts
+    return ids, index, add, r, S
+
+
+def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():
+    ids, index, add, r, S = upkept(240, 4)
     ref = KNNGraph(r.graph.k, r.graph.ef)
     done: dict = {}
     for b in range(4):
@@ -47,10 +53,7 @@ def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():
 
 
 def test_after_the_upkeep_a_round_searches_only_the_seeds():
-    X, S = data(n=240)
-    ids, index, add = arriving(X)
-    _, r = rounds_for(index, S)
-    r.advance()
+    ids, index, add, r, S = upkept(240, 4)
     for b in range(4):
         add(b)
         r.advance()
@@ -64,10 +67,7 @@ def test_after_the_upkeep_a_round_searches_only_the_seeds():
 
 
 def test_the_limit_leaves_a_lag_the_next_calls_take():
-    X, S = data(n=200)
-    ids, index, add = arriving(X, batches=1)
-    _, r = rounds_for(index, S)
-    r.advance()
+    ids, index, add, r, S = upkept(200, 1)
     add(0)
     assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 70
     assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 140
@@ -76,10 +76,7 @@ def test_the_limit_leaves_a_lag_the_next_calls_take():
 
 
 def test_a_drop_and_a_rebalance_between_rounds():
-    X, S = data(n=240)
-    ids, index, add = arriving(X, batches=2)
-    _, r = rounds_for(index, S)
-    r.advance()
+    ids, index, add, r, S = upkept(240, 2)
     add(0)
     r.advance()
     shard = index.shards[0]
