@@ -93,14 +93,17 @@ class RoundScheduler(ServicePart):
 
     def _advance(self, rounds, limit: int) -> int:
         took = rounds.advance(limit)
+        self._trim_after(rounds)
+        return took
+
+    def _trim_after(self, rounds) -> None:
+        """After a step that let go of expired segments, the allocator's free pages are given back."""
         if rounds.dropped and self.svc.settings.malloc_trim:
             memory.trim()
-        return took
 
     def _compute(self, rounds, inp):
         """Round thread: the round's heavy step; after one that let go of expired segments (their last references
         go with the round's snapshot), the allocator's free pages are given back (``malloc_trim``)."""
         out = rounds.compute(inp)
-        if rounds.dropped and self.svc.settings.malloc_trim:
-            memory.trim()
+        self._trim_after(rounds)
         return out
