@@ -19,6 +19,17 @@ from .exceptions import ConfigError
 from .index import ShardedIndex
 
 
+#: Where a new post's k nearest neighbours are searched. ``"window"``: every part of the index (every shard's every
+#: segment: the core's graph up to HNSW's recall). ``"recent"``: the post's own part and the ``RECENT_PARTS`` newest
+#: parts of every shard (the segment being written and the last sealed one), so a post's cost does not grow with the
+#: number of sealed segments. The posts of one stretch of time then link to those of the stretch before it (a chain
+#: the propagation walks), older posts join a new one through their own rows and the symmetrisation, and the seeds
+#: search every part. With at most two parts per shard (no retention, or a window that has sealed at most one
+#: segment) both are the same graph. Measured in docs/live-rounds.md, "The graph's scope".
+SCOPES = ("window", "recent")
+RECENT_PARTS = 2
+
+
 class KNNGraph:
     """A symmetric binary kNN graph over posts and seeds that grows node by node.
 
@@ -38,11 +49,14 @@ class KNNGraph:
     ['seed:s']
     """
 
-    def __init__(self, k: int = 10, ef: int | None = None) -> None:
+    def __init__(self, k: int = 10, ef: int | None = None, scope: str = "window") -> None:
         if k < 1:
             raise ConfigError("the kNN graph needs k >= 1")
+        if scope not in SCOPES:
+            raise ConfigError(f"the kNN graph's scope is one of {', '.join(SCOPES)}, not {scope!r}")
         self.k = int(k)
         self.ef = int(ef) if ef else None          # the searches' ef (None: the index's ef_search)
+        self.scope = scope                         # where a new post's neighbours are searched (SCOPES)
         self.node_of: dict[str, int] = {}
         self.names: list[str] = []
         self._rows: list[np.ndarray] = []
@@ -59,11 +73,15 @@ class KNNGraph:
         return len(self.names)
 
     def reset(self) -> None:
-        self.__init__(self.k, self.ef)
+        self.__init__(self.k, self.ef, self.scope)
 
     def update(self, index: ShardedIndex, post_ids: Sequence[str], seeds: dict[str, np.ndarray],
-               vectors: np.ndarray | None = None) -> int:
+               vectors: np.ndarray | None = None, parts: Sequence[tuple[object, int, int]] | None = None) -> int:
         """Add the posts (already in ``index``) and seeds not yet in the graph; returns how many were new.
+
+        ``parts``: where the posts are, ``(part, first row, rows)`` over ``post_ids`` as
+        ``ShardedIndex.vectors_parts`` gives them; with the ``"recent"`` scope a new post's neighbours are then
+        searched in its own part and the newest parts of every shard only (without ``parts``: in every part).
 
         ``vectors``: optionally the posts' unit vectors as ``index.vectors()`` returns them, row i for
         ``post_ids[i]`` (a round passes its snapshot): the new posts' query vectors are taken from it
@@ -102,8 +120,7 @@ class KNNGraph:
         names = list(new_posts) + ["seed:" + s for s, _ in new_seeds]
         k = self.k
         seed_nodes = np.asarray([self.node_of[s] for s in self._seed_names], np.int64)
-        for start in range(0, len(names), 2048):
-            stop = min(start + 2048, len(names))
+        for start, stop, within in self._chunks(index, fresh, len(new_seeds), parts):
             # the chunk's query rows: posts then seeds (no stacked copy of all the posts' vectors)
             if stop <= n_posts:
                 q = queries[start:stop]
@@ -112,14 +129,38 @@ class KNNGraph:
             else:
                 q = np.vstack([queries[start:], seed_q[:stop - n_posts]])
             me = np.asarray([self.node_of[n] for n in names[start:stop]], np.int64)
-            parts = index.knn_parts(q, k + 1, self.ef) if len(index) else []
+            if within is None:
+                found = index.knn_parts(q, k + 1, self.ef) if len(index) else []
+            else:
+                found = [part.knn_labels(q, k + 1, self.ef) for part in within]
             seed_sims = q @ S.T if len(S) else np.zeros((len(q), 0), np.float32)
-            rows, cols = self._rows_of_chunk(me, parts, seed_sims, seed_nodes)
+            rows, cols = self._rows_of_chunk(me, found, seed_sims, seed_nodes)
             if len(rows):     # as arrays per chunk: no list of n·k Python ints at 1 M posts
                 self._rows.append(rows)
                 self._cols.append(cols)
         self._W = None
         return len(names)
+
+    def _chunks(self, index: ShardedIndex, fresh: np.ndarray, n_seeds: int, parts
+                ) -> list[tuple[int, int, list | None]]:
+        """The update's query chunks ``(start, stop, parts to search)`` over its new names (posts, then seeds): at most
+        2048 rows each; with the ``"recent"`` scope a chunk of posts stays within one part and searches that part and
+        the ``RECENT_PARTS`` newest of every shard (``None``: every part, as for the seeds)."""
+        n_posts = len(fresh)
+        if self.scope != "recent" or not parts or not n_posts:
+            cuts = [(0, n_posts + n_seeds, None)]
+        else:
+            firsts = np.asarray([first for _, first, _ in parts], np.int64)
+            where = np.searchsorted(firsts, fresh, side="right") - 1      # each new post's part (rows are in order)
+            bounds = np.flatnonzero(np.diff(where)) + 1
+            newest = index.newest_parts(RECENT_PARTS)
+            cuts = []
+            for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, n_posts].tolist()):
+                own = parts[int(where[lo])][0]
+                cuts.append((lo, hi, [own] + [p for p in newest if p is not own]))
+            if n_seeds:
+                cuts.append((n_posts, n_posts + n_seeds, None))
+        return [(start, min(start + 2048, hi), within) for lo, hi, within in cuts for start in range(lo, hi, 2048)]
 
     def nodes_of(self, post_ids: Sequence[str]) -> np.ndarray:
         """The node of each post (all in the graph): kept from :meth:`update` when ``post_ids`` is the list

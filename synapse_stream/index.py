@@ -533,6 +533,12 @@ class ShardedIndex:
         shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]   # another thread may drop one
         return [p for s in shards if s is not None for p in s.parts()]
 
+    def newest_parts(self, count: int = 1) -> list[PostIndex]:
+        """Each shard's ``count`` newest parts (the segment being written and the last sealed ones, or the shard
+        itself), in key order."""
+        shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]
+        return [part for s in shards if s is not None for part, _ in s.parts()[-count:]]
+
     def vectors_parts(self, upto: dict | None = None
                       ) -> tuple[list[str], np.ndarray, list[tuple["PostIndex", int, int]]]:
         """:meth:`vectors` and where each part (a shard, or a segment of one) is: ``(part, first row, rows)``. A

@@ -100,7 +100,7 @@ class LiveRounds:
         self.index = index
         params = params or SourceParams(k0=k0, seed=seed)
         built: dict[str, CandidateSource] = registry.build(sources, params, live=True)
-        self.graph = KNNGraph(params.gble_k, params.gble_ef)
+        self.graph = KNNGraph(params.gble_k, params.gble_ef, params.gble_scope)
         self._needs_graph = any(src.uses_graph for src in built.values())
         self.k0 = int(k0)
         self.k_max = int(k_max) if k_max else 2 * self.k0
@@ -367,7 +367,7 @@ class LiveRounds:
         """The live view (the graph updated first if a source needs it), then the verdicts since the last round."""
         if self._needs_graph:
             self._load_shares()
-            self.graph.update(self.index, state.ids, external, state.X)
+            self.graph.update(self.index, state.ids, external, state.X, self._parts)
             # what the snapshot held is in the graph now; a segment dropped since is no longer referenced
             self._grown = {part: max(self._grown.get(part, 0), count) for part, _first, count in self._parts}
             self._built = True
@@ -410,7 +410,7 @@ class LiveRounds:
         for part, hi in self._upkeep_plan(parts, max(0, int(limit))):
             lo = self._grown.get(part, 0)
             ids, vecs = part.rows(lo, hi)
-            self.graph.update(self.index, ids, {}, vecs)   # rows already in the graph (a loaded share) skip
+            self.graph.update(self.index, ids, {}, vecs, [(part, 0, len(ids))])   # rows in the graph (a loaded share) skip
             self._grown[part] = hi
             took += hi - lo
         self.graph_lag = sum(count - self._grown.get(part, 0) for part, count in parts)

@@ -44,6 +44,7 @@ class SourceParams:
     k0: int = 100                # K0 (single-source batch runs)
     gble_k: int = 10             # neighbours per node of GBLE's kNN graph
     gble_ef: int | None = None   # ef of the graph's HNSW searches (None: the index's ef_search)
+    gble_scope: str = "window"   # where a new post's neighbours are searched (synapse_stream.graph.SCOPES)
     gble_iterations: int = 20    # propagation steps per round
     seed: int = 0                # random seed (sampling sources)
 
