@@ -410,7 +410,8 @@ class LiveRounds:
         for part, hi in self._upkeep_plan(parts, max(0, int(limit))):
             lo = self._grown.get(part, 0)
             ids, vecs = part.rows(lo, hi)
-            self.graph.update(self.index, ids, {}, vecs, [(part, 0, len(ids))])   # rows in the graph (a loaded share) skip
+            # rows already in the graph (a loaded share) are skipped; the scope is searched from this part
+            self.graph.update(self.index, ids, {}, vecs, [(part, 0, len(ids))])
             self._grown[part] = hi
             took += hi - lo
         self.graph_lag = sum(count - self._grown.get(part, 0) for part, count in parts)

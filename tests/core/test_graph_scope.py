@@ -4,7 +4,6 @@ does not grow with the sealed segments; with at most two parts per shard it is t
 edge; the seeds search every part either way."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from test_round_steps import DIM, data, edges_by_name, segmented
 
