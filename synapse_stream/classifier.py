@@ -62,6 +62,7 @@ import numpy as np
 from .exceptions import ConfigError, DataError
 
 FORMAT = 1          # the ``"format"`` of :meth:`ModelVersion.to_dict`
+_CHUNK = 16_384     # rows per step of ``predict_proba`` (its float64 and validation temporaries: ~50 MB at 384-d)
 
 _COUNTS = ("n_seeds", "n_positives", "n_negatives", "n_provisional")
 
@@ -119,6 +120,8 @@ class ModelVersion:
                             f"got shape {X.shape}")
         if len(X) == 0:
             return np.zeros(0, dtype=np.float32)
+        if len(X) > _CHUNK:       # row by row the same; no window-sized temporaries (a new version scores the window)
+            return np.concatenate([self.predict_proba(X[lo:lo + _CHUNK]) for lo in range(0, len(X), _CHUNK)])
         if self._exact is not None:
             return self._exact.predict_proba(X)[:, 1].astype(np.float32)
         z = X.astype(np.float64, copy=False) @ self.coef.astype(np.float64) + self.intercept

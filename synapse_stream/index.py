@@ -539,15 +539,18 @@ class ShardedIndex:
         shards = [self.shards.get(key) for key in sorted(self.shards, key=str)]
         return [part for s in shards if s is not None for part, _ in s.parts()[-count:]]
 
-    def vectors_parts(self, upto: dict | None = None
+    def vectors_parts(self, upto: dict | None = None, alloc: Callable[[int], np.ndarray] | None = None
                       ) -> tuple[list[str], np.ndarray, list[tuple["PostIndex", int, int]]]:
         """:meth:`vectors` and where each part (a shard, or a segment of one) is: ``(part, first row, rows)``. A
         part only ever appends, so a reader that saw its first ``rows`` posts knows the next ones are new.
-        ``upto``: at most this many first rows of each part (a part not in it: none)."""
+        ``upto``: at most this many first rows of each part (a part not in it: none). ``alloc``: gives the array
+        to write ``n`` rows into (C-contiguous float32 ``[n, dim]``, e.g. the front of a buffer kept between calls);
+        by default a new one."""
         parts = self.parts()
         if upto is not None:
             parts = [(s, min(c, upto.get(s, 0))) for s, c in parts]
-        out = np.empty((sum(c for _, c in parts), self.dim), dtype=np.float32)
+        n = sum(c for _, c in parts)
+        out = alloc(n) if alloc is not None else np.empty((n, self.dim), dtype=np.float32)
         ids: list[str] = []
         where = []
         start = 0

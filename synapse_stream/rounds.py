@@ -131,6 +131,7 @@ class LiveRounds:
         # has taken, so its time does not follow a lag; the posts after them wait for the next round
         self.graph_first = False
         self._built = False                      # a round built the graph since the last reset (the upkeep waits)
+        self._buf: np.ndarray | None = None      # the rounds' snapshot rows (_rows_buffer)
 
     @property
     def sources(self) -> list[str]:
@@ -336,14 +337,16 @@ class LiveRounds:
         return [] if inp is None else self.commit(self.compute(inp))
 
     def snapshot(self) -> LoopState:
-        """The loop state of this worker's posts now (vectors, labels, pending, seeds not held here)."""
-        return self._snapshot(self._read_books(1.0, time.time(), None, {}, {}))[0]
+        """The loop state of this worker's posts now (vectors, labels, pending, seeds not held here), in arrays of
+        its own (a round's state is in the kept buffer the next round rewrites)."""
+        return self._snapshot(self._read_books(1.0, time.time(), None, {}, {}), kept=False)[0]
 
-    def _snapshot(self, inp: RoundInput) -> tuple[LoopState, dict[str, np.ndarray]]:
+    def _snapshot(self, inp: RoundInput, kept: bool = True) -> tuple[LoopState, dict[str, np.ndarray]]:
         """The loop state and the positives outside it (its ``S``, by seed id): synthetic and manual seeds and
-        posts confirmed on other workers (overturned ones excluded)."""
+        posts confirmed on other workers (overturned ones excluded). ``kept``: the vectors go into the buffer kept
+        between rounds (:meth:`_rows_buffer`)."""
         upto = self._grown if self.graph_first and self._needs_graph and self._built else None
-        ids, X, self._parts = self.index.vectors_parts(upto)
+        ids, X, self._parts = self.index.vectors_parts(upto, self._rows_buffer if kept else None)
         row_of = {p: i for i, p in enumerate(ids)}
         labels = np.full(len(ids), -1, np.int8)
         for pid, y in inp.labels.items():
@@ -362,6 +365,17 @@ class LiveRounds:
         if inp.last is not None:
             state.rounds = [inp.last]
         return state, S
+
+    def _rows_buffer(self, n: int) -> np.ndarray:
+        """The front ``n`` rows of the buffer the rounds' snapshots are written into, kept between rounds: a new
+        array of the window's size each round cost its page faults every time (about 0.6 s of a 1.5 s round at a
+        200 k window on this machine: docs/live-rounds.md, "The snapshot's buffer"). Between ``n`` and
+        ``2 n + 4096`` rows; a larger need gets one an eighth larger. Nothing keeps a view of it past the round (the
+        sources copy what they keep: ``tests/core/test_rounds.py``)."""
+        buf = self._buf
+        if buf is None or len(buf) < n or len(buf) > 2 * n + 4096:
+            buf = self._buf = np.empty((n + n // 8 + 1024, self.index.dim), np.float32)
+        return buf[:n]
 
     def _prepare_sources(self, state: LoopState, external: dict[str, np.ndarray], inp: RoundInput) -> None:
         """The live view (the graph updated first if a source needs it), then the verdicts since the last round."""

@@ -120,6 +120,7 @@ class LiveIBG(CandidateSource):
             self._vecs.pop(name, None)
         for name in [p for p in self._vecs if p in positives and not np.array_equal(self._vecs[p], positives[p])]:
             self.lists.pop(name)                       # the same name, another vector (no ids known): again
+            self._vecs.pop(name)
         parts = self._parts or [(None, 0, state.n)]
         if parts[0][0] is None:   # no parts known (a batch state): everything is new every time
             self._done = {}
@@ -147,8 +148,9 @@ class LiveIBG(CandidateSource):
                         bound = max(bound, merged[limit][0])
                     self.lists[name] = (merged[:limit], max(bound, more))
         self._done = done
-        for name, v in positives.items():
-            self._vecs[name] = v
+        for name, v in positives.items():     # copies: a row of the snapshot is rewritten by the next round's
+            if name not in self._vecs:       # (LiveRounds reuses its buffer), and a view would pin the snapshot
+                self._vecs[name] = np.array(v, np.float32)
         self._scan([n for n in positives if n not in self.lists or parts[0][0] is None], state, free)
 
     # ------------------------------------------------------------------ the batch

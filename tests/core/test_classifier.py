@@ -54,6 +54,21 @@ def test_matches_a_direct_logistic_regression_fit():
     assert (mv.cv_precision, mv.cv_recall, mv.cv_folds) == (None, None, 0)
 
 
+def test_many_rows_are_scored_in_chunks_as_in_one_call(monkeypatch):
+    """A window's worth of rows is scored a chunk at a time (no window-sized temporaries): the probabilities of one
+    call over all the rows, in-process (sklearn) and from the wire form (coef) alike."""
+    seeds, X_lab, y_lab, X_prov = _data(2)
+    mv = train_model("det", 1, seeds, X_lab, y_lab, X_prov, folds=0)
+    wire = ModelVersion.from_dict(mv.to_dict())
+    Q = np.random.default_rng(3).normal(size=(1000, X_lab.shape[1])).astype(np.float32)
+    whole = [m.predict_proba(Q) for m in (mv, wire)]
+    monkeypatch.setattr(classifier, "_CHUNK", 64)
+    for m, ref in zip((mv, wire), whole):
+        got = m.predict_proba(Q)
+        assert got.shape == (1000,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)   # a BLAS kernel per shape: equal to rounding
+
+
 def test_none_with_one_class():
     seeds, X_lab, y_lab, X_prov = _data(2)
     pos = X_lab[y_lab == 1]

@@ -286,3 +286,34 @@ def test_share_scales_k0():
     X, S, y = clustered()
     ids, index, eng, rounds = live_setup(X, S, sources=("ibg",), k0=20, tau=0.0, d_max=50)
     assert len(rounds.plan(share=0.5)) == 10
+
+
+def test_rounds_through_the_kept_buffer_equal_rounds_with_fresh_arrays():
+    """The rounds write their snapshots into one buffer kept between rounds (``LiveRounds._rows_buffer``) while
+    posts arrive in every shard between them (each round's rows move); the batches are those of rounds given a
+    new array each time, and what the sources keep (IBG's positive vectors) is no view of the buffer."""
+    X, S, y = clustered(n=600)
+    runs = []
+    for fresh in (False, True):
+        ids, index, eng, rounds = live_setup(X[:300], S, parts=2, sources=("ibg", "gble", "model"), k0=20)
+        if fresh:
+            rounds._rows_buffer = lambda n: np.empty((n, X.shape[1]), np.float32)
+        got, bufs = [], []
+        for step in range(4):
+            batch = rounds.plan()
+            got.append([(c.post_id, c.reason) for c in batch])
+            bufs.append(rounds._buf)
+            for c in batch:
+                i = int(c.post_id[1:])
+                eng.on_verdict(c.post_id, int(y[i]))
+                rounds.observe(c.post_id, int(y[i]), first=True)
+            rows = list(range(300 + 75 * step, 375 + 75 * step))
+            for p in range(2):
+                mine = [i for i in rows if i % 2 == p]
+                index.add(p, [f"p{i}" for i in mine], X[mine])
+        runs.append(got)
+        if not fresh:
+            assert all(b is bufs[0] for b in bufs[1:])    # one buffer: the window grew within its headroom
+            ibg = rounds.policy.sources["ibg"]
+            assert ibg._vecs and not any(np.shares_memory(v, rounds._buf) for v in ibg._vecs.values())
+    assert runs[0] == runs[1] and all(runs[0])
