@@ -117,12 +117,12 @@ def run(a) -> dict:
     if cache:
         shutil.copytree(shares_dir, cache / "shares", dirs_exist_ok=True)
     p_first = parts.take()
-    say(f"first round {first:.1f}s ({first_cpu:.1f}s CPU; {r.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
+    say(f"first round {first:.1f}s ({first_cpu:.1f}s CPU; {r.live.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
     train(r, eng, index, data)
     r.graph.ef = a.ef
     res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // 8, "new_per_round": a.new, "ef_construction": a.ef_construction,
            "build_s": built, "first_round_s": first, "first_round_cpu_s": first_cpu, "first_round_parts_s": p_first,
-           "shares_loaded_posts": r.shares_loaded[1], "steady": []}
+           "shares_loaded_posts": r.live.shares_loaded[1], "steady": []}
     nxt = window
     prof = cProfile.Profile() if a.profile else None
     for k in range(a.rounds):

@@ -56,6 +56,7 @@ import numpy as np
 from .books import DetectorBooks
 from .graph import GraphShares, KNNGraph
 from .index import ShardedIndex
+from .live_graph import LiveGraph
 from .methods.base import LoopState
 from .methods.policy import Policy
 from .online import Candidate
@@ -100,7 +101,7 @@ class LiveRounds:
         self.index = index
         params = params or SourceParams(k0=k0, seed=seed)
         built: dict[str, CandidateSource] = registry.build(sources, params, live=True)
-        self.graph = KNNGraph(params.gble_k, params.gble_ef, params.gble_scope)
+        self.live = LiveGraph(index, KNNGraph(params.gble_k, params.gble_ef, params.gble_scope), name)
         self._needs_graph = any(src.uses_graph for src in built.values())
         self.k0 = int(k0)
         self.k_max = int(k_max) if k_max else 2 * self.k0
@@ -120,18 +121,31 @@ class LiveRounds:
         self._lock = threading.Lock()
         self._reset = False
         self._drops: list[str] = []
-        self.shares: GraphShares | None = None   # where sealed segments' shares of the kNN graph are kept
-        self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
         self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
-        self.shares_loaded = [0, 0]              # graph shares loaded (segments, posts) since the last look
         self.dropped = 0                         # posts that left the window applied by the last compute
-        self._grown: dict[object, int] = {}      # part (a segment's PostIndex) -> its first rows in the graph
-        self.graph_lag = 0                       # posts indexed here and not in the kNN graph yet (last look)
         # True when the graph grows between rounds (:meth:`advance`): a round then plans over the posts the graph
         # has taken, so its time does not follow a lag; the posts after them wait for the next round
         self.graph_first = False
-        self._built = False                      # a round built the graph since the last reset (the upkeep waits)
         self._buf: np.ndarray | None = None      # the rounds' snapshot rows (_rows_buffer)
+
+    @property
+    def graph(self) -> KNNGraph:
+        """The detector's kNN graph (:class:`~synapse_stream.live_graph.LiveGraph` keeps it)."""
+        return self.live.graph
+
+    @property
+    def shares(self) -> GraphShares | None:
+        """Where the sealed segments' shares of the graph are kept (None: not kept)."""
+        return self.live.shares
+
+    @shares.setter
+    def shares(self, shares: GraphShares | None) -> None:
+        self.live.shares = shares
+
+    @property
+    def graph_lag(self) -> int:
+        """Posts indexed here and not in the kNN graph yet (at the last upkeep)."""
+        return self.live.lag
 
     @property
     def sources(self) -> list[str]:
@@ -227,10 +241,7 @@ class LiveRounds:
             reset, drops = self._reset, self._drops
             self._reset, self._drops = False, []
         if reset:
-            self.graph.reset()
-            self._shares_done.clear()
-            self._grown.clear()
-            self._built = False
+            self.live.reset()
         self.dropped = len(drops) if not reset else 0
         if reset:
             for src in self.policy.sources.values():
@@ -290,7 +301,7 @@ class LiveRounds:
         self._apply_changes()
         state, ext = self._snapshot(inp)
         if state.n == 0:
-            self._built = self._built or not len(self.index)   # the graph over no posts is built
+            self.live.built = self.live.built or not len(self.index)   # the graph over no posts is built
             return RoundOutput(inp, [], [], time.perf_counter() - t0)
         self._prepare_sources(state, ext, inp)
         # the bandit: discount once per round, then count the verdicts since the last one (the core's order)
@@ -304,7 +315,8 @@ class LiveRounds:
         self._parts = []       # no reference to dropped segments beyond the round
         if inp.limit is not None:
             batch = batch[:inp.limit]
-        self._save_shares()
+        if self._needs_graph:
+            self.live.save_shares()
         return RoundOutput(inp, state.ids, batch, time.perf_counter() - t0)
 
     def commit(self, out: RoundOutput) -> list[Candidate]:
@@ -345,7 +357,7 @@ class LiveRounds:
         """The loop state and the positives outside it (its ``S``, by seed id): synthetic and manual seeds and
         posts confirmed on other workers (overturned ones excluded). ``kept``: the vectors go into the buffer kept
         between rounds (:meth:`_rows_buffer`)."""
-        upto = self._grown if self.graph_first and self._needs_graph and self._built else None
+        upto = self.live.upto() if self.graph_first and self._needs_graph else None
         ids, X, self._parts = self.index.vectors_parts(upto, self._rows_buffer if kept else None)
         row_of = {p: i for i, p in enumerate(ids)}
         labels = np.full(len(ids), -1, np.int8)
@@ -380,11 +392,7 @@ class LiveRounds:
     def _prepare_sources(self, state: LoopState, external: dict[str, np.ndarray], inp: RoundInput) -> None:
         """The live view (the graph updated first if a source needs it), then the verdicts since the last round."""
         if self._needs_graph:
-            self._load_shares()
-            self.graph.update(self.index, state.ids, external, state.X, self._parts)
-            # what the snapshot held is in the graph now; a segment dropped since is no longer referenced
-            self._grown = {part: max(self._grown.get(part, 0), count) for part, _first, count in self._parts}
-            self._built = True
+            self.live.build(state.ids, external, state.X, self._parts)
         view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
                         self.graph if self._needs_graph else None, self._parts)
         row_of = state.row_of() if inp.verdicts else {}
@@ -397,99 +405,13 @@ class LiveRounds:
 
     # ------------------------------------------------------------------ the graph between rounds
     def advance(self, limit: int = 2048) -> int:
-        """The kNN graph takes up to ``limit`` posts indexed since it last grew (the round thread, between rounds,
-        every ``round_check_interval``): a round's own graph update then covers only the posts of its last
-        seconds, so its time does not grow with the time since the previous round (which waits for the oracle).
-        Saved shares of sealed segments are loaded first and the shares of segments now complete are saved.
-        Returns how many posts the graph took; ``graph_lag`` is how many it has yet to take.
-
-        The graph is the one the rounds would build, up to HNSW's recall: a node's list is searched among the
-        nodes present when it joins (as in a round), and symmetrisation gives earlier nodes their edges to it.
-        Cost: O(limit · parts · log n · d) searches and O(parts) bookkeeping; no O(n) pass over the window.
-        """
+        """The kNN graph takes up to ``limit`` posts indexed since it last grew (:meth:`LiveGraph.advance`; the round
+        thread, between rounds, every ``round_check_interval``), after the expiry and rebalances asked for since
+        the last compute. Returns how many posts it took; ``graph_lag`` is how many it has yet to take."""
         if not self._needs_graph:
             return 0
         self._apply_changes()
-        if not self._built and len(self.index):
-            # the first round (after a start or a reset) builds it over its posts in one update, as the core does
-            # over a fixed set (the live-equals-core tests); the upkeep follows it (or starts on an empty window)
-            self.graph_lag = len(self.index)
-            return 0
-        self._built = True
-        self._load_shares()
-        parts = self.index.parts()
-        held = {part for part, _ in parts}
-        self._grown = {part: n for part, n in self._grown.items() if part in held}   # dropped segments go
-        took = 0
-        for part, hi in self._upkeep_plan(parts, max(0, int(limit))):
-            lo = self._grown.get(part, 0)
-            ids, vecs = part.rows(lo, hi)
-            # rows already in the graph (a loaded share) are skipped; the scope is searched from this part
-            self.graph.update(self.index, ids, {}, vecs, [(part, 0, len(ids))])
-            self._grown[part] = hi
-            took += hi - lo
-        self.graph_lag = sum(count - self._grown.get(part, 0) for part, count in parts)
-        if took:
-            self._save_shares()
-        return took
-
-    def _upkeep_plan(self, parts, room: int) -> list[tuple[object, int]]:
-        """How far each part's rows go in this upkeep: the room shared evenly among the parts with rows waiting
-        (what one of them does not need goes to the others, oldest part first), so when the graph cannot keep up
-        every shard lags alike instead of the last ones starving."""
-        todo = {part: count - self._grown.get(part, 0) for part, count in parts if count > self._grown.get(part, 0)}
-        give = dict.fromkeys(todo, 0)
-        while room > 0 and todo:
-            share = max(1, room // len(todo))
-            for part in list(todo):
-                n = min(share, todo[part], room)
-                give[part] += n
-                todo[part] -= n
-                room -= n
-                if not todo[part]:
-                    del todo[part]
-                if room == 0:
-                    break
-        return [(part, self._grown.get(part, 0) + n) for part, n in give.items() if n]
-
-    # ------------------------------------------------------------------ the graph's shares of sealed segments
-    def _sealed_segments(self):
-        """(shard key, segment) for every sealed segment of the shards (segmented shards only)."""
-        for key, shard in list(self.index.shards.items()):
-            for seg in list(getattr(shard, "segments", ())):
-                if seg.sealed:
-                    yield key, seg
-
-    def _load_shares(self) -> None:
-        """Before the graph update: the saved shares of sealed segments not in the graph yet (after a restart or
-        a rebalance), so their posts are not searched again."""
-        if self.shares is None:
-            return
-        for key, seg in self._sealed_segments():
-            if (key, seg.name) in self._shares_done:
-                continue
-            share = self.shares.load(key, seg.name, self.name, self.graph.k)
-            if share is not None and self.graph.add_share(*share):
-                self._shares_done.add((key, seg.name))
-                self.shares_loaded[0] += 1
-                self.shares_loaded[1] += len(share[0])
-
-    def _save_shares(self) -> None:
-        """After the round: each sealed segment whose posts all have their graph rows is saved once."""
-        if self.shares is None or not self._needs_graph:
-            return
-        held = {key: {seg.name for seg in list(getattr(shard, "segments", ()))}
-                for key, shard in list(self.index.shards.items())}
-        for key, names in held.items():   # shares of segments dropped since (the round thread owns these files)
-            self.shares.prune(key, self.name, names)
-        self._shares_done = {(k, n) for k, n in self._shares_done if n in held.get(k, ())}
-        for key, seg in self._sealed_segments():
-            if (key, seg.name) in self._shares_done:
-                continue
-            share = self.graph.share(seg.index.ids())
-            if share is not None:
-                self.shares.save(key, seg.name, self.name, self.graph.k, *share)
-                self._shares_done.add((key, seg.name))
+        return self.live.advance(limit)
 
 
 @dataclass

@@ -114,7 +114,7 @@ def test_the_rounds_grow_a_recent_graph_between_rounds_with_fewer_searches():
     for scope in ("window", "recent"):
         ids, index, add = arriving(X, batches=6, seal=20)
         _, r = rounds_for(index, S)
-        r.graph = KNNGraph(r.graph.k, r.graph.ef, scope)
+        r.live.graph = KNNGraph(r.graph.k, r.graph.ef, scope)
         r.advance()                                   # the upkeep starts on the empty window
         seen: list[int] = []
         for b in range(6):

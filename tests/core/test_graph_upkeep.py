@@ -88,7 +88,7 @@ def test_a_drop_and_a_rebalance_between_rounds():
     r.advance()
     assert not set(gone) & set(r.graph.node_of)
     assert set(r.graph.node_of) == {p for p in ids if p in index} and r.graph_lag == 0
-    assert oldest.index not in r._grown            # no reference kept to a dropped segment
+    assert oldest.index not in r.live.grown            # no reference kept to a dropped segment
     index.drop(1)                                  # a rebalance took shard 1
     r.forget()
     assert r.advance() == 0 and r.graph_lag == len(index)   # after a reset the next round builds it whole
@@ -154,12 +154,12 @@ def test_rounds_without_the_upkeep_keep_no_reference_to_a_dropped_segment():
     r.plan()
     shard = index.shards[0]
     oldest = shard.segments[0]
-    assert oldest.index in r._grown
+    assert oldest.index in r.live.grown
     r.expire(oldest.index.ids())
     shard.drop([oldest.name])
     r.touch()
     r.plan()
-    assert oldest.index not in r._grown and len(r._grown) == len(index.parts())
+    assert oldest.index not in r.live.grown and len(r.live.grown) == len(index.parts())
 
 
 def test_a_short_upkeep_is_shared_by_the_shards_not_taken_by_the_first():

@@ -141,7 +141,7 @@ def test_sealed_segment_shares_are_saved_once_and_restore_the_graph(tmp_path):
     growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
     assert sum(searched) == growing + len(S)
     assert edges_by_name(again.graph) == edges_by_name(r.graph)
-    assert again.shares_loaded == [len(sealed), sum(len(index.shards[k].segments[[s.name for s in
+    assert again.live.shares_loaded == [len(sealed), sum(len(index.shards[k].segments[[s.name for s in
                                    index.shards[k].segments].index(n)].index) for k, n in sealed)]
 
 

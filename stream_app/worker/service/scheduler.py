@@ -59,9 +59,9 @@ class RoundScheduler(ServicePart):
             if inp is None:
                 continue
             out = await self.svc.in_round_thread(self._compute, rounds, inp)
-            if rounds.shares_loaded[0]:
-                segs, posts = rounds.shares_loaded
-                rounds.shares_loaded = [0, 0]
+            if rounds.live.shares_loaded[0]:
+                segs, posts = rounds.live.shares_loaded
+                rounds.live.shares_loaded = [0, 0]
                 log.info("kNN graph of %s: %d posts of %d sealed segments loaded from their saved shares, not searched",
                          name, posts, segs)
             if self.svc.rounds.get(name) is not rounds:   # rebuilt or retired meanwhile: its batch is void
