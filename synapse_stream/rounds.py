@@ -77,6 +77,7 @@ class RoundRecord:
     positives: int = 0
     seconds: float = 0.0
     alloc: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)   # seconds per step of the compute (RoundOutput.phases)
 
     @property
     def outstanding(self) -> int:
@@ -298,12 +299,19 @@ class LiveRounds:
         """Step 2 (one thread at a time, not necessarily the owner's): the policy's batch on a snapshot of the
         shards. Reads the index through its locks; writes only the graph, the sources and the policy."""
         t0 = time.perf_counter()
+        marks = [t0]
+
+        def mark() -> None:
+            marks.append(time.perf_counter())
         self._apply_changes()
+        mark()
         state, ext = self._snapshot(inp)
+        mark()
         if state.n == 0:
             self.live.built = self.live.built or not len(self.index)   # the graph over no posts is built
             return RoundOutput(inp, [], [], time.perf_counter() - t0)
         self._prepare_sources(state, ext, inp)
+        mark()
         # the bandit: discount once per round, then count the verdicts since the last one (the core's order)
         self.policy.decay()
         for s, (a, b) in inp.fresh.items():
@@ -312,12 +320,17 @@ class LiveRounds:
         k0 = max(1, round(self.k0 * min(1.0, max(inp.share, 0.0))))
         self.policy.k0, self.policy.k_max = k0, max(k0, round(self.k_max * k0 / self.k0))
         batch = self.policy.plan(state)
+        mark()
         self._parts = []       # no reference to dropped segments beyond the round
         if inp.limit is not None:
             batch = batch[:inp.limit]
         if self._needs_graph:
             self.live.save_shares()
-        return RoundOutput(inp, state.ids, batch, time.perf_counter() - t0)
+        mark()
+        steps = ("changes", "snapshot", "graph+learn", "plan", "shares")
+        phases = {name: b - a for name, a, b in zip(steps, marks, marks[1:])}
+        phases.update({f"plan:{src}": sec for src, sec in self.policy.seconds.items()})
+        return RoundOutput(inp, state.ids, batch, marks[-1] - t0, phases)
 
     def commit(self, out: RoundOutput) -> list[Candidate]:
         """Step 3 (the owner's thread): mark the batch queried and record the round. A post answered, sent or
@@ -335,6 +348,7 @@ class LiveRounds:
             cands.append(Candidate(self.name, pid, float(score), (), src))
         rec.alloc = {s: sum(1 for v in rec.sent.values() if v == s) for s in self.policy.sources}
         rec.seconds = out.seconds
+        rec.phases = out.phases
         if cands:
             self.planned += 1
             self.rounds.append(rec)
@@ -439,3 +453,4 @@ class RoundOutput:
     ids: list[str]
     batch: list[tuple[int, float, str]]
     seconds: float
+    phases: dict[str, float] = field(default_factory=dict)   # seconds per step (``LiveRounds.compute``)

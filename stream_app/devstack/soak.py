@@ -45,7 +45,8 @@ from synapse_stream.messages import dumps
 DETECTOR = {"name": "trend", "tau": 0.5, "d_max": 10, "candidates": "policy", "k0": 50, "audit_rate": 0.01,
             "max_query_ratio": 0.05, "detect_threshold": None}
 _ROUND = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*round (\d+) of (\S+): (\d+) candidates .* in "
-                    r"([0-9.]+)s")
+                    r"([0-9.]+)s(?: \(([^)]*)\))?")
+_PHASE = re.compile(r"(\S+) ([0-9.]+)")
 _LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
 #: Redis keys (last name part) that grow with the answers, by design (README's state table)
 ANSWER_KEYS = {"ledger", "verdicts", "labelled-vectors", "audit-ledger", "queried", "audited", "sources", "seeds",
@@ -230,7 +231,8 @@ class _Sampler:
             if m and m.group(3) == DETECTOR["name"]:
                 end = datetime.strptime(m.group(1), _LOG_TIME).timestamp()
                 self.report.rounds.append({"end": end, "seconds": float(m.group(5)), "candidates": int(m.group(4)),
-                                           "number": int(m.group(2))})
+                                           "number": int(m.group(2)),
+                                           "phases": {k: float(v) for k, v in _PHASE.findall(m.group(6) or "")}})
 
 
 async def _moderate(loop: LiveLoop, stream: Stream, sent_at: np.ndarray, report: SoakReport, stop: asyncio.Event,

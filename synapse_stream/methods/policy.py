@@ -63,6 +63,7 @@ sources' own (GBLE's graph O(N k)).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -134,6 +135,7 @@ class Policy(ActiveMethod):
         self._last_alloc: dict[str, int] = {}
         self._owner: dict[int, str] = {}
         self._active: dict[str, bool] = {}
+        self.seconds: dict[str, float] = {}   # each source's propose (and re-rank) time in the last selection
         self.history: list[dict] = []     # per round: K, the split and the posterior means used
 
     def params(self) -> dict:
@@ -270,10 +272,13 @@ class Policy(ActiveMethod):
         K = dynamic_k(self.k0, state.last_precision(), self.k_max)
         proposals: dict[str, list[tuple[int, float]]] = {}
         reranked: list[str] = []
+        self.seconds = {}
         for name, src in self.sources.items():
             if not self._active[name]:
                 continue
+            t0 = time.perf_counter()
             props = [(r, s) for r, s in src.propose(state, K) if state.labels[r] < 0]
+            self.seconds[name] = time.perf_counter() - t0
             scores = self.sources[self.ranker].last_scores if self.ranker else None
             if scores is not None and props and self.ranker_earns(name):
                 props.sort(key=lambda rs: -float(scores[rs[0]]))     # stable: ties keep the source's order

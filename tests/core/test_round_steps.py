@@ -408,3 +408,16 @@ def test_ibg_and_model_kept_over_an_expiry_give_the_batches_of_a_fresh_start(mon
     assert sum(len(b) for b in kept) > 20 and {"model", "ibg"} <= {src for b in kept for _, _, src in b}
     assert cost_kept[0] < cost_fresh[0] and cost_kept[1] < cost_fresh[1]   # the state was kept: less work
     assert kept == fresh
+
+
+def test_a_round_records_the_time_of_each_step_and_source():
+    X, S = data()
+    _, index = segmented(X)
+    _, r = rounds_for(index, S, sources=("ibg", "gble"))
+    assert r.plan()
+    rec = r.rounds[-1]
+    steps = ("changes", "snapshot", "graph+learn", "plan", "shares")
+    assert set(rec.phases) == set(steps) | {"plan:ibg", "plan:gble"}
+    assert all(v >= 0 for v in rec.phases.values())
+    assert abs(sum(rec.phases[s] for s in steps) - rec.seconds) < 1e-6
+    assert rec.phases["plan:ibg"] + rec.phases["plan:gble"] <= rec.phases["plan"] + 1e-6

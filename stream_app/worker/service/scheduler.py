@@ -75,8 +75,9 @@ class RoundScheduler(ServicePart):
             for src in rounds.sources:
                 self.svc.metrics.source_share.labels(name, src).set(
                     rounds.rounds[-1].alloc.get(src, 0) / max(1, len(cands)))
-            log.info("round %d of %s: %d candidates %s in %.2fs", rounds.rounds[-1].number, name, len(cands),
-                     rounds.rounds[-1].alloc, rounds.rounds[-1].seconds)
+            rec = rounds.rounds[-1]
+            log.info("round %d of %s: %d candidates %s in %.2fs (%s)", rec.number, name, len(cands), rec.alloc,
+                     rec.seconds, " ".join(f"{k} {v:.2f}" for k, v in rec.phases.items()))
             await self.svc.state.rounds.record(name, {c.post_id: c.reason for c in cands})
             await self.svc.outbox.emit([])
         return self.svc.outbox.drain(Outputs())
