@@ -396,8 +396,8 @@ class LiveRounds:
         """The front ``n`` rows of the buffer the rounds' snapshots are written into, kept between rounds: a new
         array of the window's size each round cost its page faults every time (with the classifier's chunks, the
         median round at a full 200 k window went from 2.4 to 1.4 s: docs/live-rounds.md, "The snapshot's
-        buffer"). Between ``n`` and ``2 n + 4096`` rows; a larger need gets one an eighth larger. Nothing keeps a view of it past the round (the
-        sources copy what they keep: ``tests/core/test_rounds.py``)."""
+        buffer"). Between ``n`` and ``2 n + 4096`` rows; a larger need gets one an eighth larger. Nothing keeps a
+        view of it past the round (the sources copy what they keep: ``tests/core/test_rounds.py``)."""
         buf = self._buf
         if buf is None or len(buf) < n or len(buf) > 2 * n + 4096:
             buf = self._buf = np.empty((n + n // 8 + 1024, self.index.dim), np.float32)
