@@ -72,6 +72,7 @@ def test_soak_short(tmp_path):
     s = r.summary
     print(soak_line(s))
     assert len(r.samples) > 10 and r.rounds and r.answered > 0
+    assert all({"snapshot", "plan"} <= set(x["phases"]) for x in r.rounds)   # each round's steps, from the log
     assert s["index_size_max"] < 2 * 1000, "the window must stay bounded (a window plus a segment or two)"
     assert s["latency_samples_in_rounds"] >= 0 and s["rounds"] == len(r.rounds)
     assert max(x.get("expired_total", 0) for x in r.samples) > 5000, "segments must leave the window"
