@@ -92,7 +92,7 @@ def make_rounds(index, data: Data, truth: dict[str, int], shares=None):
     for j, s in enumerate(data.seeds):
         eng.on_seed(Seed(f"s{j}", "", SeedOrigin.SYNTHETIC), s)
     r = LiveRounds(eng.books, index, name="d", params=SourceParams(tau=TAU, d_max=D_MAX, k0=K0), k0=K0)
-    r.shares = shares
+    r.live.shares = shares
     return eng, r
 
 

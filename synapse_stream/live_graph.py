@@ -30,6 +30,11 @@ class LiveGraph:
         self.lag = 0                              # posts indexed here and not in the graph yet (last look)
         self.built = False                        # a round built the graph since the last reset (the upkeep waits)
 
+    def take_loaded(self) -> tuple[int, int]:
+        """The (segments, posts) of the shares loaded since the last call."""
+        loaded, self.shares_loaded = tuple(self.shares_loaded), [0, 0]
+        return loaded
+
     def reset(self) -> None:
         """Shards were dropped or replaced: the graph starts again (the next round builds it whole)."""
         self.graph.reset()

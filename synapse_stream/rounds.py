@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .books import DetectorBooks
-from .graph import GraphShares, KNNGraph
+from .graph import KNNGraph
 from .index import ShardedIndex
 from .live_graph import LiveGraph
 from .methods.base import LoopState
@@ -133,20 +133,6 @@ class LiveRounds:
     def graph(self) -> KNNGraph:
         """The detector's kNN graph (:class:`~synapse_stream.live_graph.LiveGraph` keeps it)."""
         return self.live.graph
-
-    @property
-    def shares(self) -> GraphShares | None:
-        """Where the sealed segments' shares of the graph are kept (None: not kept)."""
-        return self.live.shares
-
-    @shares.setter
-    def shares(self, shares: GraphShares | None) -> None:
-        self.live.shares = shares
-
-    @property
-    def graph_lag(self) -> int:
-        """Posts indexed here and not in the kNN graph yet (at the last upkeep)."""
-        return self.live.lag
 
     @property
     def sources(self) -> list[str]:
@@ -421,7 +407,7 @@ class LiveRounds:
     def advance(self, limit: int = 2048) -> int:
         """The kNN graph takes up to ``limit`` posts indexed since it last grew (:meth:`LiveGraph.advance`; the round
         thread, between rounds, every ``round_check_interval``), after the expiry and rebalances asked for since
-        the last compute. Returns how many posts it took; ``graph_lag`` is how many it has yet to take."""
+        the last compute. Returns how many posts it took; ``live.lag`` is how many it has yet to take."""
         if not self._needs_graph:
             return 0
         self._apply_changes()

@@ -230,8 +230,8 @@ class Settings(BaseSettings):
     # 32 finds 0.998 of the exact 11 nearest at a 200 k window for 0.6x the time of 64, and the searches are most
     # of what the graph's upkeep costs (docs/live-rounds.md, "The graph between rounds")
     gble_ef: int | None = Field(32, ge=1, le=10_000)
-    # where a new post's graph neighbours are searched: "recent" (its own segment and every shard's growing one: a
-    # post's cost does not grow with the sealed segments) or "window" (every segment); docs/live-rounds.md,
+    # where a new post's graph neighbours are searched: "recent" (its own segment and the two newest of every shard:
+    # a post's cost does not grow with the sealed segments) or "window" (every segment); docs/live-rounds.md,
     # "The graph's scope"
     gble_scope: Literal["window", "recent"] = "recent"
     gble_iterations: int = Field(20, ge=1, le=1000)

@@ -129,7 +129,7 @@ def test_the_rounds_grow_a_recent_graph_between_rounds_with_fewer_searches():
                     knn_labels.counted = True
                     part.knn_labels = knn_labels
             r.advance(limit=10_000)
-        assert r.graph_lag == 0 and set(r.graph.node_of) >= set(ids)
+        assert r.live.lag == 0 and set(r.graph.node_of) >= set(ids)
         totals[scope] = sum(seen)
     assert totals["recent"] < totals["window"] / 2
     built = rounds_for(ShardedIndex(DIM), S)[1]

@@ -40,7 +40,7 @@ def test_advance_takes_the_new_rows_of_each_part_as_the_same_updates_by_hand():
     done: dict = {}
     for b in range(4):
         add(b)
-        assert r.advance(limit=10_000) > 0 and r.graph_lag == 0
+        assert r.advance(limit=10_000) > 0 and r.live.lag == 0
         for part, count in index.parts():          # the reference: each part's new rows, oldest part first
             lo = done.get(part, 0)
             if count > lo:
@@ -69,9 +69,9 @@ def test_after_the_upkeep_a_round_searches_only_the_seeds():
 def test_the_limit_leaves_a_lag_the_next_calls_take():
     ids, index, add, r, S = upkept(200, 1)
     add(0)
-    assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 70
-    assert r.advance(limit=70) == 70 and r.graph_lag == len(ids) - 140
-    assert r.advance(limit=70) == 60 and r.graph_lag == 0
+    assert r.advance(limit=70) == 70 and r.live.lag == len(ids) - 70
+    assert r.advance(limit=70) == 70 and r.live.lag == len(ids) - 140
+    assert r.advance(limit=70) == 60 and r.live.lag == 0
     assert set(r.graph.node_of) == set(ids)
 
 
@@ -87,16 +87,16 @@ def test_a_drop_and_a_rebalance_between_rounds():
     add(1)
     r.advance()
     assert not set(gone) & set(r.graph.node_of)
-    assert set(r.graph.node_of) == {p for p in ids if p in index} and r.graph_lag == 0
+    assert set(r.graph.node_of) == {p for p in ids if p in index} and r.live.lag == 0
     assert oldest.index not in r.live.grown            # no reference kept to a dropped segment
     index.drop(1)                                  # a rebalance took shard 1
     r.forget()
-    assert r.advance() == 0 and r.graph_lag == len(index)   # after a reset the next round builds it whole
+    assert r.advance() == 0 and r.live.lag == len(index)   # after a reset the next round builds it whole
     r.touch()
     r.plan()
     assert {p for p in r.graph.node_of if not p.startswith("seed:")} == set(index.shards[0].ids())
     add_more = r.advance()
-    assert add_more == 0 and r.graph_lag == 0
+    assert add_more == 0 and r.live.lag == 0
 
 
 def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them(tmp_path):
@@ -115,7 +115,7 @@ def test_the_upkeep_saves_the_shares_of_sealed_segments_and_a_restart_loads_them
     assert again.advance() == 0                    # a restart: the first round loads the shares, searches the rest
     again.plan()
     growing = sum(len(s.index) for sh in index.shards.values() for s in sh.segments if not s.sealed)
-    assert sum(searched) == growing + len(S) and again.advance() == 0 and again.graph_lag == 0
+    assert sum(searched) == growing + len(S) and again.advance() == 0 and again.live.lag == 0
     held = {p for sh in index.shards.values() for s in sh.segments if s.sealed for p in s.index.ids()}
 
     def sealed_edges(g):   # the sealed segments' rows came from their shares: the same edges among their posts
@@ -170,6 +170,6 @@ def test_a_short_upkeep_is_shared_by_the_shards_not_taken_by_the_first():
     add(0)
     r.advance(limit=60)
     per_shard = {key: sum(1 for p in sh.ids() if p in r.graph.node_of) for key, sh in index.shards.items()}
-    assert per_shard == {0: 30, 1: 30} and r.graph_lag == 180
+    assert per_shard == {0: 30, 1: 30} and r.live.lag == 180
     r.advance(limit=10_000)
-    assert r.graph_lag == 0 and set(r.graph.node_of) == set(ids)
+    assert r.live.lag == 0 and set(r.graph.node_of) == set(ids)

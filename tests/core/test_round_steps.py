@@ -42,7 +42,7 @@ def rounds_for(index, S, shares=None, sources=("gble",), name="d"):
         eng.on_seed(Seed(f"s{j}", "", SeedOrigin.SYNTHETIC), s)
     r = LiveRounds(eng.books, index, name=name, sources=sources, params=SourceParams(tau=0.5, d_max=5, k0=20),
                    k0=20)
-    r.shares = shares
+    r.live.shares = shares
     return eng, r
 
 

@@ -95,7 +95,7 @@ class DetectorCatalog(ServicePart):
                 params=SourceParams(tau=d.tau if d.tau is not None else "auto", d_max=d.d_max, k0=d.k0, gble_k=s.gble_k,
                                     gble_ef=s.gble_ef, gble_scope=s.gble_scope,
                                     gble_iterations=s.gble_iterations), k0=d.k0)
-            svc.rounds[d.name].shares = GraphShares(s.data_dir)   # sealed segments' graph rows, beside their snapshots
+            svc.rounds[d.name].live.shares = GraphShares(s.data_dir)   # sealed segments' graph rows, beside their snapshots
             svc.rounds[d.name].graph_first = s.graph_upkeep_posts > 0   # the scheduler grows the graph between rounds
             if d.name in svc.models:
                 svc.rounds[d.name].use_model(svc.models[d.name])

@@ -59,9 +59,8 @@ class RoundScheduler(ServicePart):
             if inp is None:
                 continue
             out = await self.svc.in_round_thread(self._compute, rounds, inp)
-            if rounds.live.shares_loaded[0]:
-                segs, posts = rounds.live.shares_loaded
-                rounds.live.shares_loaded = [0, 0]
+            segs, posts = rounds.live.take_loaded()
+            if segs:
                 log.info("kNN graph of %s: %d posts of %d sealed segments loaded from their saved shares, not searched",
                          name, posts, segs)
             if self.svc.rounds.get(name) is not rounds:   # rebuilt or retired meanwhile: its batch is void
@@ -90,7 +89,7 @@ class RoundScheduler(ServicePart):
             d = self.svc.detectors.get(name)
             if limit and rounds.uses_graph and d is not None and not d.paused:
                 await self.svc.in_round_thread(self._advance, rounds, limit)
-                self.svc.metrics.graph_lag.labels(name).set(rounds.graph_lag)
+                self.svc.metrics.graph_lag.labels(name).set(rounds.live.lag)
 
     def _advance(self, rounds, limit: int) -> int:
         took = rounds.advance(limit)
