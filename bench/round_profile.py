@@ -40,19 +40,19 @@ def say(msg: str) -> None:
     print(f"[round-profile {time.monotonic() - T0:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def build(window: int, data: Data, efc: int, cache: Path | None):
-    """A shard holding posts 0..window in sealed segments of window / 8 (loaded from ``cache`` if there)."""
+def build(window: int, data: Data, efc: int, cache: Path | None, nseg: int = 8):
+    """A shard holding posts 0..window in ``nseg`` sealed segments (loaded from ``cache`` if there)."""
     from synapse_stream.index import PostIndex
     from synapse_stream.segments import Retention, Segment, SegmentedIndex
 
-    ret = Retention(max_posts=window, segment_posts=window // 8)
+    ret = Retention(max_posts=window, segment_posts=window // nseg)
     path = cache / "shard" / "shard.json" if cache else None
     if path is not None and path.exists():
         t = time.perf_counter()
         shard = SegmentedIndex.load(path, ret)
         say(f"loaded {len(shard):,} posts in {len(shard.segments)} segments in {time.perf_counter() - t:.1f}s")
         return shard, 0.0
-    seg_n = window // 8
+    seg_n = window // nseg
     X_all = np.concatenate([X for _, X, _ in data.rows(0, window)])
 
     def one(s: int) -> Segment:
@@ -67,12 +67,12 @@ def build(window: int, data: Data, efc: int, cache: Path | None):
 
     t = time.perf_counter()
     with ThreadPoolExecutor(2) as ex:      # hnswlib releases the GIL while it inserts
-        segs = list(ex.map(one, range(8)))
+        segs = list(ex.map(one, range(nseg)))
     built = time.perf_counter() - t
     shard = SegmentedIndex(X_all.shape[1], ret, m=16, ef_construction=efc, ef_search=64)
     shard.segments = segs
     shard.watermark = float(window - 1)
-    say(f"built {window:,} posts in 8 segments in {built:.0f}s")
+    say(f"built {window:,} posts in {nseg} segments in {built:.0f}s")
     if path is not None:
         shard.save(path)
     return shard, built
@@ -94,11 +94,11 @@ def run(a) -> dict:
     window = a.window
     cache = Path(a.cache) if a.cache else None
     if cache:
-        cache = cache / f"w{window}-efc{a.ef_construction}"
+        cache = cache / f"w{window}-efc{a.ef_construction}" / (f"seg{a.segments}" if a.segments != 8 else "")
         cache.mkdir(parents=True, exist_ok=True)
     data = Data(window + a.new * (a.rounds + 1) + 1000)
-    shard, built = build(window, data, a.ef_construction, cache)
-    index = ShardedIndex(shard.dim, Retention(max_posts=window, segment_posts=window // 8))
+    shard, built = build(window, data, a.ef_construction, cache, a.segments)
+    index = ShardedIndex(shard.dim, Retention(max_posts=window, segment_posts=window // a.segments))
     index.attach(0, shard)
     truth = {pid(i): int(y) for i, y in enumerate(data.labels(0, window).tolist())}
     # the rounds prune the shares of segments they drop: they work on a copy, and the first round's shares are
@@ -107,6 +107,8 @@ def run(a) -> dict:
     if cache and (cache / "shares").exists():
         shutil.copytree(cache / "shares", shares_dir, dirs_exist_ok=True)
     eng, r = make_rounds(index, data, truth, GraphShares(shares_dir))
+    r.live.graph.scope = a.scope
+    r.graph_first = a.upkeep
     r.graph.ef = a.first_ef or a.ef
     parts = Parts()
     instrument(r, parts)
@@ -120,7 +122,7 @@ def run(a) -> dict:
     say(f"first round {first:.1f}s ({first_cpu:.1f}s CPU; {r.live.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
     train(r, eng, index, data)
     r.graph.ef = a.ef
-    res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // 8, "new_per_round": a.new, "ef_construction": a.ef_construction,
+    res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // a.segments, "scope": a.scope, "upkeep": a.upkeep, "new_per_round": a.new, "ef_construction": a.ef_construction,
            "build_s": built, "first_round_s": first, "first_round_cpu_s": first_cpu, "first_round_parts_s": p_first,
            "shares_loaded_posts": r.live.shares_loaded[1], "steady": []}
     nxt = window
@@ -132,8 +134,14 @@ def run(a) -> dict:
                 truth.update(zip(ids, y[s:s + 64].tolist()))
                 index.add(0, ids, X[s:s + 64], ts=[float(first_id + s + j) for j in range(len(ids))])
         nxt += a.new
+        gone = [p for e in index.expirable().values() for p in e.ids]
+        moving = sum(1 for p in gone if eng.labels.get(p) == 1)     # confirmed positives leaving with the window
         due = expire_due(index, r)
         r.touch()
+        t_up = time.perf_counter()
+        while a.upkeep and r.advance(2048):     # the scheduler's upkeep between rounds (not in the round's time)
+            pass
+        upkeep = time.perf_counter() - t_up
         if prof is not None and k == a.rounds - 1:
             prof.enable()
         t, c = time.perf_counter(), time.process_time()
@@ -142,11 +150,13 @@ def run(a) -> dict:
         cpu = time.process_time() - c
         if prof is not None and k == a.rounds - 1:
             prof.disable()
-        row = {"round_s": wall, "round_cpu_s": cpu, "window": len(index), "expired": bool(due), **parts.take()}
+        row = {"round_s": wall, "round_cpu_s": cpu, "window": len(index), "expired": bool(due),
+               "expired_positives": moving, "upkeep_s": upkeep, "phases": r.rounds[-1].phases if cands else {},
+               **parts.take()}
         res["steady"].append(row)
         answer(eng, r, cands, truth)
         say(f"steady round {k + 1}: {wall:.2f}s ({cpu:.2f}s CPU), window {len(index):,}"
-            f"{' (a segment expired)' if due else ''}: " + ", ".join(f"{k_}={v:.3f}" for k_, v in row.items()
+            f"{f' (a segment expired, {moving} confirmed positives in it)' if due else ''}: " + ", ".join(f"{k_}={v:.3f}" for k_, v in row.items()
                                                                        if isinstance(v, float) and k_ not in ("round_s", "round_cpu_s")))
     if prof is not None:
         st = pstats.Stats(prof, stream=sys.stderr)
@@ -164,6 +174,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ef", type=int, default=None, help="the graph searches' ef (default: the index's, 64)")
     ap.add_argument("--first-ef", type=int, default=None, help="ef of the first round's graph build (default --ef)")
     ap.add_argument("--cache", default=None, help="keep the built segments and the graph shares here")
+    ap.add_argument("--segments", type=int, default=8, help="sealed segments the window holds (window / segments each)")
+    ap.add_argument("--scope", default="window", help="the graph's scope (KNNGraph.SCOPES; the worker's: recent)")
+    ap.add_argument("--upkeep", action="store_true", help="grow the graph between rounds (LiveRounds.advance), as the worker")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "round_profile.json"))
     a = ap.parse_args(argv)
