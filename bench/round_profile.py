@@ -58,8 +58,10 @@ def build(window: int, data: Data, efc: int, cache: Path | None, nseg: int = 8):
     def one(s: int) -> Segment:
         idx = PostIndex(X_all.shape[1], m=16, ef_construction=efc, ef_search=64,
                         initial_capacity=seg_n)
-        for b in range(s * seg_n, (s + 1) * seg_n, 500):
-            idx.add([pid(i) for i in range(b, b + 500)], X_all[b:b + 500])
+        hi = (s + 1) * seg_n
+        for b in range(s * seg_n, hi, 500):
+            e = min(b + 500, hi)
+            idx.add([pid(i) for i in range(b, e)], X_all[b:e])
         import uuid
         seg = Segment(uuid.uuid4().hex[:12], idx, sealed=True, min_ts=float(s * seg_n),
                       max_ts=float((s + 1) * seg_n - 1))
