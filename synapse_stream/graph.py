@@ -223,12 +223,16 @@ class KNNGraph:
         return (np.asarray([c[2] for c in cand[:kk]], np.int64),
                 np.asarray([-c[0] for c in cand[:kk]], np.float32))
 
-    def drop(self, post_ids) -> int:
+    def drop(self, post_ids, to_seeds: dict[str, np.ndarray] | None = None) -> int:
         """Remove posts that left the window (and their edges); the others keep their numbering order.
 
         A remaining node whose list pointed at a dropped post keeps its other edges (it is not searched
-        again: its nearest neighbours are the window's, less the departed). Cost O(n + edges). Returns how
-        many nodes went."""
+        again: its nearest neighbours are the window's, less the departed). ``to_seeds``: departing posts that
+        stay positives outside the window (confirmed posts: the seed registry keeps their vectors), by post id:
+        each keeps its node and edges as the seed node ``"seed:" + id`` the next update would otherwise search
+        anew in every part (:meth:`to_seed`). Cost O(n + edges). Returns how many nodes went."""
+        for p, v in (to_seeds or {}).items():
+            self.to_seed(p, v)
         gone = {self.node_of[p] for p in post_ids if p in self.node_of}
         if not gone:
             return 0
@@ -253,6 +257,23 @@ class KNNGraph:
                              if t not in dropped}
         self._W = None
         return len(gone)
+
+    def to_seed(self, post_id: str, vector: np.ndarray) -> bool:
+        """Post ``post_id`` leaves the window but stays a positive (a confirmed post, now a seed of the registry with
+        ``vector``): its node becomes the seed node ``"seed:" + post_id`` with the edges it has (a remaining node
+        keeps its list less the departed, as in :meth:`drop`), instead of a new node searched in every part of the
+        index and a node dropped. False (nothing changed) if it is not a post node or the seed is a node already."""
+        i = self.node_of.get(post_id)
+        name = "seed:" + post_id
+        if i is None or name in self.node_of:
+            return False
+        del self.node_of[post_id]
+        self.node_of[name] = i
+        self.names[i] = name
+        self._seed_names.append(name)
+        self._seed_vecs.append(l2_normalise(np.asarray(vector, np.float32)[None, :])[0])
+        self._nodes_of = None                      # a post of the last update's list is not a post node any more
+        return True
 
     def _add_name(self, name: str) -> None:
         self.node_of[name] = len(self.names)

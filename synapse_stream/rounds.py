@@ -122,6 +122,7 @@ class LiveRounds:
         self._lock = threading.Lock()
         self._reset = False
         self._drops: list[str] = []
+        self._to_seeds: dict[str, np.ndarray] = {}   # expiring confirmed posts -> their seed vectors (expire)
         self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
         self.dropped = 0                         # posts that left the window applied by the last compute
         # True when the graph grows between rounds (:meth:`advance`): a round then plans over the posts the graph
@@ -212,28 +213,33 @@ class LiveRounds:
         start of the next :meth:`compute`, which may be running in another thread now)."""
         with self._lock:
             self._reset = True
-            self._drops = []
+            self._drops, self._to_seeds = [], {}
 
     def expire(self, post_ids: Sequence[str]) -> None:
         """Posts left the window: the kNN graph drops them (no rebuild) and the sources drop what they built
         over the old node numbering, at the start of the next :meth:`compute`; what was sent stays in
-        ``owner`` (a late verdict still credits its source)."""
+        ``owner`` (a late verdict still credits its source). Confirmed positives among them stay positives, as
+        seeds (their vectors are in the seed registry, read here on the owner's thread): the graph keeps their nodes
+        as seed nodes (:meth:`KNNGraph.to_seed`) instead of searching them again in every segment."""
+        seeds, retracted = self.books.seeds, self.books.retracted
+        moving = {p: seeds.vector(p).copy() for p in post_ids if p in seeds and p not in retracted}
         with self._lock:
             if not self._reset:
                 self._drops.extend(post_ids)
+                self._to_seeds.update(moving)
 
     def _apply_changes(self) -> None:
         """Compute side: the resets and drops asked for since the last compute."""
         with self._lock:
-            reset, drops = self._reset, self._drops
-            self._reset, self._drops = False, []
+            reset, drops, moving = self._reset, self._drops, self._to_seeds
+            self._reset, self._drops, self._to_seeds = False, [], {}
         if reset:
             self.live.reset()
         self.dropped = len(drops) if not reset else 0
         if reset:
             for src in self.policy.sources.values():
                 src.forget()
-        elif drops and self.graph.drop(drops):
+        elif drops and self.graph.drop(drops, moving):
             for src in self.policy.sources.values():
                 src.expired()
 

@@ -78,7 +78,8 @@ class LiveIBG(CandidateSource):
 
     def expired(self) -> None:
         """Kept: the lists are by post id and lose departed posts as they lose answered ones (``_propose``); a
-        departed positive leaves with its list (``_update``); parts no longer held are not compared again."""
+        departed positive leaves with its list, or keeps it as the seed it becomes (``_moved``); parts no longer
+        held are not compared again."""
 
     # ------------------------------------------------------------------ upkeep
     def _keep(self, sims: np.ndarray, ids: list[str], limit: int, open_: np.ndarray | None = None
@@ -115,7 +116,8 @@ class LiveIBG(CandidateSource):
         names = self._external if len(self._external) == len(state.S) else [f"#{i}" for i in range(len(state.S))]
         positives = {"seed:" + n: v for n, v in zip(names, state.S)}     # seeds and posts confirmed elsewhere
         positives.update({state.ids[r]: state.X[r] for r in state.positive_rows().tolist()})
-        for name in [p for p in self.lists if p not in positives]:     # no longer a positive (overturned)
+        self._moved(positives)
+        for name in [p for p in self.lists if p not in positives]:     # no longer a positive (gone, overturned)
             self.lists.pop(name)
             self._vecs.pop(name, None)
         for name in [p for p in self._vecs if p in positives and not np.array_equal(self._vecs[p], positives[p])]:
@@ -152,6 +154,20 @@ class LiveIBG(CandidateSource):
             if name not in self._vecs:       # (LiveRounds reuses its buffer), and a view would pin the snapshot
                 self._vecs[name] = np.array(v, np.float32)
         self._scan([n for n in positives if n not in self.lists or parts[0][0] is None], state, free)
+
+    def _moved(self, positives: dict[str, np.ndarray]) -> None:
+        """Confirmed posts that left the window come back as seeds (``"seed:" + id``, the registry's copy of the
+        post's vector): each keeps its list under the new name (it is the same positive; its list holds the best
+        open posts of the window, less the departed, as every list does) instead of a scan of the whole window."""
+        for name, v in positives.items():
+            old = name[5:]
+            if not name.startswith("seed:") or name in self.lists or old not in self.lists or old in positives:
+                continue
+            mine = self._vecs.get(old)
+            if mine is not None and mine.shape == v.shape and float(np.abs(mine - v).max()) <= 1e-6:
+                self.lists[name] = self.lists.pop(old)
+                self._vecs[name] = np.array(v, np.float32)
+                del self._vecs[old]
 
     # ------------------------------------------------------------------ the batch
     def propose(self, state: LoopState, k: int) -> list[tuple[int, float]]:

@@ -421,3 +421,56 @@ def test_a_round_records_the_time_of_each_step_and_source():
     assert all(v >= 0 for v in rec.phases.values())
     assert abs(sum(rec.phases[s] for s in steps) - rec.seconds) < 1e-6
     assert rec.phases["plan:ibg"] + rec.phases["plan:gble"] <= rec.phases["plan"] + 1e-6
+
+
+def test_a_confirmed_post_leaving_the_window_keeps_its_graph_node_and_ibg_list_as_a_seed():
+    """A confirmed positive whose segment expires stays a positive (a seed of the registry): the graph renames its
+    node ``seed:<id>`` with its edges instead of searching a new seed node in every part, and IBG keeps its list
+    instead of scanning the window again; the batch is the one of sources that forget everything."""
+    from synapse_stream.sources.ibg import LiveIBG
+
+    X, S = data(n=400, seed=3)
+
+    def run(keep: bool):
+        ids, index = segmented(X, parts=1, seal=50)
+        eng, r = rounds_for(index, S, sources=("ibg", "gble"))
+        r.plan()
+        shard = index.shards[0]
+        oldest = shard.segments[0]
+        gone = oldest.index.ids()
+        confirmed = gone[:3]
+        for p in confirmed:                       # three posts of the oldest segment confirmed
+            eng.on_verdict(p, 1)
+            r.observe(p, 1, True)
+        r.touch()
+        r.plan()
+        before = edges_by_name(r.graph)
+        node_count = len(r.graph)
+        shard.drop([oldest.name])
+        if not keep:                              # as before: the expiring positives were dropped and searched anew
+            r.graph.to_seed = lambda *a: False
+            r.policy.sources["ibg"].expired = r.policy.sources["ibg"].forget
+        r.expire(gone)
+        searched = counting(index)
+        ibg: LiveIBG = r.policy.sources["ibg"]
+        compared = ibg.compared
+        r.touch()
+        batch = r.plan()
+        return (r, confirmed, gone, before, node_count, sum(searched), ibg.compared - compared,
+                [(c.post_id, round(c.score, 5), c.reason) for c in batch])
+
+    r, confirmed, gone, before, n, searched, compared, kept_batch = run(True)
+    g = r.graph
+    assert all("seed:" + p in g.node_of and p not in g.node_of for p in confirmed)
+    assert len(g) == n - len(gone) + len(confirmed)       # the confirmed posts' nodes stayed
+    renamed = {p: "seed:" + p for p in confirmed}
+    stayed = {(renamed.get(a, a), renamed.get(b, b)) for a, b in before if a not in gone or a in renamed}
+    stayed = {(a, b) for a, b in stayed if (b not in gone or b in renamed.values()) and a in g.node_of
+              and b in g.node_of}
+    assert stayed and stayed <= edges_by_name(g)             # the renamed nodes kept their edges
+    assert {"seed:" + p for p in confirmed} <= set(r.policy.sources["ibg"].lists)
+    *_, searched_fresh, compared_fresh, fresh_batch = run(False)
+    assert searched < searched_fresh       # no new seed node searched in the index
+    assert compared < compared_fresh       # and no scan of the window for their IBG lists
+    ibg_kept = [b for b in kept_batch if b[2] == "ibg"]
+    assert ibg_kept and ibg_kept == [b for b in fresh_batch if b[2] == "ibg"]
