@@ -124,7 +124,8 @@ def run(a) -> dict:
     say(f"first round {first:.1f}s ({first_cpu:.1f}s CPU; {r.live.shares_loaded[1]:,} posts' graph rows loaded from shares) {p_first}")
     train(r, eng, index, data)
     r.graph.ef = a.ef
-    res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // a.segments, "scope": a.scope, "upkeep": a.upkeep, "new_per_round": a.new, "ef_construction": a.ef_construction,
+    res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // a.segments,
+           "scope": a.scope, "upkeep": a.upkeep, "new_per_round": a.new, "ef_construction": a.ef_construction,
            "build_s": built, "first_round_s": first, "first_round_cpu_s": first_cpu, "first_round_parts_s": p_first,
            "shares_loaded_posts": r.live.shares_loaded[1], "steady": []}
     nxt = window
@@ -157,9 +158,10 @@ def run(a) -> dict:
                **parts.take()}
         res["steady"].append(row)
         answer(eng, r, cands, truth)
-        say(f"steady round {k + 1}: {wall:.2f}s ({cpu:.2f}s CPU), window {len(index):,}"
-            f"{f' (a segment expired, {moving} confirmed positives in it)' if due else ''}: " + ", ".join(f"{k_}={v:.3f}" for k_, v in row.items()
-                                                                       if isinstance(v, float) and k_ not in ("round_s", "round_cpu_s")))
+        timed = ", ".join(f"{k_}={v:.3f}" for k_, v in row.items()
+                          if isinstance(v, float) and k_ not in ("round_s", "round_cpu_s"))
+        expiry = f" (a segment expired, {moving} confirmed positives in it)" if due else ""
+        say(f"steady round {k + 1}: {wall:.2f}s ({cpu:.2f}s CPU), window {len(index):,}{expiry}: {timed}")
     if prof is not None:
         st = pstats.Stats(prof, stream=sys.stderr)
         st.sort_stats("cumulative").print_stats(30)
@@ -178,7 +180,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="keep the built segments and the graph shares here")
     ap.add_argument("--segments", type=int, default=8, help="sealed segments the window holds (window / segments each)")
     ap.add_argument("--scope", default="window", help="the graph's scope (KNNGraph.SCOPES; the worker's: recent)")
-    ap.add_argument("--upkeep", action="store_true", help="grow the graph between rounds (LiveRounds.advance), as the worker")
+    ap.add_argument("--upkeep", action="store_true", 
+                    help="grow the graph between rounds (LiveRounds.advance), as the worker")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "round_profile.json"))
     a = ap.parse_args(argv)

@@ -132,7 +132,7 @@ def _object(raw: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
 
 
 def visible(text: str) -> bool:
-    """True if ``text`` holds at least one character that shows something (not only spaces, controls,
+    r"""True if ``text`` holds at least one character that shows something (not only spaces, controls,
     zero-width or format characters, combining marks).
 
     >>> visible("hi"), visible(" \u200b\u200d\x00\ufeff"), visible("\u0301")

@@ -45,43 +45,28 @@ O(Δn d) (each post once per version); memory O(n d) for the snapshot plus O(n k
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .books import DetectorBooks
+from .credit import RoundRecord, SourceCredit
 from .graph import KNNGraph
 from .index import ShardedIndex
 from .live_graph import LiveGraph
 from .methods.base import LoopState
 from .methods.policy import Policy
+from .round_snapshot import RoundSnapshot
 from .online import Candidate
 from .sources import registry
 from .sources.base import CandidateSource, LiveView, SourceParams
+from .window_changes import WindowChanges
 
 #: the sources of a detector with ``candidates = "policy"``
 SOURCES = registry.POLICY_DEFAULT
 __all__ = ["SOURCES", "KNNGraph", "LiveRounds", "RoundInput", "RoundOutput", "RoundRecord"]
-
-
-@dataclass
-class RoundRecord:
-    number: int
-    started: float
-    sent: dict[str, str] = field(default_factory=dict)   # post id -> source
-    answered: int = 0
-    positives: int = 0
-    seconds: float = 0.0
-    alloc: dict[str, int] = field(default_factory=dict)
-    phases: dict[str, float] = field(default_factory=dict)   # seconds per step of the compute (RoundOutput.phases)
-
-    @property
-    def outstanding(self) -> int:
-        return len(self.sent) - self.answered
 
 
 class LiveRounds:
@@ -109,26 +94,18 @@ class LiveRounds:
         self.policy = Policy(built, k0=self.k0, k_max=self.k_max, seed=seed, **policy_options)
         self.policy.reset()
         self.rng = np.random.default_rng(seed)
-        self.owner: dict[str, str] = {}          # post id -> source, for every post a round sent
-        self.fresh: dict[str, list[float]] = {s: [0.0, 0.0] for s in built}   # verdicts since the last round
-        self._verdicts: dict[str, int] = {}      # post id -> label, since the last round (the sources' learn)
-        # the last few rounds (the next round's p_prev and timing need only the last one; a verdict for
-        # an older round's post still credits its source through ``owner``)
-        self.rounds: deque[RoundRecord] = deque(maxlen=8)
+        self.credit = SourceCredit(built)        # which source sent what, the verdicts since the last round
+        self.rounds = self.credit.rounds         # the last few rounds' records
         self.planned = 0                         # rounds planned so far
         self.changes = 0                         # posts, seeds or verdicts since the last round
         self.last_seed_at = float("-inf")        # when the last seed arrived (rounds wait for the seed set to settle)
         # asked for by the owner's thread (expiry, rebalance), applied by the next compute (see gather/compute/commit)
-        self._lock = threading.Lock()
-        self._reset = False
-        self._drops: list[str] = []
-        self._to_seeds: dict[str, np.ndarray] = {}   # expiring confirmed posts -> their seed vectors (expire)
-        self._parts: list = []                   # the last snapshot's parts (ShardedIndex.vectors_parts)
+        self.window_changes = WindowChanges()
+        self.snap = RoundSnapshot(index, self.rng)   # the rounds' snapshot of the window
         self.dropped = 0                         # posts that left the window applied by the last compute
         # True when the graph grows between rounds (:meth:`advance`): a round then plans over the posts the graph
         # has taken, so its time does not follow a lag; the posts after them wait for the next round
         self.graph_first = False
-        self._buf: np.ndarray | None = None      # the rounds' snapshot rows (_rows_buffer)
 
     @property
     def graph(self) -> KNNGraph:
@@ -172,48 +149,22 @@ class LiveRounds:
         """Something changed (posts indexed, a seed, a verdict): a new round may find something new."""
         self.changes += n
 
-    def unsent(self, post_ids: Sequence[str]) -> None:
-        """Posts a round chose that did not go to the oracle after all (claimed before elsewhere, or gone with the
-        window while they waited in the outbox): their round does not wait for their verdicts (it would wait for
-        ``round_timeout``); a verdict that comes anyway still credits the source through ``owner``."""
-        for pid in post_ids:
-            for rec in reversed(list(self.rounds)):   # a copy: commit may append in another thread
-                if rec.sent.pop(pid, None) is not None:
-                    break
-
     def seed_added(self, now: float) -> None:
         """A synthetic or manual seed arrived (a confirmed post is just a change: :meth:`touch`)."""
         self.changes += 1
         self.last_seed_at = now
 
     def observe(self, post_id: str, label: int, first: bool) -> str | None:
-        """A verdict for ``post_id``; credits the source that proposed it (the first verdict only)."""
+        """A verdict for ``post_id``: a change, and credit for the source that proposed it
+        (:meth:`SourceCredit.observe`; ``credit.unsent`` and ``credit.adopt`` for posts that never went out and
+        posts sent before a restart)."""
         self.changes += 1
-        self._verdicts[post_id] = int(label)
-        src = self.owner.get(post_id)
-        if src is None or not first:
-            return src
-        self.fresh[src][0] += label
-        self.fresh[src][1] += 1 - label
-        for rec in reversed(list(self.rounds)):   # a copy: commit may append in another thread
-            if post_id in rec.sent:
-                rec.answered += 1
-                rec.positives += int(label)
-                break
-        return src
-
-    def adopt(self, owners: dict[str, str]) -> None:
-        """Sources of posts sent before a restart (from Redis), so their verdicts are still credited."""
-        for pid, src in owners.items():
-            if src in self.fresh:
-                self.owner.setdefault(pid, src)
+        return self.credit.observe(post_id, label, first)
 
     def forget(self) -> None:
         """Shards were dropped or replaced: the kNN graph and what sources built over the old posts go (at the
         start of the next :meth:`compute`, which may be running in another thread now)."""
-        with self._lock:
-            self._reset = True
-            self._drops, self._to_seeds = [], {}
+        self.window_changes.forget()
 
     def expire(self, post_ids: Sequence[str]) -> None:
         """Posts left the window: the kNN graph drops them (no rebuild) and the sources drop what they built
@@ -223,16 +174,11 @@ class LiveRounds:
         as seed nodes (:meth:`KNNGraph.to_seed`) instead of searching them again in every segment."""
         seeds, retracted = self.books.seeds, self.books.retracted
         moving = {p: seeds.vector(p).copy() for p in post_ids if p in seeds and p not in retracted}
-        with self._lock:
-            if not self._reset:
-                self._drops.extend(post_ids)
-                self._to_seeds.update(moving)
+        self.window_changes.expire(post_ids, moving)
 
     def _apply_changes(self) -> None:
         """Compute side: the resets and drops asked for since the last compute."""
-        with self._lock:
-            reset, drops, moving = self._reset, self._drops, self._to_seeds
-            self._reset, self._drops, self._to_seeds = False, [], {}
+        reset, drops, moving = self.window_changes.take()
         if reset:
             self.live.reset()
         self.dropped = len(drops) if not reset else 0
@@ -271,8 +217,7 @@ class LiveRounds:
         self.changes = 0
         if limit is not None and limit <= 0:
             return None     # nothing to do until the stream grows (new posts touch it again)
-        verdicts, self._verdicts = self._verdicts, {}
-        fresh, self.fresh = self.fresh, {s: [0.0, 0.0] for s in self.fresh}
+        verdicts, fresh = self.credit.take()
         return self._read_books(share, now, limit, verdicts, fresh)
 
     def _read_books(self, share, now, limit, verdicts, fresh) -> RoundInput:
@@ -280,10 +225,7 @@ class LiveRounds:
         retracted = frozenset(books.retracted)
         seeds = books.seeds
         external = {s.id: seeds.matrix[i].copy() for i, s in enumerate(seeds.seeds) if s.id not in retracted}
-        last = None
-        if self.rounds and self.rounds[-1].answered:
-            rec = self.rounds[-1]
-            last = {"round": rec.number, "queried": rec.answered, "positives": rec.positives}
+        last = self.credit.last_answers()
         return RoundInput(share, now, limit, dict(books.labels), frozenset(books.queried), retracted, external,
                           verdicts, fresh, last, time.perf_counter())
 
@@ -297,7 +239,8 @@ class LiveRounds:
             marks.append(time.perf_counter())
         self._apply_changes()
         mark()
-        state, ext = self._snapshot(inp)
+        upto = self.live.upto() if self.graph_first and self._needs_graph else None
+        state, ext = self.snap.take(inp, upto)
         mark()
         if state.n == 0:
             self.live.built = self.live.built or not len(self.index)   # the graph over no posts is built
@@ -313,7 +256,7 @@ class LiveRounds:
         self.policy.k0, self.policy.k_max = k0, max(k0, round(self.k_max * k0 / self.k0))
         batch = self.policy.plan(state)
         mark()
-        self._parts = []       # no reference to dropped segments beyond the round
+        self.snap.release()       # no reference to dropped segments beyond the round
         if inp.limit is not None:
             batch = batch[:inp.limit]
         if self._needs_graph:
@@ -335,7 +278,6 @@ class LiveRounds:
             if pid in books.labels or pid in books.queried or pid not in self.index:
                 continue
             books.queried.add(pid)
-            self.owner[pid] = src
             rec.sent[pid] = src
             cands.append(Candidate(self.name, pid, float(score), (), src))
         rec.alloc = {s: sum(1 for v in rec.sent.values() if v == s) for s in self.policy.sources}
@@ -343,7 +285,7 @@ class LiveRounds:
         rec.phases = out.phases
         if cands:
             self.planned += 1
-            self.rounds.append(rec)
+            self.credit.record(rec)
         return cands
 
     def plan(self, share: float = 1.0, now: float | None = None, limit: int | None = None) -> list[Candidate]:
@@ -357,50 +299,14 @@ class LiveRounds:
     def snapshot(self) -> LoopState:
         """The loop state of this worker's posts now (vectors, labels, pending, seeds not held here), in arrays of
         its own (a round's state is in the kept buffer the next round rewrites)."""
-        return self._snapshot(self._read_books(1.0, time.time(), None, {}, {}), kept=False)[0]
-
-    def _snapshot(self, inp: RoundInput, kept: bool = True) -> tuple[LoopState, dict[str, np.ndarray]]:
-        """The loop state and the positives outside it (its ``S``, by seed id): synthetic and manual seeds and
-        posts confirmed on other workers (overturned ones excluded). ``kept``: the vectors go into the buffer kept
-        between rounds (:meth:`_rows_buffer`)."""
-        upto = self.live.upto() if self.graph_first and self._needs_graph else None
-        ids, X, self._parts = self.index.vectors_parts(upto, self._rows_buffer if kept else None)
-        row_of = {p: i for i, p in enumerate(ids)}
-        labels = np.full(len(ids), -1, np.int8)
-        for pid, y in inp.labels.items():
-            r = row_of.get(pid)
-            if r is not None:
-                labels[r] = y
-        pending = np.zeros(len(ids), bool)
-        for pid in inp.queried:
-            r = row_of.get(pid)
-            if r is not None and labels[r] < 0:
-                pending[r] = True
-        S = {sid: v for sid, v in inp.external.items() if sid not in row_of}
-        state = LoopState(X=X, S=np.vstack(list(S.values())) if S else np.zeros((0, self.index.dim), np.float32),
-                          ids=ids, labels=labels, rng=self.rng, pending=pending)
-        state.row_of(row_of)
-        if inp.last is not None:
-            state.rounds = [inp.last]
-        return state, S
-
-    def _rows_buffer(self, n: int) -> np.ndarray:
-        """The front ``n`` rows of the buffer the rounds' snapshots are written into, kept between rounds: a new
-        array of the window's size each round cost its page faults every time (with the classifier's chunks, the
-        median round at a full 200 k window went from 2.4 to 1.4 s: docs/live-rounds.md, "The snapshot's
-        buffer"). Between ``n`` and ``2 n + 4096`` rows; a larger need gets one an eighth larger. Nothing keeps a
-        view of it past the round (the sources copy what they keep: ``tests/core/test_rounds.py``)."""
-        buf = self._buf
-        if buf is None or len(buf) < n or len(buf) > 2 * n + 4096:
-            buf = self._buf = np.empty((n + n // 8 + 1024, self.index.dim), np.float32)
-        return buf[:n]
+        return self.snap.take(self._read_books(1.0, time.time(), None, {}, {}), kept=False)[0]
 
     def _prepare_sources(self, state: LoopState, external: dict[str, np.ndarray], inp: RoundInput) -> None:
         """The live view (the graph updated first if a source needs it), then the verdicts since the last round."""
         if self._needs_graph:
-            self.live.build(state.ids, external, state.X, self._parts)
+            self.live.build(state.ids, external, state.X, self.snap.parts)
         view = LiveView(self.index, state.ids, state.X, external, inp.retracted,
-                        self.graph if self._needs_graph else None, self._parts)
+                        self.graph if self._needs_graph else None, self.snap.parts)
         row_of = state.row_of() if inp.verdicts else {}
         got = [(row_of[p], y) for p, y in inp.verdicts.items() if p in row_of]
         rows, ys = [r for r, _ in got], [y for _, y in got]

@@ -135,7 +135,7 @@ class LiveIBG(CandidateSource):
         known = [p for p in positives if p in self.lists]
         rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
         rows = rows[free[rows]]
-        if known and len(rows) and not (parts[0][0] is None):
+        if known and len(rows) and parts[0][0] is not None:
             P = np.vstack([positives[p] for p in known])
             sims = P @ state.X[rows].T
             self.compared += sims.size

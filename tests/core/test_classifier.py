@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import doctest
 import json
 
 import numpy as np
@@ -28,11 +27,6 @@ def _data(seed: int = 0, d: int = 16, n_seeds: int = 6, n_pos: int = 30, n_neg: 
     perm = rng.permutation(len(y_lab))
     X_prov = (rng.normal(size=(n_prov, d)) / np.sqrt(d)).astype(np.float32)
     return seeds, X_lab[perm], y_lab[perm], X_prov
-
-
-def test_doctests():
-    res = doctest.testmod(classifier)
-    assert res.attempted > 0 and res.failed == 0
 
 
 def test_matches_a_direct_logistic_regression_fit():

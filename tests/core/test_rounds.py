@@ -259,7 +259,7 @@ def test_observe_credits_first_verdict_once():
     c = rounds.plan()[0]
     assert rounds.observe(c.post_id, 1, first=True) == "ibg"
     rounds.observe(c.post_id, 0, first=False)
-    assert rounds.fresh["ibg"] == [1.0, 0.0]
+    assert rounds.credit.fresh["ibg"] == [1.0, 0.0]
     assert rounds.rounds[-1].answered == 1
 
 
@@ -289,7 +289,7 @@ def test_share_scales_k0():
 
 
 def test_rounds_through_the_kept_buffer_equal_rounds_with_fresh_arrays():
-    """The rounds write their snapshots into one buffer kept between rounds (``LiveRounds._rows_buffer``) while
+    """The rounds write their snapshots into one buffer kept between rounds (``RoundSnapshot._rows_buffer``) while
     posts arrive in every shard between them (each round's rows move); the batches are those of rounds given a
     new array each time, and what the sources keep (IBG's positive vectors) is no view of the buffer."""
     X, S, y = clustered(n=600)
@@ -297,12 +297,12 @@ def test_rounds_through_the_kept_buffer_equal_rounds_with_fresh_arrays():
     for fresh in (False, True):
         ids, index, eng, rounds = live_setup(X[:300], S, parts=2, sources=("ibg", "gble", "model"), k0=20)
         if fresh:
-            rounds._rows_buffer = lambda n: np.empty((n, X.shape[1]), np.float32)
+            rounds.snap._rows_buffer = lambda n: np.empty((n, X.shape[1]), np.float32)
         got, bufs = [], []
         for step in range(4):
             batch = rounds.plan()
             got.append([(c.post_id, c.reason) for c in batch])
-            bufs.append(rounds._buf)
+            bufs.append(rounds.snap._buf)
             for c in batch:
                 i = int(c.post_id[1:])
                 eng.on_verdict(c.post_id, int(y[i]))
@@ -315,5 +315,5 @@ def test_rounds_through_the_kept_buffer_equal_rounds_with_fresh_arrays():
         if not fresh:
             assert all(b is bufs[0] for b in bufs[1:])    # one buffer: the window grew within its headroom
             ibg = rounds.policy.sources["ibg"]
-            assert ibg._vecs and not any(np.shares_memory(v, rounds._buf) for v in ibg._vecs.values())
+            assert ibg._vecs and not any(np.shares_memory(v, rounds.snap._buf) for v in ibg._vecs.values())
     assert runs[0] == runs[1] and all(runs[0])

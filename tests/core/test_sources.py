@@ -205,14 +205,3 @@ def test_example_source_is_a_valid_detector_setting():
     assert DetectorSettings(name="d", candidates="centroid").candidates == "centroid"
     with pytest.raises(ValueError, match="live source"):
         DetectorSettings(name="d", candidates="knn")
-
-
-def test_docstring_examples():
-    import doctest
-
-    from synapse_stream import books, graph
-    from synapse_stream.sources import registry as reg
-
-    for module in (reg, books, graph):
-        res = doctest.testmod(module)
-        assert res.attempted and not res.failed, module.__name__

@@ -120,7 +120,7 @@ class DetectorCatalog(ServicePart):
         svc.audited[name] = await svc.state.claims.audited(name)
         svc.audit_labels[name] = await svc.state.verdicts.audit_ledger(name)
         if name in svc.rounds:   # posts sent by earlier rounds: their verdicts still credit their source
-            svc.rounds[name].adopt(await svc.state.rounds.all(name))
+            svc.rounds[name].credit.adopt(await svc.state.rounds.all(name))
 
     async def apply(self, key: bytes | None, value: bytes | None) -> str:
         """Apply one ``detectors`` record; what it did (``created``, ``updated``, ``paused``, ``resumed``,
@@ -176,7 +176,7 @@ class DetectorCatalog(ServicePart):
                 return [] if new.paused else svc.engines[new.name].refill_all()
             cands = await svc.in_model_thread(work)
             if new.name in svc.rounds:
-                svc.rounds[new.name].adopt(await svc.state.rounds.all(new.name))
+                svc.rounds[new.name].credit.adopt(await svc.state.rounds.all(new.name))
                 svc.rounds[new.name].touch()
             await svc.outbox.emit(cands)
         else:

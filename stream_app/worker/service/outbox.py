@@ -81,7 +81,7 @@ class CandidateOutbox(ServicePart):
         for det, pids in by_det.items():
             rounds = self.svc.rounds.get(det)
             if rounds is not None:
-                rounds.unsent(pids)
+                rounds.credit.unsent(pids)
 
     async def _claim(self, taken: list) -> None:
         # candidates of a detector retired since they were found are dropped (its books are gone here)

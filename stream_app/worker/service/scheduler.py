@@ -99,7 +99,9 @@ class RoundScheduler(ServicePart):
     def _trim_after(self, rounds) -> None:
         """After a step that let go of expired segments, the allocator's free pages are given back."""
         if rounds.dropped and self.svc.settings.malloc_trim:
+            t = time.perf_counter()
             memory.trim()
+            log.info("malloc_trim after %d expired posts let go: %.3fs", rounds.dropped, time.perf_counter() - t)
 
     def _compute(self, rounds, inp):
         """Round thread: the round's heavy step; after one that let go of expired segments (their last references
