@@ -246,8 +246,15 @@ class KNNGraph:
             if ok.any():
                 rows.append(new_of[r[ok]])
                 cols.append(new_of[c[ok]])
+        up_to_date = self._A is not None and self._A_chunks == len(self._rows) and self._A.shape[0] == len(keep)
         self._rows, self._cols = rows, cols
-        self._A, self._A_chunks = None, 0        # the numbering changed: the next adjacency is built whole
+        if up_to_date:   # the kept nodes' rows and columns of the adjacency: O(nnz), no sort of every edge again
+            left = np.flatnonzero(keep)
+            A = self._A[left][:, left]
+            A.sort_indices()
+            self._A, self._A_chunks = A, len(rows)
+        else:            # edges were added since it was built: the next adjacency is built whole
+            self._A, self._A_chunks = None, 0
         self.names = [n for n, k in zip(self.names, keep.tolist()) if k]
         self.node_of = {n: i for i, n in enumerate(self.names)}
         self._nodes_of = None                      # renumbered: the kept rows->nodes map is stale

@@ -171,9 +171,14 @@ def test_graph_drop_equals_the_graph_without_those_nodes():
     A = g.adjacency().toarray()
     gone = ids[:30]
     assert g.drop(gone + ["unknown"]) == 30
+    assert g._A is not None                                   # the adjacency was up to date: kept, sliced
     keep = [i for i, n in enumerate(ids + ["seed:s"]) if n not in set(gone)]
     assert g.names == [n for n in ids + ["seed:s"] if n not in set(gone)]
     np.testing.assert_array_equal(g.adjacency().toarray(), A[np.ix_(keep, keep)])
+    sliced, full = g.adjacency(), g.adjacency_full()            # the kept rows and columns (no rebuild) ...
+    assert sliced.has_sorted_indices and full.has_sorted_indices
+    for a, b in ((sliced.indptr, full.indptr), (sliced.indices, full.indices), (sliced.data, full.data)):
+        np.testing.assert_array_equal(a, b)                     # ... are the canonical adjacency, entry for entry
     assert g.update(idx, ids[30:], {"s": X[0]}) == 0          # nothing new: no search again
     g.transition()                                            # still a valid transition matrix
 
