@@ -62,7 +62,8 @@ import numpy as np
 from .exceptions import ConfigError, DataError
 
 FORMAT = 1          # the ``"format"`` of :meth:`ModelVersion.to_dict`
-_CHUNK = 16_384     # rows per step of ``predict_proba`` (its float64 and validation temporaries: ~50 MB at 384-d)
+_CHUNK = 4_096      # rows per step of ``predict_proba``: its float64 temporaries (12 MB at 384-d) stay in cache (a
+#                     window of 200 k rows scored in 0.035 s instead of 0.05-0.10 s with 16,384-row steps, 1 BLAS thread)
 
 _COUNTS = ("n_seeds", "n_positives", "n_negatives", "n_provisional")
 
