@@ -109,6 +109,9 @@ def run(a) -> dict:
     if cache and (cache / "shares").exists():
         shutil.copytree(cache / "shares", shares_dir, dirs_exist_ok=True)
     eng, r = make_rounds(index, data, truth, GraphShares(shares_dir))
+    if a.confirmed:   # a detector that has run for a while: this many of the window's positives confirmed already
+        for p in [p for p, y in truth.items() if y][:a.confirmed]:
+            eng.on_verdict(p, 1)
     r.live.graph.scope = a.scope
     r.graph_first = a.upkeep
     r.graph.ef = a.first_ef or a.ef
@@ -125,7 +128,8 @@ def run(a) -> dict:
     train(r, eng, index, data)
     r.graph.ef = a.ef
     res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // a.segments,
-           "scope": a.scope, "upkeep": a.upkeep, "new_per_round": a.new, "ef_construction": a.ef_construction,
+           "scope": a.scope, "upkeep": a.upkeep, "confirmed_before": a.confirmed, "new_per_round": a.new,
+           "ef_construction": a.ef_construction,
            "build_s": built, "first_round_s": first, "first_round_cpu_s": first_cpu, "first_round_parts_s": p_first,
            "shares_loaded_posts": r.live.shares_loaded[1], "steady": []}
     nxt = window
@@ -182,6 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scope", default="window", help="the graph's scope (KNNGraph.SCOPES; the worker's: recent)")
     ap.add_argument("--upkeep", action="store_true", 
                     help="grow the graph between rounds (LiveRounds.advance), as the worker")
+    ap.add_argument("--confirmed", type=int, default=0, help="positives of the window confirmed before the first round")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "round_profile.json"))
     a = ap.parse_args(argv)

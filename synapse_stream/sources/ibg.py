@@ -139,16 +139,20 @@ class LiveIBG(CandidateSource):
             P = np.vstack([positives[p] for p in known])
             sims = P @ state.X[rows].T
             self.compared += sims.size
-            ids = [state.ids[r] for r in rows.tolist()]
             limit = self.d_max + self.slack
-            for i, name in enumerate(known):
+            # only the positives with a new post above τ change (most have none): one pass finds them, grouped by
+            # positive (row-major order), and each is merged with its hits alone, as _keep would pick from its row
+            hit_p, hit_c = np.nonzero(sims > self._lists_tau)
+            cuts = np.r_[0, np.flatnonzero(np.diff(hit_p)) + 1, len(hit_p)].tolist() if len(hit_p) else [0]
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                i, cols = int(hit_p[a]), hit_c[a:b]
+                name = known[i]
                 kept, bound = self.lists[name]
-                add, more = self._keep(sims[i], ids, limit)
-                if add:
-                    merged = sorted(kept + add, key=lambda t: (-t[0], t[1]))
-                    if len(merged) > limit:
-                        bound = max(bound, merged[limit][0])
-                    self.lists[name] = (merged[:limit], max(bound, more))
+                add, more = self._keep(sims[i, cols], [state.ids[r] for r in rows[cols].tolist()], limit)
+                merged = sorted(kept + add, key=lambda t: (-t[0], t[1]))
+                if len(merged) > limit:
+                    bound = max(bound, merged[limit][0])
+                self.lists[name] = (merged[:limit], max(bound, more))
         self._done = done
         for name, v in positives.items():     # copies: a row of the snapshot is rewritten by the next round's
             if name not in self._vecs:       # (LiveRounds reuses its buffer), and a view would pin the snapshot

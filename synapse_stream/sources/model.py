@@ -111,12 +111,11 @@ class LiveModel(CandidateSource):
             seen = self._done.get(key, (part, 0))[1] if part is not None else 0
             if count > seen:
                 lo, hi = start + seen, start + count
-                rows = lo + np.flatnonzero(free[lo:hi])
-                if len(rows) == hi - lo:     # all open: score the slice itself (a view, no copy of its vectors)
-                    new_scores.append(np.asarray(model.predict_proba(state.X[lo:hi]), np.float32))
-                elif len(rows):
-                    new_scores.append(np.asarray(model.predict_proba(state.X[rows]), np.float32))
-                new_rows.append(rows)
+                open_ = np.flatnonzero(free[lo:hi])
+                if len(open_):   # the slice itself is scored (a view: no copy of its open rows' vectors), then cut
+                    sc = np.asarray(model.predict_proba(state.X[lo:hi]), np.float32)
+                    new_scores.append(sc if len(open_) == hi - lo else sc[open_])
+                new_rows.append(lo + open_)
             now_done[key] = (part, max(seen, count))
         self._done = now_done        # parts no longer held are forgotten (and released)
         rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
