@@ -7,10 +7,13 @@
   one (``LiveView.parts``) with every positive, and only the positives new since then with the window. A
   positive whose kept list has fewer than ``d_max`` open posts (not answered, pending or expired) above the best
   one it left out is compared with the window again. Cost of a round: O(Δn · p · d) for Δn new posts and p positives,
-  plus O(n · d) per new or exhausted positive, instead of O(p · n · d); memory O(p · (d_max + slack)).
+  plus O(n · d) per new or exhausted positive, instead of O(p · n · d); memory O(p · (d_max + slack)). Those
+  whole-window comparisons are capped at ``rescan_comparisons`` post x positive pairs a round; positives beyond the
+  cap wait for a later round (oldest first), proposing meanwhile only the kept posts surely among their best (after
+  a restart or a move of τ every positive is new: IBG fills in over a few rounds instead of one long round).
 
 The batch is the same as the batch form's on the same state (``tests/core/test_rounds.py``: live rounds equal
-core rounds), up to ties at a positive's ``d_max``-th similarity.
+core rounds), up to ties at a positive's ``d_max``-th similarity, whenever the cap is not reached.
 """
 from __future__ import annotations
 
@@ -28,8 +31,15 @@ class LiveIBG(CandidateSource):
 
     name = "ibg"
 
-    def __init__(self, tau: float | str | None = 0.6, d_max: int = 10, slack: int | None = None) -> None:
+    def __init__(self, tau: float | str | None = 0.6, d_max: int = 10, slack: int | None = None,
+                 rescan_comparisons: int = 50_000_000) -> None:
         self.d_max = int(d_max)
+        # at most this many post x positive comparisons a round for positives compared with the whole window (new
+        # ones, and those whose kept list ran short): about 0.35 s on one core at 384-d. The others wait for a
+        # later round (oldest first), proposing meanwhile only the kept posts that are surely among their best.
+        self.rescan_comparisons = int(rescan_comparisons)
+        self._room = 0                              # positives that may still be compared with the window this round
+        self._waiting: dict[str, None] = {}         # positives whose comparison with the window was put off, in order
         # an automatic τ (None or "auto"): started from the seeds and the window, moved by the verdicts, as the
         # batch IBG's (synapse_stream.tau.AutoTau); the kept lists are rebuilt when it moves
         self.auto = AutoTau(self.d_max) if tau is None or tau == "auto" else None
@@ -74,7 +84,7 @@ class LiveIBG(CandidateSource):
         self._external = list(view.external)     # the ids of the state's S rows, in order
 
     def forget(self) -> None:
-        self.lists, self._vecs, self._done = {}, {}, {}
+        self.lists, self._vecs, self._done, self._waiting = {}, {}, {}, {}
 
     def expired(self) -> None:
         """Kept: the lists are by post id and lose departed posts as they lose answered ones (``_propose``); a
@@ -120,6 +130,8 @@ class LiveIBG(CandidateSource):
         for name in [p for p in self.lists if p not in positives]:     # no longer a positive (gone, overturned)
             self.lists.pop(name)
             self._vecs.pop(name, None)
+        for name in [p for p in self._waiting if p not in positives]:
+            del self._waiting[name]
         for name in [p for p in self._vecs if p in positives and not np.array_equal(self._vecs[p], positives[p])]:
             self.lists.pop(name)                       # the same name, another vector (no ids known): again
             self._vecs.pop(name)
@@ -157,7 +169,26 @@ class LiveIBG(CandidateSource):
         for name, v in positives.items():     # copies: a row of the snapshot is rewritten by the next round's
             if name not in self._vecs:       # (LiveRounds reuses its buffer), and a view would pin the snapshot
                 self._vecs[name] = np.array(v, np.float32)
-        self._scan([n for n in positives if n not in self.lists or parts[0][0] is None], state, free)
+        if parts[0][0] is None:     # a batch state: every positive against every post, every time
+            self._room = len(positives) + len(self.lists) + 1
+            self._scan(list(positives), state, free)
+        else:
+            self._room = max(1, self.rescan_comparisons // max(1, state.n))
+            self._scan(self._budgeted([n for n in positives if n not in self.lists]), state, free)
+
+    def _budgeted(self, names: list[str]) -> list[str]:
+        """Of these positives due for a comparison with the whole window, those this round's room allows (the ones put
+        off longest first); the rest wait (``_waiting``) for a later round."""
+        waiting = self._waiting
+        wanted = set(names)
+        order = [n for n in waiting if n in wanted] + [n for n in names if n not in waiting]
+        now, later = order[:self._room], order[self._room:]
+        self._room -= len(now)
+        for n in now:
+            waiting.pop(n, None)
+        for n in later:
+            waiting.setdefault(n, None)
+        return now
 
     def _moved(self, positives: dict[str, np.ndarray]) -> None:
         """Confirmed posts that left the window come back as seeds (``"seed:" + id``, the registry's copy of the
@@ -198,9 +229,14 @@ class LiveIBG(CandidateSource):
             # d_max of them while something was left out, and the positive is compared with the window again
             if bound > -np.inf and sum(1 for s, _ in live if s > bound) < self.d_max:
                 short.append(name)
-        self._scan(short, state, free)
+        held = set(short)
+        for name in [n for n in self._waiting if n in self.lists and n not in held]:
+            del self._waiting[name]       # no longer short: its kept list is whole again
+        self._scan(self._budgeted(short), state, free)
         for name in list(self.lists):
-            live = self.lists[name][0]
+            live, bound = self.lists[name]
+            if name in self._waiting:     # short and put off: only the posts surely among its best
+                live = [(s, p) for s, p in live if s > bound]
             for s, p in live[:self.d_max]:
                 r = row_of[p]
                 if s > best.get(r, -np.inf):

@@ -474,3 +474,29 @@ def test_a_confirmed_post_leaving_the_window_keeps_its_graph_node_and_ibg_list_a
     assert compared < compared_fresh       # and no scan of the window for their IBG lists
     ibg_kept = [b for b in kept_batch if b[2] == "ibg"]
     assert ibg_kept and ibg_kept == [b for b in fresh_batch if b[2] == "ibg"]
+
+
+def test_live_ibg_compares_at_most_its_cap_with_the_window_a_round_and_catches_up():
+    """Positives due for a comparison with the whole window (new ones here) take at most ``rescan_comparisons``
+    post x positive pairs a round; the rest wait, oldest first, and once all are in, the batch is the uncapped one."""
+    from synapse_stream.sources.ibg import LiveIBG
+
+    X, S = data(n=400, seed=2)
+    _, index = segmented(X, parts=1, seal=100)
+    _, r = rounds_for(index, S, sources=("ibg",))       # 5 seeds, no verdicts: the positives stay the seeds
+    n = len(index)
+    capped = LiveIBG(tau=0.5, d_max=5, rescan_comparisons=2 * n)    # room for two positives a round
+    r.policy.sources = {"ibg": capped}
+    held, costs = [], []
+    for _ in range(4):
+        before = capped.compared
+        r.touch()
+        r.plan()
+        costs.append(capped.compared - before)
+        held.append(len(capped.lists))
+    assert held == [2, 4, 5, 5] and max(costs) <= 2 * n     # (later ones: lists run short as posts go out)
+    state = r.snapshot()
+    capped.rescan_comparisons = 10**9          # room for everything waiting: the uncapped batch
+    got = [(row, round(s, 5)) for row, s in capped.propose(state, 50)]
+    assert not capped._waiting
+    assert got == [(row, round(s, 5)) for row, s in LiveIBG(tau=0.5, d_max=5).propose(state, 50)] != []
