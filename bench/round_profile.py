@@ -128,7 +128,8 @@ def run(a) -> dict:
     train(r, eng, index, data)
     r.graph.ef = a.ef
     res = {"graph_ef": a.ef, "first_round_graph_ef": a.first_ef or a.ef, "window": window, "segment_posts": window // a.segments,
-           "scope": a.scope, "upkeep": a.upkeep, "confirmed_before": a.confirmed, "new_per_round": a.new,
+           "scope": a.scope, "upkeep": a.upkeep, "confirmed_before": a.confirmed,
+           "retrain": a.retrain, "new_per_round": a.new,
            "ef_construction": a.ef_construction,
            "build_s": built, "first_round_s": first, "first_round_cpu_s": first_cpu, "first_round_parts_s": p_first,
            "shares_loaded_posts": r.live.shares_loaded[1], "steady": []}
@@ -144,6 +145,8 @@ def run(a) -> dict:
         gone = [p for e in index.expirable().values() for p in e.ids]
         moving = sum(1 for p in gone if eng.labels.get(p) == 1)     # confirmed positives leaving with the window
         due = expire_due(index, r)
+        if a.retrain:     # a new classifier version before every round, as the worker trains one (it scores the window)
+            train(r, eng, index, data)
         r.touch()
         t_up = time.perf_counter()
         while a.upkeep and r.advance(2048):     # the scheduler's upkeep between rounds (not in the round's time)
@@ -187,6 +190,7 @@ def main(argv=None) -> int:
     ap.add_argument("--upkeep", action="store_true", 
                     help="grow the graph between rounds (LiveRounds.advance), as the worker")
     ap.add_argument("--confirmed", type=int, default=0, help="positives of the window confirmed before the first round")
+    ap.add_argument("--retrain", action="store_true", help="a new classifier version before every round (the worker's)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "round_profile.json"))
     a = ap.parse_args(argv)
