@@ -18,7 +18,6 @@ from .embedders.base import l2_normalise
 from .exceptions import ConfigError
 from .index import ShardedIndex
 
-
 #: Where a new post's k nearest neighbours are searched. ``"window"``: every part of the index (every shard's every
 #: segment: the core's graph up to HNSW's recall). ``"recent"``: the post's own part and the ``RECENT_PARTS`` newest
 #: parts of every shard (the segment being written and the last sealed one), so a post's cost does not grow with the

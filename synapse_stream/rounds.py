@@ -58,8 +58,8 @@ from .index import ShardedIndex
 from .live_graph import LiveGraph
 from .methods.base import LoopState
 from .methods.policy import Policy
-from .round_snapshot import RoundSnapshot
 from .online import Candidate
+from .round_snapshot import RoundSnapshot
 from .sources import registry
 from .sources.base import CandidateSource, LiveView, SourceParams
 from .window_changes import WindowChanges

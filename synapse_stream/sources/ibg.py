@@ -17,6 +17,8 @@ core rounds), up to ties at a positive's ``d_max``-th similarity, whenever the c
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..methods.base import LoopState
@@ -156,7 +158,7 @@ class LiveIBG(CandidateSource):
             # positive (row-major order), and each is merged with its hits alone, as _keep would pick from its row
             hit_p, hit_c = np.nonzero(sims > self._lists_tau)
             cuts = np.r_[0, np.flatnonzero(np.diff(hit_p)) + 1, len(hit_p)].tolist() if len(hit_p) else [0]
-            for a, b in zip(cuts[:-1], cuts[1:]):
+            for a, b in itertools.pairwise(cuts):
                 i, cols = int(hit_p[a]), hit_c[a:b]
                 name = known[i]
                 kept, bound = self.lists[name]

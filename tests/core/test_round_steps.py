@@ -432,7 +432,7 @@ def test_a_confirmed_post_leaving_the_window_keeps_its_graph_node_and_ibg_list_a
     X, S = data(n=400, seed=3)
 
     def run(keep: bool):
-        ids, index = segmented(X, parts=1, seal=50)
+        _, index = segmented(X, parts=1, seal=50)
         eng, r = rounds_for(index, S, sources=("ibg", "gble"))
         r.plan()
         shard = index.shards[0]
