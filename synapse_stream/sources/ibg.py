@@ -7,10 +7,10 @@
   one (``LiveView.parts``) with every positive, and only the positives new since then with the window. A
   positive whose kept list has fewer than ``d_max`` open posts (not answered, pending or expired) above the best
   one it left out is compared with the window again. Cost of a round: O(Δn · p · d) for Δn new posts and p positives,
-  plus O(n · d) per new or exhausted positive, instead of O(p · n · d); memory O(p · (d_max + slack)). Those
-  whole-window comparisons are capped at ``rescan_comparisons`` post x positive pairs a round; positives beyond the
-  cap wait for a later round (oldest first), proposing meanwhile only the kept posts surely among their best (after
-  a restart or a move of τ every positive is new: IBG fills in over a few rounds instead of one long round).
+  plus O(n · d) per new or exhausted positive, instead of O(p · n · d); memory O(p · (d_max + slack)). The new
+  positives' whole-window comparisons are capped at ``rescan_comparisons`` post x positive pairs a round; those
+  beyond the cap wait for a later round, oldest first (after a restart or a move of τ every positive is new: IBG
+  fills in over a few rounds instead of one long round).
 
 The batch is the same as the batch form's on the same state (``tests/core/test_rounds.py``: live rounds equal
 core rounds), up to ties at a positive's ``d_max``-th similarity, whenever the cap is not reached.
@@ -36,12 +36,14 @@ class LiveIBG(CandidateSource):
     def __init__(self, tau: float | str | None = 0.6, d_max: int = 10, slack: int | None = None,
                  rescan_comparisons: int = 50_000_000) -> None:
         self.d_max = int(d_max)
-        # at most this many post x positive comparisons a round for positives compared with the whole window (new
-        # ones, and those whose kept list ran short): about 0.35 s on one core at 384-d. The others wait for a
-        # later round (oldest first), proposing meanwhile only the kept posts that are surely among their best.
+        # at most this many post x positive comparisons a round for new positives compared with the whole window
+        # (after a restart or a move of τ every positive is new): about 0.35 s on one core at 384-d. The others
+        # wait for a later round (oldest first) and propose nothing meanwhile. Positives whose kept list ran short
+        # are compared again without a cap (capping them too evened IBG's work out over the rounds, but made the
+        # soak's rounds slower: docs/live-rounds.md, "IBG's whole-window comparisons").
         self.rescan_comparisons = int(rescan_comparisons)
         self._room = 0                              # positives that may still be compared with the window this round
-        self._waiting: dict[str, None] = {}         # positives whose comparison with the window was put off, in order
+        self._waiting: dict[str, None] = {}         # new positives whose comparison with the window was put off
         # an automatic τ (None or "auto"): started from the seeds and the window, moved by the verdicts, as the
         # batch IBG's (synapse_stream.tau.AutoTau); the kept lists are rebuilt when it moves
         self.auto = AutoTau(self.d_max) if tau is None or tau == "auto" else None
@@ -231,14 +233,9 @@ class LiveIBG(CandidateSource):
             # d_max of them while something was left out, and the positive is compared with the window again
             if bound > -np.inf and sum(1 for s, _ in live if s > bound) < self.d_max:
                 short.append(name)
-        held = set(short)
-        for name in [n for n in self._waiting if n in self.lists and n not in held]:
-            del self._waiting[name]       # no longer short: its kept list is whole again
-        self._scan(self._budgeted(short), state, free)
+        self._scan(short, state, free)
         for name in list(self.lists):
-            live, bound = self.lists[name]
-            if name in self._waiting:     # short and put off: only the posts surely among its best
-                live = [(s, p) for s, p in live if s > bound]
+            live = self.lists[name][0]
             for s, p in live[:self.d_max]:
                 r = row_of[p]
                 if s > best.get(r, -np.inf):
