@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .books import DetectorBooks
+from .checkpoints import RoundCheckpoints, RoundsCheckpoint
 from .credit import RoundRecord, SourceCredit
 from .graph import KNNGraph
 from .index import ShardedIndex
@@ -106,6 +107,16 @@ class LiveRounds:
         # True when the graph grows between rounds (:meth:`advance`): a round then plans over the posts the graph
         # has taken, so its time does not follow a lag; the posts after them wait for the next round
         self.graph_first = False
+        self.params = params
+        self.checkpoint: RoundsCheckpoint | None = None   # what the rounds learned, saved for a restart
+
+    def keep_checkpoints(self, store: RoundCheckpoints, interval: float = 60.0) -> RoundsCheckpoint:
+        """Save what the sources and the bandit learned every ``interval`` s (the round thread) and take it back
+        before the first round after a restart (:mod:`synapse_stream.checkpoints`)."""
+        p = self.params
+        self.checkpoint = RoundsCheckpoint(store, self.name, {"sources": list(self.policy.sources), "tau": p.tau,
+                                                              "d_max": p.d_max}, interval)
+        return self.checkpoint
 
     @property
     def graph(self) -> KNNGraph:
@@ -245,6 +256,8 @@ class LiveRounds:
         if state.n == 0:
             self.live.built = self.live.built or not len(self.index)   # the graph over no posts is built
             return RoundOutput(inp, [], [], time.perf_counter() - t0)
+        if self.checkpoint is not None and self.checkpoint.restored is None:
+            self.checkpoint.restore(self.policy, len(inp.labels))
         self._prepare_sources(state, ext, inp)
         mark()
         # the bandit: discount once per round, then count the verdicts since the last one (the core's order)
@@ -262,7 +275,10 @@ class LiveRounds:
         if self._needs_graph:
             self.live.save_shares()
         mark()
-        steps = ("changes", "snapshot", "graph+learn", "plan", "shares")
+        if self.checkpoint is not None and self.checkpoint.due(time.monotonic()):
+            self.checkpoint.save(self.policy, len(inp.labels), time.monotonic())
+        mark()
+        steps = ("changes", "snapshot", "graph+learn", "plan", "shares", "checkpoint")
         phases = {name: b - a for name, a, b in zip(steps, marks, marks[1:])}
         phases.update({f"plan:{src}": sec for src, sec in self.policy.seconds.items()})
         return RoundOutput(inp, state.ids, batch, marks[-1] - t0, phases)

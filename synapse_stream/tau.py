@@ -48,6 +48,7 @@ True
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -182,6 +183,30 @@ class AutoTau:
         self.tau = float(new)
         self.moves.append((why, round(self.tau, 4)))
         return True
+
+    # -- a restart -------------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        """What :meth:`load_state` needs to go on where this one is (arrays only: a checkpoint holds no pickle)."""
+        nan = float("nan")
+        return {"tau": np.float64(nan if self.tau is None else self.tau),
+                "start": np.float64(nan if self.start_tau is None else self.start_tau),
+                "floor": np.float64(self.floor), "sims": np.asarray(self._sims, np.float64),
+                "labels": np.asarray(self._labels, np.int8),
+                "moves_why": np.asarray([w for w, _ in self.moves], dtype=str),
+                "moves_tau": np.asarray([t for _, t in self.moves], np.float64)}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take the state :meth:`state` gave (a checkpoint's; raises ``KeyError``/``ValueError`` if it is not one)."""
+        sims, labels = np.asarray(arrays["sims"], np.float64), np.asarray(arrays["labels"], np.int64)
+        why, taus = np.asarray(arrays["moves_why"]).tolist(), np.asarray(arrays["moves_tau"], np.float64)
+        if sims.ndim != 1 or sims.shape != labels.shape or len(why) != len(taus) or not np.isin(labels, (0, 1)).all():
+            raise ValueError("not an AutoTau state")
+        tau, start = float(arrays["tau"]), float(arrays["start"])
+        self.tau = None if math.isnan(tau) else tau
+        self.start_tau = None if math.isnan(start) else start
+        self.floor = float(arrays["floor"])
+        self._sims, self._labels = sims.tolist(), labels.tolist()
+        self.moves = [(str(w), float(t)) for w, t in zip(why, taus.tolist())]
 
     def summary(self) -> dict:
         """What was chosen and why, for logs, ``metrics.json`` and the console."""

@@ -14,6 +14,9 @@ One abstract method, :meth:`CandidateSource.propose`; the other hooks have do-no
 * :meth:`learn` after verdicts came in (rows of the state the verdicts are for);
 * :meth:`use_model` when the detector's shared classifier changed (live runs only);
 * :meth:`forget` when the worker's shards changed (a rebalance): drop whatever was built over the old posts.
+* :meth:`checkpoint` / :meth:`restore`: what a restart would lose (IBG's kept lists and its automatic τ), saved by
+  the live rounds every so often and taken back before the first round after a restart
+  (:class:`~synapse_stream.checkpoints.RoundCheckpoints`).
 
 A source that can *rank* the others' proposals (the classifier) sets ``ranks = True`` and leaves its scores of
 the last proposal in ``last_scores`` (one float per row of the state).
@@ -107,3 +110,12 @@ class CandidateSource(abc.ABC):
         """Posts left the window (segments dropped; the graph's nodes renumbered). By default :meth:`forget`; a
         source whose state is keyed by post id and that drops departed posts as it drops answered ones keeps it."""
         self.forget()
+
+    def checkpoint(self) -> dict[str, np.ndarray] | None:
+        """What this source learned that a restart would lose and could not get back within a round, as arrays
+        (a checkpoint holds no pickle), or None (nothing: it rebuilds from the next view)."""
+        return None
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what :meth:`checkpoint` gave, after a restart and before the first round's :meth:`refresh`.
+        Arrays that are not such a checkpoint raise ``KeyError`` or ``ValueError`` and leave the source as it was."""

@@ -9,8 +9,9 @@
   one it left out is compared with the window again. Cost of a round: O(Δn · p · d) for Δn new posts and p positives,
   plus O(n · d) per new or exhausted positive, instead of O(p · n · d); memory O(p · (d_max + slack)). The new
   positives' whole-window comparisons are capped at ``rescan_comparisons`` post x positive pairs a round; those
-  beyond the cap wait for a later round, oldest first (after a restart or a move of τ every positive is new: IBG
-  fills in over a few rounds instead of one long round).
+  beyond the cap wait for a later round, oldest first (after a move of τ every positive is new: IBG fills in over a
+  few rounds instead of one long round). A restart does not start over: the kept lists, the parts they have seen
+  and the automatic τ are in the rounds' checkpoint (:meth:`LiveIBG.checkpoint`, :mod:`synapse_stream.checkpoints`).
 
 The batch is the same as the batch form's on the same state (``tests/core/test_rounds.py``: live rounds equal
 core rounds), up to ties at a positive's ``d_max``-th similarity, whenever the cap is not reached.
@@ -53,7 +54,9 @@ class LiveIBG(CandidateSource):
         # positive -> (its kept posts, best first; the best similarity of a post left out, -inf if none)
         self.lists: dict[str, tuple[list[tuple[float, str]], float]] = {}
         self._vecs: dict[str, np.ndarray] = {}    # positive -> its unit vector
-        self._done: dict[int, tuple[object, int]] = {}   # id(part) -> (part, rows of it compared)
+        # id(part) -> (part, rows of it compared, the id of its first row, of the last row compared)
+        self._done: dict[int, tuple[object, int, str | None, str | None]] = {}
+        self._restored: dict[str, tuple[int, str]] = {}   # a checkpoint's parts: first id -> (rows compared, last id)
         self._parts: list = []
         self._external: list[str] = []
         self.compared = 0     # post x positive comparisons so far (the cost, for tests)
@@ -88,7 +91,7 @@ class LiveIBG(CandidateSource):
         self._external = list(view.external)     # the ids of the state's S rows, in order
 
     def forget(self) -> None:
-        self.lists, self._vecs, self._done, self._waiting = {}, {}, {}, {}
+        self.lists, self._vecs, self._done, self._waiting, self._restored = {}, {}, {}, {}, {}
 
     def expired(self) -> None:
         """Kept: the lists are by post id and lose departed posts as they lose answered ones (``_propose``); a
@@ -144,10 +147,13 @@ class LiveIBG(CandidateSource):
             self._done = {}
         new_rows, done = [], {}
         for part, start, count in parts:
-            seen = self._done.get(id(part), (part, 0))[1] if part is not None else 0
+            seen = self._seen(part, start, count, state.ids) if part is not None else 0
             if count > seen:
                 new_rows.append(np.arange(start + seen, start + count))
-            done[id(part)] = (part, max(seen, count))
+            total = max(seen, count)
+            done[id(part)] = (part, total, state.ids[start] if count else None,
+                              state.ids[start + total - 1] if total else None)
+        self._restored = {}     # a checkpoint's parts are matched in the first round after it only
         known = [p for p in positives if p in self.lists]
         rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
         rows = rows[free[rows]]
@@ -179,6 +185,60 @@ class LiveIBG(CandidateSource):
         else:
             self._room = max(1, self.rescan_comparisons // max(1, state.n))
             self._scan(self._budgeted([n for n in positives if n not in self.lists]), state, free)
+
+    def _seen(self, part, start: int, count: int, ids) -> int:
+        """How many of the part's first rows the kept lists have seen: as the last round left it, or after a
+        restart as the checkpoint did, if the part's rows still begin with the same posts up to the last one
+        compared (a segment restored from its snapshot, the posts after it consumed again in the same order)."""
+        got = self._done.get(id(part))
+        if got is not None:
+            return got[1]
+        seen, last = self._restored.get(ids[start], (0, None)) if count else (0, None)
+        return seen if 0 < seen <= count and ids[start + seen - 1] == last else 0
+
+    # ------------------------------------------------------------------ a restart
+    def checkpoint(self) -> dict[str, np.ndarray] | None:
+        """The kept lists, the parts they have seen (by their first and last post ids), the cut τ and the
+        automatic τ's state: after a restart the first round compares only the posts consumed since, instead of
+        every positive with the whole window (soak G: 22 s, then about 30 rounds catching up). O(p · (d_max +
+        slack)) strings."""
+        if self._lists_tau is None and self.auto is None:
+            return None
+        names = list(self.lists)
+        flat = [e for n in names for e in self.lists[n][0]]
+        parts = [(first, seen, last) for _, seen, first, last in self._done.values() if first is not None and seen]
+        out = {"names": np.asarray(names, dtype=str),
+               "bound": np.asarray([self.lists[n][1] for n in names], np.float64),
+               "sizes": np.asarray([len(self.lists[n][0]) for n in names], np.int64),
+               "sims": np.asarray([sim for sim, _ in flat], np.float64),
+               "posts": np.asarray([p for _, p in flat], dtype=str),
+               "lists_tau": np.float64(np.nan if self._lists_tau is None else self._lists_tau),
+               "part_first": np.asarray([f for f, _, _ in parts], dtype=str),
+               "part_seen": np.asarray([n for _, n, _ in parts], np.int64),
+               "part_last": np.asarray([la for _, _, la in parts], dtype=str)}
+        if self.auto is not None and self.auto.tau is not None:
+            out.update({"auto." + k: v for k, v in self.auto.state().items()})
+        return out
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        names, posts = np.asarray(arrays["names"]).tolist(), np.asarray(arrays["posts"]).tolist()
+        bound, sizes = np.asarray(arrays["bound"], np.float64), np.asarray(arrays["sizes"], np.int64)
+        sims = np.asarray(arrays["sims"], np.float64)
+        first, last = np.asarray(arrays["part_first"]).tolist(), np.asarray(arrays["part_last"]).tolist()
+        seen = np.asarray(arrays["part_seen"], np.int64)
+        if not (len(names) == len(bound) == len(sizes) and (sizes >= 0).all() and int(sizes.sum()) == len(sims)
+                == len(posts) and len(first) == len(seen) == len(last)):
+            raise ValueError("not an IBG checkpoint")
+        ends = np.cumsum(sizes).tolist()
+        lists = {n: (list(zip(sims[e - c:e].tolist(), posts[e - c:e])), float(b))
+                 for n, b, c, e in zip(names, bound.tolist(), sizes.tolist(), ends)}
+        cut = float(arrays["lists_tau"])
+        auto = {k[5:]: v for k, v in arrays.items() if k.startswith("auto.")}
+        if self.auto is not None and auto:
+            self.auto.load_state(auto)
+        self.forget()
+        self.lists, self._lists_tau = lists, None if np.isnan(cut) else cut
+        self._restored = {f: (int(n), la) for f, n, la in zip(first, seen.tolist(), last)}
 
     def _budgeted(self, names: list[str]) -> list[str]:
         """Of these positives due for a comparison with the whole window, those this round's room allows (the ones put

@@ -407,7 +407,10 @@ def test_ibg_and_model_kept_over_an_expiry_give_the_batches_of_a_fresh_start(mon
     assert n_kept == n_fresh > 3
     assert sum(len(b) for b in kept) > 20 and {"model", "ibg"} <= {src for b in kept for _, _, src in b}
     assert cost_kept[0] < cost_fresh[0] and cost_kept[1] < cost_fresh[1]   # the state was kept: less work
-    assert kept == fresh
+    # the same posts from the same sources; scores up to float rounding (a product over fewer rows may differ in its
+    # last bit, and a score rounded to 6 places then by one unit)
+    assert [[(p, src) for p, _, src in b] for b in kept] == [[(p, src) for p, _, src in b] for b in fresh]
+    np.testing.assert_allclose([s for b in kept for _, s, _ in b], [s for b in fresh for _, s, _ in b], atol=2e-6)
 
 
 def test_a_round_records_the_time_of_each_step_and_source():
@@ -416,7 +419,7 @@ def test_a_round_records_the_time_of_each_step_and_source():
     _, r = rounds_for(index, S, sources=("ibg", "gble"))
     assert r.plan()
     rec = r.rounds[-1]
-    steps = ("changes", "snapshot", "graph+learn", "plan", "shares")
+    steps = ("changes", "snapshot", "graph+learn", "plan", "shares", "checkpoint")
     assert set(rec.phases) == set(steps) | {"plan:ibg", "plan:gble"}
     assert all(v >= 0 for v in rec.phases.values())
     assert abs(sum(rec.phases[s] for s in steps) - rec.seconds) < 1e-6

@@ -32,6 +32,7 @@ from stream_app.worker.service.records import ServicePart
 from stream_app.worker.settings import ONLINE_TAU, DetectorSettings
 from stream_app.worker.state.base import vec_from_b64
 from synapse_stream.audit import AuditSampler
+from synapse_stream.checkpoints import RoundCheckpoints
 from synapse_stream.exceptions import MessageError
 from synapse_stream.graph import GraphShares
 from synapse_stream.llm_oracle import Agreement
@@ -96,6 +97,8 @@ class DetectorCatalog(ServicePart):
                                     gble_ef=s.gble_ef, gble_scope=s.gble_scope,
                                     gble_iterations=s.gble_iterations), k0=d.k0)
             svc.rounds[d.name].live.shares = GraphShares(s.data_dir)   # sealed segments' graph rows, beside their snapshots
+            # IBG's lists, the automatic tau, the bandit's counts: a restart goes on from them (synapse_stream.checkpoints)
+            svc.rounds[d.name].keep_checkpoints(RoundCheckpoints(s.data_dir), s.snapshot_interval)
             svc.rounds[d.name].graph_first = s.graph_upkeep_posts > 0   # the scheduler grows the graph between rounds
             if d.name in svc.models:
                 svc.rounds[d.name].use_model(svc.models[d.name])
@@ -200,6 +203,7 @@ class DetectorCatalog(ServicePart):
             for table in (svc.engines, svc.rounds, svc.samplers, svc.models, svc.detectors, svc.registered,
                           svc.audited, svc.audit_labels, svc.agreement, svc.trained_on, svc.trained_at):
                 table.pop(name, None)
+            RoundCheckpoints(svc.settings.data_dir).remove(name)   # a detector created again under this name starts anew
         await svc.in_model_thread(work)   # its pending candidates are dropped by the outbox
         svc.metrics.detector_changes.labels(name, "retired").inc()
         log.info("detector %s retired (its ledger and seeds stay in Redis)", name)

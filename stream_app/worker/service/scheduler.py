@@ -63,6 +63,9 @@ class RoundScheduler(ServicePart):
             if segs:
                 log.info("kNN graph of %s: %d posts of %d sealed segments loaded from their saved shares, not searched",
                          name, posts, segs)
+            if rounds.checkpoint is not None and rounds.checkpoint.take_restored():
+                log.info("rounds of %s: IBG's kept lists, the automatic tau and the bandit's counts taken back from "
+                         "the checkpoint (tau %s)", name, rounds.tau)
             if self.svc.rounds.get(name) is not rounds:   # rebuilt or retired meanwhile: its batch is void
                 continue
             cands = await self.svc.in_model_thread(rounds.commit, out)
