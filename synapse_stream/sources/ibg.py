@@ -153,7 +153,6 @@ class LiveIBG(CandidateSource):
             total = max(seen, count)
             done[id(part)] = (part, total, state.ids[start] if count else None,
                               state.ids[start + total - 1] if total else None)
-        self._restored = {}     # a checkpoint's parts are matched in the first round after it only
         known = [p for p in positives if p in self.lists]
         rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
         rows = rows[free[rows]]
@@ -193,8 +192,12 @@ class LiveIBG(CandidateSource):
         got = self._done.get(id(part))
         if got is not None:
             return got[1]
+        # a part may come back rounds later (a shard still loading): its entry waits (a few, one per part saved)
         seen, last = self._restored.get(ids[start], (0, None)) if count else (0, None)
-        return seen if 0 < seen <= count and ids[start + seen - 1] == last else 0
+        if 0 < seen <= count and ids[start + seen - 1] == last:
+            del self._restored[ids[start]]
+            return seen
+        return 0
 
     # ------------------------------------------------------------------ a restart
     def checkpoint(self) -> dict[str, np.ndarray] | None:
