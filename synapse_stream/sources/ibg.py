@@ -60,6 +60,9 @@ class LiveIBG(CandidateSource):
         self._parts: list = []
         self._external: list[str] = []
         self.compared = 0     # post x positive comparisons so far (the cost, for tests)
+        # at most this many similarities at once when the new posts are compared with the kept lists (64 MB: the
+        # posts since a checkpoint with 7,600 positives would be ~0.5 GB in one product)
+        self.block = 1 << 24
 
     @property
     def tau(self) -> float | None:
@@ -113,12 +116,14 @@ class LiveIBG(CandidateSource):
             above = above[part[:limit]]
         return sorted(((float(sims[i]), ids[i]) for i in above.tolist()), key=lambda t: (-t[0], t[1])), bound
 
-    def _scan(self, names: list[str], state: LoopState, free: np.ndarray, chunk: int = 256) -> None:
+    def _scan(self, names: list[str], state: LoopState, free: np.ndarray) -> None:
         """Compare these positives with the open posts (``free``, a mask of the state's rows) and keep their best:
-        one product per chunk with the whole snapshot (no copy of its open rows: at a 200 k window that copy was
-        300 MB a scan), the rows not open left out after it."""
+        one product per chunk of positives with the whole snapshot (no copy of its open rows: at a 200 k window
+        that copy was 300 MB a scan; at most ``block`` similarities a product: 83 positives at 200 k), the rows not
+        open left out after it."""
         if not names:
             return
+        chunk = max(1, self.block // max(1, state.n))
         n_open = int(free.sum())
         limit = self.d_max + self.slack
         for lo in range(0, len(names), chunk):
@@ -158,22 +163,9 @@ class LiveIBG(CandidateSource):
         rows = rows[free[rows]]
         if known and len(rows) and parts[0][0] is not None:
             P = np.vstack([positives[p] for p in known])
-            sims = P @ state.X[rows].T
-            self.compared += sims.size
-            limit = self.d_max + self.slack
-            # only the positives with a new post above τ change (most have none): one pass finds them, grouped by
-            # positive (row-major order), and each is merged with its hits alone, as _keep would pick from its row
-            hit_p, hit_c = np.nonzero(sims > self._lists_tau)
-            cuts = np.r_[0, np.flatnonzero(np.diff(hit_p)) + 1, len(hit_p)].tolist() if len(hit_p) else [0]
-            for a, b in itertools.pairwise(cuts):
-                i, cols = int(hit_p[a]), hit_c[a:b]
-                name = known[i]
-                kept, bound = self.lists[name]
-                add, more = self._keep(sims[i, cols], [state.ids[r] for r in rows[cols].tolist()], limit)
-                merged = sorted(kept + add, key=lambda t: (-t[0], t[1]))
-                if len(merged) > limit:
-                    bound = max(bound, merged[limit][0])
-                self.lists[name] = (merged[:limit], max(bound, more))
+            step = max(1, self.block // len(known))    # after a restart the posts since the checkpoint: in blocks
+            for lo in range(0, len(rows), step):
+                self._merge_new(P, known, rows[lo:lo + step], state)
         self._done = done
         for name, v in positives.items():     # copies: a row of the snapshot is rewritten by the next round's
             if name not in self._vecs:       # (LiveRounds reuses its buffer), and a view would pin the snapshot
@@ -184,6 +176,27 @@ class LiveIBG(CandidateSource):
         else:
             self._room = max(1, self.rescan_comparisons // max(1, state.n))
             self._scan(self._budgeted([n for n in positives if n not in self.lists]), state, free)
+
+    def _merge_new(self, P: np.ndarray, known: list[str], rows: np.ndarray, state: LoopState) -> None:
+        """The kept lists of ``known`` (their vectors ``P``) merged with these new rows of the state: the best
+        ``d_max + slack`` of the old and the new, whatever the blocks (a top-k of a union is the top-k of the
+        blocks' top-ks)."""
+        sims = P @ state.X[rows].T
+        self.compared += sims.size
+        limit = self.d_max + self.slack
+        # only the positives with a new post above τ change (most have none): one pass finds them, grouped by
+        # positive (row-major order), and each is merged with its hits alone, as _keep would pick from its row
+        hit_p, hit_c = np.nonzero(sims > self._lists_tau)
+        cuts = np.r_[0, np.flatnonzero(np.diff(hit_p)) + 1, len(hit_p)].tolist() if len(hit_p) else [0]
+        for a, b in itertools.pairwise(cuts):
+            i, cols = int(hit_p[a]), hit_c[a:b]
+            name = known[i]
+            kept, bound = self.lists[name]
+            add, more = self._keep(sims[i, cols], [state.ids[r] for r in rows[cols].tolist()], limit)
+            merged = sorted(kept + add, key=lambda t: (-t[0], t[1]))
+            if len(merged) > limit:
+                bound = max(bound, merged[limit][0])
+            self.lists[name] = (merged[:limit], max(bound, more))
 
     def _seen(self, part, start: int, count: int, ids) -> int:
         """How many of the part's first rows the kept lists have seen: as the last round left it, or after a

@@ -505,3 +505,37 @@ def test_live_ibg_compares_at_most_its_cap_with_the_window_a_round_and_catches_u
     assert not capped._waiting and got
     assert [row for row, _ in got] == [row for row, _ in want]
     np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
+
+
+def test_live_ibg_in_small_blocks_keeps_the_lists_of_one_product():
+    """The new posts compared with the kept lists, and the positives with the window, a block at a time (after a
+    restart, the posts since the checkpoint): the same lists, bounds and batch as in one product."""
+    from synapse_stream.sources.ibg import LiveIBG
+
+    X, S = data(n=700, seed=6)
+    _, index = segmented(X[:400], parts=1, seal=100)
+    eng, r = rounds_for(index, S, sources=("ibg",))
+    whole, blocks = LiveIBG(tau=0.5, d_max=5), LiveIBG(tau=0.5, d_max=5)
+    blocks.block = 37          # a few posts or positives at a time
+    rng = np.random.default_rng(3)
+    for step, n in enumerate((400, 550, 700)):
+        if step:
+            index.add(0, [f"p{i}" for i in range(n - 150, n)], X[n - 150:n], ts=[float(i) for i in range(n - 150, n)])
+        got = []
+        for src in (whole, blocks):
+            r.policy.sources = {"ibg": src}
+            state = r.snapshot()
+            src.refresh(type("V", (), {"parts": r.snap.parts or [], "external": []})())
+            got.append(src.propose(state, 30))
+        # the same rows and lists; similarities up to float rounding (products of other shapes)
+        assert [row for row, _ in got[0]] == [row for row, _ in got[1]] and got[0]
+        np.testing.assert_allclose([v for _, v in got[0]], [v for _, v in got[1]], atol=1e-6)
+        assert {n: [p for _, p in kept] for n, (kept, _) in whole.lists.items()} == \
+            {n: [p for _, p in kept] for n, (kept, _) in blocks.lists.items()}
+        np.testing.assert_allclose([b for _, b in whole.lists.values()], [b for _, b in blocks.lists.values()],
+                                   atol=1e-6)
+        assert whole.compared == blocks.compared
+        for row, _ in got[0][:10]:
+            pid = state.ids[row]
+            y = int(rng.random() < 0.5)
+            eng.on_verdict(pid, y)
