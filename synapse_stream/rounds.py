@@ -173,8 +173,9 @@ class LiveRounds:
         return self.credit.observe(post_id, label, first)
 
     def forget(self) -> None:
-        """Shards were dropped or replaced: the kNN graph and what sources built over the old posts go (at the
-        start of the next :meth:`compute`, which may be running in another thread now)."""
+        """Shards were dropped or replaced: the kNN graph and what sources built over the old posts go, but for
+        what a source keeps over a rebalance (``CandidateSource.rebalanced``; at the start of the next
+        :meth:`compute`, which may be running in another thread now)."""
         self.window_changes.forget()
 
     def expire(self, post_ids: Sequence[str]) -> None:
@@ -195,7 +196,7 @@ class LiveRounds:
         self.dropped = len(drops) if not reset else 0
         if reset:
             for src in self.policy.sources.values():
-                src.forget()
+                src.rebalanced()
         elif drops and self.graph.drop(drops, moving):
             for src in self.policy.sources.values():
                 src.expired()

@@ -13,7 +13,8 @@ One abstract method, :meth:`CandidateSource.propose`; the other hooks have do-no
 * :meth:`refresh` before every live round, with a :class:`LiveView` of what the worker holds (live runs only);
 * :meth:`learn` after verdicts came in (rows of the state the verdicts are for);
 * :meth:`use_model` when the detector's shared classifier changed (live runs only);
-* :meth:`forget` when the worker's shards changed (a rebalance): drop whatever was built over the old posts.
+* :meth:`forget` when what a source built no longer holds: drop it; :meth:`rebalanced` when the worker's shards
+  changed (by default :meth:`forget`) and :meth:`expired` when posts left the window (the same, unless kept);
 * :meth:`checkpoint` / :meth:`restore`: what a restart would lose (IBG's kept lists and its automatic τ), saved by
   the live rounds every so often and taken back before the first round after a restart
   (:class:`~synapse_stream.checkpoints.RoundCheckpoints`).
@@ -109,6 +110,12 @@ class CandidateSource(abc.ABC):
     def expired(self) -> None:
         """Posts left the window (segments dropped; the graph's nodes renumbered). By default :meth:`forget`; a
         source whose state is keyed by post id and that drops departed posts as it drops answered ones keeps it."""
+        self.forget()
+
+    def rebalanced(self) -> None:
+        """The worker's shards changed (a partition taken over or given up): by default :meth:`forget`. A source
+        whose state is keyed by post id, and that can tell the parts of the window it has seen by their posts,
+        keeps it (IBG: a part taken over is new to it, posts of a part given up leave as departed ones)."""
         self.forget()
 
     def checkpoint(self) -> dict[str, np.ndarray] | None:

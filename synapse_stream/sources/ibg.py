@@ -101,6 +101,15 @@ class LiveIBG(CandidateSource):
         departed positive leaves with its list, or keeps it as the seed it becomes (``_moved``); parts no longer
         held are not compared again."""
 
+    def rebalanced(self) -> None:
+        """Kept over a rebalance: the parts seen are remembered by their posts (first id, last id compared), so a
+        part still held, or given up and taken back from its snapshot before the next round, is not compared
+        again; any other part is new; the posts of a part given up leave the lists as departed ones do (a list run
+        short is compared with the window again)."""
+        self._restored = {first: (seen, last) for _, seen, first, last in self._done.values()
+                          if first is not None and seen}
+        self._done = {}
+
     # ------------------------------------------------------------------ upkeep
     def _keep(self, sims: np.ndarray, ids: list[str], limit: int, open_: np.ndarray | None = None
               ) -> tuple[list[tuple[float, str]], float]:
@@ -158,6 +167,9 @@ class LiveIBG(CandidateSource):
             total = max(seen, count)
             done[id(part)] = (part, total, state.ids[start] if count else None,
                               state.ids[start + total - 1] if total else None)
+        # the parts remembered over a restart or a rebalance hold only for this round: the next _propose drops
+        # from the lists the posts of parts not held now, so such a part coming back later is new again
+        self._restored = {}
         known = [p for p in positives if p in self.lists]
         rows = np.concatenate(new_rows) if new_rows else np.zeros(0, np.int64)
         rows = rows[free[rows]]
@@ -205,12 +217,8 @@ class LiveIBG(CandidateSource):
         got = self._done.get(id(part))
         if got is not None:
             return got[1]
-        # a part may come back rounds later (a shard still loading): its entry waits (a few, one per part saved)
         seen, last = self._restored.get(ids[start], (0, None)) if count else (0, None)
-        if 0 < seen <= count and ids[start + seen - 1] == last:
-            del self._restored[ids[start]]
-            return seen
-        return 0
+        return seen if 0 < seen <= count and ids[start + seen - 1] == last else 0
 
     # ------------------------------------------------------------------ a restart
     def checkpoint(self) -> dict[str, np.ndarray] | None:

@@ -539,3 +539,47 @@ def test_live_ibg_in_small_blocks_keeps_the_lists_of_one_product():
             pid = state.ids[row]
             y = int(rng.random() < 0.5)
             eng.on_verdict(pid, y)
+
+
+def test_live_ibg_keeps_its_lists_over_a_rebalance_and_plans_the_batch_ibgs():
+    """Partitions given up and taken back (from a snapshot: new objects, the same rows): IBG keeps its lists
+    (``rebalanced``), compares again only what it cannot know it has seen, and plans the batch IBG's each time."""
+    from synapse_stream.methods.ibg import IBG
+
+    X, S = data(n=600, seed=7)
+    ids, index = segmented(X, parts=2, seal=50)
+    eng, r = rounds_for(index, S, sources=("ibg",))
+    live = r.policy.sources["ibg"]
+    rng = np.random.default_rng(2)
+    one = list(range(1, len(X), 2))           # shard 1's posts, in its order
+
+    def step():
+        state = r.snapshot()
+        want = IBG(tau=0.5, d_max=5)._select(state)
+        before = live.compared
+        r.touch()
+        batch = r.plan()
+        assert batch and [c.post_id for c in batch] == [state.ids[row] for row, _ in want[:len(batch)]]
+        for c in batch[:8]:
+            y = int(rng.random() < 0.5)
+            eng.on_verdict(c.post_id, y)
+            r.observe(c.post_id, y, True)
+        return live.compared - before, sum(eng.labels.values()) + len(S), state.n
+
+    def take_back():
+        index.add(1, [ids[i] for i in one], X[one], ts=[float(i) for i in one])
+        r.forget()
+
+    step()
+    index.drop(1)                             # given up: no comparison but for lists run short
+    r.forget()
+    cost, positives, n = step()
+    assert cost < positives * n / 2
+    take_back()                               # after a round without it: its posts left the lists, it is new
+    cost, positives, n = step()
+    assert cost >= (positives - 8) * len(one)
+    index.drop(1)                             # given up and taken back before the next round: nothing is new
+    r.forget()
+    take_back()
+    cost, positives, n = step()
+    assert cost < positives * n / 2
