@@ -102,6 +102,7 @@ class SoakReport:
     answered: int = 0
     dead_letters: dict = field(default_factory=dict)     # reason -> count, read from the topic at the end
     restart: dict = field(default_factory=dict)
+    checkpoint_taken_back: bool = False     # the restarted worker's rounds went on from their checkpoint
     summary: dict = field(default_factory=dict)
 
 
@@ -156,6 +157,9 @@ def summarise(r: SoakReport) -> dict:
         "redis_mb_end": after[-1]["redis_mb"] if after else float("nan"),
         "index_size_max": max((s["index_size"] for s in r.samples if s["t"] < killed), default=0),
         "index_size_max_after_restart": max((s["index_size"] for s in r.samples if s["t"] >= killed), default=0),
+        # not in round_p99_s: the round after a restart, and whether it went on from the rounds' checkpoint
+        "first_round_after_restart_s": r.restart.get("first_round_after_restart_s", float("nan")),
+        "checkpoint_taken_back": r.checkpoint_taken_back,
     }
 
 
@@ -233,6 +237,8 @@ class _Sampler:
                 self.report.rounds.append({"end": end, "seconds": float(m.group(5)), "candidates": int(m.group(4)),
                                            "number": int(m.group(2)),
                                            "phases": {k: float(v) for k, v in _PHASE.findall(m.group(6) or "")}})
+            elif f"rounds of {DETECTOR['name']}: IBG's kept lists" in line and "taken back from the checkpoint" in line:
+                self.report.checkpoint_taken_back = True     # the worker's log after a restart
 
 
 async def _moderate(loop: LiveLoop, stream: Stream, sent_at: np.ndarray, report: SoakReport, stop: asyncio.Event,

@@ -78,4 +78,6 @@ def test_soak_short(tmp_path):
     assert max(x.get("expired_total", 0) for x in r.samples) > 5000, "segments must leave the window"
     assert s["dead_letters"] == 0
     assert math.isfinite(s["restart_s"]) and math.isfinite(s["rss_growth_pct"])
+    if math.isfinite(s["first_round_after_restart_s"]):     # a round after the restart (the run may end before)
+        assert s["checkpoint_taken_back"], "the restarted worker's rounds go on from their checkpoint"
     assert s["latency_samples"] > 20
