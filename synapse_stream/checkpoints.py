@@ -28,7 +28,9 @@ True
 """
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -37,6 +39,7 @@ from urllib.parse import quote
 import numpy as np
 
 __all__ = ["RoundCheckpoints", "RoundsCheckpoint"]
+log = logging.getLogger(__name__)
 
 
 class RoundCheckpoints:
@@ -55,6 +58,8 @@ class RoundCheckpoints:
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp.npz")
         np.savez(tmp, meta=np.asarray(json.dumps(meta, sort_keys=True)), **arrays)
         os.replace(tmp, path)
+        for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp.npz"):   # left by a crash mid-write
+            stale.unlink(missing_ok=True)
         return path
 
     def load(self, detector: str) -> tuple[dict, dict[str, dict[str, np.ndarray]]] | None:
@@ -91,6 +96,7 @@ class RoundsCheckpoint:
         self.restored: bool | None = None      # None: not looked yet; then whether a checkpoint was taken back
         self.saved_at = float("-inf")
         self.saves = 0
+        self.failures = 0
         self._reported = False
 
     def restore(self, policy, labels: int) -> bool:
@@ -134,6 +140,11 @@ class RoundsCheckpoint:
         sources = {name: got for name, src in policy.sources.items() if (got := src.checkpoint()) is not None}
         meta = {"fingerprint": self.fingerprint, "labels": int(labels),
                 "counts": {s: [float(a), float(b)] for s, (a, b) in policy.counts.items()}}
-        self.store.save(self.detector, meta, sources)
         self.saved_at = now
+        try:
+            self.store.save(self.detector, meta, sources)
+        except OSError as exc:      # a full or read-only disk costs the next restart its head start, not the round
+            self.failures += 1
+            log.warning("rounds checkpoint of %s not written: %s", self.detector, exc)
+            return
         self.saves += 1

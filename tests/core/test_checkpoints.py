@@ -144,3 +144,23 @@ def test_a_part_whose_rows_are_not_those_the_checkpoint_saw_is_compared_again(tm
     live2 = r2.policy.sources["ibg"]
     assert r2.checkpoint.restored
     assert live2.compared >= len(live2.lists) * (n - 100)     # every kept list compared with the window again
+
+
+def test_a_save_removes_what_a_crash_mid_write_left(tmp_path):
+    store = RoundCheckpoints(tmp_path)
+    store.save("d", {}, {})
+    left = store.path("d").with_name(store.path("d").name + ".0123456789ab.tmp.npz")
+    left.write_bytes(b"half a file")
+    other = store.path("e").with_name(store.path("e").name + ".0123456789ab.tmp.npz")   # another detector's write
+    other.write_bytes(b"in flight")
+    store.save("d", {"n": 1}, {"ibg": {"x": np.arange(3)}})
+    assert not left.exists() and other.exists() and store.load("d")[0] == {"n": 1}
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_stop_the_round(tmp_path):
+    X, S = data(n=300, seed=1)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    _, _, r = worker(X, S, 300, RoundCheckpoints(blocked))     # <file>/rounds/ cannot be made
+    r.touch()
+    assert r.plan() and r.checkpoint.failures == 1 and r.checkpoint.saves == 0
