@@ -48,6 +48,7 @@ class LiveIBG(CandidateSource):
         # an automatic τ (None or "auto"): started from the seeds and the window, moved by the verdicts, as the
         # batch IBG's (synapse_stream.tau.AutoTau); the kept lists are rebuilt when it moves
         self.auto = AutoTau(self.d_max) if tau is None or tau == "auto" else None
+        self._booked: set[str] = set()     # the posts whose verdicts the automatic τ has booked
         self._tau = None if self.auto is not None else float(tau)
         self._lists_tau: float | None = None
         self.slack = int(slack) if slack is not None else 2 * self.d_max
@@ -72,7 +73,14 @@ class LiveIBG(CandidateSource):
         """Automatic τ: each verdict booked by its best cosine to the positives other than the verdict rows."""
         if self.auto is None or self.auto.tau is None or not len(rows):
             return
-        rows = np.asarray(rows, np.int64)
+        # each post once: a verdict consumed again (at least once, after a restart: the checkpoint may have booked
+        # it already) or given again is not booked twice
+        keep = [i for i, r in enumerate(rows) if state.ids[r] not in self._booked]
+        if not keep:
+            return
+        rows = np.asarray(rows, np.int64)[keep]
+        labels = np.asarray(labels)[keep]
+        self._booked.update(state.ids[r] for r in rows.tolist())
         pos = np.setdiff1d(state.positive_rows(), rows)
         self.auto.observe(best_similarity(np.vstack([state.S, state.X[pos]]), state.X[rows]), labels)
 
@@ -242,6 +250,7 @@ class LiveIBG(CandidateSource):
                "part_last": np.asarray([la for _, _, la in parts], dtype=str)}
         if self.auto is not None and self.auto.tau is not None:
             out.update({"auto." + k: v for k, v in self.auto.state().items()})
+            out["auto_booked"] = np.asarray(sorted(self._booked), dtype=str)
         return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -259,7 +268,9 @@ class LiveIBG(CandidateSource):
         cut = float(arrays["lists_tau"])
         auto = {k[5:]: v for k, v in arrays.items() if k.startswith("auto.")}
         if self.auto is not None and auto:
+            booked = set(np.asarray(arrays["auto_booked"]).tolist())
             self.auto.load_state(auto)
+            self._booked = booked
         self.forget()
         self.lists, self._lists_tau = lists, None if np.isnan(cut) else cut
         self._restored = {f: (int(n), la) for f, n, la in zip(first, seen.tolist(), last)}

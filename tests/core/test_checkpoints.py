@@ -98,7 +98,7 @@ def test_a_restarted_worker_plans_the_batch_of_uninterrupted_rounds_comparing_on
 
 
 def test_a_restarted_worker_keeps_the_automatic_tau_the_verdicts_moved_and_the_bandit_counts(tmp_path):
-    X, S, (_, r), (_, r2), n = run("auto", tmp_path, steps=4)
+    X, S, (eng, r), (_, r2), n = run("auto", tmp_path, steps=4)
     live, live2 = r.policy.sources["ibg"], r2.policy.sources["ibg"]
     saved = live.auto.summary()
     assert saved["verdicts"] > 0
@@ -107,6 +107,15 @@ def test_a_restarted_worker_keeps_the_automatic_tau_the_verdicts_moved_and_the_b
     assert r2.checkpoint.restored and live2.tau == live.tau
     assert live2.auto.summary()["start"] == saved["start"] and live2.auto.moves[:len(live.auto.moves)] == live.auto.moves
     assert live2.auto.observed >= saved["verdicts"]
+    # verdicts consumed again after the restart (at least once) are not booked twice; a new one is
+    state = r2.snapshot()
+    booked = [i for i, p in enumerate(state.ids) if p in eng.labels and p in live._booked]
+    before = live2.auto.observed
+    live2.learn(state, booked, [eng.labels[state.ids[i]] for i in booked])
+    assert booked and live2.auto.observed == before
+    fresh = next(i for i, p in enumerate(state.ids) if p not in eng.labels)
+    live2.learn(state, [fresh], [1])
+    assert live2.auto.observed == before + 1
     # a fresh start (no checkpoint) books no verdict: τ starts again from the seeds
     _, _, r3 = worker(X, S, n, RoundCheckpoints(tmp_path / "none"), tau="auto")
     r3.touch()
