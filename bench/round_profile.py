@@ -10,7 +10,9 @@ with the first round's kNN graph shares (``GraphShares``), so a second invocatio
 ``--rounds`` steady rounds, each after ``--new`` more posts (inserted as the worker inserts them, segments
 expiring as they leave the window; every candidate answered from the truth): wall seconds of ``LiveRounds.plan``
 and of its parts (snapshot copy, graph update and its kNN search, adjacency, GBLE, IBG, the classifier).
-``--profile`` prints cProfile's top functions of the last steady round. The JSON (``--out``) has every figure.
+``--profile`` prints cProfile's top functions of the last steady round. ``--restart``: then ``--new`` more posts
+(those since the last checkpoint) and the first round of a restarted worker over the same window and verdicts,
+taking the rounds' checkpoint back and starting from nothing. The JSON (``--out``) has every figure.
 """
 from __future__ import annotations
 
@@ -135,12 +137,13 @@ def run(a) -> dict:
            "shares_loaded_posts": r.live.shares_loaded[1], "steady": []}
     nxt = window
     prof = cProfile.Profile() if a.profile else None
+    store = None
+    if a.restart:     # the rounds' checkpoint, written at every round (the worker: every snapshot interval)
+        from synapse_stream.checkpoints import RoundCheckpoints
+        store = RoundCheckpoints(tempfile.mkdtemp(prefix="round-profile-checkpoint-"))
+        r.keep_checkpoints(store, 0.0)
     for k in range(a.rounds):
-        for first_id, X, y in data.rows(nxt, nxt + a.new):
-            for s in range(0, len(X), 64):
-                ids = [pid(first_id + s + j) for j in range(len(X[s:s + 64]))]
-                truth.update(zip(ids, y[s:s + 64].tolist()))
-                index.add(0, ids, X[s:s + 64], ts=[float(first_id + s + j) for j in range(len(ids))])
+        arrive(index, data, truth, nxt, a.new)
         nxt += a.new
         gone = [p for e in index.expirable().values() for p in e.ids]
         moving = sum(1 for p in gone if eng.labels.get(p) == 1)     # confirmed positives leaving with the window
@@ -169,11 +172,60 @@ def run(a) -> dict:
                           if isinstance(v, float) and k_ not in ("round_s", "round_cpu_s"))
         expiry = f" (a segment expired, {moving} confirmed positives in it)" if due else ""
         say(f"steady round {k + 1}: {wall:.2f}s ({cpu:.2f}s CPU), window {len(index):,}{expiry}: {timed}")
+    if a.restart:
+        arrive(index, data, truth, nxt, a.new)       # the posts consumed since the last checkpoint
+        res["restart"] = restart(a, index, data, truth, eng, store, shares_dir)
     if prof is not None:
         st = pstats.Stats(prof, stream=sys.stderr)
         st.sort_stats("cumulative").print_stats(30)
         st.sort_stats("tottime").print_stats(20)
     return res
+
+
+def arrive(index, data: Data, truth: dict, start: int, n: int) -> None:
+    """Posts ``start .. start + n`` inserted as the worker inserts them (64 at a time)."""
+    for first_id, X, y in data.rows(start, start + n):
+        for s in range(0, len(X), 64):
+            ids = [pid(first_id + s + j) for j in range(len(X[s:s + 64]))]
+            truth.update(zip(ids, y[s:s + 64].tolist()))
+            index.add(0, ids, X[s:s + 64], ts=[float(first_id + s + j) for j in range(len(ids))])
+
+
+def restart(a, index, data: Data, truth: dict, eng, store, shares_dir: Path) -> dict:
+    """The first round of a restarted worker over the same window and verdicts (the graph's sealed shares loaded
+    from disk in both): taking the rounds' checkpoint back, and from nothing (before the checkpoint existed)."""
+    from synapse_stream.checkpoints import RoundCheckpoints
+    from synapse_stream.graph import GraphShares
+
+    from .window_rounds import make_rounds
+
+    out = {}
+    for name, st in (("from_checkpoint", store), ("from_nothing", RoundCheckpoints(tempfile.mkdtemp()))):
+        shares = Path(tempfile.mkdtemp(prefix="round-profile-restart-"))
+        shutil.copytree(shares_dir, shares, dirs_exist_ok=True)
+        eng2, r2 = make_rounds(index, data, truth, GraphShares(shares))
+        for p, y in eng.labels.items():          # the verdicts and the seed registry, as from Redis
+            if p in index:
+                eng2.on_verdict(p, y)
+            else:
+                eng2.books.labels[p] = y
+        for seed, v in zip(list(eng.books.seeds.seeds), eng.books.seeds.matrix):
+            if seed.id not in eng2.books.seeds:
+                eng2.on_seed(seed, v)
+        r2.live.graph.scope = a.scope
+        r2.graph.ef = a.ef
+        train(r2, eng2, index, data)
+        r2.keep_checkpoints(st, 0.0)
+        t, c = time.perf_counter(), time.process_time()
+        cands = r2.plan()
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        ibg = r2.policy.sources["ibg"]
+        out[name] = {"round_s": wall, "round_cpu_s": cpu, "restored": bool(r2.checkpoint.restored),
+                     "ibg_compared": ibg.compared, "candidates": len(cands),
+                     "phases": r2.rounds[-1].phases if cands else {}}
+        say(f"restart {name}: first round {wall:.2f}s ({cpu:.2f}s CPU), IBG compared {ibg.compared:,} pairs, "
+            f"{len(cands)} candidates; {out[name]['phases']}")
+    return out
 
 
 def main(argv=None) -> int:
@@ -191,6 +243,8 @@ def main(argv=None) -> int:
                     help="grow the graph between rounds (LiveRounds.advance), as the worker")
     ap.add_argument("--confirmed", type=int, default=0, help="positives of the window confirmed before the first round")
     ap.add_argument("--retrain", action="store_true", help="a new classifier version before every round (the worker's)")
+    ap.add_argument("--restart", action="store_true",
+                    help="then the first round of a restarted worker, from the rounds' checkpoint and from nothing")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "round_profile.json"))
     a = ap.parse_args(argv)
