@@ -228,7 +228,10 @@ def restart(a, index, data: Data, truth: dict, eng, store, shares_dir: Path) -> 
         out[name] = {"upkeep_before_s": upkeep, "round_s": wall, "round_cpu_s": cpu,
                      "restored": bool(r2.checkpoint.restored),
                      "ibg_compared": ibg.compared, "candidates": len(cands), "ibg_lists": len(ibg.lists),
-                     "ibg_waiting": len(ibg._waiting), "phases": r2.rounds[-1].phases if cands else {}}
+                     "ibg_waiting": len(ibg._waiting), "phases": r2.rounds[-1].phases if cands else {},
+                     "graph_posts_from_shares": r2.live.shares_loaded[1],
+                     "graph_posts_searched": sum(1 for n in r2.graph.names if not n.startswith("seed:"))
+                     - r2.live.shares_loaded[1]}
         say(f"restart {name}: graph upkeep {upkeep:.1f}s, then the first round {wall:.2f}s ({cpu:.2f}s CPU), IBG compared {ibg.compared:,} pairs, "
             f"{len(ibg.lists):,} positives with a list, {len(ibg._waiting):,} waiting, {len(cands)} candidates; "
             f"{out[name]['phases']}")
