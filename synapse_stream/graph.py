@@ -404,21 +404,26 @@ class GraphShares:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
 
-    def path(self, key, segment: str, detector: str, k: int) -> Path:
-        return self.root / f"shard-{key}" / f"segment-{segment}.graph-{quote(detector, safe='')}.k{int(k)}.npz"
+    def path(self, key, segment: str, detector: str, k: int, growing: bool = False) -> Path:
+        tail = ".growing" if growing else ""
+        return self.root / f"shard-{key}" / f"segment-{segment}.graph-{quote(detector, safe='')}.k{int(k)}{tail}.npz"
 
-    def save(self, key, segment: str, detector: str, k: int, own, src, names, dst) -> Path:
-        path = self.path(key, segment, detector, k)
+    def save(self, key, segment: str, detector: str, k: int, own, src, names, dst, growing: bool = False) -> Path:
+        """Write a share. ``growing``: the first posts of a segment still being written (replaced at every
+        checkpoint; removed when the segment's whole share is written)."""
+        path = self.path(key, segment, detector, k, growing)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp.npz")
         np.savez(tmp, own=np.asarray(own, dtype=str), src=np.asarray(src, np.int32),
                  names=np.asarray(names, dtype=str), dst=np.asarray(dst, np.int32))
         os.replace(tmp, path)
+        if not growing:
+            self.path(key, segment, detector, k, True).unlink(missing_ok=True)
         return path
 
-    def load(self, key, segment: str, detector: str, k: int):
+    def load(self, key, segment: str, detector: str, k: int, growing: bool = False):
         """The saved share, or None (none saved, another k, or an unreadable file: the posts are searched)."""
-        path = self.path(key, segment, detector, k)
+        path = self.path(key, segment, detector, k, growing)
         try:
             with np.load(path, allow_pickle=False) as z:
                 own, src, names, dst = z["own"].tolist(), z["src"], z["names"].tolist(), z["dst"]

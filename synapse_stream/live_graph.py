@@ -25,6 +25,7 @@ class LiveGraph:
         self.name = name                          # the detector (the shares' file names)
         self.shares: GraphShares | None = None    # where sealed segments' shares of the kNN graph are kept
         self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
+        self._growing_done: set[tuple[object, str]] = set()  # (shard, segment) first posts' shares loaded
         self.shares_loaded = [0, 0]               # graph shares loaded (segments, posts) since the last look
         self.grown: dict[object, int] = {}        # part (a segment's PostIndex) -> its first rows in the graph
         self.lag = 0                              # posts indexed here and not in the graph yet (last look)
@@ -39,6 +40,7 @@ class LiveGraph:
         """Shards were dropped or replaced: the graph starts again (the next round builds it whole)."""
         self.graph.reset()
         self._shares_done.clear()
+        self._growing_done.clear()
         self.grown.clear()
         self.built = False
 
@@ -128,6 +130,35 @@ class LiveGraph:
                 self._shares_done.add((key, seg.name))
                 self.shares_loaded[0] += 1
                 self.shares_loaded[1] += len(share[0])
+        for key, shard in list(self.index.shards.items()):     # the first posts of segments not sealed (or not saved)
+            for seg in list(getattr(shard, "segments", ())):
+                if (key, seg.name) in self._shares_done or (key, seg.name) in self._growing_done:
+                    continue
+                self._growing_done.add((key, seg.name))        # looked at once a start or a reset
+                share = self.shares.load(key, seg.name, self.name, self.graph.k, growing=True)
+                # used only if the segment's rows still begin with those posts (its snapshot, then the topic)
+                if share is not None and seg.index.ids()[:len(share[0])] == list(share[0]) \
+                        and self.graph.add_share(*share):
+                    self.shares_loaded[0] += 1
+                    self.shares_loaded[1] += len(share[0])
+
+    def save_growing(self) -> int:
+        """The shares of the first posts the graph holds of each segment not saved whole (the segments being
+        written): at every rounds checkpoint, so a restart searches again only the posts after them. Returns how
+        many posts the files hold."""
+        if self.shares is None:
+            return 0
+        held = 0
+        for key, shard in list(self.index.shards.items()):
+            for seg in list(getattr(shard, "segments", ())):
+                n = self.grown.get(seg.index, 0)
+                if (key, seg.name) in self._shares_done or n == 0:
+                    continue
+                share = self.graph.share(seg.index.ids()[:n])
+                if share is not None:
+                    self.shares.save(key, seg.name, self.name, self.graph.k, *share, growing=True)
+                    held += n
+        return held
 
     def save_shares(self) -> None:
         """After a round or an upkeep: each sealed segment whose posts all have their graph rows is saved once, and

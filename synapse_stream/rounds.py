@@ -277,6 +277,8 @@ class LiveRounds:
             self.live.save_shares()
         mark()
         if self.checkpoint is not None and self.checkpoint.due(time.monotonic()):
+            if self._needs_graph:      # the graph of the segments being written, for the restart
+                self.live.save_growing()
             self.checkpoint.save(self.policy, len(inp.labels), time.monotonic())
         mark()
         steps = ("changes", "snapshot", "graph+learn", "plan", "shares", "checkpoint")
