@@ -349,8 +349,13 @@ class KNNGraph:
         name_node = np.asarray([self.node_of.get(n, -1) for n in names], np.int64)
         rows, cols = own_node[src_k], name_node[dst_k]
         known = cols >= 0
-        for s_, d_ in zip(src_k[~known].tolist(), dst_k[~known].tolist()):   # to a node that comes later
-            self._waiting.setdefault(names[d_], []).append(own[s_])
+        if not known.all():     # edges to a node that comes later, grouped by it (each group in the file's order)
+            unk_s, unk_d = src_k[~known], dst_k[~known]
+            order = np.argsort(unk_d, kind="stable")
+            unk_s, unk_d = unk_s[order], unk_d[order]
+            cuts = np.flatnonzero(np.diff(unk_d)) + 1
+            for group_s, group_d in zip(np.split(unk_s, cuts), np.split(unk_d, cuts)):
+                self._waiting.setdefault(names[int(group_d[0])], []).extend(own[i] for i in group_s.tolist())
         if known.any():
             self._rows.append(rows[known])
             self._cols.append(cols[known])
