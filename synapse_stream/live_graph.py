@@ -25,7 +25,8 @@ class LiveGraph:
         self.name = name                          # the detector (the shares' file names)
         self.shares: GraphShares | None = None    # where sealed segments' shares of the kNN graph are kept
         self._shares_done: set[tuple[object, str]] = set()   # (shard, segment) shares saved or loaded
-        self._growing_done: set[tuple[object, str]] = set()  # (shard, segment) first posts' shares loaded
+        self._growing_done: set[tuple[object, str]] = set()  # (shard, segment) first posts' shares looked at
+        self._growing_read: dict[tuple[object, str], tuple] = {}   # read, for a segment still being restored
         self.shares_loaded = [0, 0]               # graph shares loaded (segments, posts) since the last look
         self.grown: dict[object, int] = {}        # part (a segment's PostIndex) -> its first rows in the graph
         self.lag = 0                              # posts indexed here and not in the graph yet (last look)
@@ -41,6 +42,7 @@ class LiveGraph:
         self.graph.reset()
         self._shares_done.clear()
         self._growing_done.clear()
+        self._growing_read.clear()
         self.grown.clear()
         self.built = False
 
@@ -134,11 +136,16 @@ class LiveGraph:
             for seg in list(getattr(shard, "segments", ())):
                 if (key, seg.name) in self._shares_done or (key, seg.name) in self._growing_done:
                     continue
+                got = self._growing_read.pop((key, seg.name), None)
+                share = got if got is not None else self.shares.load(key, seg.name, self.name, self.graph.k,
+                                                                     growing=True)
+                ids = seg.index.ids() if share is not None else []
+                if share is not None and len(ids) < len(share[0]):   # still being restored: look again later
+                    self._growing_read[(key, seg.name)] = share
+                    continue
                 self._growing_done.add((key, seg.name))        # looked at once a start or a reset
-                share = self.shares.load(key, seg.name, self.name, self.graph.k, growing=True)
-                # used only if the segment's rows still begin with those posts (its snapshot, then the topic)
-                if share is not None and seg.index.ids()[:len(share[0])] == list(share[0]) \
-                        and self.graph.add_share(*share):
+                # used only if the segment's rows begin with those posts (its snapshot, then the topic again)
+                if share is not None and ids[:len(share[0])] == list(share[0]) and self.graph.add_share(*share):
                     self.shares_loaded[0] += 1
                     self.shares_loaded[1] += len(share[0])
 
@@ -170,6 +177,8 @@ class LiveGraph:
         for key, names in held.items():
             self.shares.prune(key, self.name, names)
         self._shares_done = {(k, n) for k, n in self._shares_done if n in held.get(k, ())}
+        self._growing_done = {(k, n) for k, n in self._growing_done if n in held.get(k, ())}
+        self._growing_read = {kn: v for kn, v in self._growing_read.items() if kn[1] in held.get(kn[0], ())}
         for key, seg in self._sealed_segments():
             if (key, seg.name) in self._shares_done:
                 continue

@@ -628,3 +628,30 @@ def test_the_growing_segments_graph_is_saved_at_a_checkpoint_and_a_restart_searc
     searched = counting(other)
     r3.plan()
     assert sum(searched) == len(X2) + len(S2) and r3.live.shares_loaded == [0, 0]
+
+
+def test_a_growing_share_waits_for_its_segment_to_be_restored(tmp_path):
+    """A restart whose first round comes while the segment is still being consumed again (fewer rows than the saved
+    share): the share is kept and used at a later update, for the posts not searched meanwhile."""
+    from synapse_stream.checkpoints import RoundCheckpoints
+
+    X, S = data(n=120, seed=9)
+    _, index = segmented(X, parts=1, seal=1000)       # one segment, still being written
+    store = GraphShares(tmp_path)
+    _, r = rounds_for(index, S, store)
+    r.keep_checkpoints(RoundCheckpoints(tmp_path), 0.0)
+    r.plan()
+    name = index.shards[0].segments[0].name
+    assert store.path(0, name, "d", r.graph.k, growing=True).exists()
+    again = ShardedIndex(DIM, Retention(segment_posts=1000), ef_search=200, ef_construction=200)
+    again.add(0, [f"p{i}" for i in range(60)], X[:60], ts=[float(i) for i in range(60)])   # half consumed so far
+    again.shards[0].segments[0].name = name
+    _, r2 = rounds_for(again, S, store)
+    searched = counting(again)
+    r2.plan()
+    assert sum(searched) == 60 + len(S) and r2.live.shares_loaded == [0, 0]     # not yet
+    again.add(0, [f"p{i}" for i in range(60, 120)], X[60:], ts=[float(i) for i in range(60, 120)])
+    r2.touch()
+    r2.plan()
+    assert sum(searched) == 60 + len(S) and r2.live.shares_loaded == [1, 120]   # the rest from the share
+    assert len([n for n in r2.graph.names if not n.startswith("seed:")]) == 120
